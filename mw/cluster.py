@@ -1,0 +1,130 @@
+"""What managers share: a cluster (L2 connection pool, Mlt pool, codec, clock) and its nodes (L1 each).
+
+Managers built in one process from equal configuration (and the same clock) get the same cluster, so
+they share one Redis pool, one Mlt pool and the default node's L1. The simulator asks for several
+named nodes in one cluster; each has its own L1. The cluster also knows every live manager, which is
+how a delete or a write on one agent reaches the L0 of every other agent in the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from mw.clock import Clock, system_clock
+from mw.codec import Codec
+from mw.config import MwConfig
+from mw.mlt import MltStore, open_store
+from mw.tiers.l1 import L1Cache
+from mw.tiers.l2 import RedisTier
+
+if TYPE_CHECKING:
+    from mw.tiers.l0 import L0Cache
+
+log = logging.getLogger("mw.cluster")
+
+DEFAULT_NODE = "local"
+
+
+class Node:
+    """One node: its L1 and the L0s of the agents on it."""
+
+    def __init__(self, name: str, l1: L1Cache) -> None:
+        self.name = name
+        self.l1 = l1
+        self.l0s: weakref.WeakSet[L0Cache] = weakref.WeakSet()
+
+
+class Cluster:
+    def __init__(self, config: MwConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.codec = Codec(config.codec, config.compress_min_bytes, config.max_value_bytes)
+        self._lock = threading.Lock()
+        self._l2: RedisTier | None = None
+        self._mlt: MltStore | None = None
+        self.nodes: dict[str, Node] = {}
+        self.closed = False
+
+    @property
+    def l2(self) -> RedisTier:
+        if self._l2 is None:
+            with self._lock:
+                if self._l2 is None:
+                    c = self.config
+                    self._l2 = RedisTier(
+                        c.redis_url, namespace=c.namespace, timeout_s=c.redis_timeout_s, retry_s=c.tier_retry_s
+                    )
+        return self._l2
+
+    @property
+    def mlt(self) -> MltStore:
+        if self._mlt is None:
+            with self._lock:
+                if self._mlt is None:
+                    self._mlt = open_store(self.config.mlt_dsn)
+        return self._mlt
+
+    def node(self, name: str = DEFAULT_NODE) -> Node:
+        node = self.nodes.get(name)
+        if node is None:
+            with self._lock:
+                node = self.nodes.get(name)
+                if node is None:
+                    node = Node(name, L1Cache(self.config.l1_max_items, self.config.l1_ttl_s, self.clock))
+                    self.nodes[name] = node
+        return node
+
+    def drop_local(self, keys: Iterable[str], *, keep: L0Cache | None = None) -> int:
+        """Remove keys from every L1 and every L0 in this process (except ``keep``); return copies dropped."""
+        keys = list(keys)
+        dropped = 0
+        for node in list(self.nodes.values()):
+            for key in keys:
+                dropped += node.l1.pop(key)
+            for l0 in list(node.l0s):
+                if l0 is keep:
+                    continue
+                for key in keys:
+                    dropped += l0.pop(key)
+        return dropped
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            if self._l2 is not None:
+                self._l2.close()
+            if self._mlt is not None:
+                self._mlt.close()
+            self._l2 = self._mlt = None
+
+
+_clusters: dict[tuple[MwConfig, int], Cluster] = {}
+_clocks: dict[int, Clock] = {}
+_registry_lock = threading.Lock()
+
+
+def cluster_for(config: MwConfig, clock: Clock | None = None) -> Cluster:
+    """The process's cluster for this configuration and clock, made on first use."""
+    clock = system_clock if clock is None else clock
+    key = (config, id(clock))
+    with _registry_lock:
+        cluster = _clusters.get(key)
+        if cluster is None or cluster.closed:
+            cluster = Cluster(config, clock)
+            _clusters[key] = cluster
+            _clocks[id(clock)] = clock  # keeps the clock alive so its id is not reused while keyed
+        return cluster
+
+
+def close_all() -> None:
+    """Close every cluster of the process (pools, connections). Tests and the simulator call this."""
+    with _registry_lock:
+        clusters = list(_clusters.values())
+        _clusters.clear()
+        _clocks.clear()
+    for cluster in clusters:
+        cluster.close()

@@ -1,0 +1,215 @@
+"""The byte format of every value in L1, L2 and Mlt: a small versioned envelope around JSON (or msgpack).
+
+Never pickle: whoever can write to a pickled cache can run code in every reader (defect 11). The
+envelope is::
+
+    b"MW" | version (1 byte) | flags (1 byte) | expire_at (float64, NaN = never) | payload
+
+``expire_at`` is absolute epoch seconds and travels with the value, so a copy in L0 or L1 can never
+outlive the item it copies, and a reader can tell an expired copy from the header alone. The payload
+is a JSON-model tree; values JSON cannot carry (datetime, date, time, timedelta, UUID, Decimal, bytes,
+tuple, dicts with non-str keys) are tagged as one-key objects such as ``{"$uuid": "..."}``; a user dict
+that merely looks like a tag is escaped, so every supported value round-trips exactly. The payload is
+zlib-compressed over a threshold. Anything else raises :class:`CodecError` naming the type.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+import struct
+import uuid
+import zlib
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from mw.errors import CodecError, ValueTooLargeError
+
+MAGIC = b"MW"
+VERSION = 1
+_HEADER = struct.Struct(">2sBBd")
+HEADER_SIZE = _HEADER.size
+
+FLAG_COMPRESSED = 0x01
+FORMAT_JSON = 0x00
+FORMAT_MSGPACK = 0x02
+_FORMAT_MASK = 0x06
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def to_plain(value: Any) -> Any:
+    """Turn a value into a JSON-model tree with tagged special types."""
+    t = type(value)
+    if t in _SCALARS:
+        return value
+    if t is dict:
+        if all(type(k) is str for k in value):
+            out = {k: to_plain(v) for k, v in value.items()}
+            if len(out) == 1 and next(iter(out)).startswith("$"):
+                return {"$esc": out}
+            return out
+        return {"$map": [[to_plain(k), to_plain(v)] for k, v in value.items()]}
+    if t is list:
+        return [to_plain(v) for v in value]
+    if t is tuple:
+        return {"$tuple": [to_plain(v) for v in value]}
+    if t is dt.datetime:
+        return {"$dt": value.isoformat()}
+    if t is dt.date:
+        return {"$date": value.isoformat()}
+    if t is dt.time:
+        return {"$time": value.isoformat()}
+    if t is dt.timedelta:
+        return {"$td": [value.days, value.seconds, value.microseconds]}
+    if t is uuid.UUID:
+        return {"$uuid": str(value)}
+    if t is Decimal:
+        return {"$dec": str(value)}
+    if t is bytes:
+        return {"$b64": base64.b64encode(value).decode("ascii")}
+    # Subclasses (IntEnum, str-enums, OrderedDict...) are stored as their base type's value.
+    for base, conv in ((bool, bool), (int, int), (float, float), (str, str)):
+        if isinstance(value, base):
+            return conv(value)
+    if isinstance(value, dict):
+        return to_plain(dict(value))
+    if isinstance(value, (list, tuple)):
+        return to_plain(list(value))
+    raise CodecError(f"cannot encode a value of type {t.__module__}.{t.__qualname__}: {value!r:.80}")
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "$esc": lambda v: v,
+    "$map": lambda v: {_hashable(k): x for k, x in v},
+    "$tuple": tuple,
+    "$dt": dt.datetime.fromisoformat,
+    "$date": dt.date.fromisoformat,
+    "$time": dt.time.fromisoformat,
+    "$td": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    "$uuid": uuid.UUID,
+    "$dec": Decimal,
+    "$b64": lambda v: base64.b64decode(v.encode("ascii"), validate=True),
+}
+
+
+def _hashable(k: Any) -> Any:
+    return tuple(_hashable(x) for x in k) if isinstance(k, list) else k
+
+
+def _object_hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        (tag, payload), = obj.items()
+        decoder = _DECODERS.get(tag)
+        if decoder is not None:
+            return decoder(payload)
+    return obj
+
+
+def from_plain(tree: Any) -> Any:
+    """Inverse of :func:`to_plain` for trees that did not come through ``json.loads`` (msgpack)."""
+    t = type(tree)
+    if t is dict:
+        return _object_hook({k: from_plain(v) for k, v in tree.items()})
+    if t is list:
+        return [from_plain(v) for v in tree]
+    return tree
+
+
+def dumps_json(value: Any) -> str:
+    """Tagged JSON text; what Mlt stores in its value columns."""
+    try:
+        return json.dumps(to_plain(value), separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise CodecError(f"cannot encode value: {exc}") from exc
+
+
+def loads_json(text: str | bytes) -> Any:
+    try:
+        return json.loads(text, object_hook=_object_hook)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise CodecError(f"not a valid tagged JSON value: {exc}") from exc
+
+
+class Codec:
+    """Encodes values into envelopes and back. One per cluster; stateless after construction."""
+
+    __slots__ = ("compress_min_bytes", "fmt", "max_value_bytes", "_msgpack")
+
+    def __init__(self, fmt: str = "json", compress_min_bytes: int = 1024, max_value_bytes: int = 1 << 20) -> None:
+        if fmt not in ("json", "msgpack"):
+            raise CodecError(f"unknown codec format {fmt!r}: expected json or msgpack")
+        self.fmt = fmt
+        self.compress_min_bytes = compress_min_bytes
+        self.max_value_bytes = max_value_bytes
+        self._msgpack: Any = None
+        if fmt == "msgpack":
+            try:
+                import msgpack
+            except ImportError as exc:
+                raise CodecError("MW_CODEC=msgpack needs the msgpack package: pip install 'pytest-mw[msgpack]'") from exc
+            self._msgpack = msgpack
+
+    def encode(self, value: Any, expire_at: float | None, key: str = "?") -> bytes:
+        tree = to_plain(value)
+        flags = FORMAT_JSON
+        try:
+            if self._msgpack is not None:
+                flags = FORMAT_MSGPACK
+                payload = self._msgpack.packb(tree, use_bin_type=True)
+            else:
+                payload = json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CodecError(f"cannot encode value for {key!r}: {exc}") from exc
+        if len(payload) >= self.compress_min_bytes:
+            packed = zlib.compress(payload, 1)
+            if len(packed) < len(payload):
+                payload, flags = packed, flags | FLAG_COMPRESSED
+        size = HEADER_SIZE + len(payload)
+        if size > self.max_value_bytes:
+            raise ValueTooLargeError(key, size, self.max_value_bytes)
+        exp = math.nan if expire_at is None else float(expire_at)
+        return _HEADER.pack(MAGIC, VERSION, flags, exp) + payload
+
+    def decode(self, data: bytes) -> tuple[Any, float | None]:
+        """Return ``(value, expire_at)``; raise :class:`CodecError` for anything that is not our envelope."""
+        expire_at, flags = _read_header(data)
+        payload = memoryview(data)[HEADER_SIZE:]
+        try:
+            raw = zlib.decompress(payload) if flags & FLAG_COMPRESSED else bytes(payload)
+            fmt = flags & _FORMAT_MASK
+            if fmt == FORMAT_JSON:
+                value = json.loads(raw, object_hook=_object_hook)
+            elif fmt == FORMAT_MSGPACK:
+                msgpack = self._msgpack
+                if msgpack is None:
+                    import msgpack
+                value = from_plain(msgpack.unpackb(raw, raw=False, strict_map_key=False))
+            else:
+                raise CodecError(f"unknown payload format flag {fmt:#x}")
+        except CodecError:
+            raise
+        except Exception as exc:  # zlib.error, ValueError, msgpack errors: all mean "corrupt".
+            raise CodecError(f"corrupt envelope payload: {type(exc).__name__}: {exc}") from exc
+        return value, expire_at
+
+
+def _read_header(data: bytes) -> tuple[float | None, int]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"expected bytes, got {type(data).__name__}")
+    if len(data) < HEADER_SIZE:
+        raise CodecError(f"envelope too short ({len(data)} bytes)")
+    magic, version, flags, exp = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise CodecError(f"not an Mw envelope (starts with {bytes(data[:8])!r})")
+    if version != VERSION:
+        raise CodecError(f"unsupported envelope version {version}")
+    return (None if math.isnan(exp) else exp), flags
+
+
+def peek_expire_at(data: bytes) -> float | None:
+    """The envelope's expiry without decoding its payload."""
+    return _read_header(data)[0]

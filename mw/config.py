@@ -1,0 +1,202 @@
+"""Every setting, its default, and how it is read from the environment.
+
+The origin system froze its settings at import and never read three of them (defect 12). Here
+:meth:`MwConfig.from_env` reads ``os.environ`` each time it is called, validates every value and
+raises :class:`~mw.errors.ConfigError` naming the variable and the value it refused. A TTL of 0 is a
+real value ("do not cache"), never replaced by a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mw.errors import ConfigError
+
+TASK_STATUSES = ("created", "queued", "running", "retry", "completed", "failed", "cancelled")
+
+DEFAULT_TASK_TTLS_S: dict[str, float] = {
+    "created": 10.0,
+    "queued": 10.0,
+    "running": 10.0,
+    "retry": 20.0,
+    "completed": 600.0,
+    "failed": 300.0,
+    "cancelled": 300.0,
+    "default": 30.0,
+    "negative": 30.0,
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ConfigError(name, raw, "expected one of true/false, 1/0, yes/no, on/off")
+
+
+def _parse_seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(name, raw, "expected a number of seconds") from None
+    if math.isnan(value) or math.isinf(value):
+        raise ConfigError(name, raw, "expected a finite number of seconds")
+    if value < 0:
+        raise ConfigError(name, raw, "a TTL cannot be negative (0 means: do not cache)")
+    return value
+
+
+def _parse_count(name: str, raw: str, minimum: int = 1) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(name, raw, "expected a whole number") from None
+    if value < minimum:
+        raise ConfigError(name, raw, f"must be at least {minimum}")
+    return value
+
+
+def _parse_namespace(name: str, raw: str) -> str:
+    value = raw.strip()
+    if any(ord(c) < 32 or c.isspace() for c in value):
+        raise ConfigError(name, raw, "no whitespace or control characters")
+    if len(value) > 64:
+        raise ConfigError(name, raw, "at most 64 characters")
+    return value
+
+
+def _parse_codec(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("json", "msgpack"):
+        raise ConfigError(name, raw, "expected json or msgpack")
+    return value
+
+
+@dataclass(frozen=True)
+class MwConfig:
+    """Settings of one Mw deployment. Equal configs share one cluster (L2 pool, Mlt pool) per process."""
+
+    enabled: bool = True
+    l0_max_items: int = 10_000
+    l0_max_bytes: int = 64 * 1024 * 1024
+    l1_ttl_s: float = 30.0
+    l1_max_items: int = 100_000
+    l2_ttl_s: float = 3600.0
+    redis_url: str | None = None
+    mlt_dsn: str | None = None
+    namespace: str = ""
+    task_ttls_s: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TASK_TTLS_S))
+    codec: str = "json"
+    compress_min_bytes: int = 1024
+    max_value_bytes: int = 1024 * 1024
+    redis_timeout_s: float = 0.5
+    tier_retry_s: float = 1.0
+    hot_items_capacity: int = 64
+
+    def __post_init__(self) -> None:
+        for status in DEFAULT_TASK_TTLS_S:
+            if status not in self.task_ttls_s:
+                raise ConfigError(f"MW_TASK_TTL_{status.upper()}_S", None, "missing from task_ttls_s")
+        for status, ttl in self.task_ttls_s.items():
+            if ttl < 0:
+                raise ConfigError(f"MW_TASK_TTL_{status.upper()}_S", ttl, "a TTL cannot be negative")
+        for name, value in (("MW_L1_TTL_S", self.l1_ttl_s), ("MW_L2_TTL_S", self.l2_ttl_s)):
+            if value < 0:
+                raise ConfigError(name, value, "a TTL cannot be negative (0 means: do not cache)")
+        for name, count in (
+            ("MW_L0_MAX_ITEMS", self.l0_max_items),
+            ("MW_L0_MAX_BYTES", self.l0_max_bytes),
+            ("MW_L1_MAX_ITEMS", self.l1_max_items),
+            ("MW_MAX_VALUE_BYTES", self.max_value_bytes),
+        ):
+            if count < 1:
+                raise ConfigError(name, count, "must be at least 1")
+        # A frozen dataclass must stay hashable: store the TTL table as a sorted tuple-backed dict copy.
+        object.__setattr__(self, "task_ttls_s", _FrozenTTLs(self.task_ttls_s))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> MwConfig:
+        """Read every ``MW_*`` variable now. ``overrides`` (field names) win over the environment."""
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, object] = {}
+        scalar = {
+            "MW_ENABLED": ("enabled", _parse_bool),
+            "MW_L0_MAX_ITEMS": ("l0_max_items", _parse_count),
+            "MW_L0_MAX_BYTES": ("l0_max_bytes", _parse_count),
+            "MW_L1_TTL_S": ("l1_ttl_s", _parse_seconds),
+            "MW_L1_MAX_ITEMS": ("l1_max_items", _parse_count),
+            "MW_L2_TTL_S": ("l2_ttl_s", _parse_seconds),
+            "MW_NAMESPACE": ("namespace", _parse_namespace),
+            "MW_CODEC": ("codec", _parse_codec),
+            "MW_COMPRESS_MIN_BYTES": ("compress_min_bytes", _parse_count),
+            "MW_MAX_VALUE_BYTES": ("max_value_bytes", _parse_count),
+            "MW_REDIS_TIMEOUT_S": ("redis_timeout_s", _parse_seconds),
+            "MW_TIER_RETRY_S": ("tier_retry_s", _parse_seconds),
+            "MW_HOT_ITEMS_CAPACITY": ("hot_items_capacity", _parse_count),
+        }
+        for var, (attr, parse) in scalar.items():
+            raw = env.get(var)
+            if raw is not None and raw.strip() != "":
+                kwargs[attr] = parse(var, raw)
+        for var, attr in (("MW_REDIS_URL", "redis_url"), ("MW_MLT_DSN", "mlt_dsn")):
+            raw = env.get(var)
+            if raw is not None and raw.strip():
+                kwargs[attr] = _check_url(var, raw.strip())
+        ttls = dict(DEFAULT_TASK_TTLS_S)
+        for status in DEFAULT_TASK_TTLS_S:
+            var = f"MW_TASK_TTL_{status.upper()}_S"
+            raw = env.get(var)
+            if raw is not None and raw.strip() != "":
+                ttls[status] = _parse_seconds(var, raw)
+        kwargs["task_ttls_s"] = ttls
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], overrides[sorted(unknown)[0]], "no such setting")
+        kwargs.update(overrides)
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> MwConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def task_ttl_s(self, status: str | None) -> float:
+        """TTL for a task status; unknown statuses get the ``default`` TTL (documented, not silent)."""
+        key = (status or "").lower()
+        ttls = self.task_ttls_s
+        return ttls[key] if key in ttls and key not in ("default", "negative") else ttls["default"]
+
+    @property
+    def negative_ttl_s(self) -> float:
+        return self.task_ttls_s["negative"]
+
+    def cluster_identity(self) -> tuple[object, ...]:
+        """What decides whether two managers reach the same shared tiers."""
+        return (self.redis_url, self.mlt_dsn, self.namespace)
+
+
+class _FrozenTTLs(dict):  # type: ignore[type-arg]
+    """A read-only, hashable TTL table so that equal configs compare and hash equal."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def _readonly(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("MwConfig.task_ttls_s is read-only; use MwConfig.replace(task_ttls_s=...)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+
+def _check_url(var: str, raw: str) -> str:
+    if var == "MW_REDIS_URL" and not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(var, raw, "expected a redis://, rediss:// or unix:// URL")
+    if var == "MW_MLT_DSN" and not raw.startswith(("postgresql://", "postgres://", "sqlite://")):
+        raise ConfigError(var, raw, "expected postgresql://... or sqlite:///path (or sqlite:// for in-memory)")
+    return raw

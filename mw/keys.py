@@ -1,0 +1,151 @@
+"""The key grammar. Every key the runtime reads, writes or deletes is built by a function in this module.
+
+The origin system wrote task rows under ``global:item:task:by_id:X`` and read them under ``task:by_id:X``
+(defect 1). Here write, read and delete of an item all call the same builder, so they cannot disagree.
+
+Grammar::
+
+    global:item:{kind}:{scope}:{id}     typed global item (the sanctioned global write)
+    global:item:{id}                    untyped global item (set_global_item)
+    organ:{organ_id}:item:{kind}:{id}   an agent's typed item (L0 only)
+    organ:{organ_id}:item:{id}          an agent's untyped item (set_item, L0 only)
+    mw:neg:{key}                        internal: "known absent" marker of {key}
+    mw:lease:{key}                      internal: in-flight load lease of {key}
+
+``kind``, ``scope`` and ``organ_id`` may not contain ``:``; an ``id`` may (it is the last component),
+but may not itself start with a reserved prefix, so no key is ever prefixed twice.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from functools import lru_cache
+
+from mw.errors import KeyGrammarError
+
+GLOBAL_PREFIX = "global:item:"
+ORGAN_PREFIX = "organ:"
+NEGATIVE_PREFIX = "mw:neg:"
+LEASE_PREFIX = "mw:lease:"
+RESERVED_PREFIXES = (GLOBAL_PREFIX, "global:", ORGAN_PREFIX, "mw:")
+DOUBLE_PREFIX = GLOBAL_PREFIX + GLOBAL_PREFIX
+
+MAX_COMPONENT_LEN = 256
+MAX_KEY_LEN = 1024
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_OR_COLON = re.compile(r"[\x00-\x1f\x7f:]")
+
+
+def check_component(part: str, value: object, *, colon_ok: bool = False) -> str:
+    """Return ``value`` if it is a valid key component, else raise :class:`KeyGrammarError` naming it."""
+    if not isinstance(value, str):
+        raise KeyGrammarError(part, value, f"must be a str, not {type(value).__name__}")
+    if not value:
+        raise KeyGrammarError(part, value, "must not be empty")
+    if len(value) > MAX_COMPONENT_LEN:
+        raise KeyGrammarError(part, value[:40] + "...", f"longer than {MAX_COMPONENT_LEN} characters")
+    bad = (_CONTROL if colon_ok else _CONTROL_OR_COLON).search(value)
+    if bad:
+        what = "':'" if bad.group() == ":" else f"control character {bad.group()!r}"
+        raise KeyGrammarError(part, value, f"contains {what}")
+    return value
+
+
+def _check_id(value: object) -> str:
+    item_id = check_component("item_id", value, colon_ok=True)
+    if item_id.startswith(RESERVED_PREFIXES):
+        raise KeyGrammarError("item_id", item_id, "starts with a reserved prefix; pass the bare id")
+    return item_id
+
+
+def _build_global_typed(kind: object, scope: object, item_id: object) -> str:
+    return (
+        f"{GLOBAL_PREFIX}{check_component('kind', kind)}:{check_component('scope', scope)}:{_check_id(item_id)}"
+    )
+
+
+_global_typed_cached = lru_cache(maxsize=8192)(_build_global_typed)
+
+
+def global_typed_key(kind: str, scope: str, item_id: str) -> str:
+    """``global:item:{kind}:{scope}:{id}``. Memoised: this is on every typed read's hot path."""
+    try:
+        return _global_typed_cached(kind, scope, item_id)
+    except TypeError:
+        return _build_global_typed(kind, scope, item_id)
+
+
+def organ_typed_key(organ_id: str, kind: str, item_id: str) -> str:
+    """``organ:{organ_id}:item:{kind}:{id}``: an agent's private typed item."""
+    return (
+        f"{ORGAN_PREFIX}{check_component('organ_id', organ_id)}:item:"
+        f"{check_component('kind', kind)}:{_check_id(item_id)}"
+    )
+
+
+def organ_key(organ_id: str, item_id: str) -> str:
+    """``organ:{organ_id}:item:{id}``: what :meth:`MwManager.set_item` writes."""
+    if isinstance(item_id, str) and item_id.startswith(f"{ORGAN_PREFIX}{organ_id}:item:"):
+        return check_component("item_id", item_id, colon_ok=True)
+    return f"{ORGAN_PREFIX}{check_component('organ_id', organ_id)}:item:{_check_id(item_id)}"
+
+
+def global_key(item_id: str, *, is_global: bool = False) -> str:
+    """The global key of an id: prefixed once, never twice.
+
+    ``is_global=True`` says the caller passes a full global key: it is used as given (and must be one).
+    An id that already carries the prefix is not prefixed again either.
+    """
+    key = check_component("item_id", item_id, colon_ok=True)
+    if key.startswith(GLOBAL_PREFIX):
+        if key.startswith(DOUBLE_PREFIX):
+            raise KeyGrammarError("item_id", key, "is double-prefixed")
+        if len(key) == len(GLOBAL_PREFIX):
+            raise KeyGrammarError("item_id", key, "has a prefix but no id")
+        return key
+    if is_global:
+        raise KeyGrammarError("item_id", key, f"is_global=True but the key does not start with {GLOBAL_PREFIX!r}")
+    if key.startswith(RESERVED_PREFIXES):
+        raise KeyGrammarError("item_id", key, "starts with a reserved prefix")
+    return GLOBAL_PREFIX + key
+
+
+def task_id_str(task_id: object) -> str:
+    """Task ids come as str, int or UUID from databases; the key always uses their canonical text."""
+    if isinstance(task_id, bool) or task_id is None:
+        raise KeyGrammarError("task_id", task_id, "must be a str, int or UUID")
+    if isinstance(task_id, (int, uuid.UUID)):
+        return str(task_id)
+    return check_component("task_id", task_id, colon_ok=True)
+
+
+def task_key(task_id: object) -> str:
+    """``global:item:task:by_id:{id}``: the one key of a cached task row, for write, read and delete."""
+    return global_typed_key("task", "by_id", task_id_str(task_id))
+
+
+def negative_key(key: str) -> str:
+    return NEGATIVE_PREFIX + key
+
+
+def lease_key(key: str) -> str:
+    return LEASE_PREFIX + key
+
+
+def is_internal(key: str) -> bool:
+    """Internal probes (negative markers, leases) never count as demand for hot items."""
+    return key.startswith("mw:")
+
+
+def display_name(key: str) -> str:
+    """How a key shows in telemetry: ``task:by_id:123`` for ``global:item:task:by_id:123``."""
+    return key[len(GLOBAL_PREFIX) :] if key.startswith(GLOBAL_PREFIX) else key
+
+
+def check_full_key(key: str) -> str:
+    """Validate a key handed in whole (e.g. to ``del_global_key``)."""
+    if len(key) > MAX_KEY_LEN:
+        raise KeyGrammarError("key", key[:40] + "...", f"longer than {MAX_KEY_LEN} characters")
+    return key

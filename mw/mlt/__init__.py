@@ -1,0 +1,22 @@
+"""Mlt, the long-term store: SQLite embedded by default, PostgreSQL for real deployments."""
+
+from __future__ import annotations
+
+from mw.errors import ConfigError
+from mw.mlt.base import MISSING, MltStore
+
+
+def open_store(dsn: str | None) -> MltStore:
+    """Open the store a DSN names: unset or ``sqlite://...`` -> SQLite, ``postgresql://...`` -> PostgreSQL."""
+    if dsn is None or dsn.startswith("sqlite://"):
+        from mw.mlt.sqlite import SqliteMltStore
+
+        return SqliteMltStore(dsn or "sqlite://")
+    if dsn.startswith(("postgresql://", "postgres://")):
+        from mw.mlt.postgres import PostgresMltStore
+
+        return PostgresMltStore(dsn)
+    raise ConfigError("MW_MLT_DSN", dsn, "expected postgresql://... or sqlite:///path")
+
+
+__all__ = ["MISSING", "MltStore", "open_store"]

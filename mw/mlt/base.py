@@ -1,0 +1,139 @@
+"""Mlt, the long-term store behind the cache tiers: the interface every backend implements.
+
+Two tables: typed items ``(kind, scope, item_id) -> value`` and task rows ``id -> row``. Values and
+rows are stored as tagged JSON (:func:`mw.codec.dumps_json`) so datetime, UUID and Decimal fields come
+back as they went in. Every statement that reads or writes counts in :attr:`MltStore.queries`: that
+counter is how tests and the simulator prove the cache spares the database.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from mw.codec import dumps_json, loads_json
+from mw.errors import TaskRowError
+from mw.keys import task_id_str
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Any = _Missing()
+"""Returned by :meth:`MltStore.get_item` when the store has no such item (``None`` is a storable value)."""
+
+
+class MltStore(abc.ABC):
+    """A long-term store. Implementations are thread-safe; async methods run the sync ones in a thread."""
+
+    dsn: str
+
+    def __init__(self) -> None:
+        self._query_lock = threading.Lock()
+        self._query_total = 0
+
+    @property
+    def queries(self) -> int:
+        """Statements issued since this store was opened (reads and writes)."""
+        return self._query_total
+
+    def _count(self) -> None:
+        with self._query_lock:
+            self._query_total += 1
+
+    # --- items ---------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_item(self, kind: str, scope: str, item_id: str) -> Any:
+        """The stored value, or :data:`MISSING`."""
+
+    @abc.abstractmethod
+    def put_item(self, kind: str, scope: str, item_id: str, value: Any) -> int:
+        """Insert or replace; return the item's new version."""
+
+    @abc.abstractmethod
+    def delete_item(self, kind: str, scope: str, item_id: str) -> bool:
+        """Remove; return whether it existed."""
+
+    # --- tasks ---------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_task(self, task_id: object) -> dict[str, Any] | None:
+        """The task row (with its ``version``), or ``None``."""
+
+    @abc.abstractmethod
+    def _upsert_task(self, task_id: str, status: str, row_json: str) -> int:
+        """Write a row; return its new version."""
+
+    @abc.abstractmethod
+    def _delete_task(self, task_id: str) -> bool: ...
+
+    def put_task(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert or replace a task row; returns the stored row including its new ``version``."""
+        task_id, status = _row_identity(row)
+        stored = dict(row)
+        stored.pop("version", None)
+        stored.setdefault("updated_at", time.time())
+        version = self._upsert_task(task_id, status, dumps_json(stored))
+        stored["version"] = version
+        return stored
+
+    def update_task_status(self, task_id: object, status: str, **fields: Any) -> dict[str, Any] | None:
+        """Change a task's status (and other fields); ``None`` when there is no such task.
+
+        Callers must invalidate the cached row afterwards; :meth:`mw.MwManager.update_task_status` does both.
+        """
+        row = self.get_task(task_id)
+        if row is None:
+            return None
+        row.update(fields)
+        row["status"] = status
+        row["updated_at"] = time.time()
+        return self.put_task(row)
+
+    def delete_task(self, task_id: object) -> bool:
+        return self._delete_task(task_id_str(task_id))
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # --- async forms ---------------------------------------------------------------------------------
+    async def get_item_async(self, kind: str, scope: str, item_id: str) -> Any:
+        return await asyncio.to_thread(self.get_item, kind, scope, item_id)
+
+    async def get_task_async(self, task_id: object) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.get_task, task_id)
+
+
+def _row_identity(row: Mapping[str, Any]) -> tuple[str, str]:
+    if not isinstance(row, Mapping):
+        raise TaskRowError(f"a task row must be a mapping, not {type(row).__name__}")
+    if row.get("id") is None:
+        raise TaskRowError(f"a task row needs an 'id' field: {dict(row)!r:.120}")
+    status = row.get("status")
+    if status is not None and not isinstance(status, str):
+        raise TaskRowError(f"task {row['id']!r}: status must be a str, not {type(status).__name__}")
+    return task_id_str(row["id"]), (status or "")
+
+
+def decode_row(row_json: str, version: int) -> dict[str, Any]:
+    row = loads_json(row_json)
+    row["version"] = version
+    return row
+
+
+def decode_value(value_json: str) -> Any:
+    return loads_json(value_json)
+
+
+def encode_value(value: Any) -> str:
+    return dumps_json(value)

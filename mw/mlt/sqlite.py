@@ -1,0 +1,91 @@
+"""The embedded Mlt: SQLite, in memory (``sqlite://``) or in a file (``sqlite:///path/to.db``).
+
+One connection guarded by a lock: SQLite serialises writers anyway, and one connection keeps an
+in-memory database shared by every manager of the cluster. File databases use WAL so that several
+processes (the stampede tests) can read while one writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any
+
+from mw.keys import task_id_str
+from mw.mlt.base import MISSING, MltStore, decode_row, decode_value, encode_value
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS mw_items (
+    kind TEXT NOT NULL, scope TEXT NOT NULL, item_id TEXT NOT NULL,
+    value TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (kind, scope, item_id)
+);
+CREATE TABLE IF NOT EXISTS mw_tasks (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, row TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1
+);
+"""
+
+
+def sqlite_path(dsn: str) -> str:
+    """``sqlite://`` -> ``:memory:``; ``sqlite:///tmp/x.db`` -> ``/tmp/x.db``."""
+    rest = dsn[len("sqlite://") :]
+    return ":memory:" if rest in ("", "/", "/:memory:", ":memory:") else rest
+
+
+class SqliteMltStore(MltStore):
+    def __init__(self, dsn: str = "sqlite://") -> None:
+        super().__init__()
+        self.dsn = dsn
+        path = sqlite_path(dsn)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        if path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(_SCHEMA)
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        with self._lock:
+            self._count()
+            row: tuple[Any, ...] | None = self._conn.execute(sql, params).fetchone()
+            return row
+
+    def get_item(self, kind: str, scope: str, item_id: str) -> Any:
+        row = self._one("SELECT value FROM mw_items WHERE kind=? AND scope=? AND item_id=?", (kind, scope, item_id))
+        return MISSING if row is None else decode_value(row[0])
+
+    def put_item(self, kind: str, scope: str, item_id: str, value: Any) -> int:
+        row = self._one(
+            "INSERT INTO mw_items (kind, scope, item_id, value) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kind, scope, item_id) DO UPDATE SET value=excluded.value, version=mw_items.version+1 "
+            "RETURNING version",
+            (kind, scope, item_id, encode_value(value)),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def delete_item(self, kind: str, scope: str, item_id: str) -> bool:
+        row = self._one(
+            "DELETE FROM mw_items WHERE kind=? AND scope=? AND item_id=? RETURNING 1", (kind, scope, item_id)
+        )
+        return row is not None
+
+    def get_task(self, task_id: object) -> dict[str, Any] | None:
+        row = self._one("SELECT row, version FROM mw_tasks WHERE id=?", (task_id_str(task_id),))
+        return None if row is None else decode_row(row[0], int(row[1]))
+
+    def _upsert_task(self, task_id: str, status: str, row_json: str) -> int:
+        row = self._one(
+            "INSERT INTO mw_tasks (id, status, row) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET status=excluded.status, row=excluded.row, version=mw_tasks.version+1 "
+            "RETURNING version",
+            (task_id, status, row_json),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def _delete_task(self, task_id: str) -> bool:
+        return self._one("DELETE FROM mw_tasks WHERE id=? RETURNING 1", (task_id,)) is not None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,197 @@
+"""L2: the cluster-wide tier in Redis (fakeredis when no ``MW_REDIS_URL`` is set).
+
+Values are envelopes with real Redis TTLs (``SET ... PX``). Multi-key reads are one ``MGET``. A failing
+Redis must not fail the caller: every call that cannot reach it raises :class:`TierUnavailable`, which
+the manager counts and answers from the next tier. After a failure the tier stays "down" for
+``MW_TIER_RETRY_S`` seconds of monotonic time, so a dead server costs one timeout, not one per call.
+
+The sync client and the asyncio clients (one per event loop: redis.asyncio connections belong to the
+loop that made them) share the URL and, in embedded mode, one in-process fake server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from mw.errors import MwError
+
+log = logging.getLogger("mw.l2")
+
+
+class TierUnavailable(MwError):
+    """L2 could not be reached for this call; the caller falls through to the next tier."""
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+
+
+class RedisTier:
+    def __init__(self, url: str | None, *, namespace: str = "", timeout_s: float = 0.5, retry_s: float = 1.0) -> None:
+        import redis
+
+        self.url = url
+        self.embedded = url is None
+        self.prefix = f"{namespace}:" if namespace else ""
+        self._timeout_s = timeout_s
+        self._retry_s = retry_s
+        self._down_until = 0.0
+        self._errors = _redis_errors()
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._alock = threading.Lock()
+        self._server: Any = None
+        if url is None:
+            import fakeredis
+
+            self._server = fakeredis.FakeServer()
+            self.client: Any = fakeredis.FakeRedis(server=self._server)
+        else:
+            self.client = redis.Redis.from_url(
+                url, socket_timeout=timeout_s or None, socket_connect_timeout=timeout_s or None,
+                health_check_interval=30,
+            )
+
+    # --- helpers -------------------------------------------------------------------------------------
+    def phys(self, key: str) -> str:
+        """The Redis key of a logical key: the namespace (if any) in front, nothing else."""
+        return self.prefix + key
+
+    def logical(self, phys_key: str | bytes) -> str:
+        text = phys_key.decode() if isinstance(phys_key, bytes) else phys_key
+        return text[len(self.prefix) :]
+
+    def _check_up(self) -> None:
+        if self._down_until and time.monotonic() < self._down_until:
+            raise TierUnavailable(f"L2 {self.describe()} is marked down after a failure")
+
+    def _failed(self, exc: BaseException) -> TierUnavailable:
+        self._down_until = time.monotonic() + self._retry_s
+        log.warning("L2 %s failed: %s: %s (skipping L2 for %.1fs)", self.describe(), type(exc).__name__, exc,
+                    self._retry_s)
+        return TierUnavailable(f"L2 {self.describe()}: {type(exc).__name__}: {exc}")
+
+    def _ok(self) -> None:
+        if self._down_until:
+            self._down_until = 0.0
+
+    def describe(self) -> str:
+        return "fakeredis (embedded)" if self.embedded else str(self.url)
+
+    def aclient(self) -> Any:
+        """The asyncio client for the running loop."""
+        loop = asyncio.get_running_loop()
+        client = self._aclients.get(loop)
+        if client is None:
+            with self._alock:
+                client = self._aclients.get(loop)
+                if client is None:
+                    if self._server is not None:
+                        import fakeredis
+
+                        client = fakeredis.FakeAsyncRedis(server=self._server)
+                    else:
+                        import redis.asyncio
+
+                        client = redis.asyncio.Redis.from_url(
+                            self.url, socket_timeout=self._timeout_s or None,
+                            socket_connect_timeout=self._timeout_s or None,
+                        )
+                    self._aclients[loop] = client
+        return client
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        self._check_up()
+        try:
+            result = fn(*args)
+        except self._errors as exc:
+            raise self._failed(exc) from exc
+        self._ok()
+        return result
+
+    async def _acall(self, coro_fn: Any, *args: Any) -> Any:
+        self._check_up()
+        try:
+            result = await coro_fn(*args)
+        except self._errors as exc:
+            raise self._failed(exc) from exc
+        self._ok()
+        return result
+
+    # --- sync ----------------------------------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        return self._call(self.client.get, self.phys(key))  # type: ignore[no-any-return]
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return list(self._call(self.client.mget, [self.phys(k) for k in keys]))
+
+    def set(self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = ()) -> None:
+        """``SET key data PX ttl`` and delete ``clear`` keys (negative markers) in one round trip."""
+        self._call(self._set_pipeline, key, data, ttl_ms, clear)
+
+    def _set_pipeline(self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str]) -> None:
+        if not clear:
+            self.client.set(self.phys(key), data, px=ttl_ms)
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.phys(key), data, px=ttl_ms)
+        pipe.delete(*[self.phys(k) for k in clear])
+        pipe.execute()
+
+    def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        return int(self._call(self.client.delete, *[self.phys(k) for k in keys]))
+
+    def set_nx(self, key: str, data: bytes, ttl_ms: int) -> bool:
+        return bool(self._call(self.client.set, self.phys(key), data, None, ttl_ms, True))
+
+    def pttl(self, key: str) -> int:
+        """Remaining TTL in ms as Redis reports it (-2 missing, -1 no expiry)."""
+        return int(self._call(self.client.pttl, self.phys(key)))
+
+    def scan_keys(self, match: str = "*", count: int = 500) -> list[str]:
+        it = self._call(lambda: list(self.client.scan_iter(match=self.phys(match), count=count)))
+        return [self.logical(k) for k in it]
+
+    # --- async ---------------------------------------------------------------------------------------
+    async def get_async(self, key: str) -> bytes | None:
+        return await self._acall(self.aclient().get, self.phys(key))  # type: ignore[no-any-return]
+
+    async def mget_async(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return list(await self._acall(self.aclient().mget, [self.phys(k) for k in keys]))
+
+    async def set_async(self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = ()) -> None:
+        client = self.aclient()
+
+        async def run() -> None:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(self.phys(key), data, px=ttl_ms)
+            if clear:
+                pipe.delete(*[self.phys(k) for k in clear])
+            await pipe.execute()
+
+        await self._acall(run)
+
+    async def delete_async(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        return int(await self._acall(self.aclient().delete, *[self.phys(k) for k in keys]))
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except self._errors:
+            pass
+        self._aclients.clear()
