@@ -22,8 +22,14 @@ def process_memory_metrics(top_n: int = 10) -> dict[str, Any]:
     """The heartbeat fields summed over every manager in this process."""
     counters = process_telemetry.counters()
     return _memory_metrics(
-        counters, process_telemetry.hot(top_n * 2), enabled=True, l0_items=0, l0_bytes=0,
-        l0_max_items=0, l0_max_bytes=0, top_n=top_n,
+        counters,
+        process_telemetry.hot(top_n * 2),
+        enabled=True,
+        l0_items=0,
+        l0_bytes=0,
+        l0_max_items=0,
+        l0_max_bytes=0,
+        top_n=top_n,
     )
 
 

@@ -56,7 +56,10 @@ class Cluster:
                 if self._l2 is None:
                     c = self.config
                     self._l2 = RedisTier(
-                        c.redis_url, namespace=c.namespace, timeout_s=c.redis_timeout_s, retry_s=c.tier_retry_s
+                        c.redis_url,
+                        namespace=c.namespace,
+                        timeout_s=c.redis_timeout_s,
+                        retry_s=c.tier_retry_s,
                     )
         return self._l2
 

@@ -50,7 +50,8 @@ def to_plain(value: Any) -> Any:
         if all(type(k) is str for k in value):
             out = {k: to_plain(v) for k, v in value.items()}
             if len(out) == 1 and next(iter(out)).startswith("$"):
-                return {"$esc": out}
+                # A pair, not a dict: json's object_hook decodes inner dicts first and would see the tag.
+                return {"$esc": next(iter(out.items()))}
             return out
         return {"$map": [[to_plain(k), to_plain(v)] for k, v in value.items()]}
     if t is list:
@@ -83,7 +84,7 @@ def to_plain(value: Any) -> Any:
 
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
-    "$esc": lambda v: v,
+    "$esc": lambda v: {v[0]: v[1]},
     "$map": lambda v: {_hashable(k): x for k, x in v},
     "$tuple": tuple,
     "$dt": dt.datetime.fromisoformat,
@@ -102,7 +103,7 @@ def _hashable(k: Any) -> Any:
 
 def _object_hook(obj: dict[str, Any]) -> Any:
     if len(obj) == 1:
-        (tag, payload), = obj.items()
+        ((tag, payload),) = obj.items()
         decoder = _DECODERS.get(tag)
         if decoder is not None:
             return decoder(payload)
@@ -137,7 +138,7 @@ def loads_json(text: str | bytes) -> Any:
 class Codec:
     """Encodes values into envelopes and back. One per cluster; stateless after construction."""
 
-    __slots__ = ("compress_min_bytes", "fmt", "max_value_bytes", "_msgpack")
+    __slots__ = ("_msgpack", "compress_min_bytes", "fmt", "max_value_bytes")
 
     def __init__(self, fmt: str = "json", compress_min_bytes: int = 1024, max_value_bytes: int = 1 << 20) -> None:
         if fmt not in ("json", "msgpack"):
@@ -150,7 +151,9 @@ class Codec:
             try:
                 import msgpack
             except ImportError as exc:
-                raise CodecError("MW_CODEC=msgpack needs the msgpack package: pip install 'pytest-mw[msgpack]'") from exc
+                raise CodecError(
+                    "MW_CODEC=msgpack needs the msgpack package: pip install 'pytest-mw[msgpack]'"
+                ) from exc
             self._msgpack = msgpack
 
     def encode(self, value: Any, expire_at: float | None, key: str = "?") -> bytes:

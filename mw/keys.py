@@ -61,9 +61,7 @@ def _check_id(value: object) -> str:
 
 
 def _build_global_typed(kind: object, scope: object, item_id: object) -> str:
-    return (
-        f"{GLOBAL_PREFIX}{check_component('kind', kind)}:{check_component('scope', scope)}:{_check_id(item_id)}"
-    )
+    return f"{GLOBAL_PREFIX}{check_component('kind', kind)}:{check_component('scope', scope)}:{_check_id(item_id)}"
 
 
 _global_typed_cached = lru_cache(maxsize=8192)(_build_global_typed)

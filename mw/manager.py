@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from mw import keys as K
@@ -50,7 +50,12 @@ class MwManager:
     """
 
     def __init__(
-        self, organ_id: str, config: MwConfig | None = None, *, node: str = DEFAULT_NODE, clock: Clock | None = None
+        self,
+        organ_id: str,
+        config: MwConfig | None = None,
+        *,
+        node: str = DEFAULT_NODE,
+        clock: Clock | None = None,
     ) -> None:
         self.organ_id = K.check_component("organ_id", organ_id)
         self.config = MwConfig.from_env() if config is None else config
@@ -270,7 +275,7 @@ class MwManager:
             except TierUnavailable:
                 self.telemetry.l2_errors += 1
                 found = [None] * len(pending)
-            for (item_id, key), data in zip(pending, found):
+            for (item_id, key), data in zip(pending, found, strict=False):
                 value = self._shared(key, data)
                 if value is _MISS:
                     self._missed(key)
@@ -441,8 +446,12 @@ class MwManager:
     def get_telemetry(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.telemetry.counters())
         out.update(
-            organ_id=self.organ_id, node=self.node.name, enabled=self.enabled,
-            l0_items=len(self._l0), l0_bytes=self._l0.nbytes, l0_evictions=self._l0.evictions,
+            organ_id=self.organ_id,
+            node=self.node.name,
+            enabled=self.enabled,
+            l0_items=len(self._l0),
+            l0_bytes=self._l0.nbytes,
+            l0_evictions=self._l0.evictions,
         )
         out["hit_ratio"] = out["hits"] / (out["hits"] + out["misses"]) if out["hits"] + out["misses"] else 0.0
         return out
@@ -455,9 +464,14 @@ class MwManager:
         counters = self.telemetry.counters()
         counters["l0_evictions"] = self._l0.evictions
         return memory_metrics(
-            counters, self.telemetry.hot.top(top_n * 2), enabled=self.enabled, l0_items=len(self._l0),
-            l0_bytes=self._l0.nbytes, l0_max_items=self.config.l0_max_items,
-            l0_max_bytes=self.config.l0_max_bytes, top_n=top_n,
+            counters,
+            self.telemetry.hot.top(top_n * 2),
+            enabled=self.enabled,
+            l0_items=len(self._l0),
+            l0_bytes=self._l0.nbytes,
+            l0_max_items=self.config.l0_max_items,
+            l0_max_bytes=self.config.l0_max_bytes,
+            top_n=top_n,
         )
 
     def close(self) -> None:

@@ -132,8 +132,15 @@ def hot_list(pairs: Iterable[tuple[str, int]], top_n: int) -> list[list[Any]]:
 
 
 def memory_metrics(
-    counters: dict[str, int], hot: list[tuple[str, int]], *, enabled: bool, l0_items: int, l0_bytes: int,
-    l0_max_items: int, l0_max_bytes: int, top_n: int = 10,
+    counters: dict[str, int],
+    hot: list[tuple[str, int]],
+    *,
+    enabled: bool,
+    l0_items: int,
+    l0_bytes: int,
+    l0_max_items: int,
+    l0_max_bytes: int,
+    top_n: int = 10,
 ) -> dict[str, Any]:
     """The heartbeat dict: every ``mw_*`` field of the checklist, then the extra ones we keep."""
     return {

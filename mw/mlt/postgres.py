@@ -38,7 +38,12 @@ class PostgresMltStore(MltStore):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(7201)")
         self._pool = ConnectionPool(
-            dsn, min_size=min_size, max_size=max_size, timeout=timeout_s, open=True, kwargs={"autocommit": True}
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout_s,
+            open=True,
+            kwargs={"autocommit": True},
         )
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -48,9 +53,7 @@ class PostgresMltStore(MltStore):
             return row
 
     def get_item(self, kind: str, scope: str, item_id: str) -> Any:
-        row = self._one(
-            "SELECT value FROM mw_items WHERE kind=%s AND scope=%s AND item_id=%s", (kind, scope, item_id)
-        )
+        row = self._one("SELECT value FROM mw_items WHERE kind=%s AND scope=%s AND item_id=%s", (kind, scope, item_id))
         return MISSING if row is None else decode_value(row[0])
 
     def put_item(self, kind: str, scope: str, item_id: str, value: Any) -> int:
@@ -65,7 +68,8 @@ class PostgresMltStore(MltStore):
 
     def delete_item(self, kind: str, scope: str, item_id: str) -> bool:
         row = self._one(
-            "DELETE FROM mw_items WHERE kind=%s AND scope=%s AND item_id=%s RETURNING 1", (kind, scope, item_id)
+            "DELETE FROM mw_items WHERE kind=%s AND scope=%s AND item_id=%s RETURNING 1",
+            (kind, scope, item_id),
         )
         return row is not None
 

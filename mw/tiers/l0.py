@@ -20,7 +20,20 @@ from mw.clock import Clock
 from mw.policy.s3fifo import S3FIFO, Entry
 
 IMMUTABLE = frozenset(
-    {str, int, float, bool, type(None), bytes, dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID, Decimal}
+    {
+        str,
+        int,
+        float,
+        bool,
+        type(None),
+        bytes,
+        dt.datetime,
+        dt.date,
+        dt.time,
+        dt.timedelta,
+        uuid.UUID,
+        Decimal,
+    }
 )
 
 

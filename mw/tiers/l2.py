@@ -12,6 +12,7 @@ loop that made them) share the URL and, in embedded mode, one in-process fake se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -55,7 +56,9 @@ class RedisTier:
             self.client: Any = fakeredis.FakeRedis(server=self._server)
         else:
             self.client = redis.Redis.from_url(
-                url, socket_timeout=timeout_s or None, socket_connect_timeout=timeout_s or None,
+                url,
+                socket_timeout=timeout_s or None,
+                socket_connect_timeout=timeout_s or None,
                 health_check_interval=30,
             )
 
@@ -74,8 +77,13 @@ class RedisTier:
 
     def _failed(self, exc: BaseException) -> TierUnavailable:
         self._down_until = time.monotonic() + self._retry_s
-        log.warning("L2 %s failed: %s: %s (skipping L2 for %.1fs)", self.describe(), type(exc).__name__, exc,
-                    self._retry_s)
+        log.warning(
+            "L2 %s failed: %s: %s (skipping L2 for %.1fs)",
+            self.describe(),
+            type(exc).__name__,
+            exc,
+            self._retry_s,
+        )
         return TierUnavailable(f"L2 {self.describe()}: {type(exc).__name__}: {exc}")
 
     def _ok(self) -> None:
@@ -101,7 +109,8 @@ class RedisTier:
                         import redis.asyncio
 
                         client = redis.asyncio.Redis.from_url(
-                            self.url, socket_timeout=self._timeout_s or None,
+                            self.url,
+                            socket_timeout=self._timeout_s or None,
                             socket_connect_timeout=self._timeout_s or None,
                         )
                     self._aclients[loop] = client
@@ -190,8 +199,6 @@ class RedisTier:
         return int(await self._acall(self.aclient().delete, *[self.phys(k) for k in keys]))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(self._errors):
             self.client.close()
-        except self._errors:
-            pass
         self._aclients.clear()

@@ -1,0 +1,57 @@
+"""Backends for the runtime tests: every behaviour runs on the embedded default and on real servers.
+
+``embedded`` is fakeredis + in-memory SQLite; ``real`` is a real Redis and a real PostgreSQL from the
+plugin's server fixtures (a throwaway process or container, or a server named by URL), with a
+per-test key namespace and a per-test database, so no test sees another's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import mw
+from mw import MwConfig, MwManager
+from mw.clock import ManualClock
+
+BACKENDS = ["embedded", "real"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def base_config(backend: str, request: pytest.FixtureRequest) -> MwConfig:
+    ns = f"t{uuid.uuid4().hex[:12]}"
+    if backend == "embedded":
+        return MwConfig.from_env({}, namespace=ns)
+    redis = request.getfixturevalue("mw_redis_url")
+    dsn = request.getfixturevalue("mw_postgres_dsn")
+    return MwConfig.from_env({}, redis_url=redis.url, mlt_dsn=str(dsn), namespace=redis.namespace.rstrip(":"))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=1_800_000_000.0)
+
+
+@pytest.fixture
+def make_manager(base_config: MwConfig, clock: ManualClock) -> Iterator[Callable[..., MwManager]]:
+    """Build agents that share the test's cluster; ``**changes`` alter the config (a new cluster)."""
+    made: list[MwManager] = []
+
+    def make(organ_id: str = "agent-1", *, node: str = "local", real_clock: bool = False, **changes: Any) -> MwManager:
+        config = base_config.replace(**changes) if changes else base_config
+        m = MwManager(organ_id, config, node=node, clock=None if real_clock else clock)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.close()
+    mw.close_all()

@@ -1,0 +1,77 @@
+"""Telemetry: heartbeat fields, per-tier hits, hot items of real items only, quiet logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+import mw
+from mw import MwManager
+from mw.telemetry import METRIC_FIELDS, HeavyHitters
+
+Make = Callable[..., MwManager]
+
+
+def test_memory_metrics_has_every_checklist_field_with_its_type(make_manager: Make) -> None:
+    a = make_manager("a")
+    a.set_global_item_typed("task", "by_id", "123", {"status": "queued"})
+    for _ in range(5):
+        a.get_item_typed("task", "by_id", "123")
+    a.get_item_typed("doc", "s", "absent")
+    m = a.memory_metrics()
+    for field, typ in METRIC_FIELDS.items():
+        assert isinstance(m[field], typ), field
+    assert m["mw_hit_ratio"] == pytest.approx(5 / 6)
+    assert m["mw_l0_hits"] == 5 and m["mw_hot_items"][0] == ["task:by_id:123", 5]
+    assert m["mw_l0_items"] == 1 and m["mw_l0_max_items"] == a.config.l0_max_items
+
+
+def test_hot_items_ignore_internal_probes(make_manager: Make) -> None:
+    a = make_manager("a")
+    for _ in range(10):
+        a.check_negative_cache("doc", "s", "1")
+        a.try_set_inflight("global:item:doc:s:1", 1)
+    a.get_item_typed("doc", "s", "2")
+    assert a.get_hot_items() == [["doc:s:2", 1]]
+
+
+def test_reset_and_process_totals(make_manager: Make) -> None:
+    a, b = make_manager("a"), make_manager("b")
+    a.set_global_item_typed("doc", "s", "1", "v")
+    a.get_item_typed("doc", "s", "1")
+    b.get_item_typed("doc", "s", "1")
+    before = mw.process_memory_metrics()["mw_l0_hits"]
+    b.get_item_typed("doc", "s", "1")
+    assert mw.process_memory_metrics()["mw_l0_hits"] == before + 1
+    b.close()
+    assert mw.process_memory_metrics()["mw_l0_hits"] == before + 1, "a closed agent's counts are kept"
+    a.reset_telemetry()
+    assert a.get_telemetry()["hits"] == 0 and a.get_hot_items() == []
+
+
+def test_miss_lines_are_debug_only(make_manager: Make, caplog: pytest.LogCaptureFixture) -> None:
+    a = make_manager("a")
+    with caplog.at_level(logging.INFO, logger="mw"):
+        for i in range(50):
+            a.get_item_typed("doc", "s", str(i))
+    assert "MISS" not in caplog.text
+    with caplog.at_level(logging.DEBUG, logger="mw"):
+        a.get_item_typed("doc", "s", "x")
+    assert "MISS global:item:doc:s:x" in caplog.text
+
+
+def test_heavy_hitters_keeps_the_heavy_ones_bounded() -> None:
+    hh = HeavyHitters(capacity=8)
+    for i in range(5000):
+        hh.add(f"k{i % 400}")
+        if i % 3 == 0:
+            hh.add("hot-a", 3)
+        if i % 5 == 0:
+            hh.add("hot-b", 2)
+    top = [k for k, _ in hh.top(2)]
+    assert top == ["hot-a", "hot-b"]
+    assert len(hh._counts) <= 16
+    with pytest.raises(ValueError, match="0"):
+        HeavyHitters(0)
