@@ -92,7 +92,7 @@ class Cluster:
                 if l0 is keep:
                     continue
                 for key in keys:
-                    dropped += l0.pop(key)
+                    dropped += l0.pop(key) is not None
         return dropped
 
     def close(self) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from functools import lru_cache
 
 from mw.errors import KeyGrammarError
 
@@ -61,18 +60,40 @@ def _check_id(value: object) -> str:
 
 
 def _build_global_typed(kind: object, scope: object, item_id: object) -> str:
-    return f"{GLOBAL_PREFIX}{check_component('kind', kind)}:{check_component('scope', scope)}:{_check_id(item_id)}"
+    return f"{_typed_prefix(kind, scope)}{_check_id(item_id)}"
 
 
-_global_typed_cached = lru_cache(maxsize=8192)(_build_global_typed)
+_PREFIXES: dict[tuple[str, str], str] = {}
+_PREFIX_CACHE_MAX = 4096
+
+
+def _typed_prefix(kind: object, scope: object) -> str:
+    prefix = f"{GLOBAL_PREFIX}{check_component('kind', kind)}:{check_component('scope', scope)}:"
+    if len(_PREFIXES) < _PREFIX_CACHE_MAX:
+        _PREFIXES[(kind, scope)] = prefix  # type: ignore[index]
+    return prefix
 
 
 def global_typed_key(kind: str, scope: str, item_id: str) -> str:
-    """``global:item:{kind}:{scope}:{id}``. Memoised: this is on every typed read's hot path."""
+    """``global:item:{kind}:{scope}:{id}``, validated.
+
+    This is on every typed read's hot path, so the common case is checked with C-level string
+    methods (a validated ``kind:scope`` prefix is remembered; a printable id needs no regex) and
+    anything unusual goes through the full checks, which name the bad part.
+    """
     try:
-        return _global_typed_cached(kind, scope, item_id)
-    except TypeError:
-        return _build_global_typed(kind, scope, item_id)
+        prefix = _PREFIXES.get((kind, scope))
+    except TypeError:  # unhashable kind or scope
+        prefix = None
+    if (
+        prefix is not None
+        and type(item_id) is str
+        and 0 < len(item_id) <= MAX_COMPONENT_LEN
+        and item_id.isprintable()
+        and not item_id.startswith(RESERVED_PREFIXES)
+    ):
+        return prefix + item_id
+    return _build_global_typed(kind, scope, item_id)
 
 
 def organ_typed_key(organ_id: str, kind: str, item_id: str) -> str:

@@ -26,6 +26,7 @@ from mw.tiers.l2 import TierUnavailable
 log = logging.getLogger("mw")
 
 _MISS: Any = object()
+_typed_key = K.global_typed_key
 
 Loader = Callable[[], Any]
 
@@ -66,6 +67,7 @@ class MwManager:
         self._l0 = L0Cache(self.config.l0_max_items, self.config.l0_max_bytes, self.clock)
         self.node.l0s.add(self._l0)
         self.telemetry = Telemetry(self.config.hot_items_capacity)
+        self._hot_add = self.telemetry.hot.add
         process_telemetry.register(self.telemetry)
         if not self.enabled:
             log.info("Mw caching disabled (MW_ENABLED=false) for organ %s: reads go to Mlt", self.organ_id)
@@ -90,18 +92,19 @@ class MwManager:
     # --- read path pieces (shared by sync and async) --------------------------------------------------
     def _local(self, key: str) -> Any:
         """L0, then this node's L1 (filling L0)."""
-        t = self.telemetry
         value = self._l0.get(key, _MISS)
         if value is not _MISS:
-            t.hits += 1
-            t.l0_hits += 1
+            self.telemetry.l0_hits += 1
             return value
+        return self._after_l0(key)
+
+    def _after_l0(self, key: str) -> Any:
         data = self.node.l1.get(key)
         if data is None:
             return _MISS
         value = self._accept(key, data, from_l2=False)
         if value is not _MISS:
-            t.l1_hits += 1
+            self.telemetry.l1_hits += 1
         return value
 
     def _accept(self, key: str, data: bytes, *, from_l2: bool) -> Any:
@@ -120,7 +123,6 @@ class MwManager:
             self.node.l1.set(key, data, expire_at)
             self.telemetry.l2_hits += 1
         self._l0.set(key, value, expire_at, len(data))
-        self.telemetry.hits += 1
         return value
 
     def _l2_get(self, key: str) -> bytes | None:
@@ -172,10 +174,14 @@ class MwManager:
         self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
     ) -> Any:
         """The typed global item, else this agent's typed item, else Mlt (or ``loader``); ``None`` if absent."""
-        key = K.global_typed_key(kind, scope, item_id)
-        self.telemetry.hot.add(key)
+        key = _typed_key(kind, scope, item_id)
+        self._hot_add(key)
         if self.enabled:
-            value = self._local(key)
+            value = self._l0.get(key, _MISS)
+            if value is not _MISS:
+                self.telemetry.l0_hits += 1
+                return value
+            value = self._after_l0(key)
             if value is _MISS:
                 value = self._shared(key, self._l2_get(key))
             if value is _MISS:
@@ -204,7 +210,6 @@ class MwManager:
     def _organ_typed(self, kind: str, item_id: str) -> Any:
         value = self._l0.get(K.organ_typed_key(self.organ_id, kind, item_id), _MISS)
         if value is not _MISS:
-            self.telemetry.hits += 1
             self.telemetry.l0_hits += 1
         return value
 
@@ -213,7 +218,6 @@ class MwManager:
             return _MISS
         value = self._l0.get(K.organ_key(self.organ_id, item_id), _MISS)
         if value is not _MISS:
-            self.telemetry.hits += 1
             self.telemetry.l0_hits += 1
         return value
 
@@ -374,10 +378,10 @@ class MwManager:
         return await self._delete_everywhere_async([K.global_typed_key(kind, scope, item_id)])
 
     def delete_organ_item(self, item_id: str) -> bool:
-        return self._l0.pop(K.organ_key(self.organ_id, item_id))
+        return self._l0.pop(K.organ_key(self.organ_id, item_id)) is not None
 
     def delete_organ_item_typed(self, kind: str, item_id: str) -> bool:
-        return self._l0.pop(K.organ_typed_key(self.organ_id, kind, item_id))
+        return self._l0.pop(K.organ_typed_key(self.organ_id, kind, item_id)) is not None
 
     def clear(self) -> int:
         """Empty this agent's L0."""

@@ -15,7 +15,6 @@ from typing import Any
 from mw.keys import display_name, is_internal
 
 COUNTERS = (
-    "hits",
     "misses",
     "l0_hits",
     "l1_hits",
@@ -50,21 +49,27 @@ METRIC_FIELDS: dict[str, type] = {
 
 
 class HeavyHitters:
-    """Bounded top-k counting (Space-Saving with batched pruning).
+    """Bounded top-k counting: Space-Saving with batched pruning behind a doorkeeper.
 
     Counts live in a dict of at most ``2 * capacity`` keys. When it fills, the ``capacity`` largest
     survive and the largest pruned count becomes the floor a new key starts from, as in Space-Saving:
-    a key's count is never under its true count, and over it by at most that floor. Pruning in batches
-    keeps an increment at one dict operation, amortised.
+    a tracked key's count is never under its true count, and over it by at most that floor.
+
+    A key seen for the first time only enters the doorkeeper, a bounded set that is emptied when full
+    (TinyLFU's trick): one-off keys, most of a long tail, never reach the counts, so they cost a set
+    insert instead of a pruning sort. A key seen again is counted from then on, its first sighting
+    included. Internal keys (``mw:``) are never counted.
     """
 
-    __slots__ = ("_counts", "_floor", "_lock", "capacity")
+    __slots__ = ("_counts", "_door", "_door_max", "_floor", "_lock", "capacity")
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, doorkeeper: int = 4096) -> None:
         if capacity < 1:
             raise ValueError(f"HeavyHitters capacity must be >= 1, got {capacity!r}")
         self.capacity = capacity
         self._counts: dict[str, int] = {}
+        self._door: set[str] = set()
+        self._door_max = doorkeeper
         self._floor = 0
         self._lock = threading.Lock()
 
@@ -74,9 +79,16 @@ class HeavyHitters:
         if c is not None:
             counts[key] = c + n
             return
-        if key.startswith("mw:"):
+        door = self._door
+        if key not in door:
+            if key.startswith("mw:"):
+                return
+            if len(door) >= self._door_max:
+                door.clear()
+            door.add(key)
             return
-        counts[key] = self._floor + n
+        door.discard(key)
+        counts[key] = self._floor + n + 1
         if len(counts) > 2 * self.capacity:
             self._prune()
 
@@ -96,9 +108,11 @@ class HeavyHitters:
 
     def discard(self, key: str) -> None:
         self._counts.pop(key, None)
+        self._door.discard(key)
 
     def clear(self) -> None:
         self._counts = {}
+        self._door = set()
         self._floor = 0
 
 
@@ -118,7 +132,13 @@ class Telemetry:
         self.hot.clear()
 
     def counters(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNTERS}
+        return _with_hits({name: getattr(self, name) for name in COUNTERS})
+
+
+def _with_hits(counters: dict[str, int]) -> dict[str, int]:
+    """Hits are not counted separately (one increment less on the hit path): they are the tier hits."""
+    counters["hits"] = counters["l0_hits"] + counters["l1_hits"] + counters["l2_hits"]
+    return counters
 
 
 def hit_ratio(hits: int, misses: int) -> float:
@@ -186,8 +206,8 @@ class ProcessTelemetry:
         with self._lock:
             if telemetry in self._live:
                 self._live.discard(telemetry)
-                for name, value in telemetry.counters().items():
-                    self._retired[name] += value
+                for name in COUNTERS:
+                    self._retired[name] += getattr(telemetry, name)
 
     def reset(self) -> None:
         with self._lock:
@@ -201,7 +221,7 @@ class ProcessTelemetry:
             for t in list(self._live):
                 for name in COUNTERS:
                     total[name] += getattr(t, name)
-            return total
+            return _with_hits(total)
 
     def hot(self, top_n: int) -> list[tuple[str, int]]:
         merged: dict[str, int] = {}

@@ -34,7 +34,10 @@ def test_hot_items_ignore_internal_probes(make_manager: Make) -> None:
         a.check_negative_cache("doc", "s", "1")
         a.try_set_inflight("global:item:doc:s:1", 1)
     a.get_item_typed("doc", "s", "2")
-    assert a.get_hot_items() == [["doc:s:2", 1]]
+    a.get_item_typed("doc", "s", "3")
+    assert a.get_hot_items() == [], "an item seen once is not hot yet"
+    a.get_item_typed("doc", "s", "2")
+    assert a.get_hot_items() == [["doc:s:2", 2]]
 
 
 def test_reset_and_process_totals(make_manager: Make) -> None:

@@ -1,0 +1,5 @@
+"""Eviction policies for the in-process cache tiers."""
+
+from mw.policy.s3fifo import S3FIFO, Entry
+
+__all__ = ["S3FIFO", "Entry"]
