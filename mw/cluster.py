@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from mw.clock import Clock, system_clock
 from mw.codec import Codec
 from mw.config import MwConfig
+from mw.invalidation import LANDED_CHANNEL, InvalidationBus
+from mw.lease import Leases
 from mw.mlt import MltStore, open_store
 from mw.tiers.l1 import L1Cache
 from mw.tiers.l2 import RedisTier
@@ -45,6 +47,8 @@ class Cluster:
         self.codec = Codec(config.codec, config.compress_min_bytes, config.max_value_bytes)
         self._lock = threading.Lock()
         self._l2: RedisTier | None = None
+        self._bus: InvalidationBus | None = None
+        self._leases: Leases | None = None
         self._mlt: MltStore | None = None
         self.nodes: dict[str, Node] = {}
         self.closed = False
@@ -55,13 +59,32 @@ class Cluster:
             with self._lock:
                 if self._l2 is None:
                     c = self.config
-                    self._l2 = RedisTier(
-                        c.redis_url,
-                        namespace=c.namespace,
-                        timeout_s=c.redis_timeout_s,
-                        retry_s=c.tier_retry_s,
+                    l2 = RedisTier(
+                        c.redis_url, namespace=c.namespace, timeout_s=c.redis_timeout_s, retry_s=c.tier_retry_s
                     )
+                    self._leases = Leases(l2, LANDED_CHANNEL)
+                    if c.pubsub:
+                        self._bus = InvalidationBus(l2, self.drop_local, self.flush_local)
+                        if not self._bus.start():
+                            log.warning("Invalidation bus on %s not subscribed yet; it keeps trying", l2.describe())
+                    self._l2 = l2
         return self._l2
+
+    @property
+    def bus(self) -> InvalidationBus | None:
+        """The pub/sub bus (``None`` with ``MW_PUBSUB=false``)."""
+        _ = self.l2
+        return self._bus
+
+    @property
+    def leases(self) -> Leases:
+        _ = self.l2
+        assert self._leases is not None
+        return self._leases
+
+    def inv_message(self, keys: list[str]) -> tuple[str, bytes] | None:
+        bus = self.bus
+        return None if bus is None else bus.message(keys)
 
     @property
     def mlt(self) -> MltStore:
@@ -95,9 +118,21 @@ class Cluster:
                     dropped += l0.pop(key) is not None
         return dropped
 
+    def flush_local(self) -> int:
+        """Empty every L1 and L0 of this cluster (the bus does this when it may have missed a message)."""
+        dropped = 0
+        for node in list(self.nodes.values()):
+            dropped += node.l1.clear()
+            for l0 in list(node.l0s):
+                dropped += l0.clear()
+        return dropped
+
     def close(self) -> None:
         with self._lock:
             self.closed = True
+            if self._bus is not None:
+                self._bus.stop()
+                self._bus = None
             if self._l2 is not None:
                 self._l2.close()
             if self._mlt is not None:

@@ -3,10 +3,12 @@
 Never pickle: whoever can write to a pickled cache can run code in every reader (defect 11). The
 envelope is::
 
-    b"MW" | version (1 byte) | flags (1 byte) | expire_at (float64, NaN = never) | payload
+    b"MW" | version (1 byte) | flags (1 byte) | expire_at (float64, NaN = never) | delta (float32) | payload
 
 ``expire_at`` is absolute epoch seconds and travels with the value, so a copy in L0 or L1 can never
-outlive the item it copies, and a reader can tell an expired copy from the header alone. The payload
+outlive the item it copies, and a reader can tell an expired copy from the header alone. ``delta`` is
+how long the value took to load (0 = unknown): early refresh (XFetch) needs it wherever the value is
+read, so it travels too. The payload
 is a JSON-model tree; values JSON cannot carry (datetime, date, time, timedelta, UUID, Decimal, bytes,
 tuple, dicts with non-str keys) are tagged as one-key objects such as ``{"$uuid": "..."}``; a user dict
 that merely looks like a tag is escaped, so every supported value round-trips exactly. The payload is
@@ -30,7 +32,7 @@ from mw.errors import CodecError, ValueTooLargeError
 
 MAGIC = b"MW"
 VERSION = 1
-_HEADER = struct.Struct(">2sBBd")
+_HEADER = struct.Struct(">2sBBdf")
 HEADER_SIZE = _HEADER.size
 
 FLAG_COMPRESSED = 0x01
@@ -156,7 +158,7 @@ class Codec:
                 ) from exc
             self._msgpack = msgpack
 
-    def encode(self, value: Any, expire_at: float | None, key: str = "?") -> bytes:
+    def encode(self, value: Any, expire_at: float | None, key: str = "?", delta: float = 0.0) -> bytes:
         tree = to_plain(value)
         flags = FORMAT_JSON
         try:
@@ -175,11 +177,16 @@ class Codec:
         if size > self.max_value_bytes:
             raise ValueTooLargeError(key, size, self.max_value_bytes)
         exp = math.nan if expire_at is None else float(expire_at)
-        return _HEADER.pack(MAGIC, VERSION, flags, exp) + payload
+        return _HEADER.pack(MAGIC, VERSION, flags, exp, delta) + payload
 
     def decode(self, data: bytes) -> tuple[Any, float | None]:
         """Return ``(value, expire_at)``; raise :class:`CodecError` for anything that is not our envelope."""
-        expire_at, flags = _read_header(data)
+        value, expire_at, _ = self.decode_full(data)
+        return value, expire_at
+
+    def decode_full(self, data: bytes) -> tuple[Any, float | None, float]:
+        """Return ``(value, expire_at, delta)``."""
+        expire_at, flags, delta = _read_header(data)
         payload = memoryview(data)[HEADER_SIZE:]
         try:
             raw = zlib.decompress(payload) if flags & FLAG_COMPRESSED else bytes(payload)
@@ -197,20 +204,22 @@ class Codec:
             raise
         except Exception as exc:  # zlib.error, ValueError, msgpack errors: all mean "corrupt".
             raise CodecError(f"corrupt envelope payload: {type(exc).__name__}: {exc}") from exc
-        return value, expire_at
+        return value, expire_at, delta
 
 
-def _read_header(data: bytes) -> tuple[float | None, int]:
+def _read_header(data: bytes) -> tuple[float | None, int, float]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     if len(data) < HEADER_SIZE:
         raise CodecError(f"envelope too short ({len(data)} bytes)")
-    magic, version, flags, exp = _HEADER.unpack_from(data)
+    magic, version, flags, exp, delta = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise CodecError(f"not an Mw envelope (starts with {bytes(data[:8])!r})")
     if version != VERSION:
         raise CodecError(f"unsupported envelope version {version}")
-    return (None if math.isnan(exp) else exp), flags
+    if math.isnan(delta) or delta < 0:
+        raise CodecError(f"bad load-time field {delta!r}")
+    return (None if math.isnan(exp) else exp), flags, delta
 
 
 def peek_expire_at(data: bytes) -> float | None:

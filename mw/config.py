@@ -55,6 +55,13 @@ def _parse_seconds(name: str, raw: str) -> float:
     return value
 
 
+def _parse_fraction(name: str, raw: str) -> float:
+    value = _parse_seconds(name, raw)
+    if value >= 1:
+        raise ConfigError(name, raw, "expected a fraction in [0, 1)")
+    return value
+
+
 def _parse_count(name: str, raw: str, minimum: int = 1) -> int:
     try:
         value = int(raw.strip())
@@ -101,6 +108,11 @@ class MwConfig:
     redis_timeout_s: float = 0.5
     tier_retry_s: float = 1.0
     hot_items_capacity: int = 64
+    pubsub: bool = True
+    lease_ttl_s: float = 10.0
+    ttl_jitter: float = 0.1
+    xfetch_beta: float = 1.0
+    prewarm_max_per_call: int = 100
 
     def __post_init__(self) -> None:
         for status in DEFAULT_TASK_TTLS_S:
@@ -112,6 +124,10 @@ class MwConfig:
         for name, value in (("MW_L1_TTL_S", self.l1_ttl_s), ("MW_L2_TTL_S", self.l2_ttl_s)):
             if value < 0:
                 raise ConfigError(name, value, "a TTL cannot be negative (0 means: do not cache)")
+        if not 0 <= self.ttl_jitter < 1:
+            raise ConfigError("MW_TTL_JITTER", self.ttl_jitter, "expected a fraction in [0, 1)")
+        if self.lease_ttl_s <= 0:
+            raise ConfigError("MW_LEASE_TTL_S", self.lease_ttl_s, "a lease needs a positive TTL")
         for name, count in (
             ("MW_L0_MAX_ITEMS", self.l0_max_items),
             ("MW_L0_MAX_BYTES", self.l0_max_bytes),
@@ -142,6 +158,11 @@ class MwConfig:
             "MW_REDIS_TIMEOUT_S": ("redis_timeout_s", _parse_seconds),
             "MW_TIER_RETRY_S": ("tier_retry_s", _parse_seconds),
             "MW_HOT_ITEMS_CAPACITY": ("hot_items_capacity", _parse_count),
+            "MW_PUBSUB": ("pubsub", _parse_bool),
+            "MW_LEASE_TTL_S": ("lease_ttl_s", _parse_seconds),
+            "MW_TTL_JITTER": ("ttl_jitter", _parse_fraction),
+            "MW_XFETCH_BETA": ("xfetch_beta", _parse_seconds),
+            "MW_PREWARM_MAX_PER_CALL": ("prewarm_max_per_call", _parse_count),
         }
         for var, (attr, parse) in scalar.items():
             raw = env.get(var)

@@ -145,6 +145,14 @@ def task_key(task_id: object) -> str:
     return global_typed_key("task", "by_id", task_id_str(task_id))
 
 
+def parse_typed(key: str) -> tuple[str, str, str] | None:
+    """``(kind, scope, id)`` of a typed global key, else ``None``."""
+    if not key.startswith(GLOBAL_PREFIX):
+        return None
+    parts = key[len(GLOBAL_PREFIX) :].split(":", 2)
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
+
+
 def negative_key(key: str) -> str:
     return NEGATIVE_PREFIX + key
 

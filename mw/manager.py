@@ -19,13 +19,15 @@ from mw.cluster import DEFAULT_NODE, Cluster, cluster_for
 from mw.config import MwConfig
 from mw.errors import CodecError, ConfigError
 from mw.mlt import MISSING
+from mw.readthrough import ReadThroughMixin
+from mw.tasks import TaskCacheMixin
 from mw.telemetry import Telemetry, hot_list, memory_metrics, process_telemetry
+from mw.tiers import MISS as _MISS
 from mw.tiers.l0 import L0Cache
 from mw.tiers.l2 import TierUnavailable
 
 log = logging.getLogger("mw")
 
-_MISS: Any = object()
 _typed_key = K.global_typed_key
 
 Loader = Callable[[], Any]
@@ -43,7 +45,7 @@ def _check_ttl(ttl_s: object) -> float:
     return float(ttl_s)
 
 
-class MwManager:
+class MwManager(ReadThroughMixin, TaskCacheMixin):
     """The working memory of one agent ("organ").
 
     ``config`` defaults to :meth:`MwConfig.from_env` read now. ``node`` names the node whose L1 this
@@ -68,6 +70,8 @@ class MwManager:
         self.node.l0s.add(self._l0)
         self.telemetry = Telemetry(self.config.hot_items_capacity)
         self._hot_add = self.telemetry.hot.add
+        self._init_readthrough()
+        self._inflight: dict[str, bytes] = {}
         process_telemetry.register(self.telemetry)
         if not self.enabled:
             log.info("Mw caching disabled (MW_ENABLED=false) for organ %s: reads go to Mlt", self.organ_id)
@@ -298,10 +302,12 @@ class MwManager:
             return
         expire_at = self.clock() + ttl
         data = self.cluster.codec.encode(value, expire_at, key)
+        publish = None
         if broadcast:
-            self.cluster.drop_local([key], keep=self._l0)
+            self.cluster.drop_local([key, K.negative_key(key)], keep=self._l0)
+            publish = self.cluster.inv_message([key, K.negative_key(key)])
         try:
-            self.cluster.l2.set(key, data, _ttl_ms(ttl), clear=(K.negative_key(key),))
+            self.cluster.l2.set(key, data, _ttl_ms(ttl), clear=(K.negative_key(key),), publish=publish)
         except TierUnavailable:
             self.telemetry.l2_errors += 1
             self.telemetry.l2_write_failures += 1
@@ -338,27 +344,34 @@ class MwManager:
             self._l0.set(K.organ_typed_key(self.organ_id, kind, item_id), value)
 
     # --- deletes ---------------------------------------------------------------------------------------
+    def _delete_plan(self, keys: list[str]) -> tuple[list[str], tuple[str, bytes] | None]:
+        """Drop local copies now; return what L2 must delete (the keys and their leases) and the message.
+
+        Deleting the lease is what refuses a fill that was loaded before this delete (stale set).
+        """
+        self.cluster.drop_local(keys)
+        return [*keys, *(K.lease_key(k) for k in keys if not K.is_internal(k))], self.cluster.inv_message(keys)
+
+    def _l2_delete_failed(self, keys: list[str]) -> None:
+        self.telemetry.l2_errors += 1
+        self.telemetry.l2_write_failures += 1
+        log.warning("Delete of %s could not reach L2; its L2 copy lives until its TTL", keys)
+
     def _delete_everywhere(self, keys: list[str]) -> bool:
-        dropped = self.cluster.drop_local(keys)
+        l2_keys, message = self._delete_plan(keys)
         try:
-            removed = self.cluster.l2.delete(keys)
+            return self.cluster.l2.delete(l2_keys, publish=message) > 0
         except TierUnavailable:
-            self.telemetry.l2_errors += 1
-            self.telemetry.l2_write_failures += 1
-            log.warning("Delete of %s could not reach L2; its L2 copy lives until its TTL", keys)
-            removed = 0
-        return bool(dropped or removed)
+            self._l2_delete_failed(keys)
+            return True
 
     async def _delete_everywhere_async(self, keys: list[str]) -> bool:
-        dropped = self.cluster.drop_local(keys)
+        l2_keys, message = self._delete_plan(keys)
         try:
-            removed = await self.cluster.l2.delete_async(keys)
+            return await self.cluster.l2.delete_async(l2_keys, publish=message) > 0
         except TierUnavailable:
-            self.telemetry.l2_errors += 1
-            self.telemetry.l2_write_failures += 1
-            log.warning("Delete of %s could not reach L2; its L2 copy lives until its TTL", keys)
-            removed = 0
-        return bool(dropped or removed)
+            self._l2_delete_failed(keys)
+            return True
 
     def del_global_key(self, key: str) -> bool:
         """Delete a global item from every tier and every agent's L0 in this process."""
@@ -431,14 +444,115 @@ class MwManager:
         return True
 
     def try_set_inflight(self, key: str, ttl_s: float) -> bool:
-        """Atomically claim ``key`` for ``ttl_s`` (SET NX PX): ``True`` only for the one caller that got it."""
+        """Atomically claim ``key`` for ``ttl_s``: ``True`` only for the one caller that got it.
+
+        A thin wrapper over the cluster lease (:mod:`mw.lease`) that ``get_or_load`` uses; release it
+        early with :meth:`release_inflight`, or let it expire.
+        """
         ttl = _check_ttl(ttl_s)
         lkey = K.lease_key(K.check_full_key(key))
         try:
-            return self.cluster.l2.set_nx(lkey, self.organ_id.encode(), _ttl_ms(ttl))
+            token = self.cluster.leases.acquire(lkey, _ttl_ms(ttl))
         except TierUnavailable:
             self.telemetry.l2_errors += 1
             return False
+        if token is not None:
+            self._inflight[key] = token
+        return token is not None
+
+    def release_inflight(self, key: str) -> bool:
+        """Release a claim this manager holds (never someone else's)."""
+        token = self._inflight.pop(key, None)
+        if token is None:
+            return False
+        try:
+            return self.cluster.leases.release(K.lease_key(key), token)
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            return False
+
+    # --- read-through ------------------------------------------------------------------------------------
+    def _item_loader(self, kind: str, scope: str, item_id: str, loader: Loader | None) -> Loader:
+        if loader is not None:
+            return loader
+        mlt = self.cluster.mlt
+        telemetry = self.telemetry
+
+        def from_mlt() -> Any:
+            telemetry.mlt_loads += 1
+            found = mlt.get_item(kind, scope, item_id)
+            return None if found is MISSING else found
+
+        return from_mlt
+
+    def get_or_load(
+        self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
+    ) -> Any:
+        """Read-through for any item kind, protected against stampedes (see :mod:`mw.readthrough`).
+
+        ``loader`` takes no arguments and returns the value, or ``None`` for "absent" (remembered in the
+        negative cache for ``MW_TASK_TTL_NEGATIVE_S``). Without a loader, Mlt's item table is read.
+        """
+        key = K.global_typed_key(kind, scope, item_id)
+        ttl = None if ttl_s is None else _check_ttl(ttl_s)
+        value, _ = self._read_through(key, self._item_loader(kind, scope, item_id, loader), ttl)
+        return value
+
+    async def get_or_load_async(
+        self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
+    ) -> Any:
+        """As :meth:`get_or_load`; ``loader`` may be a coroutine function."""
+        key = K.global_typed_key(kind, scope, item_id)
+        ttl = None if ttl_s is None else _check_ttl(ttl_s)
+        if loader is None:
+            mlt, telemetry = self.cluster.mlt, self.telemetry
+
+            async def from_mlt() -> Any:
+                telemetry.mlt_loads += 1
+                found = await mlt.get_item_async(kind, scope, item_id)
+                return None if found is MISSING else found
+
+            loader = from_mlt
+        value, _ = await self._read_through_async(key, loader, ttl)
+        return value
+
+    def prewarm(self, top_n: int = 10, near_expiry: float = 0.2) -> int:
+        """Load the hottest items that are missing here, or within ``near_expiry`` of their TTL, into L1/L2.
+
+        Items come from Mlt (task rows from the task table). At most ``MW_PREWARM_MAX_PER_CALL`` loads per
+        call. Returns how many were prewarmed (also counted in telemetry as ``prewarmed``).
+        """
+        if not self.enabled:
+            return 0
+        now = self.clock()
+        budget = self.config.prewarm_max_per_call
+        warmed = 0
+        for key, _count in self.telemetry.hot.top(top_n):
+            if warmed >= budget:
+                break
+            parts = K.parse_typed(key)
+            if parts is None:
+                continue
+            expire_at = self.node.l1.expire_at(key)
+            if expire_at is not None and expire_at - now > near_expiry * self.config.l1_ttl_s:
+                continue
+            kind, scope, item_id = parts
+            if kind == "task" and scope == "by_id":
+                row = self.cluster.mlt.get_task(item_id)
+                if row is not None:
+                    ttl = self._task_ttl(row)
+                    if ttl > 0:
+                        self._write(key, row, ttl, broadcast=False)
+                        warmed += 1
+                continue
+            found = self.cluster.mlt.get_item(kind, scope, item_id)
+            if found is not MISSING:
+                self._write(key, found, None, broadcast=False)
+                warmed += 1
+        self.telemetry.prewarmed += warmed
+        if warmed:
+            log.info("Prewarmed %d hot items for organ %s", warmed, self.organ_id)
+        return warmed
 
     # --- telemetry -------------------------------------------------------------------------------------
     def get_hot_items(self, top_n: int = 10) -> list[list[Any]]:

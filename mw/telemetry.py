@@ -31,7 +31,10 @@ COUNTERS = (
     "mlt_errors",
     "corrupt_entries",
     "prewarmed",
-    "invalidations",
+    "lease_waits",
+    "lease_extensions",
+    "early_refreshes",
+    "stale_sets_prevented",
 )
 
 METRIC_FIELDS: dict[str, type] = {

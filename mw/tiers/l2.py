@@ -35,6 +35,21 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
 
 
+_EMBEDDED: Any = None
+_EMBEDDED_LOCK = threading.Lock()
+
+
+def embedded_server() -> Any:
+    """The process's one fake Redis: every embedded cluster shares it, as processes share a real one."""
+    global _EMBEDDED
+    with _EMBEDDED_LOCK:
+        if _EMBEDDED is None:
+            import fakeredis
+
+            _EMBEDDED = fakeredis.FakeServer()
+        return _EMBEDDED
+
+
 class RedisTier:
     def __init__(self, url: str | None, *, namespace: str = "", timeout_s: float = 0.5, retry_s: float = 1.0) -> None:
         import redis
@@ -52,7 +67,7 @@ class RedisTier:
         if url is None:
             import fakeredis
 
-            self._server = fakeredis.FakeServer()
+            self._server = embedded_server()
             self.client: Any = fakeredis.FakeRedis(server=self._server)
         else:
             self.client = redis.Redis.from_url(
@@ -143,23 +158,44 @@ class RedisTier:
             return []
         return list(self._call(self.client.mget, [self.phys(k) for k in keys]))
 
-    def set(self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = ()) -> None:
-        """``SET key data PX ttl`` and delete ``clear`` keys (negative markers) in one round trip."""
-        self._call(self._set_pipeline, key, data, ttl_ms, clear)
+    def set(
+        self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = (), publish: tuple[str, bytes] | None = None
+    ) -> None:
+        """``SET key data PX ttl``, delete ``clear`` keys and publish a message, in one round trip."""
+        self._call(self._pipeline(self.client, key, data, ttl_ms, clear, (), publish).execute)
 
-    def _set_pipeline(self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str]) -> None:
-        if not clear:
-            self.client.set(self.phys(key), data, px=ttl_ms)
-            return
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.phys(key), data, px=ttl_ms)
-        pipe.delete(*[self.phys(k) for k in clear])
-        pipe.execute()
+    def _pipeline(
+        self,
+        client: Any,
+        key: str | None,
+        data: bytes | None,
+        ttl_ms: int,
+        clear: Sequence[str],
+        delete: Sequence[str],
+        publish: tuple[str, bytes] | None,
+    ) -> Any:
+        pipe = client.pipeline(transaction=False)
+        if key is not None:
+            pipe.set(self.phys(key), data, px=ttl_ms)
+        if clear or delete:
+            pipe.delete(*[self.phys(k) for k in (*delete, *clear)])
+        if publish is not None:
+            pipe.publish(self.phys(publish[0]), publish[1])
+        return pipe
 
-    def delete(self, keys: Sequence[str]) -> int:
+    def delete(self, keys: Sequence[str], publish: tuple[str, bytes] | None = None) -> int:
+        """Delete keys (and publish a message in the same round trip); return how many existed."""
         if not keys:
             return 0
-        return int(self._call(self.client.delete, *[self.phys(k) for k in keys]))
+        results = self._call(self._pipeline(self.client, None, None, 0, (), keys, publish).execute)
+        return int(results[0])
+
+    def publish(self, channel: str, message: bytes) -> None:
+        self._call(self.client.publish, self.phys(channel), message)
+
+    def run(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a registered Lua script with logical keys."""
+        return self._call(lambda: script(keys=[self.phys(k) for k in keys], args=list(args)))
 
     def set_nx(self, key: str, data: bytes, ttl_ms: int) -> bool:
         return bool(self._call(self.client.set, self.phys(key), data, None, ttl_ms, True))
@@ -181,22 +217,22 @@ class RedisTier:
             return []
         return list(await self._acall(self.aclient().mget, [self.phys(k) for k in keys]))
 
-    async def set_async(self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = ()) -> None:
-        client = self.aclient()
+    async def set_async(
+        self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = (), publish: tuple[str, bytes] | None = None
+    ) -> None:
+        await self._acall(self._pipeline(self.aclient(), key, data, ttl_ms, clear, (), publish).execute)
 
-        async def run() -> None:
-            pipe = client.pipeline(transaction=False)
-            pipe.set(self.phys(key), data, px=ttl_ms)
-            if clear:
-                pipe.delete(*[self.phys(k) for k in clear])
-            await pipe.execute()
-
-        await self._acall(run)
-
-    async def delete_async(self, keys: Sequence[str]) -> int:
+    async def delete_async(self, keys: Sequence[str], publish: tuple[str, bytes] | None = None) -> int:
         if not keys:
             return 0
-        return int(await self._acall(self.aclient().delete, *[self.phys(k) for k in keys]))
+        results = await self._acall(self._pipeline(self.aclient(), None, None, 0, (), keys, publish).execute)
+        return int(results[0])
+
+    async def set_nx_async(self, key: str, data: bytes, ttl_ms: int) -> bool:
+        return bool(await self._acall(self.aclient().set, self.phys(key), data, None, ttl_ms, True))
+
+    async def run_async(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._acall(lambda: script(keys=[self.phys(k) for k in keys], args=list(args)))
 
     def close(self) -> None:
         with contextlib.suppress(self._errors):

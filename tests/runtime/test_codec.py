@@ -51,6 +51,7 @@ def test_roundtrip_is_exact(fmt: str, value: Any, expire_at: float | None) -> No
     back, exp = codec.decode(data)
     assert back == value and type(back) is type(value)
     assert exp == expire_at and peek_expire_at(data) == expire_at
+    assert codec.decode_full(codec.encode(value, expire_at, delta=0.25))[2] == 0.25
 
 
 @given(st.dictionaries(st.sampled_from(["$dt", "$uuid", "$esc", "$tuple", "$x"]), st.text(max_size=5), max_size=2))
@@ -101,10 +102,10 @@ def test_unsupported_types_are_named(value: Any) -> None:
         b"",
         b"MW",
         pickle.dumps({"a": 1}),
-        b"MW\x09\x00" + b"\x00" * 8 + b"{}",
+        b"MW\x09\x00" + b"\x00" * 12 + b"{}",
         Codec().encode({"a": 1}, None)[:-2],
         Codec(compress_min_bytes=1).encode("z" * 100, None)[:-3],
-        b"MW\x01\x06" + b"\x00" * 8 + b"{}",
+        b"MW\x01\x06" + b"\x00" * 12 + b"{}",
         "a str",
     ],
 )

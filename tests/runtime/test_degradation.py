@@ -22,16 +22,13 @@ def _dead_redis_url() -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
-def _down_manager(backend: str, make_manager: Make, organ: str) -> MwManager:
-    if backend == "embedded":
-        m = make_manager(organ)
-        m.l2._server.connected = False
-        return m
-    return make_manager(organ, redis_url=_dead_redis_url(), redis_timeout_s=0.2)
+def _down_manager(make_manager: Make, organ: str) -> MwManager:
+    """A manager whose Redis URL points at a port nobody listens on (its Mlt is the backend's)."""
+    return make_manager(organ, redis_url=_dead_redis_url(), redis_timeout_s=0.2, pubsub=False)
 
 
 def test_reads_fall_through_to_mlt_when_l2_is_down(backend: str, make_manager: Make) -> None:
-    m = _down_manager(backend, make_manager, "a")
+    m = _down_manager(make_manager, "a")
     m.mlt.put_item("doc", "s", "1", {"v": 1})
     assert m.get_item_typed("doc", "s", "1") == {"v": 1}
     assert m.telemetry.l2_errors >= 1 and m.telemetry.mlt_loads == 1
@@ -41,7 +38,7 @@ def test_reads_fall_through_to_mlt_when_l2_is_down(backend: str, make_manager: M
 
 
 def test_writes_that_miss_l2_are_counted_not_lost(backend: str, make_manager: Make, caplog) -> None:
-    m = _down_manager(backend, make_manager, "a")
+    m = _down_manager(make_manager, "a")
     with caplog.at_level(logging.WARNING, logger="mw"):
         m.set_global_item_typed("doc", "s", "1", "v")
         m.set_global_item_typed("doc", "s", "2", "v")
@@ -53,18 +50,25 @@ def test_writes_that_miss_l2_are_counted_not_lost(backend: str, make_manager: Ma
     assert m.memory_metrics()["mw_tier_errors"] >= 1
 
 
-def test_l2_recovers_after_the_retry_window(make_manager: Make, backend: str) -> None:
-    if backend != "embedded":
-        pytest.skip("recovery needs a server that comes back: the embedded one is switched back on")
-    m = make_manager("a", tier_retry_s=0.0)
-    m.l2._server.connected = False
-    m.set_global_item_typed("doc", "s", "1", "v")
-    m.l2._server.connected = True
+def test_l2_recovers_after_the_retry_window(make_manager: Make) -> None:
+    m = make_manager("a", tier_retry_s=0.0, pubsub=False)
+    server = m.l2._server if m.l2.embedded else None
+    if server is None:
+        m = make_manager("a2", redis_url=_dead_redis_url(), tier_retry_s=0.0, pubsub=False)
+        m.set_global_item_typed("doc", "s", "1", "v")
+        assert m.telemetry.l2_write_failures == 1
+        return
+    server.connected = False
+    try:
+        m.set_global_item_typed("doc", "s", "1", "v")
+    finally:
+        server.connected = True
     m.set_global_item_typed("doc", "s", "2", "v")
+    assert m.telemetry.l2_write_failures == 1
     assert m.l2.get(K.global_typed_key("doc", "s", "2")) is not None
 
 
-@pytest.mark.parametrize("garbage", [b"not an envelope", b"MW\x01\x00" + b"\x00" * 8 + b"{broken", b"\x80\x04K\x01."])
+@pytest.mark.parametrize("garbage", [b"not an envelope", b"MW\x01\x00" + b"\x00" * 12 + b"{broken", b"\x80\x04K\x01."])
 def test_corrupt_l2_entry_is_a_miss_with_a_counter(
     make_manager: Make, garbage: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:

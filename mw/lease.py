@@ -1,0 +1,119 @@
+"""The cluster-wide load lease: at most one process loads a missing key at a time.
+
+Protocol (all keys in Redis, beside the value key ``K`` it guards):
+
+1. **Acquire.** ``SET mw:lease:K <token> NX PX <ttl>``. The token is random per attempt; only the
+   caller whose SET succeeded holds the lease. Everyone else is a waiter.
+2. **Load and fill.** The holder runs the loader, then fills with one script that writes the value
+   only if ``mw:lease:K`` still holds its token: ``SET K value PX ttl``, ``DEL mw:neg:K``,
+   ``DEL mw:lease:K``, ``PUBLISH <landed channel> K`` (or, when the loader found nothing, the negative
+   marker instead of the value). An invalidation deletes the lease key, so a value loaded *before*
+   an invalidation is never written *after* it: the token no longer matches and the fill is refused
+   (the stale-set race of "Scaling Memcache at Facebook", closed the same way, with the lease token).
+3. **Release.** Whatever happens (loader error, refused fill), the holder deletes the lease only if
+   it still holds the token; a lease that expired and was taken by another caller is left alone.
+4. **Extend.** A loader slower than the lease keeps it alive: the holder re-arms ``PX`` every third
+   of the lease while it holds the token. A holder that dies stops extending; its lease expires and
+   a waiter takes over.
+5. **Wait.** Waiters are woken by the landed message (pub/sub) and read the value; a short poll of
+   the lease key bounds the wait when a message is lost or the holder died.
+
+All compare-and-act steps are Lua scripts, so each is atomic and one round trip.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from typing import Any
+
+from mw.tiers.l2 import RedisTier
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+# KEYS: lease, target (value or negative key), other (the key to clear: negative or value)
+# ARGV: token, data, ttl_ms, landed channel, logical key
+_FILL = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[3], KEYS[1])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
+
+def new_token() -> bytes:
+    return secrets.token_hex(12).encode()
+
+
+class Leases:
+    """Lease operations on one L2 tier (sync and asyncio)."""
+
+    def __init__(self, l2: RedisTier, landed_channel: str) -> None:
+        self.l2 = l2
+        self.landed_channel = landed_channel
+        self._scripts: dict[str, Any] = {}
+        self._ascripts: dict[tuple[int, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def _script(self, source: str) -> Any:
+        script = self._scripts.get(source)
+        if script is None:
+            with self._lock:
+                script = self._scripts.setdefault(source, self.l2.client.register_script(source))
+        return script
+
+    def _ascript(self, source: str) -> Any:
+        client = self.l2.aclient()
+        key = (id(client), source)
+        script = self._ascripts.get(key)
+        if script is None:
+            script = self._ascripts.setdefault(key, client.register_script(source))
+        return script
+
+    # --- sync ------------------------------------------------------------------------------------------
+    def acquire(self, lease_key: str, ttl_ms: int) -> bytes | None:
+        token = new_token()
+        return token if self.l2.set_nx(lease_key, token, ttl_ms) else None
+
+    def release(self, lease_key: str, token: bytes) -> bool:
+        return bool(self.l2.run(self._script(_RELEASE), [lease_key], [token]))
+
+    def extend(self, lease_key: str, token: bytes, ttl_ms: int) -> bool:
+        return bool(self.l2.run(self._script(_EXTEND), [lease_key], [token, ttl_ms]))
+
+    def fill(self, lease_key: str, token: bytes, target: str, other: str, data: bytes, ttl_ms: int, key: str) -> bool:
+        """Write ``data`` under ``target`` only while holding the lease; clears ``other``; wakes waiters."""
+        args = [token, data, ttl_ms, self.l2.phys(self.landed_channel), key]
+        return bool(self.l2.run(self._script(_FILL), [lease_key, target, other], args))
+
+    def holder(self, lease_key: str) -> bytes | None:
+        return self.l2.get(lease_key)
+
+    # --- async -----------------------------------------------------------------------------------------
+    async def acquire_async(self, lease_key: str, ttl_ms: int) -> bytes | None:
+        token = new_token()
+        return token if await self.l2.set_nx_async(lease_key, token, ttl_ms) else None
+
+    async def release_async(self, lease_key: str, token: bytes) -> bool:
+        return bool(await self.l2.run_async(self._ascript(_RELEASE), [lease_key], [token]))
+
+    async def extend_async(self, lease_key: str, token: bytes, ttl_ms: int) -> bool:
+        return bool(await self.l2.run_async(self._ascript(_EXTEND), [lease_key], [token, ttl_ms]))
+
+    async def fill_async(
+        self, lease_key: str, token: bytes, target: str, other: str, data: bytes, ttl_ms: int, key: str
+    ) -> bool:
+        args = [token, data, ttl_ms, self.l2.phys(self.landed_channel), key]
+        return bool(await self.l2.run_async(self._ascript(_FILL), [lease_key, target, other], args))
+
+    async def holder_async(self, lease_key: str) -> bytes | None:
+        return await self.l2.get_async(lease_key)

@@ -1,0 +1,417 @@
+"""Read-through with stampede protection: ``get_or_load`` and the machinery under ``get_task``.
+
+Three layers keep a miss from becoming a herd on the database:
+
+1. In process, :class:`mw.flight.Flight` runs one load per key for all threads and tasks.
+2. Across processes, the lease of :mod:`mw.lease`: one holder loads; waiters are woken by the
+   landed message and read the value from L2, or take over when the lease is released or expires.
+3. Before expiry, XFetch (:mod:`mw.refresh`) lets one reader refresh a hot key early, and jitter
+   spreads the expiry of keys written together.
+
+Absence is remembered (the negative cache) only when the loader said so by returning ``None``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from mw import keys as K
+from mw.errors import CodecError
+from mw.refresh import jittered, xfetch_due
+from mw.tiers import MISS as _MISS
+from mw.tiers.l2 import TierUnavailable
+
+if TYPE_CHECKING:
+    from mw.manager import MwManager
+
+log = logging.getLogger("mw")
+
+Loader = Callable[[], Any]
+TTLFor = Callable[[Any], float | None]
+
+_POLL_S = 0.05
+"""How often a lease waiter re-checks L2 when no landed message arrives (lost message, dead holder)."""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class _Extender:
+    """Keeps a lease alive while a slow loader runs: re-arms it every third of its TTL."""
+
+    def __init__(self, manager: MwManager, lease_key: str, token: bytes, lease_ms: int) -> None:
+        self._stop = threading.Event()
+        self._args = (manager, lease_key, token, lease_ms)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="mw-lease-extend")
+        self._thread.start()
+
+    def _run(self) -> None:
+        manager, lease_key, token, lease_ms = self._args
+        while not self._stop.wait(lease_ms / 3000):
+            try:
+                if not manager.cluster.leases.extend(lease_key, token, lease_ms):
+                    return
+                manager.telemetry.lease_extensions += 1
+            except TierUnavailable:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class ReadThroughMixin:
+    """``get_or_load`` for :class:`mw.MwManager` (uses its tiers, telemetry and config)."""
+
+    def _init_readthrough(self: MwManager) -> None:
+        from mw.flight import Flight
+
+        self._flight = Flight()
+        self._deltas: dict[str, float] = {}
+
+    # --- shared pieces --------------------------------------------------------------------------------
+    def _cached(self: MwManager, key: str) -> Any:
+        """L0 -> L1 -> L2, filling upwards; ``_MISS`` when no tier has it."""
+        value = self._local(key)
+        if value is _MISS:
+            value = self._shared(key, self._l2_get(key))
+        return value
+
+    async def _cached_async(self: MwManager, key: str) -> Any:
+        value = self._local(key)
+        if value is _MISS:
+            value = self._shared(key, await self._l2_get_async(key))
+        return value
+
+    def _remember_delta(self: MwManager, key: str, delta: float) -> None:
+        if delta > 0:
+            if len(self._deltas) >= self.config.l0_max_items:
+                self._deltas.clear()
+            self._deltas[key] = delta
+
+    def _refresh_due(self: MwManager, key: str) -> bool:
+        delta = self._deltas.get(key)
+        if not delta:
+            return False
+        return xfetch_due(self.clock(), self._l0.expire_at(key), delta, self.config.xfetch_beta)
+
+    def _ttl(self: MwManager, value: Any, ttl_s: float | None, ttl_for: TTLFor | None) -> float:
+        if ttl_for is not None:
+            ttl = ttl_for(value)
+            return self.config.l2_ttl_s if ttl is None else ttl
+        base = self.config.l2_ttl_s if ttl_s is None else ttl_s
+        return jittered(base, self.config.ttl_jitter)
+
+    def _encode_fill(self: MwManager, key: str, value: Any, ttl: float, delta: float) -> tuple[bytes, float]:
+        expire_at = self.clock() + ttl
+        return self.cluster.codec.encode(value, expire_at, key, delta), expire_at
+
+    def _fill_local(self: MwManager, key: str, value: Any, data: bytes, expire_at: float, delta: float) -> None:
+        self.node.l1.set(key, data, expire_at)
+        self._l0.set(key, value, expire_at, len(data))
+        self._remember_delta(key, delta)
+
+    def _negative_data(self: MwManager, key: str) -> tuple[str, bytes, float]:
+        nkey = K.negative_key(key)
+        ttl = self.config.negative_ttl_s
+        return nkey, self.cluster.codec.encode(True, self.clock() + ttl, nkey), ttl
+
+    def _is_negative(self: MwManager, data: bytes | None) -> bool:
+        if data is None:
+            return False
+        try:
+            _, expire_at = self.cluster.codec.decode(data)
+        except CodecError:
+            self.telemetry.corrupt_entries += 1
+            return False
+        return expire_at is None or expire_at > self.clock()
+
+    def _after_fill(
+        self: MwManager, key: str, filled: bool, value: Any, data: bytes | None, expire_at: float, delta: float
+    ) -> None:
+        if filled:
+            if data is not None:
+                self._fill_local(key, value, data, expire_at, delta)
+        else:
+            self.telemetry.stale_sets_prevented += 1
+            log.info("Fill of %s refused: invalidated while loading (stale set prevented)", key)
+
+    # --- sync ------------------------------------------------------------------------------------------
+    def _read_through(
+        self: MwManager, key: str, load: Loader, ttl_s: float | None = None, ttl_for: TTLFor | None = None
+    ) -> tuple[Any, bool]:
+        """``(value, hit)``: the cached value, else one load shared by every caller in the cluster."""
+        self._hot_add(key)
+        if not self.enabled:
+            self._missed(key)
+            return self._call(load), False
+        value = self._cached(key)
+        if value is not _MISS:
+            if self._refresh_due(key) and not self._flight.in_flight(key):
+                fresh = self._refresh_early(key, load, ttl_s, ttl_for)
+                if fresh is not _MISS:
+                    return fresh, True
+            return value, True
+        if self._negative_hit(key):
+            return None, True
+        self._missed(key)
+        return self._flight.run(key, lambda: self._load_once(key, load, ttl_s, ttl_for)), False
+
+    def _call(self: MwManager, load: Loader) -> Any:
+        self.telemetry.loader_calls += 1
+        return load()
+
+    def _negative_hit(self: MwManager, key: str) -> bool:
+        nkey = K.negative_key(key)
+        data = self.node.l1.get(nkey)
+        if data is None:
+            data = self._l2_get(nkey)
+        if self._is_negative(data):
+            self.telemetry.negative_cache_hits += 1
+            return True
+        return False
+
+    def _refresh_early(self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
+        """XFetch: refresh now if this caller can take the lease without waiting; else keep the old value."""
+        lkey = K.lease_key(key)
+        try:
+            token = self.cluster.leases.acquire(lkey, _ms(self.config.lease_ttl_s))
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            return _MISS
+        if token is None:
+            return _MISS
+        self.telemetry.early_refreshes += 1
+        return self._flight.run(key, lambda: self._hold(key, lkey, token, load, ttl_s, ttl_for))
+
+    def _load_once(self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
+        """The process's one load of ``key``: hold the lease, or wait for the holder's value."""
+        lkey = K.lease_key(key)
+        lease_ms = _ms(self.config.lease_ttl_s)
+        deadline = time.monotonic() + max(3 * self.config.lease_ttl_s, 5.0)
+        while True:
+            try:
+                token = self.cluster.leases.acquire(lkey, lease_ms)
+            except TierUnavailable:
+                self.telemetry.l2_errors += 1
+                return self._load_unleased(key, load, ttl_s, ttl_for)
+            if token is not None:
+                return self._hold(key, lkey, token, load, ttl_s, ttl_for)
+            self.telemetry.lease_waits += 1
+            value = self._await_landing(key, lkey, deadline)
+            if value is not _MISS:
+                return value
+            if time.monotonic() > deadline:
+                log.warning("Gave up waiting for the lease on %s; loading without it", key)
+                return self._load_unleased(key, load, ttl_s, ttl_for)
+
+    def _await_landing(self: MwManager, key: str, lkey: str, deadline: float) -> Any:
+        """Wait for the holder: the value (or ``None`` if absent), or ``_MISS`` when the lease is free."""
+        bus = self.cluster.bus
+        event = threading.Event()
+        unregister = bus.waiters.register(key, event.set) if bus is not None else (lambda: None)
+        nkey = K.negative_key(key)
+        try:
+            while True:
+                try:
+                    data, neg, holder = self.cluster.l2.mget([key, nkey, lkey])
+                except TierUnavailable:
+                    self.telemetry.l2_errors += 1
+                    return _MISS
+                if data is not None:
+                    value = self._shared(key, data)
+                    if value is not _MISS:
+                        return value
+                if self._is_negative(neg):
+                    return None
+                if holder is None or time.monotonic() > deadline:
+                    return _MISS
+                event.wait(_POLL_S)
+                event.clear()
+        finally:
+            unregister()
+
+    def _hold(
+        self: MwManager, key: str, lkey: str, token: bytes, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
+    ) -> Any:
+        leases = self.cluster.leases
+        lease_ms = _ms(self.config.lease_ttl_s)
+        extender = _Extender(self, lkey, token, lease_ms)
+        filled = False
+        try:
+            started = time.perf_counter()
+            try:
+                value = self._call(load)
+            finally:
+                extender.stop()
+            delta = time.perf_counter() - started
+            if value is None:
+                nkey, ndata, nttl = self._negative_data(key)
+                filled = leases.fill(lkey, token, nkey, key, ndata, _ms(nttl), key)
+                self._after_fill(key, filled, None, None, 0.0, 0.0)
+                return None
+            ttl = self._ttl(value, ttl_s, ttl_for)
+            if ttl <= 0:
+                return value
+            data, expire_at = self._encode_fill(key, value, ttl, delta)
+            filled = leases.fill(lkey, token, key, K.negative_key(key), data, _ms(ttl), key)
+            self._after_fill(key, filled, value, data, expire_at, delta)
+            return value
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            self.telemetry.l2_write_failures += 1
+            return value
+        finally:
+            if not filled:
+                try:
+                    leases.release(lkey, token)
+                except TierUnavailable:
+                    self.telemetry.l2_errors += 1
+
+    def _load_unleased(self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
+        """L2 unreachable (or the holder never answered): load, and cache what the tiers will take."""
+        value = self._call(load)
+        if value is not None:
+            ttl = self._ttl(value, ttl_s, ttl_for)
+            if ttl > 0:
+                self._write(key, value, ttl, broadcast=False)
+        return value
+
+    # --- async -----------------------------------------------------------------------------------------
+    async def _read_through_async(
+        self: MwManager, key: str, load: Loader, ttl_s: float | None = None, ttl_for: TTLFor | None = None
+    ) -> tuple[Any, bool]:
+        self._hot_add(key)
+        if not self.enabled:
+            self._missed(key)
+            return await self._call_async(load), False
+        value = await self._cached_async(key)
+        if value is not _MISS:
+            return value, True
+        if await self._negative_hit_async(key):
+            return None, True
+        self._missed(key)
+        return await self._flight.run_async(key, lambda: self._load_once_async(key, load, ttl_s, ttl_for)), False
+
+    async def _call_async(self: MwManager, load: Loader) -> Any:
+        self.telemetry.loader_calls += 1
+        result = load()
+        return await result if inspect.isawaitable(result) else result
+
+    async def _negative_hit_async(self: MwManager, key: str) -> bool:
+        nkey = K.negative_key(key)
+        data = self.node.l1.get(nkey)
+        if data is None:
+            data = await self._l2_get_async(nkey)
+        if self._is_negative(data):
+            self.telemetry.negative_cache_hits += 1
+            return True
+        return False
+
+    async def _load_once_async(
+        self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
+    ) -> Any:
+        lkey = K.lease_key(key)
+        lease_ms = _ms(self.config.lease_ttl_s)
+        deadline = time.monotonic() + max(3 * self.config.lease_ttl_s, 5.0)
+        leases = self.cluster.leases
+        while True:
+            try:
+                token = await leases.acquire_async(lkey, lease_ms)
+            except TierUnavailable:
+                self.telemetry.l2_errors += 1
+                token = None
+                return await self._load_unleased_async(key, load, ttl_s, ttl_for)
+            if token is not None:
+                return await self._hold_async(key, lkey, token, load, ttl_s, ttl_for)
+            self.telemetry.lease_waits += 1
+            value = await self._await_landing_async(key, lkey, deadline)
+            if value is not _MISS:
+                return value
+            if time.monotonic() > deadline:
+                return await self._load_unleased_async(key, load, ttl_s, ttl_for)
+
+    async def _await_landing_async(self: MwManager, key: str, lkey: str, deadline: float) -> Any:
+        bus = self.cluster.bus
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+        unregister = (
+            bus.waiters.register(key, lambda: loop.call_soon_threadsafe(woken.set)) if bus is not None else None
+        )
+        nkey = K.negative_key(key)
+        try:
+            while True:
+                try:
+                    data, neg, holder = await self.cluster.l2.mget_async([key, nkey, lkey])
+                except TierUnavailable:
+                    self.telemetry.l2_errors += 1
+                    return _MISS
+                if data is not None:
+                    value = self._shared(key, data)
+                    if value is not _MISS:
+                        return value
+                if self._is_negative(neg):
+                    return None
+                if holder is None or time.monotonic() > deadline:
+                    return _MISS
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(woken.wait(), _POLL_S)
+                woken.clear()
+        finally:
+            if unregister is not None:
+                unregister()
+
+    async def _hold_async(
+        self: MwManager, key: str, lkey: str, token: bytes, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
+    ) -> Any:
+        leases = self.cluster.leases
+        lease_ms = _ms(self.config.lease_ttl_s)
+        extender = _Extender(self, lkey, token, lease_ms)
+        filled = False
+        try:
+            started = time.perf_counter()
+            try:
+                value = await self._call_async(load)
+            finally:
+                extender.stop()
+            delta = time.perf_counter() - started
+            if value is None:
+                nkey, ndata, nttl = self._negative_data(key)
+                filled = await leases.fill_async(lkey, token, nkey, key, ndata, _ms(nttl), key)
+                self._after_fill(key, filled, None, None, 0.0, 0.0)
+                return None
+            ttl = self._ttl(value, ttl_s, ttl_for)
+            if ttl <= 0:
+                return value
+            data, expire_at = self._encode_fill(key, value, ttl, delta)
+            filled = await leases.fill_async(lkey, token, key, K.negative_key(key), data, _ms(ttl), key)
+            self._after_fill(key, filled, value, data, expire_at, delta)
+            return value
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            self.telemetry.l2_write_failures += 1
+            return value
+        finally:
+            if not filled:
+                try:
+                    await leases.release_async(lkey, token)
+                except TierUnavailable:
+                    self.telemetry.l2_errors += 1
+
+    async def _load_unleased_async(
+        self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
+    ) -> Any:
+        value = await self._call_async(load)
+        if value is not None:
+            ttl = self._ttl(value, ttl_s, ttl_for)
+            if ttl > 0:
+                self._write(key, value, ttl, broadcast=False)
+        return value

@@ -1,0 +1,157 @@
+"""Redis and PostgreSQL in containers through testcontainers (imported only when a container is asked for).
+
+A missing engine surfaces as ``docker.errors.DockerException`` from the container constructor within milliseconds; it
+and any other failure to start become ``ServerUnavailable`` so ``auto`` can fall back and the plugin can skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import warnings
+from abc import ABC, abstractmethod
+from typing import Any
+from urllib.parse import quote
+
+from pytest_mw.servers.errors import ServerUnavailable
+from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec
+
+DEFAULT_REDIS_IMAGE = "redis:7"
+DEFAULT_POSTGRES_IMAGE = "postgres:15"
+
+_INSTALL_HINT = "testcontainers is not installed (pip install 'pytest-mw[containers]')"
+
+
+def _container_class(kind: Kind) -> type[Any]:
+    """The testcontainers class: ``testcontainers.community.*`` (4.x), else the old top-level module."""
+    try:
+        if kind == "redis":
+            from testcontainers.community.redis import RedisContainer
+
+            return RedisContainer
+        from testcontainers.community.postgres import PostgresContainer
+
+        return PostgresContainer
+    except ImportError:
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if kind == "redis":
+                from testcontainers.redis import RedisContainer as OldRedisContainer
+
+                return OldRedisContainer
+            from testcontainers.postgres import PostgresContainer as OldPostgresContainer
+
+            return OldPostgresContainer
+    except ImportError as exc:
+        raise ServerUnavailable(f"{_INSTALL_HINT}: {exc}") from exc
+
+
+def _collect_leaked_sockets() -> None:
+    """docker-py leaks the socket of its failed version probe; collect it now, quietly, not in a later test.
+
+    Left to the garbage collector it surfaces as a ResourceWarning in whichever test runs next, which pytest reports
+    as an unraisable-exception error under ``-W error`` or ``-X dev``.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+class _ContainerServer(ABC):
+    """Shared start/stop: construct (engine check), start (pull/run/wait), and always remove on failure."""
+
+    kind: Kind
+    provider: ProviderName = "container"
+    port: int
+
+    def __init__(self, image: str) -> None:
+        self.image = image
+        self._container: Any = None
+
+    @property
+    def label(self) -> str:
+        return f"container {self.image}"
+
+    @abstractmethod
+    def _construct(self, cls: type[Any]) -> Any: ...
+
+    @abstractmethod
+    def _url(self, host: str, port: int) -> str: ...
+
+    def _construct_or_explain(self, cls: type[Any]) -> Any:
+        """Construct the container; the constructor is where a missing engine shows (within milliseconds)."""
+        try:
+            return self._construct(cls)
+        except Exception as exc:
+            reason = str(exc)
+        _collect_leaked_sockets()
+        raise ServerUnavailable(f"no container engine answers ({reason}); start one or set DOCKER_HOST")
+
+    def start(self) -> ServerSpec:
+        container = self._construct_or_explain(_container_class(self.kind))
+        try:
+            container.start()
+            url = self._url(container.get_container_host_ip(), int(container.get_exposed_port(self.port)))
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                container.stop()
+            raise ServerUnavailable(f"container {self.image} did not start ({exc})") from exc
+        self._container = container
+        return ServerSpec(self.kind, url, "container", f"image {self.image}")
+
+    def stop(self) -> None:
+        """Stop and remove the container (testcontainers removes it with its volumes)."""
+        if self._container is not None:
+            container, self._container = self._container, None
+            container.stop()
+
+
+class RedisContainerServer(_ContainerServer):
+    """``redis:7`` (or ``image``) with its port published on the engine host."""
+
+    kind: Kind = "redis"
+    port = 6379
+
+    def __init__(self, image: str = DEFAULT_REDIS_IMAGE) -> None:
+        super().__init__(image)
+
+    def _construct(self, cls: type[Any]) -> Any:
+        return cls(self.image, port=self.port)
+
+    def _url(self, host: str, port: int) -> str:
+        return f"redis://{host}:{port}/0"
+
+
+class PostgresContainerServer(_ContainerServer):
+    """``postgres:15`` (or ``image``); the DSN is a plain ``postgresql://`` one (no ``+psycopg2``) for psycopg 3."""
+
+    kind: Kind = "postgres"
+    port = 5432
+
+    def __init__(
+        self,
+        image: str = DEFAULT_POSTGRES_IMAGE,
+        username: str = "postgres",
+        password: str = "postgres",
+        dbname: str = "postgres",
+    ) -> None:
+        super().__init__(image)
+        self.username = username
+        self.password = password
+        self.dbname = dbname
+
+    def _construct(self, cls: type[Any]) -> Any:
+        return cls(
+            self.image,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            dbname=self.dbname,
+            driver=None,
+        )
+
+    def _url(self, host: str, port: int) -> str:
+        user, password = quote(self.username, safe=""), quote(self.password, safe="")
+        return f"postgresql://{user}:{password}@{host}:{port}/{quote(self.dbname, safe='')}"

@@ -1,0 +1,228 @@
+"""A throwaway PostgreSQL cluster: ``initdb`` + ``pg_ctl`` in a temp dir on a free port, trust auth, removed at the end.
+
+PostgreSQL refuses to run as root, so when the tests run as root (containers, CI images) the cluster is created and run
+as an unprivileged user (``postgres`` if it exists, else ``nobody``) that owns the temp dir.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from pytest_mw.servers.errors import ExecutableNotFound, ServerUnavailable
+from pytest_mw.servers.ports import free_port
+from pytest_mw.servers.readiness import postgres_ping, wait_until_ready
+from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec
+
+FAST_SETTINGS: Mapping[str, str] = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
+
+
+def _pg_config_bindir() -> str | None:
+    pg_config = shutil.which("pg_config")
+    if pg_config is None:
+        return None
+    try:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def find_postgres_bindir(bindir: str | None = None) -> Path:
+    """Directory holding ``initdb`` and ``pg_ctl``: ``bindir``, else pg_config's, $PATH, then the usual places."""
+    if bindir is not None:
+        candidates: list[str] = [bindir]
+    else:
+        on_path = shutil.which("pg_ctl")
+        versioned = sorted(
+            glob.glob("/usr/lib/postgresql/[0-9]*/bin"), key=lambda p: int(p.split("/")[-2].split(".")[0]), reverse=True
+        )
+        candidates = [
+            c for c in [_pg_config_bindir(), os.path.dirname(on_path) if on_path else None, *versioned] if c is not None
+        ]
+        candidates += ["/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin"]
+    tried: list[str] = []
+    for candidate in dict.fromkeys(candidates):
+        tried.append(candidate)
+        if all(os.access(os.path.join(candidate, exe), os.X_OK) for exe in ("initdb", "pg_ctl")):
+            return Path(candidate)
+    raise ExecutableNotFound(
+        "initdb/pg_ctl",
+        tried,
+        "Install the PostgreSQL server package or pass bindir= to factories.postgres_proc().",
+    )
+
+
+def unprivileged_user(run_as: str | None = None) -> pwd.struct_passwd | None:
+    """The account to run PostgreSQL as: None when not root (run as ourselves), else ``run_as``/postgres/nobody."""
+    if os.geteuid() != 0:
+        return None
+    names: Sequence[str] = [run_as] if run_as is not None else ["postgres", "nobody"]
+    for name in names:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise ServerUnavailable(f"running as root and no unprivileged user to run PostgreSQL as (tried {', '.join(names)})")
+
+
+class PostgresProcess:
+    """Create a cluster with ``initdb``, start it with ``pg_ctl`` on ``host``:port and remove it all on ``stop``.
+
+    The unix socket lives in the temp dir so it never collides with a system server's ``/var/run/postgresql``.
+    """
+
+    kind: Kind = "postgres"
+    provider: ProviderName = "process"
+
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        bindir: str | None = None,
+        user: str = "postgres",
+        run_as: str | None = None,
+        startup_timeout: float = 30.0,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self.requested_port = port
+        self.host = host
+        self.bindir = bindir
+        self.user = user
+        self.run_as = run_as
+        self.startup_timeout = startup_timeout
+        self.settings = {**FAST_SETTINGS, **(settings or {})}
+        self.port: int | None = None
+        self._tmpdir: Path | None = None
+        self._account: pwd.struct_passwd | None = None
+        self._bin: Path | None = None
+
+    @property
+    def dsn(self) -> str:
+        if self.port is None:
+            raise RuntimeError("PostgresProcess is not started")
+        return f"postgresql://{self.user}@{self.host}:{self.port}/postgres"
+
+    url = dsn
+
+    @property
+    def label(self) -> str:
+        return f"process {self.bindir or 'initdb/pg_ctl'}"
+
+    @property
+    def datadir(self) -> Path:
+        assert self._tmpdir is not None
+        return self._tmpdir / "data"
+
+    def start(self) -> ServerSpec:
+        self._bin = find_postgres_bindir(self.bindir)
+        self._account = unprivileged_user(self.run_as)
+        self._tmpdir = Path(tempfile.mkdtemp(prefix="mw-pg-"))
+        try:
+            if self._account is not None:
+                os.chown(self._tmpdir, self._account.pw_uid, self._account.pw_gid)
+            self._run(
+                "initdb", "-D", str(self.datadir), "-U", self.user, "-A", "trust",
+                "--no-sync", "--encoding=UTF8", "--locale=C",
+            )  # fmt: skip
+            failure = ""
+            for _ in range(1 if self.requested_port is not None else 3):
+                port = self.requested_port if self.requested_port is not None else free_port(self.host)
+                failure = self._try_start(port)
+                if not failure:
+                    return ServerSpec("postgres", self.dsn, "process", f"{self._bin} as {self._who()}")
+            raise ServerUnavailable(f"PostgreSQL did not start: {failure}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _who(self) -> str:
+        return self._account.pw_name if self._account is not None else "current user"
+
+    def _run(self, exe: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run a PostgreSQL tool, as the unprivileged account when we are root; failures carry its output."""
+        assert self._bin is not None and self._tmpdir is not None
+        kwargs: dict[str, object] = {}
+        if self._account is not None:
+            kwargs = {"user": self._account.pw_uid, "group": self._account.pw_gid, "extra_groups": []}
+        env = {**os.environ, "LC_ALL": "C"}
+        if self._account is not None:
+            env["HOME"] = str(self._tmpdir)
+        result = subprocess.run(
+            [str(self._bin / exe), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self._tmpdir,
+            env=env,
+            check=False,
+            **kwargs,  # type: ignore[call-overload]
+        )
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise ServerUnavailable(f"{exe} failed (exit {result.returncode}): {' | '.join(output)}")
+        return result
+
+    def _try_start(self, port: int) -> str:
+        """Start on ``port``; return "" once it accepts connections, else the reason (the cluster is left stopped)."""
+        assert self._tmpdir is not None
+        settings = {
+            **self.settings,
+            "listen_addresses": f"'{self.host}'",
+            "port": str(port),
+            "unix_socket_directories": f"'{self._tmpdir}'",
+        }
+        with open(self.datadir / "postgresql.conf", "a") as conf:
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        log = self._tmpdir / "postgres.log"
+        try:
+            self._run(
+                "pg_ctl", "-D", str(self.datadir), "-l", str(log), "-w", "-t", str(int(self.startup_timeout)), "start",
+                timeout=self.startup_timeout + 10,
+            )  # fmt: skip
+            self.port = port
+            wait_until_ready(lambda: postgres_ping(self.dsn), 5.0)
+        except Exception as exc:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+            self._pg_stop()
+            self.port = None
+            return f"{exc}; log: {' | '.join(tail) or '(empty)'}"
+        return ""
+
+    def _pg_stop(self) -> None:
+        if self._tmpdir is None or not (self.datadir / "postmaster.pid").exists():
+            return
+        try:
+            self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop", timeout=30)
+        except (ServerUnavailable, subprocess.TimeoutExpired):
+            self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop", timeout=30)
+
+    def stop(self) -> None:
+        """Fast shutdown (disconnects clients), then remove the cluster directory."""
+        try:
+            self._pg_stop()
+        finally:
+            if self._tmpdir is not None:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+                self._tmpdir = None
+            self.port = None
+
+    def __enter__(self) -> PostgresProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,53 @@
+"""Probes that tell whether a Redis or PostgreSQL server answers, used to wait for startup and to check noproc URLs."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+
+def redis_ping(url: str, timeout: float = 2.0) -> None:
+    """Raise unless the Redis server at ``url`` answers PING within ``timeout`` seconds."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def postgres_ping(dsn: str, timeout: float = 2.0) -> None:
+    """Raise unless the PostgreSQL server at ``dsn`` accepts a connection and runs ``SELECT 1``."""
+    import psycopg
+
+    with psycopg.connect(dsn, connect_timeout=max(1, round(timeout)), autocommit=True) as conn:
+        conn.execute("SELECT 1")
+
+
+def wait_until_ready(probe: Callable[[], None], timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
+    """Call ``probe`` until it stops raising; give up after ``timeout`` or as soon as ``alive()`` turns false."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            probe()
+            return
+        except Exception:
+            if not alive() or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def mask_password(url: str) -> str:
+    """Hide the password of a URL (or key=value DSN) before it goes into a report header or a skip message."""
+    if "://" not in url:
+        return re.sub(r"password=\S+", "password=***", url)
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,35 @@
+"""What a started server looks like to tests, and the small interface every provider implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Kind = Literal["redis", "postgres"]
+ProviderName = Literal["process", "container", "noproc"]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A running server: ``url`` is a plain ``redis://`` URL or ``postgresql://`` DSN any client understands."""
+
+    kind: Kind
+    url: str
+    provider: ProviderName
+    detail: str = ""
+
+
+class Server(Protocol):
+    """A provider: ``start`` raises ``ServerUnavailable`` with the reason, ``stop`` undoes whatever ``start`` did."""
+
+    kind: Kind
+    provider: ProviderName
+
+    @property
+    def label(self) -> str:
+        """What will be tried, for the report header (e.g. ``container redis:7``)."""
+        ...
+
+    def start(self) -> ServerSpec: ...
+
+    def stop(self) -> None: ...
