@@ -113,6 +113,8 @@ class MwConfig:
     ttl_jitter: float = 0.1
     xfetch_beta: float = 1.0
     prewarm_max_per_call: int = 100
+    stampede_protection: bool = True
+    negative_cache: bool = True
 
     def __post_init__(self) -> None:
         for status in DEFAULT_TASK_TTLS_S:
@@ -163,6 +165,8 @@ class MwConfig:
             "MW_TTL_JITTER": ("ttl_jitter", _parse_fraction),
             "MW_XFETCH_BETA": ("xfetch_beta", _parse_seconds),
             "MW_PREWARM_MAX_PER_CALL": ("prewarm_max_per_call", _parse_count),
+            "MW_STAMPEDE_PROTECTION": ("stampede_protection", _parse_bool),
+            "MW_NEGATIVE_CACHE": ("negative_cache", _parse_bool),
         }
         for var, (attr, parse) in scalar.items():
             raw = env.get(var)

@@ -85,6 +85,7 @@ class Leases:
         return token if self.l2.set_nx(lease_key, token, ttl_ms) else None
 
     def release(self, lease_key: str, token: bytes) -> bool:
+        self.l2._seen("delete", (lease_key,))
         return bool(self.l2.run(self._script(_RELEASE), [lease_key], [token]))
 
     def extend(self, lease_key: str, token: bytes, ttl_ms: int) -> bool:
@@ -92,6 +93,8 @@ class Leases:
 
     def fill(self, lease_key: str, token: bytes, target: str, other: str, data: bytes, ttl_ms: int, key: str) -> bool:
         """Write ``data`` under ``target`` only while holding the lease; clears ``other``; wakes waiters."""
+        self.l2._seen("write", (target,))
+        self.l2._seen("delete", (other, lease_key))
         args = [token, data, ttl_ms, self.l2.phys(self.landed_channel), key]
         return bool(self.l2.run(self._script(_FILL), [lease_key, target, other], args))
 
@@ -104,6 +107,7 @@ class Leases:
         return token if await self.l2.set_nx_async(lease_key, token, ttl_ms) else None
 
     async def release_async(self, lease_key: str, token: bytes) -> bool:
+        self.l2._seen("delete", (lease_key,))
         return bool(await self.l2.run_async(self._ascript(_RELEASE), [lease_key], [token]))
 
     async def extend_async(self, lease_key: str, token: bytes, ttl_ms: int) -> bool:
@@ -112,6 +116,8 @@ class Leases:
     async def fill_async(
         self, lease_key: str, token: bytes, target: str, other: str, data: bytes, ttl_ms: int, key: str
     ) -> bool:
+        self.l2._seen("write", (target,))
+        self.l2._seen("delete", (other, lease_key))
         args = [token, data, ttl_ms, self.l2.phys(self.landed_channel), key]
         return bool(await self.l2.run_async(self._ascript(_FILL), [lease_key, target, other], args))
 

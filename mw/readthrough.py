@@ -21,7 +21,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mw import keys as K
 from mw.errors import CodecError
@@ -66,6 +66,20 @@ class _Extender:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class LoadPlan(NamedTuple):
+    """The outcome of :meth:`ReadThroughMixin.begin_load` (split-phase read-through).
+
+    ``state`` is ``hit`` (``value`` is the cached value), ``negative`` (known absent), ``lead`` (this
+    caller holds the lease and must load, then call ``finish_load``) or ``wait`` (another caller holds
+    it: call ``poll_load`` later).
+    """
+
+    state: str
+    key: str
+    value: Any = None
+    token: bytes | None = None
 
 
 class ReadThroughMixin:
@@ -160,9 +174,11 @@ class ReadThroughMixin:
                 if fresh is not _MISS:
                     return fresh, True
             return value, True
-        if self._negative_hit(key):
+        if self.config.negative_cache and self._negative_hit(key):
             return None, True
         self._missed(key)
+        if not self.config.stampede_protection:
+            return self._load_unleased(key, load, ttl_s, ttl_for), False
         return self._flight.run(key, lambda: self._load_once(key, load, ttl_s, ttl_for)), False
 
     def _call(self: MwManager, load: Loader) -> Any:
@@ -254,6 +270,8 @@ class ReadThroughMixin:
                 extender.stop()
             delta = time.perf_counter() - started
             if value is None:
+                if not self.config.negative_cache:
+                    return None
                 nkey, ndata, nttl = self._negative_data(key)
                 filled = leases.fill(lkey, token, nkey, key, ndata, _ms(nttl), key)
                 self._after_fill(key, filled, None, None, 0.0, 0.0)
@@ -285,6 +303,96 @@ class ReadThroughMixin:
                 self._write(key, value, ttl, broadcast=False)
         return value
 
+    # --- split phase ---------------------------------------------------------------------------------
+    def begin_load(self: MwManager, kind: str, scope: str, item_id: str) -> LoadPlan:
+        """Read-through in steps, for schedulers that cannot block (SimPy, gevent, a job queue).
+
+        Same protocol as ``get_or_load`` (lease, negative cache), but never waits: a ``wait`` plan is
+        re-checked with :meth:`poll_load`, a ``lead`` plan is completed with :meth:`finish_load`.
+        """
+        key = K.global_typed_key(kind, scope, item_id)
+        self._hot_add(key)
+        if not self.enabled:
+            self._missed(key)
+            return LoadPlan("lead", key)
+        value = self._cached(key)
+        if value is not _MISS:
+            return LoadPlan("hit", key, value)
+        if self.config.negative_cache and self._negative_hit(key):
+            return LoadPlan("negative", key)
+        self._missed(key)
+        return self._try_lead(key)
+
+    def _try_lead(self: MwManager, key: str) -> LoadPlan:
+        if not self.config.stampede_protection:
+            return LoadPlan("lead", key)
+        try:
+            token = self.cluster.leases.acquire(K.lease_key(key), _ms(self.config.lease_ttl_s))
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            return LoadPlan("lead", key)
+        if token is None:
+            self.telemetry.lease_waits += 1
+            return LoadPlan("wait", key)
+        return LoadPlan("lead", key, token=token)
+
+    def poll_load(self: MwManager, plan: LoadPlan) -> LoadPlan:
+        """Re-check a ``wait`` plan: ``hit``/``negative`` once the holder filled, ``lead`` if the lease freed up."""
+        key = plan.key
+        try:
+            data, neg, holder = self.cluster.l2.mget([key, K.negative_key(key), K.lease_key(key)])
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            return LoadPlan("lead", key)
+        if data is not None:
+            value = self._shared(key, data)
+            if value is not _MISS:
+                return LoadPlan("hit", key, value)
+        if self._is_negative(neg):
+            return LoadPlan("negative", key)
+        return self._try_lead(key) if holder is None else plan
+
+    def finish_load(
+        self: MwManager, plan: LoadPlan, value: Any, ttl_s: float | None = None, delta: float = 0.0
+    ) -> bool:
+        """Complete a ``lead`` plan with the loaded value (``None``: absent). True if the tiers took it."""
+        self.telemetry.loader_calls += 1
+        key = plan.key
+        if not self.enabled:
+            return False
+        if plan.token is None:
+            if value is None:
+                return False
+            self._write(key, value, self._ttl(value, ttl_s, None), broadcast=False)
+            return True
+        lkey = K.lease_key(key)
+        leases = self.cluster.leases
+        filled = False
+        try:
+            if value is None:
+                if not self.config.negative_cache:
+                    return False
+                nkey, ndata, nttl = self._negative_data(key)
+                filled = leases.fill(lkey, plan.token, nkey, key, ndata, _ms(nttl), key)
+                self._after_fill(key, filled, None, None, 0.0, 0.0)
+                return filled
+            ttl = self._ttl(value, ttl_s, None)
+            if ttl <= 0:
+                return False
+            data, expire_at = self._encode_fill(key, value, ttl, delta)
+            filled = leases.fill(lkey, plan.token, key, K.negative_key(key), data, _ms(ttl), key)
+            self._after_fill(key, filled, value, data, expire_at, delta)
+            return filled
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            return False
+        finally:
+            if not filled:
+                try:
+                    leases.release(lkey, plan.token)
+                except TierUnavailable:
+                    self.telemetry.l2_errors += 1
+
     # --- async -----------------------------------------------------------------------------------------
     async def _read_through_async(
         self: MwManager, key: str, load: Loader, ttl_s: float | None = None, ttl_for: TTLFor | None = None
@@ -296,9 +404,11 @@ class ReadThroughMixin:
         value = await self._cached_async(key)
         if value is not _MISS:
             return value, True
-        if await self._negative_hit_async(key):
+        if self.config.negative_cache and await self._negative_hit_async(key):
             return None, True
         self._missed(key)
+        if not self.config.stampede_protection:
+            return await self._load_unleased_async(key, load, ttl_s, ttl_for), False
         return await self._flight.run_async(key, lambda: self._load_once_async(key, load, ttl_s, ttl_for)), False
 
     async def _call_async(self: MwManager, load: Loader) -> Any:
@@ -384,6 +494,8 @@ class ReadThroughMixin:
                 extender.stop()
             delta = time.perf_counter() - started
             if value is None:
+                if not self.config.negative_cache:
+                    return None
                 nkey, ndata, nttl = self._negative_data(key)
                 filled = await leases.fill_async(lkey, token, nkey, key, ndata, _ms(nttl), key)
                 self._after_fill(key, filled, None, None, 0.0, 0.0)

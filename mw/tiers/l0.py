@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from mw.clock import Clock
+from mw.observe import OBSERVERS, emit
 from mw.policy.s3fifo import MAX_FREQ, S3FIFO, Entry
 
 IMMUTABLE = frozenset(
@@ -84,6 +85,8 @@ class L0Cache(S3FIFO):
         self._lock = threading.Lock()
 
     def get(self, key: str, default: Any = None) -> Any:
+        if OBSERVERS:
+            emit("read", "L0", key)
         entry = self._lookup(key)
         if entry is None:
             return default
@@ -106,6 +109,8 @@ class L0Cache(S3FIFO):
     def set(self, key: str, value: Any, expire_at: float | None = None, size: int | None = None) -> None:
         stored: Any = value if type(value) in IMMUTABLE else _Mutable(private_copy(value))
         nbytes = approx_size(value) if size is None else size
+        if OBSERVERS:
+            emit("write", "L0", key)
         with self._lock:
             super().set(key, stored, expire_at, nbytes)
 
@@ -120,6 +125,8 @@ class L0Cache(S3FIFO):
         return entry.expire_at is None or entry.expire_at > self._clock()
 
     def pop(self, key: Any) -> Entry | None:
+        if OBSERVERS:
+            emit("delete", "L0", key)
         with self._lock:
             return super().pop(key)
 

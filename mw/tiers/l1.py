@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from mw.clock import Clock
+from mw.observe import OBSERVERS, emit
 from mw.policy.s3fifo import S3FIFO
 
 
@@ -23,6 +24,8 @@ class L1Cache:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> bytes | None:
+        if OBSERVERS:
+            emit("read", "L1", key)
         with self._lock:
             entry = self._policy.get_entry(key)
             if entry is None:
@@ -40,6 +43,8 @@ class L1Cache:
         expire_at = self._clock() + self.ttl_s
         if item_expire_at is not None and item_expire_at < expire_at:
             expire_at = item_expire_at
+        if OBSERVERS:
+            emit("write", "L1", key)
         with self._lock:
             self._policy.set(key, data, expire_at, len(data))
         return expire_at
@@ -49,6 +54,8 @@ class L1Cache:
         return None if entry is None else entry.expire_at
 
     def pop(self, key: str) -> bool:
+        if OBSERVERS:
+            emit("delete", "L1", key)
         with self._lock:
             return self._policy.pop(key) is not None
 

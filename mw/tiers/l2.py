@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mw.errors import MwError
+from mw.observe import OBSERVERS, emit
 
 log = logging.getLogger("mw.l2")
 
@@ -149,11 +150,19 @@ class RedisTier:
         self._ok()
         return result
 
+    @staticmethod
+    def _seen(op: str, keys: Sequence[str]) -> None:
+        if OBSERVERS:
+            for key in keys:
+                emit(op, "L2", key)
+
     # --- sync ----------------------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
+        self._seen("read", (key,))
         return self._call(self.client.get, self.phys(key))  # type: ignore[no-any-return]
 
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        self._seen("read", keys)
         if not keys:
             return []
         return list(self._call(self.client.mget, [self.phys(k) for k in keys]))
@@ -162,6 +171,8 @@ class RedisTier:
         self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = (), publish: tuple[str, bytes] | None = None
     ) -> None:
         """``SET key data PX ttl``, delete ``clear`` keys and publish a message, in one round trip."""
+        self._seen("write", (key,))
+        self._seen("delete", clear)
         self._call(self._pipeline(self.client, key, data, ttl_ms, clear, (), publish).execute)
 
     def _pipeline(
@@ -185,6 +196,7 @@ class RedisTier:
 
     def delete(self, keys: Sequence[str], publish: tuple[str, bytes] | None = None) -> int:
         """Delete keys (and publish a message in the same round trip); return how many existed."""
+        self._seen("delete", keys)
         if not keys:
             return 0
         results = self._call(self._pipeline(self.client, None, None, 0, (), keys, publish).execute)
@@ -198,6 +210,7 @@ class RedisTier:
         return self._call(lambda: script(keys=[self.phys(k) for k in keys], args=list(args)))
 
     def set_nx(self, key: str, data: bytes, ttl_ms: int) -> bool:
+        self._seen("write", (key,))
         return bool(self._call(self.client.set, self.phys(key), data, None, ttl_ms, True))
 
     def pttl(self, key: str) -> int:
@@ -210,9 +223,11 @@ class RedisTier:
 
     # --- async ---------------------------------------------------------------------------------------
     async def get_async(self, key: str) -> bytes | None:
+        self._seen("read", (key,))
         return await self._acall(self.aclient().get, self.phys(key))  # type: ignore[no-any-return]
 
     async def mget_async(self, keys: Sequence[str]) -> list[bytes | None]:
+        self._seen("read", keys)
         if not keys:
             return []
         return list(await self._acall(self.aclient().mget, [self.phys(k) for k in keys]))
@@ -220,15 +235,19 @@ class RedisTier:
     async def set_async(
         self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = (), publish: tuple[str, bytes] | None = None
     ) -> None:
+        self._seen("write", (key,))
+        self._seen("delete", clear)
         await self._acall(self._pipeline(self.aclient(), key, data, ttl_ms, clear, (), publish).execute)
 
     async def delete_async(self, keys: Sequence[str], publish: tuple[str, bytes] | None = None) -> int:
+        self._seen("delete", keys)
         if not keys:
             return 0
         results = await self._acall(self._pipeline(self.aclient(), None, None, 0, (), keys, publish).execute)
         return int(results[0])
 
     async def set_nx_async(self, key: str, data: bytes, ttl_ms: int) -> bool:
+        self._seen("write", (key,))
         return bool(await self._acall(self.aclient().set, self.phys(key), data, None, ttl_ms, True))
 
     async def run_async(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
