@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from mw.clock import Clock, system_clock
 from mw.codec import Codec
 from mw.config import MwConfig
+from mw.flight import Flight
 from mw.invalidation import LANDED_CHANNEL, InvalidationBus
 from mw.lease import Leases
 from mw.mlt import MltStore, open_store
@@ -51,6 +52,7 @@ class Cluster:
         self._leases: Leases | None = None
         self._mlt: MltStore | None = None
         self.nodes: dict[str, Node] = {}
+        self.flight = Flight()
         self.closed = False
 
     @property

@@ -5,7 +5,8 @@ Every delete, invalidation and write of a shared key publishes ``{"o": origin, "
 process and configuration) runs one subscriber thread that drops those keys from its L1s and L0s.
 
 Pub/sub is fire-and-forget, so the receiver never trusts silence: messages from one origin carry a
-consecutive sequence, and a gap, or a subscription connection that drops, makes the receiver flush
+consecutive sequence, and a gap, or a subscription connection that drops (redis-py reconnects and
+resubscribes on its own; the fresh subscribe confirmation gives it away), makes the receiver flush
 every local tier (L0s and L1s) of its cluster, counted in ``flushes``. A flush costs cache hits,
 never correctness. What is *not* covered: a process that cannot reach Redis at all keeps serving its
 local copies until their TTL (L1 ``MW_L1_TTL_S`` at most); that bound is the documented limit.
@@ -190,7 +191,15 @@ class InvalidationBus:
                 backoff = 0.05
                 while not self._stop.is_set():
                     msg = self._pubsub.get_message(timeout=0.2)
-                    if msg is None or msg.get("type") != "message":
+                    if msg is None:
+                        continue
+                    if msg.get("type") == "subscribe":
+                        # redis-py reconnects and resubscribes silently; what was published meanwhile is lost.
+                        if msg["channel"] == inv:
+                            self.reconnects += 1
+                            self._flush_all("subscription dropped and re-established")
+                        continue
+                    if msg.get("type") != "message":
                         continue
                     if msg["channel"] == inv:
                         self._on_invalidation(msg["data"])

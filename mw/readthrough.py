@@ -86,9 +86,7 @@ class ReadThroughMixin:
     """``get_or_load`` for :class:`mw.MwManager` (uses its tiers, telemetry and config)."""
 
     def _init_readthrough(self: MwManager) -> None:
-        from mw.flight import Flight
-
-        self._flight = Flight()
+        self._flight = self.cluster.flight
         self._deltas: dict[str, float] = {}
 
     # --- shared pieces --------------------------------------------------------------------------------

@@ -1,0 +1,108 @@
+"""Negative cache only after a confirmed absence; early refresh of hot keys; prewarming hot items."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+
+from mw import ManualClock, MwManager
+from mw import keys as K
+from mw.refresh import jittered, xfetch_due
+
+Make = Callable[..., MwManager]
+
+
+def test_negative_entry_only_after_the_loader_confirms_absence(make_manager: Make) -> None:
+    """Origin defect 2: any miss set a cluster-wide 'absent' marker without asking the database."""
+    a, b = make_manager("a"), make_manager("b", node="n2")
+    key = K.global_typed_key("doc", "s", "ghost")
+    assert a.get_item_typed("doc", "s", "ghost") is None
+    assert a.l2.get(K.negative_key(key)) is None, "a plain miss marks nothing absent"
+    calls = []
+    assert a.get_or_load("doc", "s", "ghost", loader=lambda: calls.append(1)) is None
+    assert 29_000 < a.l2.pttl(K.negative_key(key)) <= 30_000, "MW_TASK_TTL_NEGATIVE_S"
+    assert b.get_or_load("doc", "s", "ghost", loader=lambda: calls.append(1)) is None
+    assert len(calls) == 1 and b.telemetry.negative_cache_hits == 1
+    a.set_global_item_typed("doc", "s", "ghost", "exists")
+    assert a.l2.get(K.negative_key(key)) is None, "any write of the key clears it"
+    assert b.get_or_load("doc", "s", "ghost", loader=lambda: "never") == "exists"
+
+
+def test_task_negative_entry_cleared_by_caching_the_row(make_manager: Make) -> None:
+    a = make_manager("a")
+    assert a.get_task("late") is None and a.get_task("late") is None
+    assert a.telemetry.negative_cache_hits == 1 and a.mlt.queries == 1
+    a.mlt.put_task({"id": "late", "status": "queued"})
+    a.cache_task_row({"id": "late", "status": "queued"})
+    assert a.get_task("late")["status"] == "queued"
+    a.invalidate_task("late")
+    assert a.l2.get(K.negative_key(K.task_key("late"))) is None
+
+
+def test_negative_cache_can_be_switched_off(make_manager: Make) -> None:
+    a = make_manager("a", negative_cache=False)
+    calls = []
+    for _ in range(3):
+        assert a.get_or_load("doc", "s", "none", loader=lambda: calls.append(1)) is None
+    assert len(calls) == 3 and a.telemetry.negative_cache_hits == 0
+
+
+def test_xfetch_decision() -> None:
+    assert not xfetch_due(100.0, None, 1.0, 1.0, lambda: 0.5)
+    assert not xfetch_due(100.0, 110.0, 0.0, 1.0, lambda: 0.5), "no load time known: never early"
+    assert not xfetch_due(100.0, 110.0, 1.0, 1.0, lambda: 0.5), "10 s left, 0.69 s of headroom"
+    assert xfetch_due(109.5, 110.0, 1.0, 1.0, lambda: 0.5)
+    assert xfetch_due(100.0, 110.0, 1.0, 1.0, lambda: 1e-9), "rare draws refresh far ahead"
+    rng = random.Random(7)
+    early = sum(xfetch_due(105.0, 110.0, 1.0, 1.0, rng.random) for _ in range(10_000)) / 10_000
+    assert 0.005 < early < 0.01, "P = exp(-5) at 5 s left with delta = 1 s"
+
+
+def test_jitter_bounds() -> None:
+    rng = random.Random(3)
+    values = [jittered(100.0, 0.1, rng.random) for _ in range(1000)]
+    assert min(values) >= 90.0 and max(values) <= 100.0 and max(values) - min(values) > 8
+
+
+def test_hot_key_is_refreshed_early_by_one_caller(make_manager: Make, clock: ManualClock) -> None:
+    a = make_manager("a", xfetch_beta=1000.0, ttl_jitter=0.0)
+    calls = []
+
+    def load() -> int:
+        import time
+
+        time.sleep(0.02)
+        calls.append(1)
+        return len(calls)
+
+    assert a.get_or_load("doc", "s", "hot", loader=load, ttl_s=60) == 1
+    random.seed(11)
+    clock.advance(59)
+    values = {a.get_or_load("doc", "s", "hot", loader=load, ttl_s=60) for _ in range(5)}
+    assert len(calls) == 2, "one early refresh before expiry, not one per caller"
+    assert values <= {1, 2} and a.telemetry.early_refreshes == 1
+    assert a.l0.expire_at(K.global_typed_key("doc", "s", "hot")) == pytest.approx(clock() + 60)
+
+
+def test_prewarm_loads_hot_items_missing_here(make_manager: Make, clock: ManualClock) -> None:
+    a = make_manager("a", l1_ttl_s=30)
+    a.mlt.put_item("doc", "s", "h1", "one")
+    a.mlt.put_item("doc", "s", "h2", "two")
+    a.mlt.put_task({"id": "t9", "status": "completed"})
+    for _ in range(3):
+        a.get_item_typed("doc", "s", "h1")
+        a.get_item_typed("doc", "s", "h2")
+        a.get_task("t9")
+    a.get_item_typed("doc", "s", "cold")
+    a.del_global_key(K.global_typed_key("doc", "s", "h1"))
+    a.invalidate_task("t9")
+    clock.advance(29)  # h2's L1 copy is near its expiry
+    q0 = a.mlt.queries
+    assert a.prewarm(top_n=10) == 3
+    assert a.mlt.queries == q0 + 3
+    assert a.l2.get(K.global_typed_key("doc", "s", "h1")) is not None
+    assert a.l2.get(K.task_key("t9")) is not None
+    assert a.memory_metrics()["mw_prewarmed"] == 3
+    assert a.prewarm(top_n=10) == 0, "nothing missing any more"
