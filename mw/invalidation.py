@@ -62,6 +62,7 @@ class Waiters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_key: dict[str, list[Callable[[], None]]] = {}
+        self.woken = 0
 
     def register(self, key: str, wake: Callable[[], None]) -> Callable[[], None]:
         with self._lock:
@@ -105,6 +106,7 @@ class Waiters:
     def wake(self, key: str) -> None:
         with self._lock:
             wakes = list(self._by_key.get(key, ()))
+        self.woken += len(wakes)
         for wake in wakes:
             wake()
 
@@ -204,7 +206,7 @@ class InvalidationBus:
                     if msg["channel"] == inv:
                         self._on_invalidation(msg["data"])
                     else:
-                        self.waiters.wake(self.l2.logical(msg["data"]))
+                        self.waiters.wake(msg["data"].decode())  # the landed key is sent unprefixed
             except Exception as exc:  # a dropped connection or a server gone: flush and resubscribe
                 if self._stop.is_set():
                     break

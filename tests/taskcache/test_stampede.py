@@ -145,6 +145,7 @@ def test_lease_waiters_are_woken_not_polled(make_manager: Make) -> None:
         t.join()
     assert load.calls == 1
     assert sum(m.telemetry.lease_waits for m in clusters) == 2
+    assert sum(m.cluster.bus.waiters.woken for m in clusters if m.cluster.bus) >= 2, "woken by the landed message"
     assert max(lat) < 0.3 + 0.25, "waiters finish soon after the load, not in polling steps"
 
 
