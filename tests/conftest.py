@@ -17,7 +17,7 @@ import mw
 from mw import MwConfig, MwManager
 from mw.clock import ManualClock
 
-BACKENDS = ["embedded", "real"]
+BACKENDS = ["embedded", pytest.param("real", marks=pytest.mark.mw_real_servers)]
 
 
 @pytest.fixture(params=BACKENDS)
