@@ -265,8 +265,7 @@ class MwManager(ReadThroughMixin, TaskCacheMixin):
         result = loader()
         return self._loaded(key, await result if inspect.isawaitable(result) else result, None)
 
-    def get_many_typed(self, kind: str, scope: str, item_ids: list[str]) -> dict[str, Any]:
-        """Several typed items; L2 is asked once (MGET) for everything L0/L1 did not have. No Mlt."""
+    def _many_local(self, kind: str, scope: str, item_ids: list[str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         out: dict[str, Any] = {}
         pending: list[tuple[str, str]] = []
         for item_id in item_ids:
@@ -277,22 +276,40 @@ class MwManager(ReadThroughMixin, TaskCacheMixin):
                 pending.append((item_id, key))
             else:
                 out[item_id] = value
+        return out, pending
+
+    def _many_from_l2(
+        self, out: dict[str, Any], pending: list[tuple[str, str]], found: list[bytes | None]
+    ) -> dict[str, Any]:
+        for (item_id, key), data in zip(pending, found, strict=True):
+            value = self._shared(key, data)
+            if value is _MISS:
+                self._missed(key)
+            else:
+                out[item_id] = value
+        return out
+
+    def get_many_typed(self, kind: str, scope: str, item_ids: list[str]) -> dict[str, Any]:
+        """Several typed items; L2 is asked once (MGET) for everything L0/L1 did not have. No Mlt."""
+        out, pending = self._many_local(kind, scope, item_ids)
+        found: list[bytes | None] = [None] * len(pending)
         if pending and self.enabled:
             try:
                 found = self.cluster.l2.mget([key for _, key in pending])
             except TierUnavailable:
                 self.telemetry.l2_errors += 1
-                found = [None] * len(pending)
-            for (item_id, key), data in zip(pending, found, strict=False):
-                value = self._shared(key, data)
-                if value is _MISS:
-                    self._missed(key)
-                else:
-                    out[item_id] = value
-        else:
-            for _, key in pending:
-                self._missed(key)
-        return out
+        return self._many_from_l2(out, pending, found)
+
+    async def get_many_typed_async(self, kind: str, scope: str, item_ids: list[str]) -> dict[str, Any]:
+        """As :meth:`get_many_typed`, with one asyncio ``MGET``."""
+        out, pending = self._many_local(kind, scope, item_ids)
+        found: list[bytes | None] = [None] * len(pending)
+        if pending and self.enabled:
+            try:
+                found = await self.cluster.l2.mget_async([key for _, key in pending])
+            except TierUnavailable:
+                self.telemetry.l2_errors += 1
+        return self._many_from_l2(out, pending, found)
 
     # --- writes ----------------------------------------------------------------------------------------
     def _write(self, key: str, value: Any, ttl_s: float | None, *, broadcast: bool = True) -> None:
@@ -396,6 +413,15 @@ class MwManager(ReadThroughMixin, TaskCacheMixin):
     def delete_organ_item_typed(self, kind: str, item_id: str) -> bool:
         return self._l0.pop(K.organ_typed_key(self.organ_id, kind, item_id)) is not None
 
+    async def delete_organ_item_async(self, item_id: str) -> bool:
+        return self.delete_organ_item(item_id)
+
+    async def delete_organ_item_typed_async(self, kind: str, item_id: str) -> bool:
+        return self.delete_organ_item_typed(kind, item_id)
+
+    async def clear_async(self) -> int:
+        return self.clear()
+
     def clear(self) -> int:
         """Empty this agent's L0."""
         n = self._l0.clear()
@@ -442,6 +468,11 @@ class MwManager(ReadThroughMixin, TaskCacheMixin):
             return False
         self.telemetry.negative_cache_hits += 1
         return True
+
+    async def check_negative_cache_async(self, kind: str, scope: str, item_id: str) -> bool:
+        if not self.enabled:
+            return False
+        return await self._negative_hit_async(K.global_typed_key(kind, scope, item_id))
 
     def try_set_inflight(self, key: str, ttl_s: float) -> bool:
         """Atomically claim ``key`` for ``ttl_s``: ``True`` only for the one caller that got it.

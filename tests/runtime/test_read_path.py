@@ -135,3 +135,25 @@ def test_values_handed_out_are_private_copies(make_manager: Make) -> None:
     other["items"].clear()
     assert a.get_item_typed("doc", "s", "m")["items"] == [1, 2]
     assert b.get_item_typed("doc", "s", "m")["items"] == [1, 2]
+
+
+def test_async_forms_of_every_read_and_delete(make_manager: Make) -> None:
+    a, b = make_manager("a"), make_manager("b", node="n2")
+    a.set_global_item_typed("doc", "s", "1", "one")
+    a.set_negative_cache("doc", "s", "gone")
+    b.set_item("mine", 1)
+    b.set_organ_item_typed("note", "n", 2)
+
+    async def main() -> tuple[object, ...]:
+        return (
+            await b.get_many_typed_async("doc", "s", ["1", "2"]),
+            await b.check_negative_cache_async("doc", "s", "gone"),
+            await b.delete_organ_item_async("mine"),
+            await b.delete_organ_item_typed_async("note", "n"),
+            await b.get_hot_items_async(),
+            await b.clear_async(),
+        )
+
+    many, neg, d1, d2, _hot, cleared = asyncio.run(main())
+    assert many == {"1": "one"} and neg is True and d1 is True and d2 is True and cleared == 1
+    assert b.get_item("mine") is None
