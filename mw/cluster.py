@@ -12,7 +12,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mw.clock import Clock, system_clock
 from mw.codec import Codec
@@ -35,7 +35,7 @@ DEFAULT_NODE = "local"
 class Node:
     """One node: its L1 and the L0s of the agents on it."""
 
-    def __init__(self, name: str, l1: L1Cache) -> None:
+    def __init__(self, name: str, l1: Any) -> None:
         self.name = name
         self.l1 = l1
         self.l0s: weakref.WeakSet[L0Cache] = weakref.WeakSet()
@@ -96,13 +96,19 @@ class Cluster:
                     self._mlt = open_store(self.config.mlt_dsn)
         return self._mlt
 
-    def node(self, name: str = DEFAULT_NODE) -> Node:
+    def node(self, name: str = DEFAULT_NODE, l1: Any = None) -> Node:
+        """The named node, made on first use with ``l1`` (default: an in-process :class:`L1Cache`).
+
+        ``l1`` lets a node tier live elsewhere (the Ray node actor): anything with the methods of
+        :class:`L1Cache` (``get``, ``get_async``, ``set``, ``pop``, ``clear``, ``expire_at``, ``len``).
+        """
         node = self.nodes.get(name)
         if node is None:
             with self._lock:
                 node = self.nodes.get(name)
                 if node is None:
-                    node = Node(name, L1Cache(self.config.l1_max_items, self.config.l1_ttl_s, self.clock))
+                    tier = l1 if l1 is not None else L1Cache(self.config.l1_max_items, self.config.l1_ttl_s, self.clock)
+                    node = Node(name, tier)
                     self.nodes[name] = node
         return node
 

@@ -49,7 +49,8 @@ class MwManager(ReadThroughMixin, TaskCacheMixin):
     """The working memory of one agent ("organ").
 
     ``config`` defaults to :meth:`MwConfig.from_env` read now. ``node`` names the node whose L1 this
-    agent shares (default: one per process). ``clock`` is the time seam every expiry reads.
+    agent shares (default: one per process). ``clock`` is the time seam every expiry reads. ``l1``
+    gives a node made here a node tier that lives elsewhere (the Ray node actor), see ``Cluster.node``.
     """
 
     def __init__(
@@ -59,12 +60,13 @@ class MwManager(ReadThroughMixin, TaskCacheMixin):
         *,
         node: str = DEFAULT_NODE,
         clock: Clock | None = None,
+        l1: Any = None,
     ) -> None:
         self.organ_id = K.check_component("organ_id", organ_id)
         self.config = MwConfig.from_env() if config is None else config
         self.cluster: Cluster = cluster_for(self.config, clock)
         self.clock = self.cluster.clock
-        self.node = self.cluster.node(node)
+        self.node = self.cluster.node(node, l1)
         self.enabled = self.config.enabled
         self._l0 = L0Cache(self.config.l0_max_items, self.config.l0_max_bytes, self.clock)
         self.node.l0s.add(self._l0)
@@ -103,13 +105,23 @@ class MwManager(ReadThroughMixin, TaskCacheMixin):
         return self._after_l0(key)
 
     def _after_l0(self, key: str) -> Any:
-        data = self.node.l1.get(key)
+        return self._from_l1(key, self.node.l1.get(key))
+
+    def _from_l1(self, key: str, data: bytes | None) -> Any:
         if data is None:
             return _MISS
         value = self._accept(key, data, from_l2=False)
         if value is not _MISS:
             self.telemetry.l1_hits += 1
         return value
+
+    async def _local_async(self, key: str) -> Any:
+        """As :meth:`_local`, awaiting L1 (a node tier in another process must not block the loop)."""
+        value = self._l0.get(key, _MISS)
+        if value is not _MISS:
+            self.telemetry.l0_hits += 1
+            return value
+        return self._from_l1(key, await self.node.l1.get_async(key))
 
     def _accept(self, key: str, data: bytes, *, from_l2: bool) -> Any:
         """Decode an envelope from L1/L2 and fill the tiers above; a corrupt or expired one is a miss."""
@@ -201,7 +213,7 @@ class MwManager(ReadThroughMixin, TaskCacheMixin):
         key = K.global_typed_key(kind, scope, item_id)
         self.telemetry.hot.add(key)
         if self.enabled:
-            value = self._local(key)
+            value = await self._local_async(key)
             if value is _MISS:
                 value = self._shared(key, await self._l2_get_async(key))
             if value is _MISS:
@@ -253,7 +265,7 @@ class MwManager(ReadThroughMixin, TaskCacheMixin):
         if self.enabled:
             value = self._organ_untyped(item_id, is_global)
             if value is _MISS:
-                value = self._local(key)
+                value = await self._local_async(key)
             if value is _MISS:
                 value = self._shared(key, await self._l2_get_async(key))
             if value is not _MISS:

@@ -98,7 +98,7 @@ class ReadThroughMixin:
         return value
 
     async def _cached_async(self: MwManager, key: str) -> Any:
-        value = self._local(key)
+        value = await self._local_async(key)
         if value is _MISS:
             value = self._shared(key, await self._l2_get_async(key))
         return value
@@ -416,7 +416,7 @@ class ReadThroughMixin:
 
     async def _negative_hit_async(self: MwManager, key: str) -> bool:
         nkey = K.negative_key(key)
-        data = self.node.l1.get(nkey)
+        data = await self.node.l1.get_async(nkey)
         if data is None:
             data = await self._l2_get_async(nkey)
         if self._is_negative(data):

@@ -36,6 +36,10 @@ class L1Cache:
             data: bytes = entry.value  # type: ignore[assignment]
             return data
 
+    async def get_async(self, key: str) -> bytes | None:
+        """In process there is nothing to await; a node tier elsewhere (Ray) awaits its reply here."""
+        return self.get(key)
+
     def set(self, key: str, data: bytes, item_expire_at: float | None) -> float | None:
         """Store a copy; return the expiry it got, or ``None`` when the TTL allows no copy at all."""
         if self.ttl_s <= 0:
