@@ -26,7 +26,6 @@ import time
 import timeit
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 try:
@@ -34,6 +33,8 @@ try:
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     import mw
+
+from _redis import redis_url_or_throwaway
 
 from mw import MwConfig, MwManager
 from mw.policy.s3fifo import S3FIFO
@@ -132,25 +133,6 @@ def in_process(n_keys: int, repeat: int, seed: int) -> list[tuple[str, float]]:
     return out
 
 
-def redis_server(url: str | None) -> AbstractContextManager[str]:
-    if url is not None:
-        return nullcontext(url)
-    from contextlib import contextmanager
-
-    from pytest_mw.servers.redis_proc import RedisProcess
-
-    @contextmanager
-    def proc() -> Any:
-        p = RedisProcess()
-        p.start()
-        try:
-            yield p.url
-        finally:
-            p.stop()
-
-    return proc()  # type: ignore[no-any-return]
-
-
 def l2_batches(url: str | None, batch: int, rounds: int) -> list[tuple[str, float]]:
     """Microseconds per key of a ``batch``-key read, median over ``rounds`` batches."""
     ns = f"bench{uuid.uuid4().hex[:8]}"
@@ -201,7 +183,7 @@ def main() -> int:
     for name, ns in rows:
         print(f"{name:40} {ns:9.1f} {ns / base:11.2f}")
 
-    with redis_server(args.redis_url) as url:
+    with redis_url_or_throwaway(args.redis_url) as url:
         real = l2_batches(url, args.batch, args.rounds)
     fake = l2_batches(None, args.batch, args.rounds)
     print(f"\nL2 reads, {args.batch}-key batches, median of {args.rounds}: us per key")

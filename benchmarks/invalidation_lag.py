@@ -17,8 +17,8 @@ import sys
 import textwrap
 import time
 import uuid
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+
+from _redis import redis_url_or_throwaway
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,19 +40,6 @@ CHILD = textwrap.dedent(
 )
 
 
-@contextmanager
-def _throwaway_redis() -> Any:
-    sys.path.insert(0, ROOT)
-    from pytest_mw.servers.redis_proc import RedisProcess
-
-    proc = RedisProcess()
-    proc.start()
-    try:
-        yield proc.url
-    finally:
-        proc.stop()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keys", type=int, default=500)
@@ -61,15 +48,18 @@ def main() -> int:
     sys.path.insert(0, ROOT)
     from mw import MwConfig, MwManager, close_all
 
-    server: AbstractContextManager[str] = nullcontext(args.redis_url) if args.redis_url else _throwaway_redis()
-    with server as url:
+    with redis_url_or_throwaway(args.redis_url) as url:
         ns = f"lag{uuid.uuid4().hex[:8]}"
         writer = MwManager("writer", MwConfig(redis_url=url, namespace=ns))
         for i in range(args.keys):
             writer.set_global_item_typed("doc", "lag", f"k{i}", f"k{i}")
         spec = {"url": url, "ns": ns, "keys": args.keys}
-        child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(spec)], stdout=subprocess.PIPE, text=True,
-                                 env={**os.environ, "PYTHONPATH": ROOT})
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": ROOT},
+        )
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         t0 = time.perf_counter()
         for i in range(args.keys):

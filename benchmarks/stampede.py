@@ -25,8 +25,9 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
+
+from _redis import redis_url_or_throwaway
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -145,19 +146,6 @@ def herd(kind: str, url: str, procs: int, threads: int, load_ms: int) -> dict[st
     }
 
 
-@contextmanager
-def _throwaway_redis() -> Any:
-    sys.path.insert(0, ROOT)
-    from pytest_mw.servers.redis_proc import RedisProcess
-
-    proc = RedisProcess()
-    proc.start()
-    try:
-        yield proc.url
-    finally:
-        proc.stop()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -171,9 +159,8 @@ def main() -> int:
         _worker(json.loads(args.worker))
         return 0
 
-    server: AbstractContextManager[str] = nullcontext(args.redis_url) if args.redis_url else _throwaway_redis()
     rows = []
-    with server as url:
+    with redis_url_or_throwaway(args.redis_url) as url:
         for kind in ("mw", "dogpile+lock", "dogpile"):
             runs = [herd(kind, url, args.procs, args.threads, args.load_ms) for _ in range(args.repeat)]
             runs.sort(key=lambda r: r["max_ms"])

@@ -465,21 +465,7 @@ class MwManager(ReadThroughMixin, TaskCacheMixin):
         """Whether the item is marked known absent (counts a negative-cache hit when it is)."""
         if not self.enabled:
             return False
-        nkey = K.negative_key(K.global_typed_key(kind, scope, item_id))
-        data = self.node.l1.get(nkey)
-        if data is None:
-            data = self._l2_get(nkey)
-        if data is None:
-            return False
-        try:
-            _, expire_at = self.cluster.codec.decode(data)
-        except CodecError:
-            self.telemetry.corrupt_entries += 1
-            return False
-        if expire_at is not None and expire_at <= self.clock():
-            return False
-        self.telemetry.negative_cache_hits += 1
-        return True
+        return self._negative_hit(K.global_typed_key(kind, scope, item_id))
 
     async def check_negative_cache_async(self, kind: str, scope: str, item_id: str) -> bool:
         if not self.enabled:

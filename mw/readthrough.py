@@ -82,6 +82,15 @@ class LoadPlan(NamedTuple):
     token: bytes | None = None
 
 
+class _Fill(NamedTuple):
+    target: str
+    other: str
+    data: bytes
+    ttl_ms: int
+    expire_at: float
+    value: Any
+
+
 class ReadThroughMixin:
     """``get_or_load`` for :class:`mw.MwManager` (uses its tiers, telemetry and config)."""
 
@@ -146,15 +155,27 @@ class ReadThroughMixin:
             return False
         return expire_at is None or expire_at > self.clock()
 
-    def _after_fill(
-        self: MwManager, key: str, filled: bool, value: Any, data: bytes | None, expire_at: float, delta: float
-    ) -> None:
-        if filled:
-            if data is not None:
-                self._fill_local(key, value, data, expire_at, delta)
-        else:
+    def _fill_for(
+        self: MwManager, key: str, value: Any, ttl_s: float | None, ttl_for: TTLFor | None, delta: float
+    ) -> _Fill | None:
+        """What a lease holder writes for a loaded value: the value, the negative marker, or nothing."""
+        if value is None:
+            if not self.config.negative_cache:
+                return None
+            nkey, ndata, nttl = self._negative_data(key)
+            return _Fill(nkey, key, ndata, _ms(nttl), 0.0, None)
+        ttl = self._ttl(value, ttl_s, ttl_for)
+        if ttl <= 0:
+            return None
+        data, expire_at = self._encode_fill(key, value, ttl, delta)
+        return _Fill(key, K.negative_key(key), data, _ms(ttl), expire_at, value)
+
+    def _after_fill(self: MwManager, key: str, filled: bool, fill: _Fill, delta: float) -> None:
+        if not filled:
             self.telemetry.stale_sets_prevented += 1
             log.info("Fill of %s refused: invalidated while loading (stale set prevented)", key)
+        elif fill.value is not None:
+            self._fill_local(key, fill.value, fill.data, fill.expire_at, delta)
 
     # --- sync ------------------------------------------------------------------------------------------
     def _read_through(
@@ -257,8 +278,7 @@ class ReadThroughMixin:
         self: MwManager, key: str, lkey: str, token: bytes, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
     ) -> Any:
         leases = self.cluster.leases
-        lease_ms = _ms(self.config.lease_ttl_s)
-        extender = _Extender(self, lkey, token, lease_ms)
+        extender = _Extender(self, lkey, token, _ms(self.config.lease_ttl_s))
         filled = False
         try:
             started = time.perf_counter()
@@ -267,30 +287,28 @@ class ReadThroughMixin:
             finally:
                 extender.stop()
             delta = time.perf_counter() - started
-            if value is None:
-                if not self.config.negative_cache:
-                    return None
-                nkey, ndata, nttl = self._negative_data(key)
-                filled = leases.fill(lkey, token, nkey, key, ndata, _ms(nttl), key)
-                self._after_fill(key, filled, None, None, 0.0, 0.0)
-                return None
-            ttl = self._ttl(value, ttl_s, ttl_for)
-            if ttl <= 0:
-                return value
-            data, expire_at = self._encode_fill(key, value, ttl, delta)
-            filled = leases.fill(lkey, token, key, K.negative_key(key), data, _ms(ttl), key)
-            self._after_fill(key, filled, value, data, expire_at, delta)
-            return value
-        except TierUnavailable:
-            self.telemetry.l2_errors += 1
-            self.telemetry.l2_write_failures += 1
+            fill = self._fill_for(key, value, ttl_s, ttl_for, delta)
+            if fill is not None:
+                try:
+                    filled = leases.fill(lkey, token, fill.target, fill.other, fill.data, fill.ttl_ms, key)
+                except TierUnavailable:
+                    self._fill_failed()
+                    return value
+                self._after_fill(key, filled, fill, delta)
             return value
         finally:
             if not filled:
-                try:
-                    leases.release(lkey, token)
-                except TierUnavailable:
-                    self.telemetry.l2_errors += 1
+                self._release(lkey, token)
+
+    def _fill_failed(self: MwManager) -> None:
+        self.telemetry.l2_errors += 1
+        self.telemetry.l2_write_failures += 1
+
+    def _release(self: MwManager, lkey: str, token: bytes) -> None:
+        try:
+            self.cluster.leases.release(lkey, token)
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
 
     def _load_unleased(self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
         """L2 unreachable (or the holder never answered): load, and cache what the tiers will take."""
@@ -364,32 +382,23 @@ class ReadThroughMixin:
             self._write(key, value, self._ttl(value, ttl_s, None), broadcast=False)
             return True
         lkey = K.lease_key(key)
-        leases = self.cluster.leases
         filled = False
         try:
-            if value is None:
-                if not self.config.negative_cache:
-                    return False
-                nkey, ndata, nttl = self._negative_data(key)
-                filled = leases.fill(lkey, plan.token, nkey, key, ndata, _ms(nttl), key)
-                self._after_fill(key, filled, None, None, 0.0, 0.0)
-                return filled
-            ttl = self._ttl(value, ttl_s, None)
-            if ttl <= 0:
+            fill = self._fill_for(key, value, ttl_s, None, delta)
+            if fill is None:
                 return False
-            data, expire_at = self._encode_fill(key, value, ttl, delta)
-            filled = leases.fill(lkey, plan.token, key, K.negative_key(key), data, _ms(ttl), key)
-            self._after_fill(key, filled, value, data, expire_at, delta)
+            try:
+                filled = self.cluster.leases.fill(
+                    lkey, plan.token, fill.target, fill.other, fill.data, fill.ttl_ms, key
+                )
+            except TierUnavailable:
+                self._fill_failed()
+                return False
+            self._after_fill(key, filled, fill, delta)
             return filled
-        except TierUnavailable:
-            self.telemetry.l2_errors += 1
-            return False
         finally:
             if not filled:
-                try:
-                    leases.release(lkey, plan.token)
-                except TierUnavailable:
-                    self.telemetry.l2_errors += 1
+                self._release(lkey, plan.token)
 
     # --- async -----------------------------------------------------------------------------------------
     async def _read_through_async(
@@ -481,8 +490,7 @@ class ReadThroughMixin:
         self: MwManager, key: str, lkey: str, token: bytes, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
     ) -> Any:
         leases = self.cluster.leases
-        lease_ms = _ms(self.config.lease_ttl_s)
-        extender = _Extender(self, lkey, token, lease_ms)
+        extender = _Extender(self, lkey, token, _ms(self.config.lease_ttl_s))
         filled = False
         try:
             started = time.perf_counter()
@@ -491,23 +499,14 @@ class ReadThroughMixin:
             finally:
                 extender.stop()
             delta = time.perf_counter() - started
-            if value is None:
-                if not self.config.negative_cache:
-                    return None
-                nkey, ndata, nttl = self._negative_data(key)
-                filled = await leases.fill_async(lkey, token, nkey, key, ndata, _ms(nttl), key)
-                self._after_fill(key, filled, None, None, 0.0, 0.0)
-                return None
-            ttl = self._ttl(value, ttl_s, ttl_for)
-            if ttl <= 0:
-                return value
-            data, expire_at = self._encode_fill(key, value, ttl, delta)
-            filled = await leases.fill_async(lkey, token, key, K.negative_key(key), data, _ms(ttl), key)
-            self._after_fill(key, filled, value, data, expire_at, delta)
-            return value
-        except TierUnavailable:
-            self.telemetry.l2_errors += 1
-            self.telemetry.l2_write_failures += 1
+            fill = self._fill_for(key, value, ttl_s, ttl_for, delta)
+            if fill is not None:
+                try:
+                    filled = await leases.fill_async(lkey, token, fill.target, fill.other, fill.data, fill.ttl_ms, key)
+                except TierUnavailable:
+                    self._fill_failed()
+                    return value
+                self._after_fill(key, filled, fill, delta)
             return value
         finally:
             if not filled:
