@@ -112,6 +112,11 @@ def _object_hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+_DECODER = json.JSONDecoder(object_hook=_object_hook)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""Made once: ``json.loads``/``json.dumps`` with options build a new coder on every call."""
+
+
 def from_plain(tree: Any) -> Any:
     """Inverse of :func:`to_plain` for trees that did not come through ``json.loads`` (msgpack)."""
     t = type(tree)
@@ -125,14 +130,14 @@ def from_plain(tree: Any) -> Any:
 def dumps_json(value: Any) -> str:
     """Tagged JSON text; what Mlt stores in its value columns."""
     try:
-        return json.dumps(to_plain(value), separators=(",", ":"), ensure_ascii=False)
+        return _ENCODER.encode(to_plain(value))
     except (TypeError, ValueError) as exc:
         raise CodecError(f"cannot encode value: {exc}") from exc
 
 
 def loads_json(text: str | bytes) -> Any:
     try:
-        return json.loads(text, object_hook=_object_hook)
+        return _DECODER.decode(text if isinstance(text, str) else text.decode("utf-8"))
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise CodecError(f"not a valid tagged JSON value: {exc}") from exc
 
@@ -166,7 +171,7 @@ class Codec:
                 flags = FORMAT_MSGPACK
                 payload = self._msgpack.packb(tree, use_bin_type=True)
             else:
-                payload = json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+                payload = _ENCODER.encode(tree).encode("utf-8")
         except (TypeError, ValueError, OverflowError) as exc:
             raise CodecError(f"cannot encode value for {key!r}: {exc}") from exc
         if len(payload) >= self.compress_min_bytes:
@@ -192,7 +197,7 @@ class Codec:
             raw = zlib.decompress(payload) if flags & FLAG_COMPRESSED else bytes(payload)
             fmt = flags & _FORMAT_MASK
             if fmt == FORMAT_JSON:
-                value = json.loads(raw, object_hook=_object_hook)
+                value = _DECODER.decode(raw.decode("utf-8"))
             elif fmt == FORMAT_MSGPACK:
                 msgpack = self._msgpack
                 if msgpack is None:
