@@ -9,8 +9,8 @@ envelope is::
 outlive the item it copies, and a reader can tell an expired copy from the header alone. ``delta`` is
 how long the value took to load (0 = unknown): early refresh (XFetch) needs it wherever the value is
 read, so it travels too. The payload
-is a JSON-model tree; values JSON cannot carry (datetime, date, time, timedelta, UUID, Decimal, bytes,
-tuple, dicts with non-str keys) are tagged as one-key objects such as ``{"$uuid": "..."}``; a user dict
+is a JSON-model tree; values JSON cannot carry (datetime, with its zone name when it has one, date,
+time, timedelta, UUID, Decimal, bytes, tuple, dicts with non-str keys) are tagged as one-key objects such as ``{"$uuid": "..."}``; a user dict
 that merely looks like a tag is escaped, so every supported value round-trips exactly. The payload is
 zlib-compressed over a threshold. Anything else raises :class:`CodecError` naming the type.
 """
@@ -24,6 +24,7 @@ import math
 import struct
 import uuid
 import zlib
+import zoneinfo
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -61,6 +62,9 @@ def to_plain(value: Any) -> Any:
     if t is tuple:
         return {"$tuple": [to_plain(v) for v in value]}
     if t is dt.datetime:
+        if isinstance(value.tzinfo, zoneinfo.ZoneInfo):
+            # A named zone survives as a name (an offset alone loses DST rules and gap/fold identity).
+            return {"$dtz": [value.replace(tzinfo=None).isoformat(), value.tzinfo.key, value.fold]}
         return {"$dt": value.isoformat()}
     if t is dt.date:
         return {"$date": value.isoformat()}
@@ -90,6 +94,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "$map": lambda v: {_hashable(k): x for k, x in v},
     "$tuple": tuple,
     "$dt": dt.datetime.fromisoformat,
+    "$dtz": lambda v: dt.datetime.fromisoformat(v[0]).replace(tzinfo=zoneinfo.ZoneInfo(v[1]), fold=v[2]),
     "$date": dt.date.fromisoformat,
     "$time": dt.time.fromisoformat,
     "$td": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
@@ -199,10 +204,12 @@ class Codec:
             if fmt == FORMAT_JSON:
                 value = _DECODER.decode(raw.decode("utf-8"))
             elif fmt == FORMAT_MSGPACK:
-                msgpack = self._msgpack
-                if msgpack is None:
+                packer: Any = self._msgpack
+                if packer is None:
                     import msgpack
-                value = from_plain(msgpack.unpackb(raw, raw=False, strict_map_key=False))
+
+                    packer = msgpack
+                value = from_plain(packer.unpackb(raw, raw=False, strict_map_key=False))
             else:
                 raise CodecError(f"unknown payload format flag {fmt:#x}")
         except CodecError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from mw.errors import ConfigError
@@ -146,7 +146,7 @@ class MwConfig:
         """Read every ``MW_*`` variable now. ``overrides`` (field names) win over the environment."""
         env = os.environ if environ is None else environ
         kwargs: dict[str, object] = {}
-        scalar = {
+        scalar: dict[str, tuple[str, Callable[[str, str], object]]] = {
             "MW_ENABLED": ("enabled", _parse_bool),
             "MW_L0_MAX_ITEMS": ("l0_max_items", _parse_count),
             "MW_L0_MAX_BYTES": ("l0_max_bytes", _parse_count),

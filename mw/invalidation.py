@@ -17,7 +17,6 @@ waiters registered for that key, in this process's threads and event loops.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
@@ -77,31 +76,6 @@ class Waiters:
                         del self._by_key[key]
 
         return unregister
-
-    def wait(self, key: str, timeout_s: float) -> bool:
-        """Block until ``key`` lands or ``timeout_s`` passes; True when woken."""
-        event = threading.Event()
-        unregister = self.register(key, event.set)
-        try:
-            return event.wait(timeout_s)
-        finally:
-            unregister()
-
-    async def wait_async(self, key: str, timeout_s: float) -> bool:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
-
-        unregister = self.register(key, wake)
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout_s)
-            return True
-        except asyncio.TimeoutError:
-            return False
-        finally:
-            unregister()
 
     def wake(self, key: str) -> None:
         with self._lock:

@@ -21,16 +21,13 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from mw import keys as K
-from mw.errors import CodecError
+from mw.core import ManagerCore
 from mw.refresh import jittered, xfetch_due
 from mw.tiers import MISS as _MISS
 from mw.tiers.l2 import TierUnavailable
-
-if TYPE_CHECKING:
-    from mw.manager import MwManager
 
 log = logging.getLogger("mw")
 
@@ -48,7 +45,7 @@ def _ms(seconds: float) -> int:
 class _Extender:
     """Keeps a lease alive while a slow loader runs: re-arms it every third of its TTL."""
 
-    def __init__(self, manager: MwManager, lease_key: str, token: bytes, lease_ms: int) -> None:
+    def __init__(self, manager: ManagerCore, lease_key: str, token: bytes, lease_ms: int) -> None:
         self._stop = threading.Event()
         self._args = (manager, lease_key, token, lease_ms)
         self._thread = threading.Thread(target=self._run, daemon=True, name="mw-lease-extend")
@@ -91,72 +88,58 @@ class _Fill(NamedTuple):
     value: Any
 
 
-class ReadThroughMixin:
-    """``get_or_load`` for :class:`mw.MwManager` (uses its tiers, telemetry and config)."""
-
-    def _init_readthrough(self: MwManager) -> None:
-        self._flight = self.cluster.flight
-        self._deltas: dict[str, float] = {}
+class ReadThrough(ManagerCore):
+    """Stampede-protected loads on top of the core tiers."""
 
     # --- shared pieces --------------------------------------------------------------------------------
-    def _cached(self: MwManager, key: str) -> Any:
+    def _cached(self, key: str) -> Any:
         """L0 -> L1 -> L2, filling upwards; ``_MISS`` when no tier has it."""
         value = self._local(key)
         if value is _MISS:
             value = self._shared(key, self._l2_get(key))
         return value
 
-    async def _cached_async(self: MwManager, key: str) -> Any:
+    async def _cached_async(self, key: str) -> Any:
         value = await self._local_async(key)
         if value is _MISS:
             value = self._shared(key, await self._l2_get_async(key))
         return value
 
-    def _remember_delta(self: MwManager, key: str, delta: float) -> None:
+    def _remember_delta(self, key: str, delta: float) -> None:
         if delta > 0:
             if len(self._deltas) >= self.config.l0_max_items:
                 self._deltas.clear()
             self._deltas[key] = delta
 
-    def _refresh_due(self: MwManager, key: str) -> bool:
+    def _refresh_due(self, key: str) -> bool:
         delta = self._deltas.get(key)
         if not delta:
             return False
         return xfetch_due(self.clock(), self._l0.expire_at(key), delta, self.config.xfetch_beta)
 
-    def _ttl(self: MwManager, value: Any, ttl_s: float | None, ttl_for: TTLFor | None) -> float:
+    def _ttl(self, value: Any, ttl_s: float | None, ttl_for: TTLFor | None) -> float:
         if ttl_for is not None:
             ttl = ttl_for(value)
             return self.config.l2_ttl_s if ttl is None else ttl
         base = self.config.l2_ttl_s if ttl_s is None else ttl_s
         return jittered(base, self.config.ttl_jitter)
 
-    def _encode_fill(self: MwManager, key: str, value: Any, ttl: float, delta: float) -> tuple[bytes, float]:
+    def _encode_fill(self, key: str, value: Any, ttl: float, delta: float) -> tuple[bytes, float]:
         expire_at = self.clock() + ttl
         return self.cluster.codec.encode(value, expire_at, key, delta), expire_at
 
-    def _fill_local(self: MwManager, key: str, value: Any, data: bytes, expire_at: float, delta: float) -> None:
+    def _fill_local(self, key: str, value: Any, data: bytes, expire_at: float, delta: float) -> None:
         self.node.l1.set(key, data, expire_at)
         self._l0.set(key, value, expire_at, len(data))
         self._remember_delta(key, delta)
 
-    def _negative_data(self: MwManager, key: str) -> tuple[str, bytes, float]:
+    def _negative_data(self, key: str) -> tuple[str, bytes, float]:
         nkey = K.negative_key(key)
         ttl = self.config.negative_ttl_s
         return nkey, self.cluster.codec.encode(True, self.clock() + ttl, nkey), ttl
 
-    def _is_negative(self: MwManager, data: bytes | None) -> bool:
-        if data is None:
-            return False
-        try:
-            _, expire_at = self.cluster.codec.decode(data)
-        except CodecError:
-            self.telemetry.corrupt_entries += 1
-            return False
-        return expire_at is None or expire_at > self.clock()
-
     def _fill_for(
-        self: MwManager, key: str, value: Any, ttl_s: float | None, ttl_for: TTLFor | None, delta: float
+        self, key: str, value: Any, ttl_s: float | None, ttl_for: TTLFor | None, delta: float
     ) -> _Fill | None:
         """What a lease holder writes for a loaded value: the value, the negative marker, or nothing."""
         if value is None:
@@ -170,7 +153,7 @@ class ReadThroughMixin:
         data, expire_at = self._encode_fill(key, value, ttl, delta)
         return _Fill(key, K.negative_key(key), data, _ms(ttl), expire_at, value)
 
-    def _after_fill(self: MwManager, key: str, filled: bool, fill: _Fill, delta: float) -> None:
+    def _after_fill(self, key: str, filled: bool, fill: _Fill, delta: float) -> None:
         if not filled:
             self.telemetry.stale_sets_prevented += 1
             log.info("Fill of %s refused: invalidated while loading (stale set prevented)", key)
@@ -179,7 +162,7 @@ class ReadThroughMixin:
 
     # --- sync ------------------------------------------------------------------------------------------
     def _read_through(
-        self: MwManager, key: str, load: Loader, ttl_s: float | None = None, ttl_for: TTLFor | None = None
+        self, key: str, load: Loader, ttl_s: float | None = None, ttl_for: TTLFor | None = None
     ) -> tuple[Any, bool]:
         """``(value, hit)``: the cached value, else one load shared by every caller in the cluster."""
         self._hot_add(key)
@@ -200,21 +183,11 @@ class ReadThroughMixin:
             return self._load_unleased(key, load, ttl_s, ttl_for), False
         return self._flight.run(key, lambda: self._load_once(key, load, ttl_s, ttl_for)), False
 
-    def _call(self: MwManager, load: Loader) -> Any:
+    def _call(self, load: Loader) -> Any:
         self.telemetry.loader_calls += 1
         return load()
 
-    def _negative_hit(self: MwManager, key: str) -> bool:
-        nkey = K.negative_key(key)
-        data = self.node.l1.get(nkey)
-        if data is None:
-            data = self._l2_get(nkey)
-        if self._is_negative(data):
-            self.telemetry.negative_cache_hits += 1
-            return True
-        return False
-
-    def _refresh_early(self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
+    def _refresh_early(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
         """XFetch: refresh now if this caller can take the lease without waiting; else keep the old value."""
         lkey = K.lease_key(key)
         try:
@@ -227,7 +200,7 @@ class ReadThroughMixin:
         self.telemetry.early_refreshes += 1
         return self._flight.run(key, lambda: self._hold(key, lkey, token, load, ttl_s, ttl_for))
 
-    def _load_once(self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
+    def _load_once(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
         """The process's one load of ``key``: hold the lease, or wait for the holder's value."""
         lkey = K.lease_key(key)
         lease_ms = _ms(self.config.lease_ttl_s)
@@ -248,7 +221,7 @@ class ReadThroughMixin:
                 log.warning("Gave up waiting for the lease on %s; loading without it", key)
                 return self._load_unleased(key, load, ttl_s, ttl_for)
 
-    def _await_landing(self: MwManager, key: str, lkey: str, deadline: float) -> Any:
+    def _await_landing(self, key: str, lkey: str, deadline: float) -> Any:
         """Wait for the holder: the value (or ``None`` if absent), or ``_MISS`` when the lease is free."""
         bus = self.cluster.bus
         event = threading.Event()
@@ -275,7 +248,7 @@ class ReadThroughMixin:
             unregister()
 
     def _hold(
-        self: MwManager, key: str, lkey: str, token: bytes, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
+        self, key: str, lkey: str, token: bytes, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
     ) -> Any:
         leases = self.cluster.leases
         extender = _Extender(self, lkey, token, _ms(self.config.lease_ttl_s))
@@ -300,17 +273,17 @@ class ReadThroughMixin:
             if not filled:
                 self._release(lkey, token)
 
-    def _fill_failed(self: MwManager) -> None:
+    def _fill_failed(self) -> None:
         self.telemetry.l2_errors += 1
         self.telemetry.l2_write_failures += 1
 
-    def _release(self: MwManager, lkey: str, token: bytes) -> None:
+    def _release(self, lkey: str, token: bytes) -> None:
         try:
             self.cluster.leases.release(lkey, token)
         except TierUnavailable:
             self.telemetry.l2_errors += 1
 
-    def _load_unleased(self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
+    def _load_unleased(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
         """L2 unreachable (or the holder never answered): load, and cache what the tiers will take."""
         value = self._call(load)
         if value is not None:
@@ -320,7 +293,7 @@ class ReadThroughMixin:
         return value
 
     # --- split phase ---------------------------------------------------------------------------------
-    def begin_load(self: MwManager, kind: str, scope: str, item_id: str) -> LoadPlan:
+    def begin_load(self, kind: str, scope: str, item_id: str) -> LoadPlan:
         """Read-through in steps, for schedulers that cannot block (SimPy, gevent, a job queue).
 
         Same protocol as ``get_or_load`` (lease, negative cache), but never waits: a ``wait`` plan is
@@ -339,7 +312,7 @@ class ReadThroughMixin:
         self._missed(key)
         return self._try_lead(key)
 
-    def _try_lead(self: MwManager, key: str) -> LoadPlan:
+    def _try_lead(self, key: str) -> LoadPlan:
         if not self.config.stampede_protection:
             return LoadPlan("lead", key)
         try:
@@ -352,7 +325,7 @@ class ReadThroughMixin:
             return LoadPlan("wait", key)
         return LoadPlan("lead", key, token=token)
 
-    def poll_load(self: MwManager, plan: LoadPlan) -> LoadPlan:
+    def poll_load(self, plan: LoadPlan) -> LoadPlan:
         """Re-check a ``wait`` plan: ``hit``/``negative`` once the holder filled, ``lead`` if the lease freed up."""
         key = plan.key
         try:
@@ -368,9 +341,7 @@ class ReadThroughMixin:
             return LoadPlan("negative", key)
         return self._try_lead(key) if holder is None else plan
 
-    def finish_load(
-        self: MwManager, plan: LoadPlan, value: Any, ttl_s: float | None = None, delta: float = 0.0
-    ) -> bool:
+    def finish_load(self, plan: LoadPlan, value: Any, ttl_s: float | None = None, delta: float = 0.0) -> bool:
         """Complete a ``lead`` plan with the loaded value (``None``: absent). True if the tiers took it."""
         self.telemetry.loader_calls += 1
         key = plan.key
@@ -402,7 +373,7 @@ class ReadThroughMixin:
 
     # --- async -----------------------------------------------------------------------------------------
     async def _read_through_async(
-        self: MwManager, key: str, load: Loader, ttl_s: float | None = None, ttl_for: TTLFor | None = None
+        self, key: str, load: Loader, ttl_s: float | None = None, ttl_for: TTLFor | None = None
     ) -> tuple[Any, bool]:
         self._hot_add(key)
         if not self.enabled:
@@ -418,24 +389,12 @@ class ReadThroughMixin:
             return await self._load_unleased_async(key, load, ttl_s, ttl_for), False
         return await self._flight.run_async(key, lambda: self._load_once_async(key, load, ttl_s, ttl_for)), False
 
-    async def _call_async(self: MwManager, load: Loader) -> Any:
+    async def _call_async(self, load: Loader) -> Any:
         self.telemetry.loader_calls += 1
         result = load()
         return await result if inspect.isawaitable(result) else result
 
-    async def _negative_hit_async(self: MwManager, key: str) -> bool:
-        nkey = K.negative_key(key)
-        data = await self.node.l1.get_async(nkey)
-        if data is None:
-            data = await self._l2_get_async(nkey)
-        if self._is_negative(data):
-            self.telemetry.negative_cache_hits += 1
-            return True
-        return False
-
-    async def _load_once_async(
-        self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
-    ) -> Any:
+    async def _load_once_async(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
         lkey = K.lease_key(key)
         lease_ms = _ms(self.config.lease_ttl_s)
         deadline = time.monotonic() + max(3 * self.config.lease_ttl_s, 5.0)
@@ -456,13 +415,15 @@ class ReadThroughMixin:
             if time.monotonic() > deadline:
                 return await self._load_unleased_async(key, load, ttl_s, ttl_for)
 
-    async def _await_landing_async(self: MwManager, key: str, lkey: str, deadline: float) -> Any:
+    async def _await_landing_async(self, key: str, lkey: str, deadline: float) -> Any:
         bus = self.cluster.bus
         loop = asyncio.get_running_loop()
         woken = asyncio.Event()
-        unregister = (
-            bus.waiters.register(key, lambda: loop.call_soon_threadsafe(woken.set)) if bus is not None else None
-        )
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(woken.set)
+
+        unregister = bus.waiters.register(key, wake) if bus is not None else None
         nkey = K.negative_key(key)
         try:
             while True:
@@ -487,7 +448,7 @@ class ReadThroughMixin:
                 unregister()
 
     async def _hold_async(
-        self: MwManager, key: str, lkey: str, token: bytes, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
+        self, key: str, lkey: str, token: bytes, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
     ) -> Any:
         leases = self.cluster.leases
         extender = _Extender(self, lkey, token, _ms(self.config.lease_ttl_s))
@@ -515,9 +476,7 @@ class ReadThroughMixin:
                 except TierUnavailable:
                     self.telemetry.l2_errors += 1
 
-    async def _load_unleased_async(
-        self: MwManager, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
-    ) -> Any:
+    async def _load_unleased_async(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
         value = await self._call_async(load)
         if value is not None:
             ttl = self._ttl(value, ttl_s, ttl_for)

@@ -16,15 +16,13 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mw import keys as K
 from mw.config import MwConfig
 from mw.errors import TaskRowError
+from mw.readthrough import ReadThrough
 from mw.refresh import jittered
-
-if TYPE_CHECKING:
-    from mw.manager import MwManager
 
 log = logging.getLogger("mw")
 
@@ -77,20 +75,20 @@ def task_ttl_s(row: Mapping[str, Any], config: MwConfig, now: float) -> float:
     return max(ttl, MIN_TASK_TTL_S)
 
 
-class TaskCacheMixin:
-    """Task helpers of :class:`mw.MwManager`: the origin system's names, fixed."""
+class TaskCache(ReadThrough):
+    """Task rows in the cache: the origin system's task helpers, fixed."""
 
-    def _task_ttl(self: MwManager, row: Mapping[str, Any]) -> float:
+    def _task_ttl(self, row: Mapping[str, Any]) -> float:
         ttl = task_ttl_s(row, self.config, self.clock())
         return max(MIN_TASK_TTL_S, jittered(ttl, self.config.ttl_jitter)) if ttl > 0 else 0.0
 
-    def _task_fill_ttl(self: MwManager, row: Any) -> float:
+    def _task_fill_ttl(self, row: Any) -> float:
         """TTL of a row loaded by ``get_task``, logged as the checklist's troubleshooting greps for it."""
         ttl = self._task_ttl(row)
         log.info("Cached task %s with TTL %ss", row.get("id"), f"{ttl:g}")
         return ttl
 
-    def cache_task_row(self: MwManager, row: Mapping[str, Any]) -> float:
+    def cache_task_row(self, row: Mapping[str, Any]) -> float:
         """Cache a task row under ``global:item:task:by_id:{id}`` with its status TTL; return the TTL used."""
         task_id = row_task_id(row)
         ttl = self._task_ttl(row)
@@ -107,7 +105,7 @@ class TaskCacheMixin:
 
     cache_task = cache_task_row
 
-    def get_task(self: MwManager, task_id: object) -> dict[str, Any] | None:
+    def get_task(self, task_id: object) -> dict[str, Any] | None:
         """The task row: cache first, else Mlt's task table (one load cluster-wide); ``None`` if absent."""
         key = K.task_key(task_id)
         mlt = self.cluster.mlt
@@ -115,49 +113,47 @@ class TaskCacheMixin:
         self._count_task(hit)
         return row  # type: ignore[no-any-return]
 
-    async def get_task_async(self: MwManager, task_id: object) -> dict[str, Any] | None:
+    async def get_task_async(self, task_id: object) -> dict[str, Any] | None:
         key = K.task_key(task_id)
         mlt = self.cluster.mlt
         row, hit = await self._read_through_async(key, lambda: mlt.get_task_async(task_id), ttl_for=self._task_fill_ttl)
         self._count_task(hit)
         return row  # type: ignore[no-any-return]
 
-    def _count_task(self: MwManager, hit: bool) -> None:
+    def _count_task(self, hit: bool) -> None:
         if hit:
             self.telemetry.task_cache_hits += 1
         else:
             self.telemetry.task_cache_misses += 1
 
-    def _task_keys(self: MwManager, task_id: object) -> list[str]:
+    def _task_keys(self, task_id: object) -> list[str]:
         key = K.task_key(task_id)
         return [key, K.negative_key(key)]
 
-    def _evicted(self: MwManager, task_id: object) -> None:
+    def _evicted(self, task_id: object) -> None:
         self.telemetry.task_evictions += 1
         log.info("Invalidated task %s in every tier (task_evictions=%d)", task_id, self.telemetry.task_evictions)
 
-    def invalidate_task(self: MwManager, task_id: object) -> None:
+    def invalidate_task(self, task_id: object) -> None:
         """Drop a task row and its negative entry from every tier of every agent; counts a task eviction."""
         if self.enabled:
             self._delete_everywhere(self._task_keys(task_id))
         self._evicted(task_id)
 
-    async def invalidate_task_async(self: MwManager, task_id: object) -> None:
+    async def invalidate_task_async(self, task_id: object) -> None:
         if self.enabled:
             await self._delete_everywhere_async(self._task_keys(task_id))
         self._evicted(task_id)
 
     invalidate_task_cache = invalidate_task
 
-    def update_task_status(self: MwManager, task_id: object, status: str, **fields: Any) -> dict[str, Any] | None:
+    def update_task_status(self, task_id: object, status: str, **fields: Any) -> dict[str, Any] | None:
         """Change the status in Mlt, then invalidate the cached row everywhere. Returns the new row."""
         row = self.cluster.mlt.update_task_status(task_id, status, **fields)
         self.invalidate_task(task_id)
         return row
 
-    async def update_task_status_async(
-        self: MwManager, task_id: object, status: str, **fields: Any
-    ) -> dict[str, Any] | None:
+    async def update_task_status_async(self, task_id: object, status: str, **fields: Any) -> dict[str, Any] | None:
         row = await asyncio.to_thread(self.cluster.mlt.update_task_status, task_id, status, **fields)
         await self.invalidate_task_async(task_id)
         return row

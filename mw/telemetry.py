@@ -123,6 +123,26 @@ class Telemetry:
     """One manager's counters and hot items."""
 
     __slots__ = (*COUNTERS, "__weakref__", "hot")
+    misses: int
+    l0_hits: int
+    l1_hits: int
+    l2_hits: int
+    mlt_loads: int
+    loader_calls: int
+    task_cache_hits: int
+    task_cache_misses: int
+    task_evictions: int
+    negative_cache_hits: int
+    l0_evictions: int
+    l2_errors: int
+    l2_write_failures: int
+    mlt_errors: int
+    corrupt_entries: int
+    prewarmed: int
+    lease_waits: int
+    lease_extensions: int
+    early_refreshes: int
+    stale_sets_prevented: int
 
     def __init__(self, hot_capacity: int = 64) -> None:
         for name in COUNTERS:

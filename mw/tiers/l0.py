@@ -84,7 +84,7 @@ class L0Cache(S3FIFO):
         self._clock = clock
         self._lock = threading.Lock()
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]  # L0 keys are str
         if OBSERVERS:
             emit("read", "L0", key)
         entry = self._lookup(key)
@@ -106,7 +106,9 @@ class L0Cache(S3FIFO):
             if self._lookup(key) is entry:
                 super().pop(key)
 
-    def set(self, key: str, value: Any, expire_at: float | None = None, size: int | None = None) -> None:
+    def set(  # type: ignore[override]  # L0 keys are str; size defaults to an estimate
+        self, key: str, value: Any, expire_at: float | None = None, size: int | None = None
+    ) -> None:
         stored: Any = value if type(value) in IMMUTABLE else _Mutable(private_copy(value))
         nbytes = approx_size(value) if size is None else size
         if OBSERVERS:

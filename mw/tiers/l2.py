@@ -125,7 +125,7 @@ class RedisTier:
                         import redis.asyncio
 
                         client = redis.asyncio.Redis.from_url(
-                            self.url,
+                            str(self.url),
                             socket_timeout=self._timeout_s or None,
                             socket_connect_timeout=self._timeout_s or None,
                         )
@@ -254,6 +254,6 @@ class RedisTier:
         return await self._acall(lambda: script(keys=[self.phys(k) for k in keys], args=list(args)))
 
     def close(self) -> None:
-        with contextlib.suppress(self._errors):
+        with contextlib.suppress(*self._errors):
             self.client.close()
         self._aclients.clear()

@@ -124,3 +124,12 @@ def test_msgpack_refuses_ints_it_cannot_carry_with_codec_error() -> None:
     with pytest.raises(CodecError, match="cannot encode"):
         Codec("msgpack").encode(2**70, None)
     assert Codec("json").decode(Codec("json").encode(2**70, None))[0] == 2**70
+
+
+@pytest.mark.parametrize("fold", [0, 1])
+def test_named_zone_survives_even_in_a_dst_gap(fold: int) -> None:
+    import zoneinfo
+
+    value = dt.datetime(2000, 3, 26, 2, 0, tzinfo=zoneinfo.ZoneInfo("Poland"), fold=fold)
+    back = Codec().decode(Codec().encode(value, None))[0]
+    assert back == value and back.tzinfo == value.tzinfo and back.fold == fold

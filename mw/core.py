@@ -1,0 +1,551 @@
+"""The core of an agent's working memory: its tiers, reads, writes, deletes, negative cache, telemetry.
+
+Reads go L0 -> L1 -> L2 -> Mlt (or the caller's loader) and fill the tiers above the one that answered.
+Writes go through the typed API to every tier, after dropping every other copy in the process, so no
+agent keeps reading a value another agent replaced. A tier that fails is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from mw import keys as K
+from mw.clock import Clock
+from mw.cluster import DEFAULT_NODE, Cluster, cluster_for
+from mw.config import MwConfig
+from mw.errors import CodecError, ConfigError
+from mw.mlt import MISSING
+from mw.telemetry import Telemetry, hot_list, memory_metrics, process_telemetry
+from mw.tiers import MISS as _MISS
+from mw.tiers.l0 import L0Cache
+from mw.tiers.l2 import TierUnavailable
+
+log = logging.getLogger("mw")
+
+_typed_key = K.global_typed_key
+
+Loader = Callable[[], Any]
+
+
+def ttl_ms(ttl_s: float) -> int:
+    return max(1, math.ceil(ttl_s * 1000))
+
+
+def check_ttl(ttl_s: object) -> float:
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)):
+        raise ConfigError("ttl_s", ttl_s, "expected a number of seconds")
+    if math.isnan(ttl_s) or ttl_s < 0 or math.isinf(ttl_s):
+        raise ConfigError("ttl_s", ttl_s, "expected a finite number of seconds >= 0 (0: do not cache)")
+    return float(ttl_s)
+
+
+class ManagerCore:
+    """The working memory of one agent ("organ"): tiers, reads, writes, deletes, telemetry.
+
+    :class:`mw.MwManager` adds read-through, task caching and prewarming on top.
+
+    ``config`` defaults to :meth:`MwConfig.from_env` read now. ``node`` names the node whose L1 this
+    agent shares (default: one per process). ``clock`` is the time seam every expiry reads. ``l1``
+    gives a node made here a node tier that lives elsewhere (the Ray node actor), see ``Cluster.node``.
+    """
+
+    def __init__(
+        self,
+        organ_id: str,
+        config: MwConfig | None = None,
+        *,
+        node: str = DEFAULT_NODE,
+        clock: Clock | None = None,
+        l1: Any = None,
+    ) -> None:
+        self.organ_id = K.check_component("organ_id", organ_id)
+        self.config = MwConfig.from_env() if config is None else config
+        self.cluster: Cluster = cluster_for(self.config, clock)
+        self.clock = self.cluster.clock
+        self.node = self.cluster.node(node, l1)
+        self.enabled = self.config.enabled
+        self._l0 = L0Cache(self.config.l0_max_items, self.config.l0_max_bytes, self.clock)
+        self.node.l0s.add(self._l0)
+        self.telemetry = Telemetry(self.config.hot_items_capacity)
+        self._hot_add = self.telemetry.hot.add
+        self._flight = self.cluster.flight
+        self._deltas: dict[str, float] = {}
+        self._inflight: dict[str, bytes] = {}
+        process_telemetry.register(self.telemetry)
+        if not self.enabled:
+            log.info("Mw caching disabled (MW_ENABLED=false) for organ %s: reads go to Mlt", self.organ_id)
+
+    # --- tiers, for tests and tools ------------------------------------------------------------------
+    @property
+    def l0(self) -> L0Cache:
+        return self._l0
+
+    @property
+    def l1(self) -> Any:
+        return self.node.l1
+
+    @property
+    def l2(self) -> Any:
+        return self.cluster.l2
+
+    @property
+    def mlt(self) -> Any:
+        return self.cluster.mlt
+
+    # --- read path pieces (shared by sync and async) --------------------------------------------------
+    def _local(self, key: str) -> Any:
+        """L0, then this node's L1 (filling L0)."""
+        value = self._l0.get(key, _MISS)
+        if value is not _MISS:
+            self.telemetry.l0_hits += 1
+            return value
+        return self._after_l0(key)
+
+    def _after_l0(self, key: str) -> Any:
+        return self._from_l1(key, self.node.l1.get(key))
+
+    def _from_l1(self, key: str, data: bytes | None) -> Any:
+        if data is None:
+            return _MISS
+        value = self._accept(key, data, from_l2=False)
+        if value is not _MISS:
+            self.telemetry.l1_hits += 1
+        return value
+
+    async def _local_async(self, key: str) -> Any:
+        """As :meth:`_local`, awaiting L1 (a node tier in another process must not block the loop)."""
+        value = self._l0.get(key, _MISS)
+        if value is not _MISS:
+            self.telemetry.l0_hits += 1
+            return value
+        return self._from_l1(key, await self.node.l1.get_async(key))
+
+    def _accept(self, key: str, data: bytes, *, from_l2: bool) -> Any:
+        """Decode an envelope from L1/L2 and fill the tiers above; a corrupt or expired one is a miss."""
+        try:
+            value, expire_at = self.cluster.codec.decode(data)
+        except CodecError as exc:
+            self.telemetry.corrupt_entries += 1
+            log.warning("Corrupt cache entry %s in %s treated as a miss: %s", key, "L2" if from_l2 else "L1", exc)
+            if not from_l2:
+                self.node.l1.pop(key)
+            return _MISS
+        if expire_at is not None and expire_at <= self.clock():
+            return _MISS
+        if from_l2:
+            self.node.l1.set(key, data, expire_at)
+            self.telemetry.l2_hits += 1
+        self._l0.set(key, value, expire_at, len(data))
+        return value
+
+    def _l2_get(self, key: str) -> bytes | None:
+        try:
+            return self.cluster.l2.get(key)
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            return None
+
+    async def _l2_get_async(self, key: str) -> bytes | None:
+        try:
+            return await self.cluster.l2.get_async(key)
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            return None
+
+    def _shared(self, key: str, data: bytes | None) -> Any:
+        return _MISS if data is None else self._accept(key, data, from_l2=True)
+
+    def _missed(self, key: str) -> None:
+        self.telemetry.misses += 1
+        log.debug("MISS %s (organ %s)", key, self.organ_id)
+
+    def _loaded(self, key: str, value: Any, ttl_s: float | None) -> Any:
+        """After a load: fill the tiers when the value exists. ``None`` means absent."""
+        if value is not None and self.enabled:
+            self._write(key, value, ttl_s, broadcast=False)
+        return value
+
+    def _load_item(self, kind: str, scope: str, item_id: str, loader: Loader | None) -> Any:
+        if loader is not None:
+            self.telemetry.loader_calls += 1
+            return loader()
+        self.telemetry.mlt_loads += 1
+        found = self.cluster.mlt.get_item(kind, scope, item_id)
+        return None if found is MISSING else found
+
+    async def _load_item_async(self, kind: str, scope: str, item_id: str, loader: Loader | None) -> Any:
+        if loader is not None:
+            self.telemetry.loader_calls += 1
+            result = loader()
+            return await result if inspect.isawaitable(result) else result
+        self.telemetry.mlt_loads += 1
+        found = await self.cluster.mlt.get_item_async(kind, scope, item_id)
+        return None if found is MISSING else found
+
+    # --- reads -----------------------------------------------------------------------------------------
+    def get_item_typed(
+        self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
+    ) -> Any:
+        """The typed global item, else this agent's typed item, else Mlt (or ``loader``); ``None`` if absent."""
+        key = _typed_key(kind, scope, item_id)
+        self._hot_add(key)
+        if self.enabled:
+            value = self._l0.get(key, _MISS)
+            if value is not _MISS:
+                self.telemetry.l0_hits += 1
+                return value
+            value = self._after_l0(key)
+            if value is _MISS:
+                value = self._shared(key, self._l2_get(key))
+            if value is _MISS:
+                value = self._organ_typed(kind, item_id)
+            if value is not _MISS:
+                return value
+        self._missed(key)
+        return self._loaded(key, self._load_item(kind, scope, item_id, loader), ttl_s)
+
+    async def get_item_typed_async(
+        self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
+    ) -> Any:
+        key = K.global_typed_key(kind, scope, item_id)
+        self.telemetry.hot.add(key)
+        if self.enabled:
+            value = await self._local_async(key)
+            if value is _MISS:
+                value = self._shared(key, await self._l2_get_async(key))
+            if value is _MISS:
+                value = self._organ_typed(kind, item_id)
+            if value is not _MISS:
+                return value
+        self._missed(key)
+        return self._loaded(key, await self._load_item_async(kind, scope, item_id, loader), ttl_s)
+
+    def _organ_typed(self, kind: str, item_id: str) -> Any:
+        value = self._l0.get(K.organ_typed_key(self.organ_id, kind, item_id), _MISS)
+        if value is not _MISS:
+            self.telemetry.l0_hits += 1
+        return value
+
+    def _organ_untyped(self, item_id: str, is_global: bool) -> Any:
+        if is_global or item_id.startswith(K.GLOBAL_PREFIX):
+            return _MISS
+        value = self._l0.get(K.organ_key(self.organ_id, item_id), _MISS)
+        if value is not _MISS:
+            self.telemetry.l0_hits += 1
+        return value
+
+    def get_item(self, item_id: str, is_global: bool = False, loader: Loader | None = None) -> Any:
+        """This agent's own item (``set_item``) first, then the global item through L0 -> L1 -> L2.
+
+        ``is_global=True``: ``item_id`` is a full global key, used as given. With a ``loader``, a miss
+        calls it and fills the tiers; without one a miss returns ``None``.
+        """
+        key = K.global_key(item_id, is_global=is_global)
+        self.telemetry.hot.add(key)
+        if self.enabled:
+            value = self._organ_untyped(item_id, is_global)
+            if value is _MISS:
+                value = self._local(key)
+            if value is _MISS:
+                value = self._shared(key, self._l2_get(key))
+            if value is not _MISS:
+                return value
+        self._missed(key)
+        if loader is None:
+            return None
+        self.telemetry.loader_calls += 1
+        return self._loaded(key, loader(), None)
+
+    async def get_item_async(self, item_id: str, is_global: bool = False, loader: Loader | None = None) -> Any:
+        key = K.global_key(item_id, is_global=is_global)
+        self.telemetry.hot.add(key)
+        if self.enabled:
+            value = self._organ_untyped(item_id, is_global)
+            if value is _MISS:
+                value = await self._local_async(key)
+            if value is _MISS:
+                value = self._shared(key, await self._l2_get_async(key))
+            if value is not _MISS:
+                return value
+        self._missed(key)
+        if loader is None:
+            return None
+        self.telemetry.loader_calls += 1
+        result = loader()
+        return self._loaded(key, await result if inspect.isawaitable(result) else result, None)
+
+    def _many_local(self, kind: str, scope: str, item_ids: list[str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        out: dict[str, Any] = {}
+        pending: list[tuple[str, str]] = []
+        for item_id in item_ids:
+            key = K.global_typed_key(kind, scope, item_id)
+            self.telemetry.hot.add(key)
+            value = self._local(key) if self.enabled else _MISS
+            if value is _MISS:
+                pending.append((item_id, key))
+            else:
+                out[item_id] = value
+        return out, pending
+
+    def _many_from_l2(
+        self, out: dict[str, Any], pending: list[tuple[str, str]], found: list[bytes | None]
+    ) -> dict[str, Any]:
+        for (item_id, key), data in zip(pending, found, strict=True):
+            value = self._shared(key, data)
+            if value is _MISS:
+                self._missed(key)
+            else:
+                out[item_id] = value
+        return out
+
+    def get_many_typed(self, kind: str, scope: str, item_ids: list[str]) -> dict[str, Any]:
+        """Several typed items; L2 is asked once (MGET) for everything L0/L1 did not have. No Mlt."""
+        out, pending = self._many_local(kind, scope, item_ids)
+        found: list[bytes | None] = [None] * len(pending)
+        if pending and self.enabled:
+            try:
+                found = self.cluster.l2.mget([key for _, key in pending])
+            except TierUnavailable:
+                self.telemetry.l2_errors += 1
+        return self._many_from_l2(out, pending, found)
+
+    async def get_many_typed_async(self, kind: str, scope: str, item_ids: list[str]) -> dict[str, Any]:
+        """As :meth:`get_many_typed`, with one asyncio ``MGET``."""
+        out, pending = self._many_local(kind, scope, item_ids)
+        found: list[bytes | None] = [None] * len(pending)
+        if pending and self.enabled:
+            try:
+                found = await self.cluster.l2.mget_async([key for _, key in pending])
+            except TierUnavailable:
+                self.telemetry.l2_errors += 1
+        return self._many_from_l2(out, pending, found)
+
+    # --- writes ----------------------------------------------------------------------------------------
+    def _write(self, key: str, value: Any, ttl_s: float | None, *, broadcast: bool = True) -> None:
+        ttl = self.config.l2_ttl_s if ttl_s is None else check_ttl(ttl_s)
+        if ttl == 0:
+            self._delete_everywhere([key])
+            return
+        expire_at = self.clock() + ttl
+        data = self.cluster.codec.encode(value, expire_at, key)
+        publish = None
+        if broadcast:
+            self.cluster.drop_local([key, K.negative_key(key)], keep=self._l0)
+            publish = self.cluster.inv_message([key, K.negative_key(key)])
+        try:
+            self.cluster.l2.set(key, data, ttl_ms(ttl), clear=(K.negative_key(key),), publish=publish)
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            self.telemetry.l2_write_failures += 1
+        self.node.l1.set(key, data, expire_at)
+        self._l0.set(key, value, expire_at, len(data))
+
+    def set_global_item_typed(
+        self, kind: str, scope: str, item_id: str, value: Any, ttl_s: float | None = None
+    ) -> None:
+        """The sanctioned global write: ``global:item:{kind}:{scope}:{id}`` in L0, L1 and L2."""
+        key = K.global_typed_key(kind, scope, item_id)
+        if self.enabled:
+            self._write(key, value, ttl_s)
+
+    def set_global_item(self, item_id: str, value: Any, ttl_s: float | None = None) -> None:
+        """Write-through under ``global:item:{item_id}`` (an already-prefixed id is not prefixed again)."""
+        key = K.global_key(item_id)
+        if self.enabled:
+            self._write(key, value, ttl_s)
+
+    def set_item(self, item_id: str, value: Any, /, **kwargs: Any) -> None:
+        """L0 only, no TTL: an agent's private scratch value, bounded by the L0 size limits."""
+        if kwargs:
+            raise TypeError(
+                f"set_item() is L0-only and takes no {', '.join(sorted(kwargs))}; "
+                "use set_global_item_typed(..., ttl_s=...) for a value with a TTL"
+            )
+        if self.enabled:
+            self._l0.set(K.organ_key(self.organ_id, item_id), value)
+
+    def set_organ_item_typed(self, kind: str, item_id: str, value: Any) -> None:
+        """``organ:{organ_id}:item:{kind}:{id}``, L0 only."""
+        if self.enabled:
+            self._l0.set(K.organ_typed_key(self.organ_id, kind, item_id), value)
+
+    # --- deletes ---------------------------------------------------------------------------------------
+    def _delete_plan(self, keys: list[str]) -> tuple[list[str], tuple[str, bytes] | None]:
+        """Drop local copies now; return what L2 must delete (the keys and their leases) and the message.
+
+        Deleting the lease is what refuses a fill that was loaded before this delete (stale set).
+        """
+        self.cluster.drop_local(keys)
+        return [*keys, *(K.lease_key(k) for k in keys if not K.is_internal(k))], self.cluster.inv_message(keys)
+
+    def _l2_delete_failed(self, keys: list[str]) -> None:
+        self.telemetry.l2_errors += 1
+        self.telemetry.l2_write_failures += 1
+        log.warning("Delete of %s could not reach L2; its L2 copy lives until its TTL", keys)
+
+    def _delete_everywhere(self, keys: list[str]) -> bool:
+        l2_keys, message = self._delete_plan(keys)
+        try:
+            return self.cluster.l2.delete(l2_keys, publish=message) > 0
+        except TierUnavailable:
+            self._l2_delete_failed(keys)
+            return True
+
+    async def _delete_everywhere_async(self, keys: list[str]) -> bool:
+        l2_keys, message = self._delete_plan(keys)
+        try:
+            return await self.cluster.l2.delete_async(l2_keys, publish=message) > 0
+        except TierUnavailable:
+            self._l2_delete_failed(keys)
+            return True
+
+    def del_global_key(self, key: str) -> bool:
+        """Delete a global item from every tier and every agent's L0 in this process."""
+        return self._delete_everywhere([K.global_key(key)]) if self.enabled else False
+
+    del_global_key_sync = del_global_key
+
+    async def del_global_key_async(self, key: str) -> bool:
+        return await self._delete_everywhere_async([K.global_key(key)]) if self.enabled else False
+
+    def del_global_item_typed(self, kind: str, scope: str, item_id: str) -> bool:
+        return self._delete_everywhere([K.global_typed_key(kind, scope, item_id)]) if self.enabled else False
+
+    async def del_global_item_typed_async(self, kind: str, scope: str, item_id: str) -> bool:
+        if not self.enabled:
+            return False
+        return await self._delete_everywhere_async([K.global_typed_key(kind, scope, item_id)])
+
+    def delete_organ_item(self, item_id: str) -> bool:
+        return self._l0.pop(K.organ_key(self.organ_id, item_id)) is not None
+
+    def delete_organ_item_typed(self, kind: str, item_id: str) -> bool:
+        return self._l0.pop(K.organ_typed_key(self.organ_id, kind, item_id)) is not None
+
+    async def delete_organ_item_async(self, item_id: str) -> bool:
+        return self.delete_organ_item(item_id)
+
+    async def delete_organ_item_typed_async(self, kind: str, item_id: str) -> bool:
+        return self.delete_organ_item_typed(kind, item_id)
+
+    async def clear_async(self) -> int:
+        return self.clear()
+
+    def clear(self) -> int:
+        """Empty this agent's L0."""
+        n = self._l0.clear()
+        log.info("Cleared L0 cache for organ %s (%d items)", self.organ_id, n)
+        return n
+
+    # --- negative cache and in-flight claims ------------------------------------------------------------
+    def set_negative_cache(self, kind: str, scope: str, item_id: str, ttl_s: float | None = None) -> None:
+        """Mark an item known absent for ``ttl_s`` (default ``MW_TASK_TTL_NEGATIVE_S``).
+
+        Call it only after the store confirmed the absence; any write of the item clears the mark.
+        """
+        if not self.enabled:
+            return
+        ttl = self.config.negative_ttl_s if ttl_s is None else check_ttl(ttl_s)
+        if ttl == 0:
+            return
+        nkey = K.negative_key(K.global_typed_key(kind, scope, item_id))
+        expire_at = self.clock() + ttl
+        data = self.cluster.codec.encode(True, expire_at, nkey)
+        try:
+            self.cluster.l2.set(nkey, data, ttl_ms(ttl))
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            self.telemetry.l2_write_failures += 1
+        self.node.l1.set(nkey, data, expire_at)
+
+    def check_negative_cache(self, kind: str, scope: str, item_id: str) -> bool:
+        """Whether the item is marked known absent (counts a negative-cache hit when it is)."""
+        if not self.enabled:
+            return False
+        return self._negative_hit(K.global_typed_key(kind, scope, item_id))
+
+    async def check_negative_cache_async(self, kind: str, scope: str, item_id: str) -> bool:
+        if not self.enabled:
+            return False
+        return await self._negative_hit_async(K.global_typed_key(kind, scope, item_id))
+
+    def _is_negative(self, data: bytes | None) -> bool:
+        if data is None:
+            return False
+        try:
+            _, expire_at = self.cluster.codec.decode(data)
+        except CodecError:
+            self.telemetry.corrupt_entries += 1
+            return False
+        return expire_at is None or expire_at > self.clock()
+
+    def _negative_hit(self, key: str) -> bool:
+        nkey = K.negative_key(key)
+        data = self.node.l1.get(nkey)
+        if data is None:
+            data = self._l2_get(nkey)
+        if self._is_negative(data):
+            self.telemetry.negative_cache_hits += 1
+            return True
+        return False
+
+    async def _negative_hit_async(self, key: str) -> bool:
+        nkey = K.negative_key(key)
+        data = await self.node.l1.get_async(nkey)
+        if data is None:
+            data = await self._l2_get_async(nkey)
+        if self._is_negative(data):
+            self.telemetry.negative_cache_hits += 1
+            return True
+        return False
+
+    # --- telemetry -------------------------------------------------------------------------------------
+    def get_hot_items(self, top_n: int = 10) -> list[list[Any]]:
+        return hot_list(self.telemetry.hot.top(top_n * 2), top_n)
+
+    async def get_hot_items_async(self, top_n: int = 10) -> list[list[Any]]:
+        return self.get_hot_items(top_n)
+
+    def get_telemetry(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.telemetry.counters())
+        out.update(
+            organ_id=self.organ_id,
+            node=self.node.name,
+            enabled=self.enabled,
+            l0_items=len(self._l0),
+            l0_bytes=self._l0.nbytes,
+            l0_evictions=self._l0.evictions,
+        )
+        out["hit_ratio"] = out["hits"] / (out["hits"] + out["misses"]) if out["hits"] + out["misses"] else 0.0
+        return out
+
+    def reset_telemetry(self) -> None:
+        self.telemetry.reset()
+
+    def memory_metrics(self, top_n: int = 10) -> dict[str, Any]:
+        """The heartbeat's ``memory_metrics``: every ``mw_*`` field of the checklist."""
+        counters = self.telemetry.counters()
+        counters["l0_evictions"] = self._l0.evictions
+        return memory_metrics(
+            counters,
+            self.telemetry.hot.top(top_n * 2),
+            enabled=self.enabled,
+            l0_items=len(self._l0),
+            l0_bytes=self._l0.nbytes,
+            l0_max_items=self.config.l0_max_items,
+            l0_max_bytes=self.config.l0_max_bytes,
+            top_n=top_n,
+        )
+
+    def close(self) -> None:
+        """Drop this agent's L0 and fold its counters into the process totals."""
+        self._l0.clear()
+        self.node.l0s.discard(self._l0)
+        process_telemetry.retire(self.telemetry)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.organ_id!r}, node={self.node.name!r}, enabled={self.enabled})"
