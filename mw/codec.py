@@ -8,11 +8,13 @@ envelope is::
 ``expire_at`` is absolute epoch seconds and travels with the value, so a copy in L0 or L1 can never
 outlive the item it copies, and a reader can tell an expired copy from the header alone. ``delta`` is
 how long the value took to load (0 = unknown): early refresh (XFetch) needs it wherever the value is
-read, so it travels too. The payload
-is a JSON-model tree; values JSON cannot carry (datetime, with its zone name when it has one, date,
-time, timedelta, UUID, Decimal, bytes, tuple, dicts with non-str keys) are tagged as one-key objects such as ``{"$uuid": "..."}``; a user dict
-that merely looks like a tag is escaped, so every supported value round-trips exactly. The payload is
-zlib-compressed over a threshold. Anything else raises :class:`CodecError` naming the type.
+read, so it travels too.
+
+The payload is a JSON-model tree. Values JSON cannot carry (datetime, with its zone name when it has
+one, date, time, timedelta, UUID, Decimal, bytes, tuple, dicts with non-str keys) are tagged as one-key
+objects such as ``{"$uuid": "..."}``; a user dict that merely looks like a tag is escaped, so every
+supported value round-trips exactly. The payload is zlib-compressed over a threshold. Anything else
+raises :class:`CodecError` naming the type.
 """
 
 from __future__ import annotations
