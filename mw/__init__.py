@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from mw.clock import Clock, ManualClock, system_clock
-from mw.cluster import close_all
+from mw.cluster import close_all, live_l0s
 from mw.config import MwConfig
 from mw.errors import CodecError, ConfigError, KeyGrammarError, MwError, TaskRowError, ValueTooLargeError
 from mw.manager import MwManager
@@ -21,14 +21,16 @@ __version__ = "0.1.0"
 def process_memory_metrics(top_n: int = 10) -> dict[str, Any]:
     """The heartbeat fields summed over every manager in this process."""
     counters = process_telemetry.counters()
+    l0s = live_l0s()
+    counters["l0_evictions"] = sum(l0.evictions for l0 in l0s)
     return _memory_metrics(
         counters,
         process_telemetry.hot(top_n * 2),
         enabled=True,
-        l0_items=0,
-        l0_bytes=0,
-        l0_max_items=0,
-        l0_max_bytes=0,
+        l0_items=sum(len(l0) for l0 in l0s),
+        l0_bytes=sum(l0.nbytes for l0 in l0s),
+        l0_max_items=sum(l0.max_items for l0 in l0s),
+        l0_max_bytes=sum(l0.max_bytes or 0 for l0 in l0s),
         top_n=top_n,
     )
 

@@ -166,6 +166,13 @@ def cluster_for(config: MwConfig, clock: Clock | None = None) -> Cluster:
         return cluster
 
 
+def live_l0s() -> list[L0Cache]:
+    """Every agent's L0 in this process (for process-wide telemetry)."""
+    with _registry_lock:
+        clusters = list(_clusters.values())
+    return [l0 for c in clusters for node in list(c.nodes.values()) for l0 in list(node.l0s)]
+
+
 def close_all() -> None:
     """Close every cluster of the process (pools, connections). Tests and the simulator call this."""
     with _registry_lock:

@@ -78,3 +78,12 @@ def test_heavy_hitters_keeps_the_heavy_ones_bounded() -> None:
     assert len(hh._counts) <= 16
     with pytest.raises(ValueError, match="0"):
         HeavyHitters(0)
+
+
+def test_process_metrics_sum_every_agents_l0(make_manager: Make) -> None:
+    a, b = make_manager("a"), make_manager("b", node="n2")
+    a.set_item("x", 1)
+    b.set_item("y", 2)
+    b.set_item("z", 3)
+    metrics = mw.process_memory_metrics()
+    assert metrics["mw_l0_items"] >= 3 and metrics["mw_l0_max_items"] >= 2 * a.config.l0_max_items
