@@ -1,0 +1,150 @@
+"""``mw-sim``: run a scenario and print its verdict (exit code 0 only when every check passes), or list scenarios.
+
+mw-sim run simulations/scenarios/staging-synthetic.toml [--agents N --nodes M --duration S --seed K]
+           [--backend embedded|redis|containers --redis-url URL --mlt-dsn DSN] [--realtime FACTOR] [--out DIR]
+mw-sim list
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from simulations.backends import BACKENDS, open_backend
+from simulations.scenario import ScenarioError, bundled, load_scenario
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mw-sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a scenario (a path, or the name of a bundled one)")
+    run.add_argument("scenario")
+    run.add_argument("--agents", type=int)
+    run.add_argument("--nodes", type=int)
+    run.add_argument("--duration", type=float, help="simulated seconds")
+    run.add_argument("--warmup", type=float, help="simulated seconds before hit ratios are measured")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--backend", choices=BACKENDS, default="embedded")
+    run.add_argument("--redis-url", help="with --backend redis: an existing Redis (keys go under a run namespace)")
+    run.add_argument("--mlt-dsn", help="with --backend redis: postgresql://... (a database per run is created)")
+    run.add_argument("--realtime", type=float, metavar="FACTOR", help="simpy.rt: wall seconds per simulated second")
+    run.add_argument("--no-baseline", action="store_true", help="skip the caching-disabled baseline run")
+    run.add_argument("--out", type=Path, default=Path("mw-sim-out"), help="folder for result.json, report.md, plots")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("list", help="list the bundled scenarios")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("simulations").setLevel(logging.INFO)
+    if args.command == "list":
+        return _list()
+    try:
+        return _run(args, argv if argv is not None else sys.argv[1:])
+    except ScenarioError as exc:
+        print(f"mw-sim: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _list() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("scenario", "agents x duration", "targets", "description")
+    for name, path in bundled().items():
+        s = load_scenario(path)
+        t = s.targets
+        targets = [
+            f"hit>{t.hit_ratio_week1}" if t.hit_ratio_week1 else "",
+            f"hit>{t.hit_ratio_week2}" if t.hit_ratio_week2 else "",
+        ]
+        table.add_row(
+            name,
+            f"{s.run.agents} x {s.run.duration_s:g} s",
+            " ".join(x for x in targets if x) + " + TTL/prefix/heartbeat/L0/stampede/stale",
+            " ".join(s.description.split())[:90],
+        )
+    Console().print(table)
+    return EXIT_PASS
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from rich.console import Console
+
+    from simulations.progress import LiveProgress
+    from simulations.report import write_all
+    from simulations.runner import run_scenario
+    from simulations.verdict import Check
+
+    scenario = load_scenario(args.scenario)
+    run: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "agents": args.agents,
+            "nodes": args.nodes,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    scenario = scenario.with_overrides(run=run)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)
+    started = time.perf_counter()
+    with open_backend(args.backend, args.redis_url, args.mlt_dsn) as backend:
+        console.print(
+            f"[bold]mw-sim[/] {scenario.name}: {scenario.run.agents} agents on {scenario.run.nodes} nodes, "
+            f"{scenario.run.duration_s:g} simulated s, seed {scenario.run.seed}"
+        )
+        console.print(f"backend: {backend.description}")
+        with LiveProgress(console, disable=args.quiet) as progress:
+            result = run_scenario(
+                scenario,
+                backend,
+                realtime=args.realtime,
+                log_dir=args.out / "logs",
+                progress=progress.update,
+                baseline=False if args.no_baseline else None,
+            )
+    result["command"] = "mw-sim " + shlex.join(argv)
+    result["wall_total_s"] = round(time.perf_counter() - started, 3)
+    paths = write_all(result, args.out)
+    checks = [Check(**c) for c in result["verdict"]["checks"]]
+    _print_verdict(console, result, checks)
+    console.print(f"report: {paths['markdown']}  result: {paths['json']}  ({result['wall_total_s']:.1f} s wall)")
+    return EXIT_PASS if result["verdict"]["passed"] else EXIT_FAIL
+
+
+def _print_verdict(console: Any, result: dict[str, Any], checks: list[Any]) -> None:
+    from rich.table import Table
+
+    cached = result["runs"]["cached"]
+    mlt = result["mlt"]
+    summary = f"mw_hit_ratio {cached['hit_ratio']['mw_hit_ratio']:.4f}, Mlt queries {mlt['queries_cached']}"
+    if "reduction" in mlt:
+        summary += f" vs {mlt['queries_baseline']} uncached ({mlt['reduction']:.1%} fewer)"
+    console.print(summary)
+    passed = result["verdict"]["passed"]
+    table = Table(title=f"Verdict: {'PASS' if passed else 'FAIL'}", title_style="bold green" if passed else "bold red")
+    for column in ("check", "target", "observed", "result", "by how much"):
+        table.add_column(column)
+    for c in checks:
+        table.add_row(c.title, c.target, c.observed, "[green]pass[/]" if c.passed else "[bold red]FAIL[/]", c.shortfall)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

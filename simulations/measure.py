@@ -1,0 +1,283 @@
+"""What a run measures: request outcomes, loads per key per expiry, stale reads, task TTLs, L0 size, heartbeats.
+
+Everything here is keyed on simulated time and filled by the model as events happen, so the same seed yields the same
+numbers. The collectors are plain objects with counters: they sit on the request path of every agent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from mw.telemetry import METRIC_FIELDS
+
+OUTCOMES = ("l0", "l1", "l2", "negative", "coalesced", "load")
+"""How a read ended: answered by a tier, by the negative cache, by another agent's load (waited), or by its own load."""
+
+MAX_EXAMPLES = 10
+
+
+class Outcomes:
+    """Request counters; the hit-path increments are attribute adds on a slotted object."""
+
+    __slots__ = (*OUTCOMES, "herd_reads", "item_reads", "task_reads", "writes")
+
+    def __init__(self) -> None:
+        self.l0 = self.l1 = self.l2 = self.negative = self.coalesced = self.load = 0
+        self.item_reads = self.task_reads = self.herd_reads = self.writes = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @property
+    def requests(self) -> int:
+        return self.l0 + self.l1 + self.l2 + self.negative + self.coalesced + self.load
+
+    @property
+    def cache_answered(self) -> int:
+        return self.l0 + self.l1 + self.l2 + self.negative
+
+
+def request_hit_ratio(counts: dict[str, int]) -> float:
+    total = sum(counts[o] for o in OUTCOMES)
+    answered = counts["l0"] + counts["l1"] + counts["l2"] + counts["negative"]
+    return answered / total if total else 0.0
+
+
+class LoadTracker:
+    """Loads from Mlt per key per expiry (the stampede check).
+
+    A *generation* of a key starts with a load and lasts while that load is in flight and then until the value (or the
+    negative marker) it filled expires or is invalidated. Every further load inside a generation is a stampede load:
+    with the lease, waiters read the holder's value instead; with the negative cache, an absent key is asked once per
+    negative TTL.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
+        self.valid_until: dict[str, float] = {}
+        self.gen_loads: dict[str, int] = {}
+        self.gen_absent: dict[str, bool] = {}
+        self.histogram: Counter[int] = Counter()
+        self.loads = 0
+        self.stampede_loads = 0
+        self.max_present = 0
+        self.max_absent = 0
+        self.examples: list[dict[str, Any]] = []
+        self.series: list[tuple[float, int]] = []
+        """(time, loads of that generation) for every generation that needed more than one load."""
+
+    def started(self, key: str, now: float) -> None:
+        self.loads += 1
+        if self.in_flight.get(key, 0) > 0 or now < self.valid_until.get(key, -math.inf):
+            n = self.gen_loads.get(key, 0) + 1
+            self.stampede_loads += 1
+            if len(self.examples) < MAX_EXAMPLES:
+                self.examples.append({"key": key, "t": round(now, 3), "loads_in_generation": n})
+        else:
+            self._close(key)
+            n = 1
+            self.gen_absent[key] = False
+        self.gen_loads[key] = n
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+
+    def finished(self, key: str, now: float, absent: bool, valid_until: float | None) -> None:
+        """A load completed; ``valid_until`` is when what it filled will expire (``None``: nothing was cached)."""
+        self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
+        if absent:
+            self.gen_absent[key] = True
+        if valid_until is not None:
+            self.valid_until[key] = max(valid_until, self.valid_until.get(key, -math.inf))
+
+    def refreshed(self, key: str, valid_until: float) -> None:
+        """A write-through replaced the cached value: the key is cached until ``valid_until``."""
+        self.valid_until[key] = valid_until
+
+    def invalidated(self, key: str) -> None:
+        """The cached value was deleted on purpose: the next load starts a new generation."""
+        self._close(key)
+        self.valid_until.pop(key, None)
+        self.in_flight.pop(key, None)
+
+    def _close(self, key: str) -> None:
+        n = self.gen_loads.pop(key, 0)
+        if n:
+            self.histogram[n] += 1
+            if self.gen_absent.pop(key, False):
+                self.max_absent = max(self.max_absent, n)
+            else:
+                self.max_present = max(self.max_present, n)
+
+    def close_all(self) -> None:
+        for key in list(self.gen_loads):
+            self._close(key)
+
+    def summary(self) -> dict[str, Any]:
+        self.close_all()
+        return {
+            "loads": self.loads,
+            "generations": sum(self.histogram.values()),
+            "stampede_loads": self.stampede_loads,
+            "max_loads_per_key_per_expiry": max(self.max_present, self.max_absent),
+            "max_loads_present_keys": self.max_present,
+            "max_loads_absent_keys": self.max_absent,
+            "loads_per_expiry_histogram": {str(k): v for k, v in sorted(self.histogram.items())},
+            "examples": self.examples,
+        }
+
+
+@dataclass
+class StaleLog:
+    """Every task and item read judged against :class:`simulations.truth.Truth`."""
+
+    checked: dict[str, int] = field(default_factory=lambda: {"task": 0, "item": 0})
+    within_bounds: dict[str, int] = field(default_factory=lambda: {"task": 0, "item": 0})
+    beyond_bounds: dict[str, int] = field(default_factory=lambda: {"task": 0, "item": 0})
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, what: str, verdict: int, record: str, version: int, current: int, now: float) -> None:
+        self.checked[what] += 1
+        if verdict == 1:
+            self.within_bounds[what] += 1
+        elif verdict == 2:
+            self.beyond_bounds[what] += 1
+            if len(self.examples) < MAX_EXAMPLES:
+                self.examples.append(
+                    {"what": what, "record": record, "returned": version, "current": current, "t": round(now, 3)}
+                )
+
+    @property
+    def violations(self) -> int:
+        return sum(self.beyond_bounds.values())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "checked": dict(self.checked),
+            "stale_within_bounds": dict(self.within_bounds),
+            "stale_beyond_bounds": dict(self.beyond_bounds),
+            "violations": self.violations,
+            "examples": self.examples,
+        }
+
+
+@dataclass
+class TaskTTLs:
+    """TTL compliance per task status: what each caching applied, and the remaining life of every copy served."""
+
+    applied_max: dict[str, float] = field(default_factory=dict)
+    applied_count: Counter[str] = field(default_factory=Counter)
+    served_max_remaining: dict[str, float] = field(default_factory=dict)
+    l2_pttl_max_ms: dict[str, int] = field(default_factory=dict)
+
+    def cached(self, status: str, ttl_s: float) -> None:
+        self.applied_count[status] += 1
+        if ttl_s > self.applied_max.get(status, -1.0):
+            self.applied_max[status] = ttl_s
+
+    def served(self, status: str, remaining_s: float) -> None:
+        if remaining_s > self.served_max_remaining.get(status, -1.0):
+            self.served_max_remaining[status] = remaining_s
+
+    def probed(self, status: str, pttl_ms: int) -> None:
+        if pttl_ms > self.l2_pttl_max_ms.get(status, -1):
+            self.l2_pttl_max_ms[status] = pttl_ms
+
+    def worst(self, status: str) -> float:
+        """The longest a cached row in ``status`` could still be served, over all three observations (s)."""
+        return max(
+            self.applied_max.get(status, 0.0),
+            self.served_max_remaining.get(status, 0.0),
+            self.l2_pttl_max_ms.get(status, 0) / 1000,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        statuses = sorted(set(self.applied_max) | set(self.served_max_remaining) | set(self.l2_pttl_max_ms))
+        return {
+            s: {
+                "cached": self.applied_count.get(s, 0),
+                "max_ttl_applied_s": round(self.applied_max.get(s, 0.0), 3),
+                "max_remaining_when_served_s": round(self.served_max_remaining.get(s, 0.0), 3),
+                "max_l2_pttl_ms": self.l2_pttl_max_ms.get(s, 0),
+            }
+            for s in statuses
+        }
+
+
+@dataclass
+class Heartbeats:
+    """Every agent's ``memory_metrics`` at its heartbeat interval: all checklist fields, with their types."""
+
+    every_s: float
+    sent: Counter[str] = field(default_factory=Counter)
+    invalid: list[dict[str, Any]] = field(default_factory=list)
+    invalid_count: int = 0
+    expected: int = 0
+    missing: int = 0
+    last: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def beat(self, agent: str, metrics: dict[str, Any]) -> None:
+        self.sent[agent] += 1
+        problems = [
+            name
+            for name, kind in METRIC_FIELDS.items()
+            if name not in metrics or not isinstance(metrics[name], kind) or isinstance(metrics[name], bool)
+        ]
+        ratio = metrics.get("mw_hit_ratio")
+        if isinstance(ratio, float) and not 0.0 <= ratio <= 1.0:
+            problems.append("mw_hit_ratio out of [0, 1]")
+        if problems:
+            self.invalid_count += 1
+            if len(self.invalid) < MAX_EXAMPLES:
+                self.invalid.append({"agent": agent, "problems": problems})
+        self.last[agent] = metrics
+
+    def account(self, lifetimes: dict[str, float]) -> None:
+        """Expected heartbeats: one per interval strictly inside each agent's life (a run stops before ``until``)."""
+        self.expected = self.missing = 0
+        for agent, lived in lifetimes.items():
+            want = max(0, math.ceil(lived / self.every_s) - 1) if self.every_s > 0 else 0
+            self.expected += want
+            self.missing += max(0, want - self.sent.get(agent, 0))
+
+    def fleet(self) -> dict[str, Any]:
+        """The last heartbeat of every agent summed, as a fleet dashboard would."""
+        hits = sum(m["mw_l0_hits"] + m["mw_l1_hits"] + m["mw_l2_hits"] for m in self.last.values())
+        misses = sum(int(m.get("mw_misses", 0)) for m in self.last.values())
+        return {
+            "agents_reporting": len(self.last),
+            "mw_hit_ratio": round(hits / (hits + misses), 6) if hits + misses else 0.0,
+            "mw_task_cache_hits": sum(m["mw_task_cache_hits"] for m in self.last.values()),
+            "mw_negative_cache_hits": sum(m["mw_negative_cache_hits"] for m in self.last.values()),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "every_s": self.every_s,
+            "sent": sum(self.sent.values()),
+            "expected": self.expected,
+            "missing": self.missing,
+            "invalid": self.invalid_count,
+            "invalid_examples": self.invalid,
+            "fleet": self.fleet(),
+        }
+
+
+@dataclass
+class DoublePrefix:
+    """Double-prefixed keys seen in L2 (scans) or in the logs (``global:item:global:item``)."""
+
+    l2_keys: set[str] = field(default_factory=set)
+    log_lines: int = 0
+    log_examples: list[str] = field(default_factory=list)
+    scans: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "scans": self.scans,
+            "l2_keys": len(self.l2_keys),
+            "l2_examples": sorted(self.l2_keys)[:MAX_EXAMPLES],
+            "log_lines": self.log_lines,
+            "log_examples": self.log_examples,
+        }

@@ -1,0 +1,223 @@
+"""The simulated fleet: agents (real ``MwManager`` objects) on nodes, one L2, one Mlt, and the read path in sim time.
+
+A read first asks the runtime's split-phase read-through (``begin_load``). A hit is answered at once. A miss that
+leads queries the real Mlt, then holds its lease for a simulated latency before ``finish_load``, so agents arriving
+in that window really find the lease held and wait in simulated time (woken when the leader lands, or by polling as
+the runtime's own waiters do). Every step reports to the collectors of :mod:`simulations.measure`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Generator
+from typing import Any
+
+import simpy
+
+from mw import MwConfig, MwManager
+from mw.mlt import MISSING, MltStore
+from mw.readthrough import _POLL_S, LoadPlan
+from mw.tasks import task_ttl_s
+from simulations.distributions import Latency
+from simulations.measure import DoublePrefix, Heartbeats, LoadTracker, Outcomes, StaleLog, TaskTTLs
+from simulations.scenario import Scenario
+from simulations.truth import Truth
+
+Loader = Callable[[], Any]
+TTLFor = Callable[[Any], "float | None"]
+Process = Generator[simpy.Event, Any, Any]
+
+START_EPOCH = 1_800_000_000.0
+"""Simulated time 0 as epoch seconds (a fixed date: runs do not depend on when they start)."""
+
+TASK_KIND, TASK_SCOPE = "task", "by_id"
+
+
+class Agent:
+    __slots__ = ("alive", "born", "died", "manager", "name", "node", "rng")
+
+    def __init__(self, name: str, node: str, manager: MwManager, rng: random.Random, born: float) -> None:
+        self.name = name
+        self.node = node
+        self.manager = manager
+        self.rng = rng
+        self.alive = True
+        self.born = born
+        self.died: float | None = None
+
+
+class Model:
+    """Shared state of one run: the environment, the agents, Mlt, the truth and the collectors."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        scenario: Scenario,
+        config: MwConfig,
+        *,
+        start_epoch: float = START_EPOCH,
+    ) -> None:
+        self.env = env
+        self.scenario = scenario
+        self.config = config
+        self.start_epoch = start_epoch
+        self.clock: Callable[[], float] = lambda: start_epoch + env.now
+        self.seed = scenario.run.seed
+        self.latency = Latency(scenario.mlt, random.Random(f"{self.seed}:latency"))
+        self.truth = Truth()
+        self.outcomes = Outcomes()
+        self.loads = LoadTracker()
+        self.stale = StaleLog()
+        self.task_ttls = TaskTTLs()
+        self.heartbeats = Heartbeats(scenario.heartbeat.every_s)
+        self.double_prefix = DoublePrefix()
+        self.agents: list[Agent] = []
+        self.retired: list[Agent] = []
+        self.landed: dict[str, simpy.Event] = {}
+        self.rate_factor = 1.0
+        self.on_fill: dict[str, Callable[[Agent, str, float], None]] = {}
+        """Hooks by item kind, called after a load filled a key (the herd schedules itself on expiry)."""
+        self._agent_seq = 0
+        self._nodes = [f"node-{i}" for i in range(max(1, scenario.run.nodes))]
+        self.caching = config.enabled
+        self.negative_ttl_s = config.negative_ttl_s
+        first = self._manager("bootstrap", self._nodes[0])
+        self.cluster = first.cluster
+        self.store: MltStore = first.cluster.mlt
+        self.admin = first
+        """A manager that belongs to no agent: the simulator's own hand on the shared tiers (writers, scans)."""
+
+    # --- agents ---------------------------------------------------------------------------------------
+    def _manager(self, name: str, node: str) -> MwManager:
+        return MwManager(name, self.config, node=node, clock=self.clock)
+
+    def add_agent(self) -> Agent:
+        seq = self._agent_seq
+        self._agent_seq += 1
+        name = f"agent-{seq}"
+        node = self._nodes[seq % len(self._nodes)]
+        agent = Agent(name, node, self._manager(name, node), random.Random(f"{self.seed}:{name}"), self.env.now)
+        self.agents.append(agent)
+        return agent
+
+    def remove_agent(self, agent: Agent) -> None:
+        agent.alive = False
+        agent.died = self.env.now
+        self.agents.remove(agent)
+        self.retired.append(agent)
+        agent.manager.close()
+
+    def all_agents(self) -> list[Agent]:
+        return self.retired + self.agents
+
+    # --- the read path --------------------------------------------------------------------------------
+    def lookup(self, agent: Agent, kind: str, scope: str, item_id: str) -> LoadPlan:
+        """``begin_load``, counting which tier answered a hit (the runtime's tier counters tell which one moved)."""
+        m = agent.manager
+        t = m.telemetry
+        l0, l1 = t.l0_hits, t.l1_hits
+        plan = m.begin_load(kind, scope, item_id)
+        state = plan.state
+        if state == "hit":
+            o = self.outcomes
+            if t.l0_hits != l0:
+                o.l0 += 1
+            elif t.l1_hits != l1:
+                o.l1 += 1
+            else:
+                o.l2 += 1
+        elif state == "negative":
+            self.outcomes.negative += 1
+        return plan
+
+    def resolve(self, agent: Agent, plan: LoadPlan, load: Loader, ttl_for: TTLFor | None = None) -> Process:
+        """Finish a ``lead`` or ``wait`` plan in simulated time; the process's value is what the read returns."""
+        while plan.state == "wait":
+            landed = self.landed.get(plan.key)
+            poll = self.env.timeout(_POLL_S)
+            yield poll if landed is None else (landed | poll)
+            plan = agent.manager.poll_load(plan)
+        if plan.state == "hit":
+            self.outcomes.coalesced += 1
+            return plan.value
+        if plan.state == "negative":
+            self.outcomes.coalesced += 1
+            return None
+        self.outcomes.load += 1
+        return (yield from self._lead(agent, plan, load, ttl_for))
+
+    def _lead(self, agent: Agent, plan: LoadPlan, load: Loader, ttl_for: TTLFor | None) -> Process:
+        key = plan.key
+        caching = self.caching
+        if not caching:  # the baseline: every read is a query; nobody waits, nothing is filled
+            value = load()
+            delay = self.latency()
+            if delay > 0:
+                yield self.env.timeout(delay)
+            agent.manager.finish_load(plan, value)
+            return value
+        self.loads.started(key, self.env.now)
+        value = load()
+        mine = None
+        if key not in self.landed:
+            mine = self.landed[key] = self.env.event()
+        delay = self.latency()
+        if delay > 0:
+            yield self.env.timeout(delay)
+        ttl = None if ttl_for is None else ttl_for(value)
+        filled = agent.manager.finish_load(plan, value, ttl_s=ttl, delta=delay)
+        self._finished(agent, key, value, filled)
+        if mine is not None:
+            del self.landed[key]
+            mine.succeed()
+        return value
+
+    def _finished(self, agent: Agent, key: str, value: Any, filled: bool) -> None:
+        now = self.env.now
+        if value is None:
+            self.loads.finished(key, now, True, now + self.negative_ttl_s)
+            return
+        expire_at = agent.manager.l0.expire_at(key) if filled else None
+        valid_until = None if expire_at is None else expire_at - self.start_epoch
+        self.loads.finished(key, now, False, valid_until)
+        if filled and valid_until is not None:
+            kind = key.split(":", 3)[2]
+            hook = self.on_fill.get(kind)
+            if hook is not None:
+                hook(agent, key, valid_until)
+            if kind == TASK_KIND:
+                self._task_cached(agent, key, value, valid_until - now)
+
+    # --- tasks ----------------------------------------------------------------------------------------
+    def task_ttl(self, row: Any) -> float | None:
+        """The TTL ``get_task`` would give a row loaded from Mlt (the runtime jitters it below this)."""
+        return None if row is None else task_ttl_s(row, self.config, self.clock())
+
+    def _task_cached(self, agent: Agent, key: str, row: dict[str, Any], ttl_s: float) -> None:
+        status = str(row.get("status", ""))
+        self.task_ttls.cached(status, ttl_s)
+        if status == "running":
+            self.task_ttls.probed(status, agent.manager.l2.pttl(key))
+
+    def task_served(self, agent: Agent, key: str, row: dict[str, Any], started_at: float) -> None:
+        """Judge a task row a read returned: staleness against Mlt's versions, remaining life against the status TTL."""
+        record = row["id"]
+        verdict = self.truth.judge(record, row["version"], started_at)
+        self.stale.record("task", verdict, record, row["version"], self.truth.version(record), self.env.now)
+        expire_at = agent.manager.l0.expire_at(key)
+        if expire_at is not None:
+            self.task_ttls.served(str(row.get("status", "")), expire_at - self.clock())
+
+    def item_served(self, record: str, value: str, started_at: float) -> None:
+        version = int(value[: value.index("|")])
+        verdict = self.truth.judge(record, version, started_at)
+        self.stale.record("item", verdict, record, version, self.truth.version(record), self.env.now)
+
+    def mlt_item(self, kind: str, scope: str, item_id: str) -> Loader:
+        store = self.store
+
+        def load() -> Any:
+            found = store.get_item(kind, scope, item_id)
+            return None if found is MISSING else found
+
+        return load

@@ -1,0 +1,256 @@
+"""One run of a scenario, and the invocation: the cached run, the caching-disabled baseline, the verdict.
+
+A run seeds Mlt, starts the scenario's processes, advances SimPy to the end of the scenario and returns a JSON-ready
+summary. Everything measured is a function of the seed on the embedded backend: the runtime's module-level ``random``
+(TTL jitter) is seeded per run, every workload stream draws from its own seeded generator, and simulated time starts at
+a fixed epoch. Wall-clock figures are kept apart under ``wall``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import simpy
+import simpy.rt
+
+from mw.telemetry import hit_ratio
+from simulations import workloads as W
+from simulations.backends import Backend
+from simulations.logwatch import LogWatch
+from simulations.model import START_EPOCH, Agent, Model
+from simulations.scenario import Scenario
+from simulations.series import Sampler
+
+Progress = Callable[[str, float, float, float], None]
+"""``(run label, simulated now, duration, running hit ratio)``."""
+
+
+@dataclass
+class RunOptions:
+    label: str = "cached"
+    caching: bool = True
+    prewarm: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """``MwConfig`` settings that replace the scenario's (how the tests break a configuration on purpose)."""
+    realtime: float | None = None
+    log_dir: Path | None = None
+
+
+def run_once(
+    scenario: Scenario, backend: Backend, options: RunOptions, progress: Progress | None = None
+) -> dict[str, Any]:
+    stores = backend.stores(options.label)
+    config = scenario.config(**stores.settings(), enabled=options.caching, **options.overrides)
+    if options.realtime:
+        env: simpy.Environment = simpy.rt.RealtimeEnvironment(factor=options.realtime, strict=False)
+        start_epoch = time.time()
+    else:
+        env = simpy.Environment()
+        start_epoch = START_EPOCH
+    random.seed(f"{scenario.run.seed}:runtime:{options.label}")
+    model = Model(env, scenario, config, start_epoch=start_epoch)
+    log_path = None if options.log_dir is None else options.log_dir / f"{options.label}.log"
+    try:
+        with LogWatch(model.double_prefix, log_path) as watch:
+            outcome = _simulate(model, scenario, options, progress)
+        summary = _summarise(model, scenario, options, outcome)
+        summary["log_lines"] = watch.lines
+        return summary
+    finally:
+        for agent in list(model.agents):
+            agent.manager.close()
+        model.admin.close()
+        model.cluster.close()
+        stores.cleanup()
+
+
+@dataclass
+class Outcome:
+    sampler: Sampler
+    tasks: W.Tasks | None
+    wall: dict[str, float]
+
+
+def _simulate(model: Model, scenario: Scenario, options: RunOptions, progress: Progress | None) -> Outcome:
+    env, run = model.env, scenario.run
+    started = time.perf_counter()
+    catalog = W.Catalog(scenario.items, run.seed)
+    catalog.seed_mlt(model)
+    if scenario.herd.enabled:
+        W.seed_herd(model, scenario.herd)
+        model.on_fill[W.HERD_KIND] = W.HerdScheduler(model, scenario.herd).on_fill
+    tasks = W.Tasks(model, scenario.tasks) if scenario.tasks.enabled else None
+    seeded = time.perf_counter()
+    sampler = Sampler(model, run.sample_s)
+
+    def start(agent: Agent) -> None:
+        env.process(W.agent(model, agent, catalog, tasks, scenario.herd))
+        if scenario.heartbeat.every_s > 0:
+            env.process(W.heartbeat(model, agent, scenario.heartbeat.every_s))
+
+    for _ in range(run.agents):
+        start(model.add_agent())
+    if tasks is not None:
+        env.process(tasks.creator())
+    if scenario.items.drift_every_s > 0 and scenario.items.drift_step:
+        env.process(W.drift(model, catalog))
+    b = scenario.bursts
+    if b.every_s > 0:
+        env.process(W.bursts(model, b.every_s, b.length_s, b.factor))
+    if scenario.churn.every_s > 0:
+        env.process(W.churn(model, scenario.churn.every_s, scenario.churn.fraction, start))
+    p = scenario.prewarm
+    if options.prewarm and p.every_s > 0 and options.caching:
+        env.process(W.prewarm(model, p.every_s, p.top_n))
+    if scenario.faults.double_prefix_writer:
+        env.process(W.double_prefix_writer(model, scenario.faults.every_s, scenario.items.kind, scenario.items.scope))
+
+    def on_sample(_row: dict[str, Any]) -> None:
+        if progress is not None:
+            t = sampler.totals()
+            hits = t["l0_hits"] + t["l1_hits"] + t["l2_hits"]
+            progress(options.label, env.now, run.duration_s, hit_ratio(hits, t["misses"]))
+
+    env.process(sampler.run(on_sample))
+    env.process(sampler.mark_warm(min(run.warmup_s, run.duration_s)))
+    env.run(until=run.duration_s)
+    if not sampler.rows or sampler.rows[-1]["t"] < run.duration_s:
+        on_sample(sampler.sample())
+    if model.caching:
+        sampler.scan_l2()
+    finished = time.perf_counter()
+    wall = {"seed_s": round(seeded - started, 3), "simulate_s": round(finished - seeded, 3)}
+    return Outcome(sampler, tasks, wall)
+
+
+def _measured(sampler: Sampler) -> dict[str, int]:
+    end = sampler.totals()
+    warm = sampler.warm or dict.fromkeys(end, 0)
+    return {k: end[k] - warm.get(k, 0) for k in end}
+
+
+def _hot_items(model: Model, top_n: int = 10) -> list[list[Any]]:
+    merged: Counter[str] = Counter()
+    for agent in model.agents:
+        for name, count in agent.manager.get_hot_items(top_n):
+            merged[name] += count
+    return [[name, count] for name, count in merged.most_common(top_n)]
+
+
+def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: Outcome) -> dict[str, Any]:
+    sampler, tasks, wall = outcome.sampler, outcome.tasks, outcome.wall
+    run = scenario.run
+    totals = sampler.totals()
+    measured = _measured(sampler)
+    requests = sum(measured[o] for o in ("l0", "l1", "l2", "negative", "coalesced", "load"))
+    hits = measured["l0_hits"] + measured["l1_hits"] + measured["l2_hits"]
+    lifetimes = {a.name: (run.duration_s if a.died is None else a.died) - a.born for a in model.all_agents()}
+    model.heartbeats.account(lifetimes)
+    telemetry = [a.manager.telemetry for a in model.all_agents()]
+    all_requests = sum(totals[o] for o in ("l0", "l1", "l2", "negative", "coalesced", "load"))
+    config = model.config
+    wall["requests_per_s"] = round(all_requests / wall["simulate_s"], 1) if wall["simulate_s"] else 0.0
+    return {
+        "label": options.label,
+        "caching": options.caching,
+        "prewarm": options.prewarm and scenario.prewarm.every_s > 0,
+        "config": {
+            "l0_max_items": config.l0_max_items,
+            "l0_max_bytes": config.l0_max_bytes,
+            "l1_ttl_s": config.l1_ttl_s,
+            "l2_ttl_s": config.l2_ttl_s,
+            "ttl_jitter": config.ttl_jitter,
+            "negative_cache": config.negative_cache,
+            "stampede_protection": config.stampede_protection,
+            "task_ttls_s": dict(config.task_ttls_s),
+        },
+        "agents": {"started": len(lifetimes), "live_at_end": len(model.agents)},
+        "requests": {"total": all_requests, "measured": requests, "outcomes": model.outcomes.as_dict()},
+        "hit_ratio": {
+            "mw_hit_ratio": round(hit_ratio(hits, measured["misses"]), 6),
+            "request_hit_ratio": round((requests - measured["coalesced"] - measured["load"]) / requests, 6)
+            if requests
+            else 0.0,
+            "tier_share": {t: round(measured[t] / requests, 6) if requests else 0.0 for t in ("l0", "l1", "l2")},
+            "window": [min(run.warmup_s, run.duration_s), run.duration_s],
+        },
+        "mlt_queries": totals["mlt_queries"] - sampler.start["mlt_queries"],
+        "loads": model.loads.summary(),
+        "stale": model.stale.summary(),
+        "task_ttls": model.task_ttls.summary(),
+        "l0": {
+            "max_items": sampler.l0_max_items,
+            "max_bytes": sampler.l0_max_bytes,
+            "bound_items": scenario.l0_bound_items,
+            "bound_bytes": scenario.l0_bound_bytes,
+        },
+        "heartbeats": model.heartbeats.summary(),
+        "double_prefix": model.double_prefix.summary(),
+        "negative_cache_hits": totals["negative_cache_hits"],
+        "prewarmed": sum(t.prewarmed for t in telemetry),
+        "lease_waits": sum(t.lease_waits for t in telemetry),
+        "stale_sets_prevented": sum(t.stale_sets_prevented for t in telemetry),
+        "tier_errors": totals["l2_errors"] + totals["mlt_errors"],
+        "hot_items": _hot_items(model),
+        "tasks": {"created": tasks.created, "transitions": tasks.transitions} if tasks is not None else {},
+        "series": sampler.rows,
+        "wall": wall,
+    }
+
+
+def run_scenario(
+    scenario: Scenario,
+    backend: Backend,
+    *,
+    overrides: dict[str, Any] | None = None,
+    realtime: float | None = None,
+    log_dir: Path | None = None,
+    progress: Progress | None = None,
+    baseline: bool | None = None,
+) -> dict[str, Any]:
+    """The cached run, the caching-disabled baseline, a run without prewarming if asked, and the verdict."""
+    from simulations.verdict import judge
+
+    def options(label: str, **kw: Any) -> RunOptions:
+        return RunOptions(label, overrides=dict(overrides or {}), realtime=realtime, log_dir=log_dir, **kw)
+
+    runs = {"cached": run_once(scenario, backend, options("cached"), progress)}
+    if scenario.run.baseline if baseline is None else baseline:
+        runs["baseline"] = run_once(scenario, backend, options("baseline", caching=False), progress)
+    if scenario.prewarm.compare and scenario.prewarm.every_s > 0:
+        runs["no_prewarm"] = run_once(scenario, backend, options("no_prewarm", prewarm=False), progress)
+    cached = runs["cached"]
+    verdict = judge(cached, scenario.targets)
+    mlt: dict[str, Any] = {"queries_cached": cached["mlt_queries"]}
+    if "baseline" in runs:
+        base = runs["baseline"]["mlt_queries"]
+        mlt.update(queries_baseline=base, reduction=round(1 - cached["mlt_queries"] / base, 6) if base else 0.0)
+    result: dict[str, Any] = {
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "source": scenario.source,
+        "params": {
+            "agents": scenario.run.agents,
+            "nodes": scenario.run.nodes,
+            "duration_s": scenario.run.duration_s,
+            "warmup_s": scenario.run.warmup_s,
+            "seed": scenario.run.seed,
+            "overrides": dict(overrides or {}),
+            "realtime": realtime,
+        },
+        "backend": backend.description,
+        "deterministic": backend.deterministic and not realtime,
+        "verdict": verdict.as_dict(),
+        "mlt": mlt,
+        "runs": runs,
+    }
+    if "no_prewarm" in runs:
+        with_, without = cached["hit_ratio"]["mw_hit_ratio"], runs["no_prewarm"]["hit_ratio"]["mw_hit_ratio"]
+        result["prewarm_effect"] = {"with": with_, "without": without, "delta": round(with_ - without, 6)}
+    return result

@@ -1,0 +1,300 @@
+"""Scenarios: a TOML file says what load to run and which checklist targets the run must meet.
+
+Every table maps to a frozen dataclass below; an unknown key is an error naming it (a typo must not silently turn a
+workload or a check off). ``[runtime]`` holds :class:`mw.MwConfig` overrides, ``[targets]`` the verdict's thresholds;
+a target left out (or set to ``false``) is not checked. The bundled scenarios live in ``simulations/scenarios/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mw import MwConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run as written (the message names the file and the key)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    agents: int = 100
+    nodes: int = 4
+    duration_s: float = 3600.0
+    warmup_s: float = 300.0
+    """Hit ratios are measured after this much simulated time (caches start cold)."""
+    seed: int = 42
+    sample_s: float = 30.0
+    """Interval of the time series (hit ratios, Mlt QPS, L0 size) and of the L2 double-prefix scan."""
+    baseline: bool = True
+    """Also run the same workload with caching disabled (``MW_ENABLED=false``) for the Mlt query reduction."""
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    """Simulated Mlt query latency: ``fixed`` (``median_ms``), ``lognormal`` (median and p99) or ``none``."""
+
+    dist: str = "lognormal"
+    median_ms: float = 4.0
+    p99_ms: float = 40.0
+
+
+@dataclass(frozen=True)
+class ItemsSpec:
+    """Typed item reads with Zipf popularity over a catalog whose hot set drifts, and writes through the typed API.
+
+    Agents are not web clients: each works on a handful of items at a time (its focus, drawn from the same Zipf
+    popularity) and reads them again and again; that is what an agent's L0 is for.
+    """
+
+    kind: str = "doc"
+    scope: str = "shared"
+    catalog: int = 5000
+    zipf_alpha: float = 1.0
+    reads_per_agent_s: float = 2.0
+    write_fraction: float = 0.01
+    write_popularity: str = "uniform"
+    """Which items writes hit: ``uniform`` over the catalog, or ``zipf`` (the read popularity: hot items churn)."""
+    focus_fraction: float = 0.5
+    """Share of reads for the agent's current focus: a few items it works on, re-drawn every ``focus_every_s``."""
+    focus_size: int = 16
+    focus_every_s: float = 300.0
+    absent_fraction: float = 0.02
+    """Share of reads for ids Mlt does not have (what the negative cache is for)."""
+    absent_pool: int = 200
+    value_bytes_min: int = 200
+    value_bytes_max: int = 2000
+    drift_every_s: float = 300.0
+    drift_step: int = 50
+    """Every ``drift_every_s`` the popularity ranking shifts by this many items: new keys become hot."""
+
+
+@dataclass(frozen=True)
+class TasksSpec:
+    """The task lifecycle: created -> queued -> running -> completed | failed | retry (-> queued)."""
+
+    enabled: bool = True
+    create_per_agent_s: float = 0.005
+    """New tasks per agent per simulated second (Poisson, fleet-wide rate scales with the live agents)."""
+    reads_per_agent_s: float = 0.3
+    """Task status reads per agent per second (agents watching tasks)."""
+    dwell_created_s: float = 2.0
+    dwell_queued_s: float = 5.0
+    dwell_running_s: float = 30.0
+    p_failed: float = 0.05
+    p_retry: float = 0.1
+    max_retries: int = 2
+    lease_s: float = 60.0
+    retry_backoff_s: float = 10.0
+    recent_finished: int = 500
+    """Finished tasks stay readable: reads pick among the live ones and this many recently finished."""
+
+
+@dataclass(frozen=True)
+class HerdSpec:
+    """A few hot keys with a short TTL, read by everyone, plus a herd that arrives exactly when they expire."""
+
+    enabled: bool = False
+    keys: int = 5
+    ttl_s: float = 20.0
+    reads_per_agent_s: float = 0.5
+    at_expiry: int = 50
+    """Agents that read a hot key at the instant its cached value expires."""
+    spread_ms: float = 5.0
+
+
+@dataclass(frozen=True)
+class BurstSpec:
+    every_s: float = 0.0
+    """0: no bursts."""
+    length_s: float = 30.0
+    factor: float = 3.0
+
+
+@dataclass(frozen=True)
+class ChurnSpec:
+    every_s: float = 0.0
+    """0: agents never leave. Otherwise every ``every_s`` a fraction leaves and as many cold agents join."""
+    fraction: float = 0.05
+
+
+@dataclass(frozen=True)
+class PrewarmSpec:
+    every_s: float = 0.0
+    """0: no prewarming. Otherwise every agent calls ``prewarm(top_n)`` this often."""
+    top_n: int = 10
+    compare: bool = False
+    """Also run without prewarming to measure its effect on the hit ratio."""
+
+
+@dataclass(frozen=True)
+class HeartbeatSpec:
+    every_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """Deliberate defects, for proving the verdict fails: never on in a bundled scenario."""
+
+    double_prefix_writer: bool = False
+    every_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The checklist's targets; ``None`` (or ``false``) leaves a check out of the verdict."""
+
+    hit_ratio_week1: float | None = 0.70
+    hit_ratio_week2: float | None = None
+    running_ttl_max_s: float | None = 30.0
+    no_double_prefix: bool = True
+    heartbeats: bool = True
+    l0_max_items: int | None = None
+    """Default: the scenario's ``runtime.l0_max_items``."""
+    l0_max_bytes: int | None = None
+    max_loads_per_key_per_expiry: int | None = 1
+    max_stale_reads: int | None = 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str = ""
+    source: str = ""
+    run: RunSpec = field(default_factory=RunSpec)
+    runtime: dict[str, Any] = field(default_factory=dict)
+    mlt: LatencySpec = field(default_factory=LatencySpec)
+    items: ItemsSpec = field(default_factory=ItemsSpec)
+    tasks: TasksSpec = field(default_factory=TasksSpec)
+    herd: HerdSpec = field(default_factory=HerdSpec)
+    bursts: BurstSpec = field(default_factory=BurstSpec)
+    churn: ChurnSpec = field(default_factory=ChurnSpec)
+    prewarm: PrewarmSpec = field(default_factory=PrewarmSpec)
+    heartbeat: HeartbeatSpec = field(default_factory=HeartbeatSpec)
+    faults: FaultSpec = field(default_factory=FaultSpec)
+    targets: Targets = field(default_factory=Targets)
+
+    def config(self, **extra: Any) -> MwConfig:
+        """The runtime configuration of this scenario (``extra`` wins: backend URLs, namespace, broken settings)."""
+        settings = {"pubsub": False, **self.runtime, **extra}
+        ttls = settings.pop("task_ttls_s", None)
+        config = MwConfig.from_env({}, **settings)
+        if ttls:
+            config = config.replace(task_ttls_s={**config.task_ttls_s, **ttls})
+        return config
+
+    @property
+    def l0_bound_items(self) -> int:
+        bound = self.targets.l0_max_items
+        return int(bound if bound is not None else self.runtime.get("l0_max_items", MwConfig.l0_max_items))
+
+    @property
+    def l0_bound_bytes(self) -> int:
+        bound = self.targets.l0_max_bytes
+        return int(bound if bound is not None else self.runtime.get("l0_max_bytes", MwConfig.l0_max_bytes))
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Scenario:
+        """A copy with some fields of some tables replaced, e.g. ``with_overrides(run={"agents": 10})``."""
+        changes: dict[str, Any] = {}
+        for section, values in sections.items():
+            if not values:
+                continue
+            if section == "runtime":
+                changes["runtime"] = {**self.runtime, **values}
+                continue
+            current = getattr(self, section)
+            _check_keys(self.source or self.name, section, values, type(current))
+            changes[section] = dataclasses.replace(current, **values)
+        return dataclasses.replace(self, **changes)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "run": RunSpec,
+    "mlt": LatencySpec,
+    "items": ItemsSpec,
+    "tasks": TasksSpec,
+    "herd": HerdSpec,
+    "bursts": BurstSpec,
+    "churn": ChurnSpec,
+    "prewarm": PrewarmSpec,
+    "heartbeat": HeartbeatSpec,
+    "faults": FaultSpec,
+    "targets": Targets,
+}
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(MwConfig)}
+
+
+def _check_keys(where: str, section: str, values: dict[str, Any], cls: type[Any]) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ScenarioError(f"{where}: [{section}] has no setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def _section(where: str, name: str, raw: Any) -> Any:
+    cls = _SECTIONS[name]
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: [{name}] must be a table")
+    _check_keys(where, name, raw, cls)
+    bools = {f.name for f in dataclasses.fields(cls) if f.type in ("bool", bool)}
+    # TOML has no null: ``false`` on a threshold means "not checked".
+    values = {k: None if v is False and k not in bools else v for k, v in raw.items()}
+    return cls(**values)
+
+
+def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
+    """Build a scenario from parsed TOML; every problem is a :class:`ScenarioError` naming ``source`` and the key."""
+    if "name" not in data or not isinstance(data["name"], str):
+        raise ScenarioError(f'{source}: a scenario needs a top-level name = "..."')
+    unknown = sorted(set(data) - {"name", "description", "runtime", *_SECTIONS})
+    if unknown:
+        raise ScenarioError(f"{source}: unknown table or key {unknown[0]!r}")
+    runtime = dict(data.get("runtime", {}))
+    bad = sorted(set(runtime) - _CONFIG_FIELDS)
+    if bad:
+        raise ScenarioError(f"{source}: [runtime] {bad[0]!r} is not an MwConfig setting")
+    kwargs: dict[str, Any] = {"name": data["name"], "description": data.get("description", ""), "source": source}
+    kwargs["runtime"] = runtime
+    for name in _SECTIONS:
+        if name in data:
+            kwargs[name] = _section(source, name, data[name])
+    scenario = Scenario(**kwargs)
+    try:
+        scenario.config()
+    except Exception as exc:
+        raise ScenarioError(f"{source}: [runtime] {exc}") from exc
+    return scenario
+
+
+def bundled() -> dict[str, Path]:
+    """The scenarios shipped with the package, by name."""
+    return {p.stem: p for p in sorted(SCENARIO_DIR.glob("*.toml"))}
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A scenario by file path, or by the name of a bundled one (``staging-synthetic``)."""
+    path = Path(name_or_path)
+    if not path.exists():
+        found = bundled().get(path.stem if path.suffix == ".toml" else str(name_or_path))
+        if found is None:
+            names = ", ".join(bundled())
+            raise ScenarioError(
+                f"no scenario file {str(name_or_path)!r} and no bundled scenario of that name ({names})"
+            )
+        path = found
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: {exc}") from exc
+    return parse_scenario(data, str(path))

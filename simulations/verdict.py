@@ -1,0 +1,165 @@
+"""The checklist's targets as pass/fail checks over a run's summary, each saying by how much it missed.
+
+| check | checklist line |
+|---|---|
+| ``hit_ratio_week1`` / ``hit_ratio_week2`` | Success Metrics: hit ratio > 70 % (Week 1), > 80 % (Week 2+) |
+| ``running_ttl`` | Task TTLs working: running tasks expire quickly (within their TTL) |
+| ``no_double_prefix`` | No double-prefixing: no ``global:item:global:item`` key in L2 or the logs |
+| ``heartbeats`` | Telemetry flowing: every agent's heartbeat carries ``memory_metrics`` |
+| ``l0_bounded`` | Memory bounded: L0 never above its bound (items and bytes) |
+| ``no_db_stampede`` | Misses don't cause DB stampedes: at most 1 load per key per expiry |
+| ``no_stale_reads`` | Invalidation works: zero stale reads beyond the TTL / invalidation bounds |
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from simulations.scenario import Targets
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    title: str
+    target: str
+    observed: str
+    passed: bool
+    shortfall: str = ""
+    """For a failed check: how far from the target (``-0.042``, ``+3 loads``...)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+
+def _ratio(name: str, title: str, observed: float, target: float) -> Check:
+    passed = observed > target
+    return Check(
+        name, title, f"> {target:.2f}", f"{observed:.4f}", passed, "" if passed else f"{observed - target:+.4f}"
+    )
+
+
+def judge(run: dict[str, Any], targets: Targets) -> Verdict:
+    checks: list[Check] = []
+    ratio = run["hit_ratio"]["mw_hit_ratio"]
+    if targets.hit_ratio_week1 is not None:
+        checks.append(_ratio("hit_ratio_week1", "Hit ratio (Week 1)", ratio, targets.hit_ratio_week1))
+    if targets.hit_ratio_week2 is not None:
+        checks.append(_ratio("hit_ratio_week2", "Hit ratio (Week 2+)", ratio, targets.hit_ratio_week2))
+    if targets.running_ttl_max_s is not None:
+        checks.append(_running_ttl(run, targets.running_ttl_max_s))
+    if targets.no_double_prefix:
+        dp = run["double_prefix"]
+        seen = dp["l2_keys"] + dp["log_lines"]
+        checks.append(
+            Check(
+                "no_double_prefix",
+                "No double-prefixed key (L2, logs)",
+                "0 keys, 0 log lines",
+                f"{dp['l2_keys']} keys, {dp['log_lines']} log lines ({dp['scans']} L2 scans)",
+                seen == 0,
+                "" if seen == 0 else f"+{seen}",
+            )
+        )
+    if targets.heartbeats:
+        checks.append(_heartbeats(run["heartbeats"]))
+    checks.append(_l0(run["l0"]))
+    if targets.max_loads_per_key_per_expiry is not None:
+        loads = run["loads"]
+        worst, limit = loads["max_loads_per_key_per_expiry"], targets.max_loads_per_key_per_expiry
+        checks.append(
+            Check(
+                "no_db_stampede",
+                "No DB stampede (loads per key per expiry)",
+                f"<= {limit}",
+                f"max {worst} (present keys {loads['max_loads_present_keys']}, absent keys "
+                f"{loads['max_loads_absent_keys']}; {loads['stampede_loads']} extra loads)",
+                worst <= limit,
+                "" if worst <= limit else f"+{worst - limit} loads",
+            )
+        )
+    if targets.max_stale_reads is not None:
+        stale = run["stale"]
+        n, limit = stale["violations"], targets.max_stale_reads
+        checked = sum(stale["checked"].values())
+        checks.append(
+            Check(
+                "no_stale_reads",
+                "No stale reads beyond TTL/invalidation bounds",
+                f"<= {limit}",
+                f"{n} of {checked} reads judged",
+                n <= limit,
+                "" if n <= limit else f"+{n - limit} reads",
+            )
+        )
+    return Verdict(checks)
+
+
+def _running_ttl(run: dict[str, Any], limit: float) -> Check:
+    running = run["task_ttls"].get("running")
+    if not running or not running["cached"]:
+        return Check(
+            "running_ttl",
+            "Running tasks expire within their TTL",
+            f"<= {limit:g} s",
+            "no running task was cached",
+            False,
+            "n/a",
+        )
+    worst = max(running["max_ttl_applied_s"], running["max_remaining_when_served_s"], running["max_l2_pttl_ms"] / 1000)
+    passed = worst <= limit
+    observed = (
+        f"max {worst:.3f} s over {running['cached']} cachings "
+        f"(applied {running['max_ttl_applied_s']:g}, served {running['max_remaining_when_served_s']:g}, "
+        f"L2 PTTL {running['max_l2_pttl_ms']} ms)"
+    )
+    return Check(
+        "running_ttl",
+        "Running tasks expire within their TTL",
+        f"<= {limit:g} s",
+        observed,
+        passed,
+        "" if passed else f"+{worst - limit:.3f} s",
+    )
+
+
+def _heartbeats(hb: dict[str, Any]) -> Check:
+    ok = hb["sent"] > 0 and hb["missing"] == 0 and hb["invalid"] == 0
+    observed = f"{hb['sent']} sent of {hb['expected']} expected, {hb['invalid']} invalid"
+    short = "" if ok else f"{hb['missing']} missing, {hb['invalid']} invalid"
+    return Check(
+        "heartbeats", "Heartbeats carry memory_metrics", "every interval, all mw_* fields", observed, ok, short
+    )
+
+
+def _l0(l0: dict[str, Any]) -> Check:
+    over_items = l0["max_items"] - l0["bound_items"]
+    over_bytes = l0["max_bytes"] - l0["bound_bytes"]
+    ok = over_items <= 0 and over_bytes <= 0
+    short = []
+    if over_items > 0:
+        short.append(f"+{over_items} items")
+    if over_bytes > 0:
+        short.append(f"+{over_bytes} bytes")
+    return Check(
+        "l0_bounded",
+        "L0 bounded (items, bytes per agent)",
+        f"<= {l0['bound_items']} items, <= {l0['bound_bytes']} bytes",
+        f"max {l0['max_items']} items, {l0['max_bytes']} bytes",
+        ok,
+        ", ".join(short),
+    )

@@ -1,0 +1,369 @@
+"""The workloads: SimPy processes that drive the agents' ``MwManager`` objects through the real runtime API.
+
+Each generator below is one documented behaviour of a fleet; a scenario composes them by its tables:
+
+* :func:`agent` - one agent's requests: item reads (its current focus, else Zipf popularity with a drifting hot set,
+  some absent ids), item writes
+  through ``set_global_item_typed`` after the Mlt write, task status reads, reads of the herd's hot keys.
+* :class:`Tasks` - the task lifecycle created -> queued -> running -> completed | failed | retry (-> queued), each
+  status written to Mlt and then invalidated through the runtime.
+* :func:`herd_at_expiry` - a crowd of agents reading a hot key at the instant its cached value expires.
+* :func:`bursts`, :func:`drift`, :func:`churn` - load spikes, the moving working set, agents leaving and joining cold.
+* :func:`prewarm`, :func:`heartbeat` - the checklist's Week 2 prewarming and every agent's ``memory_metrics``.
+* :func:`double_prefix_writer` - a deliberate defect (buggy user code writing raw double-prefixed keys to L2).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from mw import keys as K
+from mw.keys import global_typed_key
+from simulations.distributions import Zipf
+from simulations.model import TASK_KIND, TASK_SCOPE, Agent, Model, Process
+from simulations.scenario import HerdSpec, ItemsSpec, TasksSpec
+
+log = logging.getLogger("simulations")
+app_log = logging.getLogger("app.writer")
+
+HERD_KIND, HERD_SCOPE = "hot", "shared"
+
+
+class Catalog:
+    """The items Mlt holds, their sizes, and the ids that Mlt does not have."""
+
+    def __init__(self, spec: ItemsSpec, seed: int) -> None:
+        self.spec = spec
+        rng = random.Random(f"{seed}:catalog")
+        self.ids = [f"i{i}" for i in range(spec.catalog)]
+        self.sizes = [rng.randint(spec.value_bytes_min, spec.value_bytes_max) for _ in self.ids]
+        self.absent = [f"missing-{i}" for i in range(max(1, spec.absent_pool))]
+        self.popularity = Zipf(spec.catalog, spec.zipf_alpha)
+        self.absent_popularity = Zipf(len(self.absent), spec.zipf_alpha)
+        self.index = {item_id: i for i, item_id in enumerate(self.ids)}
+        self.written: set[str] = set()
+        """Items written during the run: only their reads can be stale, so only they are judged."""
+
+    def value(self, item_id: str, version: int) -> str:
+        """An immutable value that names its version (``"3|xxx..."``), so the truth can judge any copy."""
+        return f"{version}|" + "x" * self.sizes[self.index[item_id]]
+
+    def seed_mlt(self, model: Model) -> None:
+        kind, scope = self.spec.kind, self.spec.scope
+        for item_id in self.ids:
+            model.store.put_item(kind, scope, item_id, self.value(item_id, 1))
+
+
+def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: HerdSpec) -> Process:
+    """One agent: exponential gaps at its total rate, each request drawn by the mix of the scenario's rates."""
+    spec = catalog.spec
+    env, rng = model.env, me.rng
+    item_rate = spec.reads_per_agent_s
+    task_rate = tasks.spec.reads_per_agent_s if tasks is not None else 0.0
+    herd_rate = herd.reads_per_agent_s if herd.enabled else 0.0
+    total = item_rate + task_rate + herd_rate
+    if total <= 0:
+        return
+    kind, scope = spec.kind, spec.scope
+    popularity, absent_popularity = catalog.popularity, catalog.absent_popularity
+    ids, absent, written = catalog.ids, catalog.absent, catalog.written
+    outcomes = model.outcomes
+    lookup, resolve = model.lookup, model.resolve
+    write_fraction, absent_fraction = spec.write_fraction, spec.absent_fraction
+    zipf_writes = spec.write_popularity == "zipf"
+    focus_fraction, focus_every = spec.focus_fraction, spec.focus_every_s
+    focus: list[str] = []
+    refocus_at = 0.0
+    expovariate, uniform = rng.expovariate, rng.random
+    timeout = env.timeout
+    while me.alive:
+        yield timeout(expovariate(total * model.rate_factor))
+        if not me.alive:
+            return
+        u = uniform() * total
+        if u < item_rate:
+            if uniform() < write_fraction:
+                pick = popularity.item(rng) if zipf_writes else rng.randrange(len(ids))
+                write_item(model, me, catalog, ids[pick])
+                continue
+            outcomes.item_reads += 1
+            u = uniform()
+            if u < focus_fraction:
+                if env.now >= refocus_at:
+                    focus = [ids[popularity.item(rng)] for _ in range(spec.focus_size)]
+                    refocus_at = env.now + focus_every
+                item_id = focus[rng.randrange(len(focus))]
+            elif u < focus_fraction + absent_fraction:
+                item_id = absent[absent_popularity.item(rng)]
+            else:
+                item_id = ids[popularity.item(rng)]
+            plan = lookup(me, kind, scope, item_id)
+            state = plan.state
+            if state == "hit":
+                if item_id in written:
+                    model.item_served(item_id, plan.value, env.now)
+            elif state != "negative":
+                started = env.now
+                value = yield from resolve(me, plan, model.mlt_item(kind, scope, item_id))
+                if value is not None and item_id in written:
+                    model.item_served(item_id, value, started)
+        elif u < item_rate + task_rate:
+            assert tasks is not None
+            yield from tasks.read(me)
+        else:
+            outcomes.herd_reads += 1
+            yield from herd_read(model, me, f"h{rng.randrange(herd.keys)}", herd)
+
+
+def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
+    """Mlt first, then the sanctioned global write: every other copy in the fleet is dropped, this one replaced."""
+    spec = catalog.spec
+    version = max(1, model.truth.version(item_id)) + 1
+    value = catalog.value(item_id, version)
+    stored = model.store.put_item(spec.kind, spec.scope, item_id, value)
+    if stored != version:
+        raise RuntimeError(f"Mlt gave {item_id} version {stored}, the simulator expected {version}")
+    me.manager.set_global_item_typed(spec.kind, spec.scope, item_id, value)
+    now = model.env.now
+    model.truth.superseded(item_id, version, now, now)
+    catalog.written.add(item_id)
+    model.outcomes.writes += 1
+    if model.caching:
+        key = global_typed_key(spec.kind, spec.scope, item_id)
+        expire_at = me.manager.l0.expire_at(key)
+        if expire_at is not None:
+            model.loads.refreshed(key, expire_at - model.start_epoch)
+
+
+def herd_read(model: Model, me: Agent, item_id: str, herd: HerdSpec) -> Process:
+    plan = model.lookup(me, HERD_KIND, HERD_SCOPE, item_id)
+    if plan.state in ("lead", "wait"):
+        ttl = herd.ttl_s
+        yield from model.resolve(me, plan, model.mlt_item(HERD_KIND, HERD_SCOPE, item_id), lambda _value: ttl)
+
+
+def seed_herd(model: Model, herd: HerdSpec) -> None:
+    for i in range(herd.keys):
+        model.store.put_item(HERD_KIND, HERD_SCOPE, f"h{i}", f"1|hot-{i}")
+
+
+class HerdScheduler:
+    """After each fill of a hot key, sends ``at_expiry`` agents to read it the moment it expires (one herd per key)."""
+
+    def __init__(self, model: Model, herd: HerdSpec) -> None:
+        self.model = model
+        self.herd = herd
+        self.rng = random.Random(f"{model.seed}:herd")
+        self.pending: set[str] = set()
+
+    def on_fill(self, _agent: Agent, key: str, valid_until: float) -> None:
+        if key in self.pending or not self.model.agents:
+            return
+        self.pending.add(key)
+        self.model.env.process(herd_at_expiry(self, key, valid_until))
+
+
+def herd_at_expiry(scheduler: HerdScheduler, key: str, at: float) -> Process:
+    """Wait for the expiry, then start every herd member's read within ``spread_ms`` of it."""
+    model, herd, rng = scheduler.model, scheduler.herd, scheduler.rng
+    yield model.env.timeout(max(0.0, at - model.env.now))
+    scheduler.pending.discard(key)
+    crowd = rng.sample(model.agents, min(herd.at_expiry, len(model.agents)))
+    item_id = key.rsplit(":", 1)[1]
+    for member in crowd:
+        model.env.process(_late(model, member, rng.uniform(0, herd.spread_ms / 1000), item_id, herd))
+
+
+def _late(model: Model, member: Agent, delay: float, item_id: str, herd: HerdSpec) -> Process:
+    if delay > 0:
+        yield model.env.timeout(delay)
+    if member.alive:
+        model.outcomes.herd_reads += 1
+        yield from herd_read(model, member, item_id, herd)
+
+
+class Tasks:
+    """Task rows in Mlt moving through their lifecycle; every change is an Mlt write followed by an invalidation."""
+
+    def __init__(self, model: Model, spec: TasksSpec) -> None:
+        self.model = model
+        self.spec = spec
+        self.rng = random.Random(f"{model.seed}:tasks")
+        self.live: list[str] = []
+        self._slot: dict[str, int] = {}
+        self.finished: list[str] = []
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.owners: dict[str, Agent] = {}
+        self.created = 0
+        self.transitions = 0
+
+    # --- writers --------------------------------------------------------------------------------------
+    def creator(self) -> Process:
+        """New tasks at ``create_per_agent_s`` per live agent (Poisson), each owned by a random agent that caches it."""
+        env, spec, model = self.model.env, self.spec, self.model
+        if spec.create_per_agent_s <= 0:
+            return
+        while True:
+            rate = spec.create_per_agent_s * max(1, len(model.agents)) * model.rate_factor
+            yield env.timeout(self.rng.expovariate(rate))
+            if self.model.agents:
+                env.process(self.lifecycle(self._create()))
+
+    def _create(self) -> str:
+        model = self.model
+        task_id = f"t{self.created}"
+        self.created += 1
+        owner = self.rng.choice(model.agents)
+        now = model.clock()
+        row = {"id": task_id, "status": "created", "owner": owner.name, "attempt": 0, "created_at": now}
+        row["updated_at"] = now
+        stored = model.store.put_task(row)
+        model.truth.created(task_id, stored["version"])
+        self.rows[task_id] = stored
+        self.owners[task_id] = owner
+        ttl = owner.manager.cache_task_row(stored)
+        if model.caching and ttl > 0:
+            key = K.task_key(task_id)
+            model.task_ttls.cached("created", ttl)
+            model.loads.refreshed(key, model.env.now + ttl)
+        self._slot[task_id] = len(self.live)
+        self.live.append(task_id)
+        return task_id
+
+    def lifecycle(self, task_id: str) -> Process:
+        env, spec = self.model.env, self.spec
+        rng = random.Random(f"{self.model.seed}:{task_id}")
+        attempt = 0
+        yield env.timeout(rng.expovariate(1 / spec.dwell_created_s))
+        while True:
+            self._move(task_id, "queued", attempt=attempt)
+            yield env.timeout(rng.expovariate(1 / spec.dwell_queued_s))
+            lease_until = self.model.clock() + spec.lease_s
+            self._move(task_id, "running", lease_expires_at=lease_until)
+            yield env.timeout(rng.expovariate(1 / spec.dwell_running_s))
+            u = rng.random()
+            if u < spec.p_retry and attempt < spec.max_retries:
+                self._move(task_id, "retry", run_after=self.model.clock() + spec.retry_backoff_s)
+                yield env.timeout(spec.retry_backoff_s)
+                attempt += 1
+                continue
+            self._move(task_id, "failed" if u < spec.p_retry + spec.p_failed else "completed")
+            break
+        self._retire(task_id)
+
+    def _move(self, task_id: str, status: str, **fields: Any) -> None:
+        """Mlt write, then ``invalidate_task`` (what ``MwManager.update_task_status`` does, with the sim's clock)."""
+        model = self.model
+        row = dict(self.rows[task_id])
+        row.pop("version", None)
+        row.update(fields, status=status, updated_at=model.clock())
+        stored = model.store.put_task(row)
+        self.rows[task_id] = stored
+        now = model.env.now
+        model.truth.superseded(task_id, stored["version"], now, now)
+        owner = self.owners[task_id]
+        (owner.manager if owner.alive else model.admin).invalidate_task(task_id)
+        if model.caching:
+            model.loads.invalidated(K.task_key(task_id))
+        self.transitions += 1
+
+    def _retire(self, task_id: str) -> None:
+        slot = self._slot.pop(task_id)
+        last = self.live.pop()
+        if last != task_id:
+            self.live[slot] = last
+            self._slot[last] = slot
+        self.finished.append(task_id)
+        if len(self.finished) > self.spec.recent_finished:
+            gone = self.finished.pop(0)
+            self.rows.pop(gone, None)
+            self.owners.pop(gone, None)
+
+    # --- readers --------------------------------------------------------------------------------------
+    def read(self, me: Agent) -> Process:
+        """A task status read through the split-phase read-through, judged for staleness and TTL."""
+        model, rng = self.model, me.rng
+        pool = self.live if self.live and (not self.finished or rng.random() < 0.8) else self.finished
+        if not pool:
+            return
+        task_id = pool[rng.randrange(len(pool))]
+        model.outcomes.task_reads += 1
+        started = model.env.now
+        plan = model.lookup(me, TASK_KIND, TASK_SCOPE, task_id)
+        telemetry = me.manager.telemetry
+        if plan.state == "hit":
+            telemetry.task_cache_hits += 1
+            row = plan.value
+        elif plan.state == "negative":
+            telemetry.task_cache_hits += 1
+            return
+        else:
+            telemetry.task_cache_misses += 1
+            store = model.store
+            row = yield from model.resolve(me, plan, lambda: store.get_task(task_id), model.task_ttl)
+        if row is not None:
+            model.task_served(me, plan.key, row, started)
+
+
+def bursts(model: Model, every_s: float, length_s: float, factor: float) -> Process:
+    """Every ``every_s`` the fleet's request rate is multiplied by ``factor`` for ``length_s``."""
+    while True:
+        yield model.env.timeout(every_s)
+        model.rate_factor = factor
+        yield model.env.timeout(length_s)
+        model.rate_factor = 1.0
+
+
+def drift(model: Model, catalog: Catalog) -> Process:
+    """The working set moves: every ``drift_every_s`` the ranking shifts by ``drift_step`` items."""
+    spec = catalog.spec
+    while True:
+        yield model.env.timeout(spec.drift_every_s)
+        catalog.popularity.drift(spec.drift_step)
+
+
+def churn(model: Model, every_s: float, fraction: float, start: Callable[[Agent], None]) -> Process:
+    """Agents leave (their L0 goes with them) and as many new ones join with a cold L0."""
+    rng = random.Random(f"{model.seed}:churn")
+    while True:
+        yield model.env.timeout(every_s)
+        n = min(len(model.agents), max(1, round(fraction * len(model.agents))))
+        for leaving in rng.sample(model.agents, n):
+            model.remove_agent(leaving)
+        for _ in range(n):
+            start(model.add_agent())
+
+
+def prewarm(model: Model, every_s: float, top_n: int) -> Process:
+    """Each agent calls ``prewarm(top_n)`` once per ``every_s``, round-robin over the fleet."""
+    turn = 0
+    while True:
+        yield model.env.timeout(every_s / max(1, len(model.agents)))
+        if model.agents:
+            turn %= len(model.agents)
+            model.agents[turn].manager.prewarm(top_n)
+            turn += 1
+
+
+def heartbeat(model: Model, me: Agent, every_s: float) -> Process:
+    """The agent's heartbeat: ``memory_metrics()`` every ``every_s`` while it lives."""
+    while True:
+        yield model.env.timeout(every_s)
+        if not me.alive:
+            return
+        model.heartbeats.beat(me.name, me.manager.memory_metrics())
+
+
+def double_prefix_writer(model: Model, every_s: float, kind: str, scope: str) -> Process:
+    """Buggy user code: builds ``global:item:`` + an already global key and writes it straight to L2, and logs it."""
+    l2 = model.admin.l2
+    n = 0
+    while True:
+        yield model.env.timeout(every_s)
+        raw = K.GLOBAL_PREFIX + global_typed_key(kind, scope, f"i{n % 10}")
+        l2.client.set(l2.phys(raw), b"{}", px=int(every_s * 4000))
+        app_log.info("Cached %s", raw)
+        n += 1
