@@ -12,7 +12,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mw.clock import Clock, system_clock
 from mw.codec import Codec
@@ -21,11 +21,9 @@ from mw.flight import Flight
 from mw.invalidation import LANDED_CHANNEL, InvalidationBus
 from mw.lease import Leases
 from mw.mlt import MltStore, open_store
+from mw.tiers.l0 import HolderIndex, L0Cache
 from mw.tiers.l1 import L1Cache
 from mw.tiers.l2 import RedisTier
-
-if TYPE_CHECKING:
-    from mw.tiers.l0 import L0Cache
 
 log = logging.getLogger("mw.cluster")
 
@@ -53,6 +51,7 @@ class Cluster:
         self._mlt: MltStore | None = None
         self.nodes: dict[str, Node] = {}
         self.flight = Flight()
+        self.holders = HolderIndex()
         self.closed = False
 
     @property
@@ -113,16 +112,21 @@ class Cluster:
         return node
 
     def drop_local(self, keys: Iterable[str], *, keep: L0Cache | None = None) -> int:
-        """Remove keys from every L1 and every L0 in this process (except ``keep``); return copies dropped."""
+        """Remove keys from every L1 and every L0 in this process (except ``keep``); return copies dropped.
+
+        The holder index names the L0s that have each key, so the cost follows the copies, not the
+        number of agents.
+        """
         keys = list(keys)
         dropped = 0
         for node in list(self.nodes.values()):
             for key in keys:
                 dropped += node.l1.pop(key)
-            for l0 in list(node.l0s):
+        for key in keys:
+            for l0 in self.holders.take(key):
                 if l0 is keep:
-                    continue
-                for key in keys:
+                    self.holders.add(key, l0)
+                else:
                     dropped += l0.pop(key) is not None
         return dropped
 

@@ -7,7 +7,6 @@ agent keeps reading a value another agent replaced. A tier that fails is counted
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from mw.clock import Clock
 from mw.cluster import DEFAULT_NODE, Cluster, cluster_for
 from mw.config import MwConfig
 from mw.errors import CodecError, ConfigError
-from mw.mlt import MISSING
 from mw.telemetry import Telemetry, hot_list, memory_metrics, process_telemetry
 from mw.tiers import MISS as _MISS
 from mw.tiers.l0 import L0Cache
@@ -68,7 +66,7 @@ class ManagerCore:
         self.clock = self.cluster.clock
         self.node = self.cluster.node(node, l1)
         self.enabled = self.config.enabled
-        self._l0 = L0Cache(self.config.l0_max_items, self.config.l0_max_bytes, self.clock)
+        self._l0 = L0Cache(self.config.l0_max_items, self.config.l0_max_bytes, self.clock, self.cluster.holders)
         self.node.l0s.add(self._l0)
         self.telemetry = Telemetry(self.config.hot_items_capacity)
         self._hot_add = self.telemetry.hot.add
@@ -163,66 +161,23 @@ class ManagerCore:
         self.telemetry.misses += 1
         log.debug("MISS %s (organ %s)", key, self.organ_id)
 
-    def _loaded(self, key: str, value: Any, ttl_s: float | None) -> Any:
-        """After a load: fill the tiers when the value exists. ``None`` means absent."""
-        if value is not None and self.enabled:
-            self._write(key, value, ttl_s, broadcast=False)
+    # --- cached lookups (the public reads, with their loads, are in mw.readthrough) -------------------
+    def _typed_after_l0(self, key: str, kind: str, item_id: str) -> Any:
+        """L1, L2, then the agent's own typed item: the typed read after an L0 miss."""
+        value = self._after_l0(key)
+        if value is _MISS:
+            value = self._shared(key, self._l2_get(key))
+        if value is _MISS:
+            value = self._organ_typed(kind, item_id)
         return value
 
-    def _load_item(self, kind: str, scope: str, item_id: str, loader: Loader | None) -> Any:
-        if loader is not None:
-            self.telemetry.loader_calls += 1
-            return loader()
-        self.telemetry.mlt_loads += 1
-        found = self.cluster.mlt.get_item(kind, scope, item_id)
-        return None if found is MISSING else found
-
-    async def _load_item_async(self, kind: str, scope: str, item_id: str, loader: Loader | None) -> Any:
-        if loader is not None:
-            self.telemetry.loader_calls += 1
-            result = loader()
-            return await result if inspect.isawaitable(result) else result
-        self.telemetry.mlt_loads += 1
-        found = await self.cluster.mlt.get_item_async(kind, scope, item_id)
-        return None if found is MISSING else found
-
-    # --- reads -----------------------------------------------------------------------------------------
-    def get_item_typed(
-        self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
-    ) -> Any:
-        """The typed global item, else this agent's typed item, else Mlt (or ``loader``); ``None`` if absent."""
-        key = _typed_key(kind, scope, item_id)
-        self._hot_add(key)
-        if self.enabled:
-            value = self._l0.get(key, _MISS)
-            if value is not _MISS:
-                self.telemetry.l0_hits += 1
-                return value
-            value = self._after_l0(key)
-            if value is _MISS:
-                value = self._shared(key, self._l2_get(key))
-            if value is _MISS:
-                value = self._organ_typed(kind, item_id)
-            if value is not _MISS:
-                return value
-        self._missed(key)
-        return self._loaded(key, self._load_item(kind, scope, item_id, loader), ttl_s)
-
-    async def get_item_typed_async(
-        self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
-    ) -> Any:
-        key = K.global_typed_key(kind, scope, item_id)
-        self.telemetry.hot.add(key)
-        if self.enabled:
-            value = await self._local_async(key)
-            if value is _MISS:
-                value = self._shared(key, await self._l2_get_async(key))
-            if value is _MISS:
-                value = self._organ_typed(kind, item_id)
-            if value is not _MISS:
-                return value
-        self._missed(key)
-        return self._loaded(key, await self._load_item_async(kind, scope, item_id, loader), ttl_s)
+    async def _typed_lookup_async(self, key: str, kind: str, item_id: str) -> Any:
+        value = await self._local_async(key)
+        if value is _MISS:
+            value = self._shared(key, await self._l2_get_async(key))
+        if value is _MISS:
+            value = self._organ_typed(kind, item_id)
+        return value
 
     def _organ_typed(self, kind: str, item_id: str) -> Any:
         value = self._l0.get(K.organ_typed_key(self.organ_id, kind, item_id), _MISS)
@@ -238,45 +193,22 @@ class ManagerCore:
             self.telemetry.l0_hits += 1
         return value
 
-    def get_item(self, item_id: str, is_global: bool = False, loader: Loader | None = None) -> Any:
-        """This agent's own item (``set_item``) first, then the global item through L0 -> L1 -> L2.
+    def _untyped_lookup(self, key: str, item_id: str, is_global: bool) -> Any:
+        """The agent's own item, then the global one through L0 -> L1 -> L2."""
+        value = self._organ_untyped(item_id, is_global)
+        if value is _MISS:
+            value = self._local(key)
+        if value is _MISS:
+            value = self._shared(key, self._l2_get(key))
+        return value
 
-        ``is_global=True``: ``item_id`` is a full global key, used as given. With a ``loader``, a miss
-        calls it and fills the tiers; without one a miss returns ``None``.
-        """
-        key = K.global_key(item_id, is_global=is_global)
-        self.telemetry.hot.add(key)
-        if self.enabled:
-            value = self._organ_untyped(item_id, is_global)
-            if value is _MISS:
-                value = self._local(key)
-            if value is _MISS:
-                value = self._shared(key, self._l2_get(key))
-            if value is not _MISS:
-                return value
-        self._missed(key)
-        if loader is None:
-            return None
-        self.telemetry.loader_calls += 1
-        return self._loaded(key, loader(), None)
-
-    async def get_item_async(self, item_id: str, is_global: bool = False, loader: Loader | None = None) -> Any:
-        key = K.global_key(item_id, is_global=is_global)
-        self.telemetry.hot.add(key)
-        if self.enabled:
-            value = self._organ_untyped(item_id, is_global)
-            if value is _MISS:
-                value = await self._local_async(key)
-            if value is _MISS:
-                value = self._shared(key, await self._l2_get_async(key))
-            if value is not _MISS:
-                return value
-        self._missed(key)
-        if loader is None:
-            return None
-        self.telemetry.loader_calls += 1
-        result = loader()
-        return self._loaded(key, await result if inspect.isawaitable(result) else result, None)
+    async def _untyped_lookup_async(self, key: str, item_id: str, is_global: bool) -> Any:
+        value = self._organ_untyped(item_id, is_global)
+        if value is _MISS:
+            value = await self._local_async(key)
+        if value is _MISS:
+            value = self._shared(key, await self._l2_get_async(key))
+        return value
 
     def _many_local(self, kind: str, scope: str, item_ids: list[str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         out: dict[str, Any] = {}
@@ -333,11 +265,15 @@ class ManagerCore:
         expire_at = self.clock() + ttl
         data = self.cluster.codec.encode(value, expire_at, key)
         publish = None
+        clear: tuple[str, ...] = (K.negative_key(key),)
         if broadcast:
             self.cluster.drop_local([key, K.negative_key(key)], keep=self._l0)
             publish = self.cluster.inv_message([key, K.negative_key(key)])
+            # A load still in flight would overwrite this write with what it read before: taking its
+            # lease away makes its fill refused (the same stale-set rule as for deletes).
+            clear = (K.negative_key(key), K.lease_key(key))
         try:
-            self.cluster.l2.set(key, data, ttl_ms(ttl), clear=(K.negative_key(key),), publish=publish)
+            self.cluster.l2.set(key, data, ttl_ms(ttl), clear=clear, publish=publish)
         except TierUnavailable:
             self.telemetry.l2_errors += 1
             self.telemetry.l2_write_failures += 1

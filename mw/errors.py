@@ -13,7 +13,11 @@ class ConfigError(MwError, ValueError):
     def __init__(self, variable: str, value: object, reason: str) -> None:
         self.variable = variable
         self.value = value
+        self.reason = reason
         super().__init__(f"{variable}={value!r}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep the type across processes (Ray, multiprocessing)
+        return (type(self), (self.variable, self.value, self.reason))
 
 
 class KeyGrammarError(MwError, ValueError):
@@ -22,7 +26,11 @@ class KeyGrammarError(MwError, ValueError):
     def __init__(self, part: str, value: object, reason: str) -> None:
         self.part = part
         self.value = value
+        self.reason = reason
         super().__init__(f"bad key {part} {value!r}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.part, self.value, self.reason))
 
 
 class CodecError(MwError, ValueError):
@@ -37,6 +45,9 @@ class ValueTooLargeError(CodecError):
         self.size = size
         self.limit = limit
         super().__init__(f"value for {key!r} is {size} bytes encoded, over the limit of {limit} (MW_MAX_VALUE_BYTES)")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.key, self.size, self.limit))
 
 
 class TaskRowError(MwError, ValueError):

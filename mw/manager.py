@@ -51,19 +51,6 @@ class MwManager(TaskCache):
             return False
 
     # --- read-through ------------------------------------------------------------------------------------
-    def _item_loader(self, kind: str, scope: str, item_id: str, loader: Loader | None) -> Loader:
-        if loader is not None:
-            return loader
-        mlt = self.cluster.mlt
-        telemetry = self.telemetry
-
-        def from_mlt() -> Any:
-            telemetry.mlt_loads += 1
-            found = mlt.get_item(kind, scope, item_id)
-            return None if found is MISSING else found
-
-        return from_mlt
-
     def get_or_load(
         self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
     ) -> Any:
@@ -83,16 +70,7 @@ class MwManager(TaskCache):
         """As :meth:`get_or_load`; ``loader`` may be a coroutine function."""
         key = K.global_typed_key(kind, scope, item_id)
         ttl = None if ttl_s is None else check_ttl(ttl_s)
-        if loader is None:
-            mlt, telemetry = self.cluster.mlt, self.telemetry
-
-            async def from_mlt() -> Any:
-                telemetry.mlt_loads += 1
-                found = await mlt.get_item_async(kind, scope, item_id)
-                return None if found is MISSING else found
-
-            loader = from_mlt
-        value, _ = await self._read_through_async(key, loader, ttl)
+        value, _ = await self._read_through_async(key, self._item_loader_async(kind, scope, item_id, loader), ttl)
         return value
 
     def prewarm(self, top_n: int = 10, near_expiry: float = 0.2) -> int:

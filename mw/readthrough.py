@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from mw import keys as K
 from mw.core import ManagerCore
+from mw.mlt import MISSING
 from mw.refresh import jittered, xfetch_due
 from mw.tiers import MISS as _MISS
 from mw.tiers.l2 import TierUnavailable
@@ -32,6 +33,7 @@ from mw.tiers.l2 import TierUnavailable
 log = logging.getLogger("mw")
 
 Loader = Callable[[], Any]
+_typed_key = K.global_typed_key
 TTLFor = Callable[[Any], float | None]
 
 _POLL_S = 0.05
@@ -160,32 +162,131 @@ class ReadThrough(ManagerCore):
         elif fill.value is not None:
             self._fill_local(key, fill.value, fill.data, fill.expire_at, delta)
 
+    # --- loaders -------------------------------------------------------------------------------------
+    def _user_loader(self, loader: Loader) -> Loader:
+        telemetry = self.telemetry
+
+        def counted() -> Any:
+            telemetry.loader_calls += 1
+            return loader()
+
+        return counted
+
+    def _item_loader(self, kind: str, scope: str, item_id: str, loader: Loader | None) -> Loader:
+        """The caller's loader, or Mlt's item table; ``None`` means absent either way."""
+        if loader is not None:
+            return self._user_loader(loader)
+        mlt, telemetry = self.cluster.mlt, self.telemetry
+
+        def from_mlt() -> Any:
+            telemetry.mlt_loads += 1
+            found = mlt.get_item(kind, scope, item_id)
+            return None if found is MISSING else found
+
+        return from_mlt
+
+    def _item_loader_async(self, kind: str, scope: str, item_id: str, loader: Loader | None) -> Loader:
+        if loader is not None:
+            return self._user_loader(loader)
+        mlt, telemetry = self.cluster.mlt, self.telemetry
+
+        async def from_mlt() -> Any:
+            telemetry.mlt_loads += 1
+            found = await mlt.get_item_async(kind, scope, item_id)
+            return None if found is MISSING else found
+
+        return from_mlt
+
+    # --- public reads ----------------------------------------------------------------------------------
+    def get_item_typed(
+        self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
+    ) -> Any:
+        """The typed global item, else this agent's typed item, else Mlt (or ``loader``); ``None`` if absent.
+
+        A miss loads once cluster-wide, like :meth:`get_or_load`.
+        """
+        key = _typed_key(kind, scope, item_id)
+        self._hot_add(key)
+        if self.enabled:
+            value = self._l0.get(key, _MISS)
+            if value is not _MISS:
+                self.telemetry.l0_hits += 1
+                return value
+            value = self._typed_after_l0(key, kind, item_id)
+            if value is not _MISS:
+                return value
+        return self._miss_load(key, self._item_loader(kind, scope, item_id, loader), ttl_s)[0]
+
+    async def get_item_typed_async(
+        self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
+    ) -> Any:
+        key = _typed_key(kind, scope, item_id)
+        self._hot_add(key)
+        if self.enabled:
+            value = await self._typed_lookup_async(key, kind, item_id)
+            if value is not _MISS:
+                return value
+        load = self._item_loader_async(kind, scope, item_id, loader)
+        return (await self._miss_load_async(key, load, ttl_s))[0]
+
+    def get_item(self, item_id: str, is_global: bool = False, loader: Loader | None = None) -> Any:
+        """This agent's own item (``set_item``) first, then the global item through L0 -> L1 -> L2.
+
+        ``is_global=True``: ``item_id`` is a full global key, used as given. With a ``loader``, a miss
+        loads once cluster-wide and fills the tiers; without one a miss returns ``None``.
+        """
+        key = K.global_key(item_id, is_global=is_global)
+        self._hot_add(key)
+        if self.enabled:
+            value = self._untyped_lookup(key, item_id, is_global)
+            if value is not _MISS:
+                return value
+        if loader is None:
+            self._missed(key)
+            return None
+        return self._miss_load(key, self._user_loader(loader), None)[0]
+
+    async def get_item_async(self, item_id: str, is_global: bool = False, loader: Loader | None = None) -> Any:
+        key = K.global_key(item_id, is_global=is_global)
+        self._hot_add(key)
+        if self.enabled:
+            value = await self._untyped_lookup_async(key, item_id, is_global)
+            if value is not _MISS:
+                return value
+        if loader is None:
+            self._missed(key)
+            return None
+        return (await self._miss_load_async(key, self._user_loader(loader), None))[0]
+
     # --- sync ------------------------------------------------------------------------------------------
     def _read_through(
         self, key: str, load: Loader, ttl_s: float | None = None, ttl_for: TTLFor | None = None
     ) -> tuple[Any, bool]:
         """``(value, hit)``: the cached value, else one load shared by every caller in the cluster."""
         self._hot_add(key)
+        if self.enabled:
+            value = self._cached(key)
+            if value is not _MISS:
+                if self._refresh_due(key) and not self._flight.in_flight(key):
+                    fresh = self._refresh_early(key, load, ttl_s, ttl_for)
+                    if fresh is not _MISS:
+                        return fresh, True
+                return value, True
+        return self._miss_load(key, load, ttl_s, ttl_for)
+
+    def _miss_load(
+        self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None = None
+    ) -> tuple[Any, bool]:
+        """Every tier missed: the negative cache, then one protected load. ``(value, hit)``."""
         if not self.enabled:
             self._missed(key)
-            return self._call(load), False
-        value = self._cached(key)
-        if value is not _MISS:
-            if self._refresh_due(key) and not self._flight.in_flight(key):
-                fresh = self._refresh_early(key, load, ttl_s, ttl_for)
-                if fresh is not _MISS:
-                    return fresh, True
-            return value, True
+            return load(), False
         if self.config.negative_cache and self._negative_hit(key):
             return None, True
         self._missed(key)
         if not self.config.stampede_protection:
             return self._load_unleased(key, load, ttl_s, ttl_for), False
         return self._flight.run(key, lambda: self._load_once(key, load, ttl_s, ttl_for)), False
-
-    def _call(self, load: Loader) -> Any:
-        self.telemetry.loader_calls += 1
-        return load()
 
     def _refresh_early(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
         """XFetch: refresh now if this caller can take the lease without waiting; else keep the old value."""
@@ -256,7 +357,7 @@ class ReadThrough(ManagerCore):
         try:
             started = time.perf_counter()
             try:
-                value = self._call(load)
+                value = load()
             finally:
                 extender.stop()
             delta = time.perf_counter() - started
@@ -285,7 +386,7 @@ class ReadThrough(ManagerCore):
 
     def _load_unleased(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
         """L2 unreachable (or the holder never answered): load, and cache what the tiers will take."""
-        value = self._call(load)
+        value = load()
         if value is not None:
             ttl = self._ttl(value, ttl_s, ttl_for)
             if ttl > 0:
@@ -376,12 +477,18 @@ class ReadThrough(ManagerCore):
         self, key: str, load: Loader, ttl_s: float | None = None, ttl_for: TTLFor | None = None
     ) -> tuple[Any, bool]:
         self._hot_add(key)
+        if self.enabled:
+            value = await self._cached_async(key)
+            if value is not _MISS:
+                return value, True
+        return await self._miss_load_async(key, load, ttl_s, ttl_for)
+
+    async def _miss_load_async(
+        self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None = None
+    ) -> tuple[Any, bool]:
         if not self.enabled:
             self._missed(key)
             return await self._call_async(load), False
-        value = await self._cached_async(key)
-        if value is not _MISS:
-            return value, True
         if self.config.negative_cache and await self._negative_hit_async(key):
             return None, True
         self._missed(key)
@@ -390,7 +497,6 @@ class ReadThrough(ManagerCore):
         return await self._flight.run_async(key, lambda: self._load_once_async(key, load, ttl_s, ttl_for)), False
 
     async def _call_async(self, load: Loader) -> Any:
-        self.telemetry.loader_calls += 1
         result = load()
         return await result if inspect.isawaitable(result) else result
 

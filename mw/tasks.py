@@ -108,15 +108,26 @@ class TaskCache(ReadThrough):
     def get_task(self, task_id: object) -> dict[str, Any] | None:
         """The task row: cache first, else Mlt's task table (one load cluster-wide); ``None`` if absent."""
         key = K.task_key(task_id)
-        mlt = self.cluster.mlt
-        row, hit = self._read_through(key, lambda: mlt.get_task(task_id), ttl_for=self._task_fill_ttl)
+        mlt, telemetry = self.cluster.mlt, self.telemetry
+
+        def load() -> Any:
+            telemetry.mlt_loads += 1
+            return mlt.get_task(task_id)
+
+        row, hit = self._read_through(key, load, ttl_for=self._task_fill_ttl)
         self._count_task(hit)
         return row  # type: ignore[no-any-return]
 
     async def get_task_async(self, task_id: object) -> dict[str, Any] | None:
         key = K.task_key(task_id)
         mlt = self.cluster.mlt
-        row, hit = await self._read_through_async(key, lambda: mlt.get_task_async(task_id), ttl_for=self._task_fill_ttl)
+        telemetry = self.telemetry
+
+        async def load() -> Any:
+            telemetry.mlt_loads += 1
+            return await mlt.get_task_async(task_id)
+
+        row, hit = await self._read_through_async(key, load, ttl_for=self._task_fill_ttl)
         self._count_task(hit)
         return row  # type: ignore[no-any-return]
 

@@ -71,6 +71,43 @@ def approx_size(value: Any) -> int:
     return sys.getsizeof(value)
 
 
+class HolderIndex:
+    """Which L0s hold a key, so a write or delete visits only those, not every agent of the process.
+
+    One per cluster. An L0 adds itself when it stores a key and removes itself when the key leaves
+    (pop, eviction, expiry, clear). Guarded by a lock: a lost update here would let an L0 miss an
+    invalidation.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, set[L0Cache]] = {}
+
+    def add(self, key: str, l0: L0Cache) -> None:
+        with self._lock:
+            holders = self._by_key.get(key)
+            if holders is None:
+                self._by_key[key] = {l0}
+            else:
+                holders.add(l0)
+
+    def discard(self, key: str, l0: L0Cache) -> None:
+        with self._lock:
+            holders = self._by_key.get(key)
+            if holders is not None:
+                holders.discard(l0)
+                if not holders:
+                    del self._by_key[key]
+
+    def take(self, key: str) -> set[L0Cache]:
+        """Remove and return the holders of ``key``."""
+        with self._lock:
+            return self._by_key.pop(key, set())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
 class L0Cache(S3FIFO):
     """Per-agent cache: S3-FIFO plus expiry and copy isolation.
 
@@ -79,10 +116,21 @@ class L0Cache(S3FIFO):
     its cost. Mutations take a lock, so an agent's threads and tasks can share it.
     """
 
-    def __init__(self, max_items: int, max_bytes: int | None, clock: Clock) -> None:
-        super().__init__(max_items, max_bytes)
+    def __init__(self, max_items: int, max_bytes: int | None, clock: Clock, index: HolderIndex | None = None) -> None:
+        super().__init__(max_items, max_bytes, on_evict=self._evicted if index is not None else None)
         self._clock = clock
         self._lock = threading.Lock()
+        self._index = index
+
+    def _evicted(self, entry: Entry) -> None:
+        if self._index is not None:
+            self._index.discard(entry.key, self)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]  # L0 keys are str
         if OBSERVERS:
@@ -105,6 +153,8 @@ class L0Cache(S3FIFO):
         with self._lock:
             if self._lookup(key) is entry:
                 super().pop(key)
+                if self._index is not None:
+                    self._index.discard(key, self)
 
     def set(  # type: ignore[override]  # L0 keys are str; size defaults to an estimate
         self, key: str, value: Any, expire_at: float | None = None, size: int | None = None
@@ -115,6 +165,8 @@ class L0Cache(S3FIFO):
             emit("write", "L0", key)
         with self._lock:
             super().set(key, stored, expire_at, nbytes)
+            if self._index is not None and self._lookup(key) is not None:
+                self._index.add(key, self)
 
     def expire_at(self, key: str) -> float | None:
         entry = self._lookup(key)
@@ -130,8 +182,14 @@ class L0Cache(S3FIFO):
         if OBSERVERS:
             emit("delete", "L0", key)
         with self._lock:
-            return super().pop(key)
+            entry = super().pop(key)
+            if entry is not None and self._index is not None:
+                self._index.discard(key, self)
+            return entry
 
     def clear(self) -> int:
         with self._lock:
+            if self._index is not None:
+                for key in self.keys():
+                    self._index.discard(key, self)
             return super().clear()

@@ -38,6 +38,12 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
 
 _EMBEDDED: Any = None
 _EMBEDDED_LOCK = threading.Lock()
+EMBEDDED_ATOMIC = threading.RLock()
+"""Embedded mode runs compare-and-set steps under this lock instead of Lua (fakeredis runs Lua slowly).
+
+Every multi-command step that touches lease keys takes it, which gives those steps the atomicity a
+real Redis gives a script: the fake server lives in this process, so this lock sees every client.
+"""
 
 
 def embedded_server() -> Any:
@@ -57,6 +63,7 @@ class RedisTier:
 
         self.url = url
         self.embedded = url is None
+        self.atomic: Any = EMBEDDED_ATOMIC if self.embedded else contextlib.nullcontext()
         self.prefix = f"{namespace}:" if namespace else ""
         self._timeout_s = timeout_s
         self._retry_s = retry_s
@@ -173,7 +180,8 @@ class RedisTier:
         """``SET key data PX ttl``, delete ``clear`` keys and publish a message, in one round trip."""
         self._seen("write", (key,))
         self._seen("delete", clear)
-        self._call(self._pipeline(self.client, key, data, ttl_ms, clear, (), publish).execute)
+        with self.atomic:
+            self._call(self._pipeline(self.client, key, data, ttl_ms, clear, (), publish).execute)
 
     def _pipeline(
         self,
@@ -199,7 +207,8 @@ class RedisTier:
         self._seen("delete", keys)
         if not keys:
             return 0
-        results = self._call(self._pipeline(self.client, None, None, 0, (), keys, publish).execute)
+        with self.atomic:
+            results = self._call(self._pipeline(self.client, None, None, 0, (), keys, publish).execute)
         return int(results[0])
 
     def publish(self, channel: str, message: bytes) -> None:
@@ -235,11 +244,15 @@ class RedisTier:
     async def set_async(
         self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = (), publish: tuple[str, bytes] | None = None
     ) -> None:
+        if self.embedded:  # in-memory: the sync path does no I/O and keeps the embedded atomicity
+            return self.set(key, data, ttl_ms, clear, publish)
         self._seen("write", (key,))
         self._seen("delete", clear)
         await self._acall(self._pipeline(self.aclient(), key, data, ttl_ms, clear, (), publish).execute)
 
     async def delete_async(self, keys: Sequence[str], publish: tuple[str, bytes] | None = None) -> int:
+        if self.embedded:
+            return self.delete(keys, publish)
         self._seen("delete", keys)
         if not keys:
             return 0

@@ -75,3 +75,19 @@ def test_equal_configs_are_equal_and_hashable() -> None:
 def test_unknown_override_is_an_error() -> None:
     with pytest.raises(ConfigError, match="l1_tll_s"):
         MwConfig.from_env({}, l1_tll_s=3)
+
+
+def test_typed_errors_keep_their_type_across_processes() -> None:
+    """Ray and multiprocessing send exceptions between processes; the caller must still see the type."""
+    import copy
+    import pickle
+
+    from mw import KeyGrammarError, ValueTooLargeError
+
+    for err in (
+        ConfigError("MW_X", "y", "bad"),
+        KeyGrammarError("kind", "a:b", "colon"),
+        ValueTooLargeError("k", 9, 1),
+    ):
+        back = pickle.loads(pickle.dumps(err))  # the transport's serialisation, not a cache value
+        assert type(back) is type(err) and str(back) == str(err) and copy.copy(err).args == err.args

@@ -33,7 +33,7 @@ def test_1_task_rows_are_written_read_and_invalidated_under_one_key(make_manager
 
 def test_2_a_miss_marks_nothing_absent_and_caching_clears_the_mark(make_manager: Make) -> None:
     a = make_manager("a")
-    assert a.get_item_typed("task", "by_id", "9") is None
+    assert a.get_item("task:by_id:9") is None, "a miss that asked no database"
     assert a.l2.scan_keys("mw:neg:*") == []
     assert a.get_task(9) is None
     assert a.l2.scan_keys("mw:neg:*") == [K.negative_key(K.task_key(9))], "absence confirmed by Mlt"

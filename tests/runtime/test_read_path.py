@@ -48,12 +48,15 @@ def test_miss_reads_mlt_once_then_serves_from_cache(make_manager: Make) -> None:
     assert a.telemetry.misses == 1 and a.telemetry.mlt_loads == 1
 
 
-def test_absent_everywhere_returns_none_and_caches_nothing(make_manager: Make) -> None:
+def test_absence_confirmed_by_mlt_is_remembered_not_cached_as_a_value(make_manager: Make) -> None:
     a = make_manager("a")
     assert a.get_item_typed("doc", "team", "missing") is None
     assert a.get_item_typed("doc", "team", "missing") is None
-    assert a.telemetry.mlt_loads == 2, "absence is not cached by a plain read"
+    assert a.telemetry.mlt_loads == 1 and a.telemetry.negative_cache_hits == 1
     assert a.l2.get(K.global_typed_key("doc", "team", "missing")) is None
+    a.mlt.put_item("doc", "team", "missing", "now here")
+    a.set_global_item_typed("doc", "team", "missing", "now here")
+    assert a.get_item_typed("doc", "team", "missing") == "now here"
 
 
 def test_loader_is_called_on_miss_and_fills_tiers(make_manager: Make) -> None:

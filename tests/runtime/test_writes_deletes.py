@@ -126,3 +126,28 @@ def test_try_set_inflight_is_atomic(make_manager: Make) -> None:
     assert a.try_set_inflight("global:item:doc:s:1", 5) is True
     assert b.try_set_inflight("global:item:doc:s:1", 5) is False
     assert 0 < a.l2.pttl(K.lease_key("global:item:doc:s:1")) <= 5000
+
+
+def test_holder_index_follows_copies_through_eviction_expiry_and_clear(make_manager: Make, clock) -> None:
+    agents = [make_manager(f"a{i}", l0_max_items=5) for i in range(20)]
+    holders = agents[0].cluster.holders
+    agents[0].set_global_item_typed("doc", "s", "shared", "v", ttl_s=10)
+    for m in agents[:3]:
+        assert m.get_item_typed("doc", "s", "shared") == "v"
+    key = K.global_typed_key("doc", "s", "shared")
+    assert holders._by_key[key] == {m.l0 for m in agents[:3]}
+    for i in range(10):  # agent 1 churns: its copy is evicted and leaves the index
+        agents[1].set_global_item_typed("doc", "s", f"churn{i}", i)
+    assert agents[1].l0 not in holders._by_key.get(key, set())
+    clock.advance(11)
+    assert agents[2].get_item_typed("doc", "s", "shared") is None
+    assert agents[2].l0 not in holders._by_key.get(key, set()), "an expired copy leaves the index"
+    agents[0].clear()
+    assert key not in holders._by_key
+    agents[3].set_global_item_typed("doc", "s", "k", 1)
+    agents[4].get_item_typed("doc", "s", "k")
+    agents[5].del_global_key("global:item:doc:s:k")
+    assert (
+        K.global_typed_key("doc", "s", "k") not in agents[3].l0
+        and K.global_typed_key("doc", "s", "k") not in agents[4].l0
+    )

@@ -18,8 +18,8 @@ def test_negative_entry_only_after_the_loader_confirms_absence(make_manager: Mak
     """Origin defect 2: any miss set a cluster-wide 'absent' marker without asking the database."""
     a, b = make_manager("a"), make_manager("b", node="n2")
     key = K.global_typed_key("doc", "s", "ghost")
-    assert a.get_item_typed("doc", "s", "ghost") is None
-    assert a.l2.get(K.negative_key(key)) is None, "a plain miss marks nothing absent"
+    assert a.get_item("doc:s:ghost") is None
+    assert a.l2.get(K.negative_key(key)) is None, "a miss that asked nobody marks nothing absent"
     calls = []
     assert a.get_or_load("doc", "s", "ghost", loader=lambda: calls.append(1)) is None
     assert 29_000 < a.l2.pttl(K.negative_key(key)) <= 30_000, "MW_TASK_TTL_NEGATIVE_S"

@@ -124,8 +124,14 @@ def test_stale_set_is_refused_after_an_invalidation(make_manager: Make) -> None:
     assert b.get_task(tid)["status"] == "completed"
 
 
-def test_lease_waiters_are_woken_not_polled(make_manager: Make) -> None:
-    """Agents of separate clusters (as separate processes would be) wait on the holder's lease."""
+def test_lease_waiters_are_woken_not_polled(make_manager: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agents of separate clusters (as separate processes would be) wait on the holder's lease.
+
+    The fallback poll is stretched to 5 s here: only the landed message can end a wait in time.
+    """
+    import mw.readthrough
+
+    monkeypatch.setattr(mw.readthrough, "_POLL_S", 5.0)
     clusters = [make_manager(f"c{i}", l1_max_items=1000 + i) for i in range(3)]
     assert len({id(m.cluster) for m in clusters}) == 3
     load = CountingLoader("v", sleep_s=0.3)
@@ -144,9 +150,7 @@ def test_lease_waiters_are_woken_not_polled(make_manager: Make) -> None:
     for t in threads:
         t.join()
     assert load.calls == 1
-    assert sum(m.telemetry.lease_waits for m in clusters) == 2
-    assert sum(m.cluster.bus.waiters.woken for m in clusters if m.cluster.bus) >= 2, "woken by the landed message"
-    assert max(lat) < 0.3 + 0.25, "waiters finish soon after the load, not in polling steps"
+    assert max(lat) < 2.5, "a waiter was not woken by the landed message"
 
 
 def test_slow_loader_extends_its_lease(make_manager: Make) -> None:
@@ -233,3 +237,14 @@ def test_embedded_sqlite_file_store_counts_across_connections() -> None:
         s.put_item("herd", "calls", "x", 1)
         s.close()
         assert _count_calls(dsn) == 1
+
+
+def test_a_write_during_a_load_wins_over_the_load(make_manager: Make, clock) -> None:
+    """A load that read v1 before a write of v2 must not put v1 back (found by the simulator)."""
+    a, b = make_manager("a"), make_manager("b", node="n2")
+    plan = a.begin_load("doc", "s", "x")
+    assert plan.state == "lead"
+    b.set_global_item_typed("doc", "s", "x", "v2")
+    assert a.finish_load(plan, "v1") is False and a.telemetry.stale_sets_prevented == 1
+    assert make_manager("c", node="n3").get_item_typed("doc", "s", "x") == "v2"
+    assert a.get_item_typed("doc", "s", "x") == "v2"
