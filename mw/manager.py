@@ -11,7 +11,9 @@ import logging
 from typing import Any
 
 from mw import keys as K
+from mw.codec import peek_expire_at
 from mw.core import Loader, check_ttl, ttl_ms
+from mw.errors import CodecError
 from mw.mlt import MISSING
 from mw.tasks import TaskCache
 from mw.tiers.l2 import TierUnavailable
@@ -74,39 +76,59 @@ class MwManager(TaskCache):
         return value
 
     def prewarm(self, top_n: int = 10, near_expiry: float = 0.2) -> int:
-        """Load the hottest items that are missing here, or within ``near_expiry`` of their TTL, into L1/L2.
+        """Warm the hottest items whose node copy is missing or within ``near_expiry`` of its L1 TTL.
 
-        Items come from Mlt (task rows from the task table). At most ``MW_PREWARM_MAX_PER_CALL`` loads per
-        call. Returns how many were prewarmed (also counted in telemetry as ``prewarmed``).
+        One ``MGET`` asks L2 for all of them: a copy there refills this node's L1 without touching Mlt.
+        Only items L2 lacks (or holds for less than the margin) are loaded from Mlt (task rows from the
+        task table), at most ``MW_PREWARM_MAX_PER_CALL`` per call. Returns how many were warmed (also
+        counted in telemetry as ``prewarmed``).
         """
         if not self.enabled:
             return 0
         now = self.clock()
-        budget = self.config.prewarm_max_per_call
-        warmed = 0
+        margin = near_expiry * self.config.l1_ttl_s
+        wanted = []
         for key, _count in self.telemetry.hot.top(top_n):
-            if warmed >= budget:
-                break
             parts = K.parse_typed(key)
-            if parts is None:
-                continue
             expire_at = self.node.l1.expire_at(key)
-            if expire_at is not None and expire_at - now > near_expiry * self.config.l1_ttl_s:
+            if parts is not None and (expire_at is None or expire_at - now <= margin):
+                wanted.append((key, parts))
+        if not wanted:
+            return 0
+        try:
+            found = self.cluster.l2.mget([key for key, _ in wanted])
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            found = [None] * len(wanted)
+        warmed = loads = 0
+        for (key, (kind, scope, item_id)), data in zip(wanted, found, strict=True):
+            if data is not None and self._l2_copy_lasts(data, now + margin):
+                self.node.l1.set(key, data, self.cluster.codec.decode(data)[1])
+                warmed += 1
                 continue
-            kind, scope, item_id = parts
+            if loads >= self.config.prewarm_max_per_call:
+                continue
+            loads += 1
             if kind == "task" and scope == "by_id":
                 row = self.cluster.mlt.get_task(item_id)
-                if row is not None:
-                    ttl = self._task_ttl(row)
-                    if ttl > 0:
-                        self._write(key, row, ttl, broadcast=False)
-                        warmed += 1
+                ttl = self._task_ttl(row) if row is not None else 0.0
+                if row is not None and ttl > 0:
+                    self._write(key, row, ttl, broadcast=False)
+                    warmed += 1
                 continue
-            found = self.cluster.mlt.get_item(kind, scope, item_id)
-            if found is not MISSING:
-                self._write(key, found, None, broadcast=False)
+            value = self.cluster.mlt.get_item(kind, scope, item_id)
+            if value is not MISSING:
+                self._write(key, value, None, broadcast=False)
                 warmed += 1
         self.telemetry.prewarmed += warmed
         if warmed:
-            log.info("Prewarmed %d hot items for organ %s", warmed, self.organ_id)
+            log.info("Prewarmed %d hot items for organ %s (%d from Mlt)", warmed, self.organ_id, loads)
         return warmed
+
+    def _l2_copy_lasts(self, data: bytes, until: float) -> bool:
+        try:
+            expire_at = peek_expire_at(data)
+        except CodecError:
+            self.telemetry.corrupt_entries += 1
+            return False
+        return expire_at is None or expire_at > until

@@ -33,7 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="simulated seconds")
     run.add_argument("--warmup", type=float, help="simulated seconds before hit ratios are measured")
     run.add_argument("--seed", type=int)
-    run.add_argument("--backend", choices=BACKENDS, default="embedded")
+    run.add_argument(
+        "--backend", choices=BACKENDS, default=None, help="default: embedded (containers with --engine ray)"
+    )
+    run.add_argument("--engine", choices=("simpy", "ray"), default="simpy", help="ray: agents as Ray actors, real time")
+    run.add_argument("--address", help="with --engine ray: the Ray cluster (e.g. auto); default: a local Ray")
+    run.add_argument("--shards", type=int, help="with --engine ray: actors the agents are split over")
+    run.add_argument("--speed", type=float, help="with --engine ray: simulated seconds per wall second")
     run.add_argument("--redis-url", help="with --backend redis: an existing Redis (keys go under a run namespace)")
     run.add_argument("--mlt-dsn", help="with --backend redis: postgresql://... (a database per run is created)")
     run.add_argument("--realtime", type=float, metavar="FACTOR", help="simpy.rt: wall seconds per simulated second")
@@ -104,12 +110,22 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if not console.is_terminal:
         console = Console(width=150)
     started = time.perf_counter()
-    with open_backend(args.backend, args.redis_url, args.mlt_dsn) as backend:
+    engine = None
+    backend_name = args.backend or "embedded"
+    if args.engine == "ray":
+        import functools
+
+        from simulations.ray_engine import run_on_ray
+
+        # fakeredis lives in one process: agents spread over Ray actors need a real Redis and PostgreSQL.
+        backend_name = args.backend or "containers"
+        engine = functools.partial(run_on_ray, address=args.address, shards=args.shards, speed=args.speed)
+    with open_backend(backend_name, args.redis_url, args.mlt_dsn) as backend:
         console.print(
             f"[bold]mw-sim[/] {scenario.name}: {scenario.run.agents} agents on {scenario.run.nodes} nodes, "
             f"{scenario.run.duration_s:g} simulated s, seed {scenario.run.seed}"
         )
-        console.print(f"backend: {backend.description}")
+        console.print(f"backend: {backend.description}; engine: {args.engine}")
         with LiveProgress(console, disable=args.quiet) as progress:
             result = run_scenario(
                 scenario,
@@ -118,6 +134,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 log_dir=args.out / "logs",
                 progress=progress.update,
                 baseline=False if args.no_baseline else None,
+                run=engine,
             )
     result["command"] = "mw-sim " + shlex.join(argv)
     result["wall_total_s"] = round(time.perf_counter() - started, 3)

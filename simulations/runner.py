@@ -213,18 +213,23 @@ def run_scenario(
     log_dir: Path | None = None,
     progress: Progress | None = None,
     baseline: bool | None = None,
+    run: Callable[..., dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The cached run, the caching-disabled baseline, a run without prewarming if asked, and the verdict."""
+    """The cached run, the caching-disabled baseline, a run without prewarming if asked, and the verdict.
+
+    ``run`` is the engine: :func:`run_once` (SimPy, the default) or ``simulations.ray_engine.run_on_ray``.
+    """
+    engine = run_once if run is None else run
     from simulations.verdict import judge
 
     def options(label: str, **kw: Any) -> RunOptions:
         return RunOptions(label, overrides=dict(overrides or {}), realtime=realtime, log_dir=log_dir, **kw)
 
-    runs = {"cached": run_once(scenario, backend, options("cached"), progress)}
+    runs = {"cached": engine(scenario, backend, options("cached"), progress)}
     if scenario.run.baseline if baseline is None else baseline:
-        runs["baseline"] = run_once(scenario, backend, options("baseline", caching=False), progress)
+        runs["baseline"] = engine(scenario, backend, options("baseline", caching=False), progress)
     if scenario.prewarm.compare and scenario.prewarm.every_s > 0:
-        runs["no_prewarm"] = run_once(scenario, backend, options("no_prewarm", prewarm=False), progress)
+        runs["no_prewarm"] = engine(scenario, backend, options("no_prewarm", prewarm=False), progress)
     cached = runs["cached"]
     verdict = judge(cached, scenario.targets)
     mlt: dict[str, Any] = {"queries_cached": cached["mlt_queries"]}
@@ -245,7 +250,8 @@ def run_scenario(
             "realtime": realtime,
         },
         "backend": backend.description,
-        "deterministic": backend.deterministic and not realtime,
+        "deterministic": backend.deterministic and not realtime and engine is run_once,
+        "engine": "simpy" if engine is run_once else getattr(getattr(engine, "func", engine), "__name__", "custom"),
         "verdict": verdict.as_dict(),
         "mlt": mlt,
         "runs": runs,
