@@ -110,3 +110,98 @@ def server_options(config: pytest.Config) -> ServerOptions:
     if SERVER_OPTIONS_KEY not in config.stash:
         config.stash[SERVER_OPTIONS_KEY] = read_server_options(config)
     return config.stash[SERVER_OPTIONS_KEY]
+
+
+# --- the Mw fixtures and checks ---------------------------------------------------------------------------------
+
+BACKEND_CHOICES = ("fakeredis", "redis")
+MLT_CHOICES = ("auto", "sqlite", "postgres")
+
+
+@dataclass(frozen=True)
+class MwOptions:
+    """How the ``mw`` fixtures build managers and which automatic checks run, read once per session.
+
+    ``backend`` is the default for tests without a ``mw_backend`` marker; ``mlt`` ``auto`` means in-memory SQLite
+    on fakeredis and a per-test PostgreSQL database on real Redis.
+    """
+
+    backend: str = "fakeredis"
+    mlt: str = "auto"
+    strict_keys: bool = False
+    check_logs: bool = False
+    lint: tuple[str, ...] = ()
+
+
+_MW_OPTIONS = (
+    _Option(
+        "backend",
+        "--mw-backend",
+        "L2 of the mw/mw_config fixtures: fakeredis (embedded, the default) or redis (a real server from "
+        "--mw-server-provider); a mw_backend marker overrides it per test",
+    ),
+    _Option(
+        "mlt",
+        "--mw-mlt",
+        "Mlt of the mw/mw_config fixtures: auto (in-memory SQLite on fakeredis, PostgreSQL on redis), sqlite or "
+        "postgres",
+    ),
+    _Option(
+        "strict_keys",
+        "--mw-strict-keys",
+        "check every test's cache keys: no double prefix, typed global writes only, write/read/delete on one key",
+        "bool",
+    ),
+    _Option(
+        "check_logs",
+        "--mw-check-logs",
+        "fail a test whose log records contain a double-prefixed key (global:item:global:item:)",
+        "bool",
+    ),
+)
+
+LINT_HELP = "run mw-lint over PATH (repeatable) and report each finding as a failing test item"
+
+MW_OPTIONS_KEY = pytest.StashKey["MwOptions"]()
+
+
+def add_mw_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    """Register the fixture/check options in the ``mw`` group and their ini twins."""
+    for option in _MW_OPTIONS:
+        if option.kind == "bool":
+            group.addoption(option.flag, action="store_true", default=None, dest=option.ini, help=option.help)
+        else:
+            choices = BACKEND_CHOICES if option.field == "backend" else MLT_CHOICES
+            group.addoption(option.flag, choices=choices, default=None, dest=option.ini, help=option.help)
+        parser.addini(option.ini, option.help, type=option.kind, default=None)
+    group.addoption("--mw-lint", action="append", default=None, dest="mw_lint", metavar="PATH", help=LINT_HELP)
+    parser.addini("mw_lint", LINT_HELP + " (paths relative to the ini file)", type="paths", default=[])
+
+
+def read_mw_options(config: pytest.Config) -> MwOptions:
+    """Command line first, then ini, then the default; lint paths from the command line are relative to the cwd."""
+    values: dict[str, Any] = {}
+    for option in _MW_OPTIONS:
+        value = config.getoption(option.ini)
+        if value is None:
+            value = config.getini(option.ini)
+        if not _unset(value):
+            values[option.field] = value
+    for field_name, choices in (("backend", BACKEND_CHOICES), ("mlt", MLT_CHOICES)):
+        value = values.get(field_name)
+        if value is not None and value not in choices:
+            raise pytest.UsageError(f"mw_{field_name} = {value!r}: choose one of {', '.join(choices)}")
+    cli_paths = config.getoption("mw_lint")
+    if cli_paths:
+        base = config.invocation_params.dir
+        values["lint"] = tuple(str(base / path) for path in cli_paths)
+    else:
+        values["lint"] = tuple(str(path) for path in config.getini("mw_lint") or ())
+    return MwOptions(**values)
+
+
+def mw_options(config: pytest.Config) -> MwOptions:
+    """The run's fixture/check options, read once and kept in the config stash."""
+    if MW_OPTIONS_KEY not in config.stash:
+        config.stash[MW_OPTIONS_KEY] = read_mw_options(config)
+    return config.stash[MW_OPTIONS_KEY]

@@ -1,46 +1,147 @@
-"""The pytest11 entry point of pytest-mw: the ``mw`` options, the report header and the real-server fixtures.
+"""The pytest11 entry point of pytest-mw: the ``mw`` options, markers, report header, fixtures and automatic checks.
 
-Importing this module must stay cheap (pytest loads it on every run): redis, psycopg and testcontainers are imported
-only inside fixtures that start or talk to a server.
+Importing this module must stay cheap (pytest loads it on every run): the Mw runtime, redis, psycopg and
+testcontainers are imported only inside fixtures and hooks that need them.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Generator
+from typing import Any
+
 import pytest
 
-from pytest_mw.options import add_server_options, server_options
-from pytest_mw.servers import factories
-from pytest_mw.servers.provider import describe
+# Before anything imports it: failing helpers then show pytest's comparison detail.
+pytest.register_assert_rewrite("pytest_mw.assertions")
+
+from pytest_mw import checks  # noqa: E402
+from pytest_mw.fixtures import (  # noqa: E402, F401  (fixtures are found as attributes of this module)
+    backend_of,
+    marker_backends,
+    mlt_of,
+    mw,
+    mw_backend,
+    mw_clock,
+    mw_config,
+    mw_factory,
+    mw_keys,
+    mw_log_check,
+)
+from pytest_mw.options import add_mw_options, add_server_options, mw_options, server_options  # noqa: E402
+from pytest_mw.servers import factories  # noqa: E402
+from pytest_mw.servers.provider import describe  # noqa: E402
 
 REAL_SERVER_FIXTURES = frozenset({"mw_redis_server", "mw_postgres_server", "mw_redis_url", "mw_postgres_dsn"})
+
+MARKERS = (
+    "mw_real_servers: the test talks to a real Redis or PostgreSQL (added to tests using the mw_* server "
+    "fixtures or the redis backend; deselect with -m 'not mw_real_servers')",
+    "mw_backend(*backends, mlt=None): run the mw fixtures on these backends (fakeredis, redis; several = one run "
+    "each); mlt='sqlite'|'postgres' picks the Mlt store",
+    "mw_config(**changes): MwConfig field changes for mw_config/mw/mw_factory (e.g. ttl_jitter=0, l1_ttl_s=5)",
+    "mw_strict_keys(enabled=True, *, double_prefix=True, typed_only=True, roundtrip=True, allow=()): check this "
+    "test's cache keys (mw_strict_keys(False) opts out of --mw-strict-keys)",
+    "mw_check_logs(enabled=True): fail this test when a log record contains global:item:global:item: "
+    "(mw_check_logs(False) opts out of --mw-check-logs)",
+    "mw_lint: an mw-lint finding collected by --mw-lint",
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mw", "mw: real Redis/PostgreSQL servers and the Mw cache")
     add_server_options(group, parser)
+    add_mw_options(group, parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "mw_real_servers: the test talks to a real Redis or PostgreSQL (added to tests using the mw_* server "
-        "fixtures; deselect with -m 'not mw_real_servers')",
-    )
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
     server_options(config)
+    for path in mw_options(config).lint:
+        if not os.path.exists(path):
+            raise pytest.UsageError(f"--mw-lint / mw_lint: {path}: no such file or directory")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     o = server_options(config)
+    m = mw_options(config)
     redis_plan = describe("redis", o.provider, url=o.redis_url, executable=o.redis_exec, image=o.redis_image)
     postgres_plan = describe("postgres", o.provider, url=o.postgres_dsn, image=o.postgres_image)
     summary = f"mw servers: provider={o.provider}, require servers={o.require_servers}"
-    return [summary, f"mw {redis_plan}", f"mw {postgres_plan}"]
+    l2 = "fakeredis (embedded)" if m.backend == "fakeredis" else "redis (real server, see 'mw redis')"
+    mlt = m.mlt if m.mlt != "auto" else ("sqlite in memory" if m.backend == "fakeredis" else "postgres")
+    lines = [summary, f"mw {redis_plan}", f"mw {postgres_plan}", f"mw backend: L2 {l2}, Mlt {mlt}"]
+    lines.append(f"mw checks: strict keys={m.strict_keys}, check logs={m.check_logs}")
+    if m.lint:
+        lines.append(f"mw lint: {', '.join(os.path.relpath(p, config.rootpath) for p in m.lint)}")
+    return lines
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``@pytest.mark.mw_backend("fakeredis", "redis")`` runs the test once per backend."""
+    if "mw_backend" not in metafunc.fixturenames:
+        return
+    backends = marker_backends(metafunc.definition)
+    if len(backends) > 1:
+        metafunc.parametrize("mw_backend", backends, indirect=True, ids=backends)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark real-server tests; add ``--mw-lint`` items (first, so ``-k``/``-m`` selection applies to them)."""
     for item in items:
-        if REAL_SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        names = getattr(item, "fixturenames", ())
+        if REAL_SERVER_FIXTURES.intersection(names) or ("mw_backend" in names and _needs_servers(item)):
             item.add_marker(pytest.mark.mw_real_servers)
+    paths = mw_options(config).lint
+    if paths:
+        from pytest_mw.lint.items import lint_items
+
+        items.extend(lint_items(session, paths))
+
+
+def _needs_servers(item: pytest.Item) -> bool:
+    """Whether the item's Mw fixtures will use a real Redis or PostgreSQL (bad markers error later, at setup)."""
+    try:
+        backend = backend_of(item)
+        return backend == "redis" or mlt_of(item, backend) == "postgres"
+    except pytest.fail.Exception:
+        return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    checks.setup_checks(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
+    outcome = yield
+    problems = checks.call_problems(item)
+    if not problems:
+        return
+    text = "\n\n".join(problems)
+    if outcome.excinfo is None:
+        _fail(outcome, text)
+    elif not issubclass(outcome.excinfo[0], pytest.skip.Exception):
+        item.add_report_section("call", "mw checks", text)  # the test failed already: show ours next to it
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, None]:
+    outcome = yield
+    problems = checks.teardown_checks(item)
+    if problems and outcome.excinfo is None:
+        _fail(outcome, "\n\n".join(problems))
+
+
+def _fail(outcome: Any, text: str) -> None:
+    failure = pytest.fail.Exception(text, pytrace=False)
+    if hasattr(outcome, "force_exception"):
+        outcome.force_exception(failure)
+    else:  # pluggy < 1.1
+        raise failure
 
 
 mw_redis_server = factories.redis_server()

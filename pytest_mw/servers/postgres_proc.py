@@ -159,7 +159,7 @@ class PostgresProcess:
         env = {**os.environ, "LC_ALL": "C"}
         if self._account is not None:
             env["HOME"] = str(self._tmpdir)
-        result = subprocess.run(
+        result: subprocess.CompletedProcess[str] = subprocess.run(
             [str(self._bin / exe), *args],
             capture_output=True,
             text=True,

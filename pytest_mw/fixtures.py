@@ -1,0 +1,216 @@
+"""The Mw fixtures: ``mw_backend``, ``mw_config``, ``mw_clock``, ``mw_factory``, ``mw``, ``mw_keys``, ``mw_log_check``.
+
+Every test gets its own key namespace (and, on PostgreSQL, its own database), so tests never see each other's data
+and cleanup never touches anyone else's keys. The runtime is imported inside the fixtures, never at plugin import.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_mw.options import BACKEND_CHOICES, MLT_CHOICES, mw_options
+
+if TYPE_CHECKING:
+    from mw import ManualClock, MwConfig, MwManager
+    from pytest_mw.checks import LogCheck
+    from pytest_mw.recorder import KeyRecorder
+
+DEFAULT_ORGAN = "test-agent"
+
+
+# --- backend choice --------------------------------------------------------------------------------------------------
+def marker_backends(node: pytest.Item | pytest.Collector) -> tuple[str, ...]:
+    """Backends named by the closest ``mw_backend`` marker (validated), or ``()``."""
+    marker = node.get_closest_marker("mw_backend")
+    if marker is None:
+        return ()
+    backends = tuple(marker.args)
+    unknown = [b for b in backends if b not in BACKEND_CHOICES]
+    if not backends or unknown:
+        pytest.fail(
+            f"{node.nodeid}: @pytest.mark.mw_backend({', '.join(map(repr, backends))}): "
+            f"name one or more of {', '.join(BACKEND_CHOICES)}",
+            pytrace=False,
+        )
+    return backends
+
+
+def backend_of(item: pytest.Item) -> str:
+    """The backend a collected test will use: its parametrized value, its marker, or the run's option."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "mw_backend" in params:
+        return str(params["mw_backend"])
+    backends = marker_backends(item)
+    return backends[0] if backends else mw_options(item.config).backend
+
+
+def mlt_of(node: pytest.Item, backend: str) -> str:
+    """``sqlite`` or ``postgres``: the marker's ``mlt=``, else ``--mw-mlt``; ``auto`` follows the backend."""
+    marker = node.get_closest_marker("mw_backend")
+    choice = marker.kwargs.get("mlt") if marker is not None else None
+    if choice is None:
+        choice = mw_options(node.config).mlt
+    if choice not in MLT_CHOICES:
+        pytest.fail(f"{node.nodeid}: mlt={choice!r}: choose one of {', '.join(MLT_CHOICES)}", pytrace=False)
+    if choice == "auto":
+        return "sqlite" if backend == "fakeredis" else "postgres"
+    return str(choice)
+
+
+@pytest.fixture
+def mw_backend(request: pytest.FixtureRequest) -> str:
+    """``"fakeredis"`` or ``"redis"``: ``@pytest.mark.mw_backend(...)`` beats ``--mw-backend`` beats ini ``mw_backend``.
+
+    A marker naming several backends runs the test once per backend.
+    """
+    param = getattr(request, "param", None)
+    return str(param) if param is not None else backend_of(request.node)
+
+
+# --- configuration and clock -----------------------------------------------------------------------------------------
+def _config_changes(node: pytest.Item) -> dict[str, Any]:
+    """``@pytest.mark.mw_config(**changes)``; markers closer to the test win."""
+    changes: dict[str, Any] = {}
+    for marker in reversed(list(node.iter_markers("mw_config"))):
+        if marker.args:
+            pytest.fail(f"{node.nodeid}: mw_config takes keyword arguments only (MwConfig field names)", pytrace=False)
+        changes.update(marker.kwargs)
+    return changes
+
+
+def _clean_embedded(namespace: str) -> None:
+    """Delete this test's keys from the process's shared fakeredis server (other tests' keys stay)."""
+    import fakeredis
+
+    from mw.tiers.l2 import embedded_server
+
+    client = fakeredis.FakeRedis(server=embedded_server())
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=500))
+        if keys:
+            client.unlink(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def mw_config(request: pytest.FixtureRequest, mw_backend: str) -> Iterator[MwConfig]:
+    """An ``MwConfig`` for this test on the chosen backend, with a namespace of its own; clusters closed after.
+
+    ``fakeredis``: the embedded fake Redis and an in-memory SQLite Mlt. ``redis``: the session's real Redis
+    (``mw_redis_url``: a per-test key prefix, deleted afterwards) and a per-test PostgreSQL database
+    (``mw_postgres_dsn``), unless ``--mw-mlt sqlite``. ``MW_*`` environment variables are not read, so a developer's
+    shell cannot change test results; ``@pytest.mark.mw_config(l1_ttl_s=5, ...)`` changes fields.
+    """
+    import mw
+    from mw import MwConfig
+
+    changes = _config_changes(request.node)
+    mlt = mlt_of(request.node, mw_backend)
+    mlt_dsn = str(request.getfixturevalue("mw_postgres_dsn")) if mlt == "postgres" else None
+    if mw_backend == "redis":
+        redis_ns = request.getfixturevalue("mw_redis_url")
+        namespace = redis_ns.namespace.rstrip(":")
+        config = MwConfig.from_env({}, redis_url=redis_ns.url, mlt_dsn=mlt_dsn, namespace=namespace, **changes)
+    else:
+        namespace = f"mwt:{uuid.uuid4().hex}"
+        config = MwConfig.from_env({}, mlt_dsn=mlt_dsn, namespace=namespace, **changes)
+    try:
+        yield config
+    finally:
+        mw.close_all()
+        if config.redis_url is None:
+            _clean_embedded(namespace)
+
+
+@pytest.fixture
+def mw_clock() -> ManualClock:
+    """A ``ManualClock`` at the current time that moves only on ``advance()``/``set()``: expiry without sleeping.
+
+    ``mw``/``mw_factory`` managers read it. It drives L0/L1 expiry and the logical expiry stored in every value;
+    a real Redis still expires its keys (PTTL) on its own wall clock.
+    """
+    from mw import ManualClock
+
+    return ManualClock()
+
+
+# --- managers --------------------------------------------------------------------------------------------------------
+class MwFactory:
+    """Makes agents (``MwManager``) on the test's backend; equal config and clock mean a shared cluster.
+
+    Managers made with the same config and clock share L1 (per ``node``), L2 and Mlt, as agents of one deployment
+    do. ``**config_changes`` give a separate cluster that still shares L2 (same namespace) and, on PostgreSQL, Mlt.
+    """
+
+    def __init__(self, config: MwConfig, clock: ManualClock) -> None:
+        self.config = config
+        self.clock = clock
+        self.managers: list[MwManager] = []
+
+    def __call__(
+        self,
+        organ_id: str = DEFAULT_ORGAN,
+        *,
+        node: str = "local",
+        clock: Any = None,
+        real_clock: bool = False,
+        from_env: bool = False,
+        **config_changes: Any,
+    ) -> MwManager:
+        """A new manager. ``real_clock=True`` uses the system clock; ``from_env=True`` re-reads ``MW_*`` now."""
+        from mw import MwConfig, MwManager
+
+        config = self.config
+        if from_env:
+            config = MwConfig.from_env(
+                None, redis_url=config.redis_url, mlt_dsn=config.mlt_dsn, namespace=config.namespace, **config_changes
+            )
+        elif config_changes:
+            config = config.replace(**config_changes)
+        chosen_clock = None if real_clock else (clock if clock is not None else self.clock)
+        manager = MwManager(organ_id, config, node=node, clock=chosen_clock)
+        self.managers.append(manager)
+        return manager
+
+    def close(self) -> None:
+        for manager in self.managers:
+            manager.close()
+        self.managers.clear()
+
+
+@pytest.fixture
+def mw_factory(mw_config: MwConfig, mw_clock: ManualClock) -> Iterator[MwFactory]:
+    """``mw_factory(organ_id, node=..., **config_changes)``: several agents sharing L1/L2/Mlt; all closed after."""
+    factory = MwFactory(mw_config, mw_clock)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture
+def mw(mw_factory: MwFactory) -> MwManager:
+    """A ready ``MwManager`` (organ ``test-agent``) on the chosen backend, reading ``mw_clock``; closed after."""
+    return mw_factory(DEFAULT_ORGAN)
+
+
+# --- recorders -------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def mw_keys(request: pytest.FixtureRequest) -> KeyRecorder:
+    """Every key read, written and deleted at each tier during this test, with call sites (started before fixtures)."""
+    from pytest_mw.checks import recorder_for
+
+    return recorder_for(request.node)
+
+
+@pytest.fixture
+def mw_log_check(request: pytest.FixtureRequest) -> LogCheck:
+    """Fail this test if a log record contains ``global:item:global:item:``; ``.records`` holds the offenders."""
+    from pytest_mw.checks import log_check_for
+
+    return log_check_for(request.node)
