@@ -9,6 +9,7 @@ how a delete or a write on one agent reaches the L0 of every other agent in the 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import weakref
 from collections.abc import Iterable
@@ -51,6 +52,7 @@ class Cluster:
         self._mlt: MltStore | None = None
         self.nodes: dict[str, Node] = {}
         self.flight = Flight()
+        self.rng = random.Random(config.rng_seed)  # never the global stream: other code must not shift it
         self.holders = HolderIndex()
         self.closed = False
 

@@ -115,6 +115,8 @@ class MwConfig:
     prewarm_max_per_call: int = 100
     stampede_protection: bool = True
     negative_cache: bool = True
+    rng_seed: int | str | None = None
+    """Seeds the cluster's own random stream (TTL jitter, XFetch): simulations replay exactly."""
 
     def __post_init__(self) -> None:
         for status in DEFAULT_TASK_TTLS_S:

@@ -117,14 +117,16 @@ class ReadThrough(ManagerCore):
         delta = self._deltas.get(key)
         if not delta:
             return False
-        return xfetch_due(self.clock(), self._l0.expire_at(key), delta, self.config.xfetch_beta)
+        return xfetch_due(
+            self.clock(), self._l0.expire_at(key), delta, self.config.xfetch_beta, self.cluster.rng.random
+        )
 
     def _ttl(self, value: Any, ttl_s: float | None, ttl_for: TTLFor | None) -> float:
         if ttl_for is not None:
             ttl = ttl_for(value)
             return self.config.l2_ttl_s if ttl is None else ttl
         base = self.config.l2_ttl_s if ttl_s is None else ttl_s
-        return jittered(base, self.config.ttl_jitter)
+        return jittered(base, self.config.ttl_jitter, self.cluster.rng.random)
 
     def _encode_fill(self, key: str, value: Any, ttl: float, delta: float) -> tuple[bytes, float]:
         expire_at = self.clock() + ttl

@@ -80,7 +80,7 @@ class TaskCache(ReadThrough):
 
     def _task_ttl(self, row: Mapping[str, Any]) -> float:
         ttl = task_ttl_s(row, self.config, self.clock())
-        return max(MIN_TASK_TTL_S, jittered(ttl, self.config.ttl_jitter)) if ttl > 0 else 0.0
+        return max(MIN_TASK_TTL_S, jittered(ttl, self.config.ttl_jitter, self.cluster.rng.random)) if ttl > 0 else 0.0
 
     def _task_fill_ttl(self, row: Any) -> float:
         """TTL of a row loaded by ``get_task``, logged as the checklist's troubleshooting greps for it."""

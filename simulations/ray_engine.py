@@ -113,9 +113,10 @@ class SimShard:
         self.spec = spec
         scenario = _shard_scenario(spec)
         self.scenario = scenario
-        config = scenario.config(**spec.settings, enabled=spec.caching, **{"pubsub": True, **spec.overrides})
+        rng_seed = f"{scenario.run.seed}:runtime:{spec.label}:{spec.index}"
+        overrides = {"pubsub": True, "rng_seed": rng_seed, **spec.overrides}
+        config = scenario.config(**spec.settings, enabled=spec.caching, **overrides)
         self.env = env = simpy.rt.RealtimeEnvironment(factor=spec.factor, strict=False)
-        random.seed(f"{scenario.run.seed}:runtime:{spec.label}:{spec.index}")
 
         class ShardModel(Model):
             """The simulator's model, recording what the driver merges: loads in time order, item reads and writes."""

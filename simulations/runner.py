@@ -1,14 +1,13 @@
 """One run of a scenario, and the invocation: the cached run, the caching-disabled baseline, the verdict.
 
 A run seeds Mlt, starts the scenario's processes, advances SimPy to the end of the scenario and returns a JSON-ready
-summary. Everything measured is a function of the seed on the embedded backend: the runtime's module-level ``random``
-(TTL jitter) is seeded per run, every workload stream draws from its own seeded generator, and simulated time starts at
-a fixed epoch. Wall-clock figures are kept apart under ``wall``.
+summary. Everything measured is a function of the seed on the embedded backend: the runtime's own random stream (TTL
+jitter, XFetch) is seeded per run through ``MwConfig.rng_seed``, every workload stream draws from its own seeded
+generator, and simulated time starts at a fixed epoch. Wall-clock figures are kept apart under ``wall``.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -46,14 +45,14 @@ def run_once(
     scenario: Scenario, backend: Backend, options: RunOptions, progress: Progress | None = None
 ) -> dict[str, Any]:
     stores = backend.stores(options.label)
-    config = scenario.config(**stores.settings(), enabled=options.caching, **options.overrides)
+    rng_seed = f"{scenario.run.seed}:runtime:{options.label}"
+    config = scenario.config(**stores.settings(), enabled=options.caching, rng_seed=rng_seed, **options.overrides)
     if options.realtime:
         env: simpy.Environment = simpy.rt.RealtimeEnvironment(factor=options.realtime, strict=False)
         start_epoch = time.time()
     else:
         env = simpy.Environment()
         start_epoch = START_EPOCH
-    random.seed(f"{scenario.run.seed}:runtime:{options.label}")
     model = Model(env, scenario, config, start_epoch=start_epoch)
     log_path = None if options.log_dir is None else options.log_dir / f"{options.label}.log"
     try:

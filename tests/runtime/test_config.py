@@ -91,3 +91,20 @@ def test_typed_errors_keep_their_type_across_processes() -> None:
     ):
         back = pickle.loads(pickle.dumps(err))  # the transport's serialisation, not a cache value
         assert type(back) is type(err) and str(back) == str(err) and copy.copy(err).args == err.args
+
+
+def test_rng_seed_makes_jitter_replayable_and_independent_of_the_global_stream() -> None:
+    import random
+
+    import mw
+
+    def ttls(seed: int) -> list[float]:
+        m = MwManager("j", MwConfig(namespace=f"rng{seed}{random.random()}", rng_seed=seed, ttl_jitter=0.5))
+        try:
+            random.seed(0)  # other code touching the global stream must not shift ours
+            return [m.cache_task_row({"id": i, "status": "completed"}) for i in range(5)]
+        finally:
+            m.close()
+            mw.close_all()
+
+    assert ttls(7) == ttls(7) != ttls(8)
