@@ -62,6 +62,11 @@ def _parse_fraction(name: str, raw: str) -> float:
     return value
 
 
+def _parse_seed(name: str, raw: str) -> int | str:
+    value = raw.strip()
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
 def _parse_count(name: str, raw: str, minimum: int = 1) -> int:
     try:
         value = int(raw.strip())
@@ -169,6 +174,7 @@ class MwConfig:
             "MW_PREWARM_MAX_PER_CALL": ("prewarm_max_per_call", _parse_count),
             "MW_STAMPEDE_PROTECTION": ("stampede_protection", _parse_bool),
             "MW_NEGATIVE_CACHE": ("negative_cache", _parse_bool),
+            "MW_RNG_SEED": ("rng_seed", _parse_seed),
         }
         for var, (attr, parse) in scalar.items():
             raw = env.get(var)

@@ -37,6 +37,7 @@ _SCALARS: dict[str, str] = {
     "prewarm_max_per_call": "MW_PREWARM_MAX_PER_CALL",
     "stampede_protection": "MW_STAMPEDE_PROTECTION",
     "negative_cache": "MW_NEGATIVE_CACHE",
+    "rng_seed": "MW_RNG_SEED",
 }
 
 RAY_L1_VAR = "MW_RAY_L1"
