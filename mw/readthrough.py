@@ -36,6 +36,7 @@ Loader = Callable[[], Any]
 _typed_key = K.global_typed_key
 TTLFor = Callable[[Any], float | None]
 
+_WAIT: Any = object()
 _POLL_S = 0.05
 """How often a lease waiter re-checks L2 when no landed message arrives (lost message, dead holder)."""
 
@@ -333,22 +334,31 @@ class ReadThrough(ManagerCore):
         try:
             while True:
                 try:
-                    data, neg, holder = self.cluster.l2.mget([key, nkey, lkey])
+                    found = self.cluster.l2.mget([key, nkey, lkey])
                 except TierUnavailable:
                     self.telemetry.l2_errors += 1
                     return _MISS
-                if data is not None:
-                    value = self._shared(key, data)
-                    if value is not _MISS:
-                        return value
-                if self._is_negative(neg):
-                    return None
-                if holder is None or time.monotonic() > deadline:
-                    return _MISS
+                outcome = self._landing(key, found, deadline)
+                if outcome is not _WAIT:
+                    return outcome
                 event.wait(_POLL_S)
                 event.clear()
         finally:
             unregister()
+
+    def _landing(self, key: str, found: list[bytes | None], deadline: float) -> Any:
+        """One look at ``[value, negative marker, lease holder]``: the value, ``None`` (absent), ``_MISS``
+        (the lease is free, or the wait is over: take the lease) or ``_WAIT``."""
+        data, neg, holder = found
+        if data is not None:
+            value = self._shared(key, data)
+            if value is not _MISS:
+                return value
+        if self._is_negative(neg):
+            return None
+        if holder is None or time.monotonic() > deadline:
+            return _MISS
+        return _WAIT
 
     def _hold(
         self, key: str, lkey: str, token: bytes, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None
@@ -536,18 +546,13 @@ class ReadThrough(ManagerCore):
         try:
             while True:
                 try:
-                    data, neg, holder = await self.cluster.l2.mget_async([key, nkey, lkey])
+                    found = await self.cluster.l2.mget_async([key, nkey, lkey])
                 except TierUnavailable:
                     self.telemetry.l2_errors += 1
                     return _MISS
-                if data is not None:
-                    value = self._shared(key, data)
-                    if value is not _MISS:
-                        return value
-                if self._is_negative(neg):
-                    return None
-                if holder is None or time.monotonic() > deadline:
-                    return _MISS
+                outcome = self._landing(key, found, deadline)
+                if outcome is not _WAIT:
+                    return outcome
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(woken.wait(), _POLL_S)
                 woken.clear()

@@ -178,29 +178,7 @@ class SimShard:
             tasks.rng = random.Random(f"{run.seed}:tasks:{spec.index}")  # shards must not create in lockstep
         self.sampler = sampler = Sampler(model, run.sample_s)
 
-        def start(agent: Any) -> None:
-            env.process(W.agent(model, agent, catalog, tasks, scenario.herd))
-            if scenario.heartbeat.every_s > 0:
-                env.process(W.heartbeat(model, agent, scenario.heartbeat.every_s))
-
-        for _ in range(run.agents):
-            start(model.add_agent())
-        if tasks is not None:
-            env.process(tasks.creator())
-        if scenario.items.drift_every_s > 0 and scenario.items.drift_step:
-            env.process(W.drift(model, catalog))
-        b = scenario.bursts
-        if b.every_s > 0:
-            env.process(W.bursts(model, b.every_s, b.length_s, b.factor))
-        if scenario.churn.every_s > 0:
-            env.process(W.churn(model, scenario.churn.every_s, scenario.churn.fraction, start))
-        p = scenario.prewarm
-        if spec.prewarm and p.every_s > 0 and spec.caching:
-            env.process(W.prewarm(model, p.every_s, p.top_n))
-        if scenario.faults.double_prefix_writer:
-            env.process(
-                W.double_prefix_writer(model, scenario.faults.every_s, scenario.items.kind, scenario.items.scope)
-            )
+        W.start_all(model, scenario, catalog, tasks, prewarming=spec.prewarm and spec.caching)
         env.process(self._sample())
         env.process(sampler.mark_warm(min(run.warmup_s, run.duration_s)))
         self.lags: list[float] = []

@@ -22,7 +22,7 @@ from mw.telemetry import hit_ratio
 from simulations import workloads as W
 from simulations.backends import Backend
 from simulations.logwatch import LogWatch
-from simulations.model import START_EPOCH, Agent, Model
+from simulations.model import START_EPOCH, Model
 from simulations.scenario import Scenario
 from simulations.series import Sampler
 
@@ -88,27 +88,7 @@ def _simulate(model: Model, scenario: Scenario, options: RunOptions, progress: P
     seeded = time.perf_counter()
     sampler = Sampler(model, run.sample_s)
 
-    def start(agent: Agent) -> None:
-        env.process(W.agent(model, agent, catalog, tasks, scenario.herd))
-        if scenario.heartbeat.every_s > 0:
-            env.process(W.heartbeat(model, agent, scenario.heartbeat.every_s))
-
-    for _ in range(run.agents):
-        start(model.add_agent())
-    if tasks is not None:
-        env.process(tasks.creator())
-    if scenario.items.drift_every_s > 0 and scenario.items.drift_step:
-        env.process(W.drift(model, catalog))
-    b = scenario.bursts
-    if b.every_s > 0:
-        env.process(W.bursts(model, b.every_s, b.length_s, b.factor))
-    if scenario.churn.every_s > 0:
-        env.process(W.churn(model, scenario.churn.every_s, scenario.churn.fraction, start))
-    p = scenario.prewarm
-    if options.prewarm and p.every_s > 0 and options.caching:
-        env.process(W.prewarm(model, p.every_s, p.top_n))
-    if scenario.faults.double_prefix_writer:
-        env.process(W.double_prefix_writer(model, scenario.faults.every_s, scenario.items.kind, scenario.items.scope))
+    W.start_all(model, scenario, catalog, tasks, prewarming=options.prewarm and options.caching)
 
     def on_sample(_row: dict[str, Any]) -> None:
         if progress is not None:

@@ -367,3 +367,34 @@ def double_prefix_writer(model: Model, every_s: float, kind: str, scope: str) ->
         l2.client.set(l2.phys(raw), b"{}", px=int(every_s * 4000))
         app_log.info("Cached %s", raw)
         n += 1
+
+
+def start_all(
+    model: Model, scenario: Any, catalog: Catalog, tasks: Tasks | None, *, prewarming: bool
+) -> Callable[[Agent], None]:
+    """Start the scenario's processes: its agents (and their heartbeats), task creation, drift, bursts, churn,
+    prewarming and the fault injectors. Returns the function that starts one more agent (churn uses it)."""
+    env, run = model.env, scenario.run
+
+    def start(member: Agent) -> None:
+        env.process(agent(model, member, catalog, tasks, scenario.herd))
+        if scenario.heartbeat.every_s > 0:
+            env.process(heartbeat(model, member, scenario.heartbeat.every_s))
+
+    for _ in range(run.agents):
+        start(model.add_agent())
+    if tasks is not None:
+        env.process(tasks.creator())
+    if scenario.items.drift_every_s > 0 and scenario.items.drift_step:
+        env.process(drift(model, catalog))
+    b = scenario.bursts
+    if b.every_s > 0:
+        env.process(bursts(model, b.every_s, b.length_s, b.factor))
+    if scenario.churn.every_s > 0:
+        env.process(churn(model, scenario.churn.every_s, scenario.churn.fraction, start))
+    p = scenario.prewarm
+    if prewarming and p.every_s > 0:
+        env.process(prewarm(model, p.every_s, p.top_n))
+    if scenario.faults.double_prefix_writer:
+        env.process(double_prefix_writer(model, scenario.faults.every_s, scenario.items.kind, scenario.items.scope))
+    return start
