@@ -189,7 +189,8 @@ class Codec:
         if size > self.max_value_bytes:
             raise ValueTooLargeError(key, size, self.max_value_bytes)
         exp = math.nan if expire_at is None else float(expire_at)
-        return _HEADER.pack(MAGIC, VERSION, flags, exp, delta) + payload
+        header: bytes = _HEADER.pack(MAGIC, VERSION, flags, exp, delta)
+        return header + bytes(payload)
 
     def decode(self, data: bytes) -> tuple[Any, float | None]:
         """Return ``(value, expire_at)``; raise :class:`CodecError` for anything that is not our envelope."""

@@ -127,7 +127,7 @@ def _row_identity(row: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def decode_row(row_json: str, version: int) -> dict[str, Any]:
-    row = loads_json(row_json)
+    row: dict[str, Any] = loads_json(row_json)
     row["version"] = version
     return row
 

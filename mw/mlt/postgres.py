@@ -49,7 +49,7 @@ class PostgresMltStore(MltStore):
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         self._count()
         with self._pool.connection() as conn:
-            row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
             return row
 
     def get_item(self, kind: str, scope: str, item_id: str) -> Any:

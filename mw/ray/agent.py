@@ -334,15 +334,13 @@ class AsyncMwAgent(MwAgent):
     async def task_cancelled(self, task_id: object, **fields: Any) -> dict[str, Any] | None:  # type: ignore[override]
         return await self.update_task_status(task_id, "cancelled", **fields)
 
-    async def get_item(self, item_id: str, is_global: bool = False) -> Any:  # type: ignore[override]
+    async def get_item(self, item_id: str, is_global: bool = False) -> Any:
         return await self.mw.get_item_async(item_id, is_global=is_global)
 
-    async def get_item_typed(self, kind: str, scope: str, item_id: str) -> Any:  # type: ignore[override]
+    async def get_item_typed(self, kind: str, scope: str, item_id: str) -> Any:
         return await self.mw.get_item_typed_async(kind, scope, item_id)
 
-    async def get_or_load(  # type: ignore[override]
-        self, kind: str, scope: str, item_id: str, ttl_s: float | None = None
-    ) -> Any:
+    async def get_or_load(self, kind: str, scope: str, item_id: str, ttl_s: float | None = None) -> Any:
         return await self.mw.get_or_load_async(kind, scope, item_id, ttl_s=ttl_s)
 
     async def del_global_key(self, key: str) -> bool:  # type: ignore[override]

@@ -14,12 +14,11 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from pytest_mw.servers.errors import ExecutableNotFound, ServerUnavailable
 from pytest_mw.servers.ports import free_port
 from pytest_mw.servers.readiness import postgres_ping, wait_until_ready
-from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec
+from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec, StartStop
 
 FAST_SETTINGS: Mapping[str, str] = {
     "fsync": "off",
@@ -77,7 +76,7 @@ def unprivileged_user(run_as: str | None = None) -> pwd.struct_passwd | None:
     raise ServerUnavailable(f"running as root and no unprivileged user to run PostgreSQL as (tried {', '.join(names)})")
 
 
-class PostgresProcess:
+class PostgresProcess(StartStop):
     """Create a cluster with ``initdb``, start it with ``pg_ctl`` on ``host``:port and remove it all on ``stop``.
 
     The unix socket lives in the temp dir so it never collides with a system server's ``/var/run/postgresql``.
@@ -217,12 +216,3 @@ class PostgresProcess:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
                 self._tmpdir = None
             self.port = None
-
-    def __enter__(self) -> PostgresProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -7,12 +7,11 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from pytest_mw.servers.errors import ExecutableNotFound, ServerUnavailable
 from pytest_mw.servers.ports import free_port
 from pytest_mw.servers.readiness import redis_ping, wait_until_ready
-from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec
+from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec, StartStop
 
 DEFAULT_REDIS_PATHS = (
     "/usr/bin/redis-server",
@@ -49,7 +48,7 @@ def find_redis_server(executable: str | None = None) -> str:
     )
 
 
-class RedisProcess:
+class RedisProcess(StartStop):
     """Start ``redis-server`` bound to ``host`` on a free (or given) port and stop it cleanly.
 
     Persistence is off (``--save "" --appendonly no``) so stopping is instant and nothing outlives the run.
@@ -138,12 +137,3 @@ class RedisProcess:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
         self.port = None
-
-    def __enter__(self) -> RedisProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 Kind = Literal["redis", "postgres"]
 ProviderName = Literal["process", "container", "noproc"]
@@ -33,3 +33,23 @@ class Server(Protocol):
     def start(self) -> ServerSpec: ...
 
     def stop(self) -> None: ...
+
+
+_S = TypeVar("_S", bound="StartStop")
+
+
+class StartStop:
+    """``with Provider() as spec:``: start on entry, stop on exit, for every provider that mixes this in."""
+
+    def start(self) -> ServerSpec:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
