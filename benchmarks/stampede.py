@@ -64,6 +64,7 @@ def _worker(spec: dict[str, Any]) -> None:
                 "host": host,
                 "port": int(port),
                 "distributed_lock": spec["kind"] == "dogpile+lock",
+                "thread_local_lock": False,
                 "lock_timeout": 5,
                 "redis_expiration_time": 120,
             },

@@ -67,7 +67,8 @@ class Cluster:
                     )
                     self._leases = Leases(l2, LANDED_CHANNEL)
                     if c.pubsub:
-                        self._bus = InvalidationBus(l2, self.drop_local, self.flush_local)
+                        wait_s = max(0.05, 2 * c.redis_timeout_s)
+                        self._bus = InvalidationBus(l2, self.drop_local, self.flush_local, timeout_s=wait_s)
                         if not self._bus.start():
                             log.warning("Invalidation bus on %s not subscribed yet; it keeps trying", l2.describe())
                     self._l2 = l2

@@ -190,6 +190,14 @@ class MwConfig:
             raw = env.get(var)
             if raw is not None and raw.strip() != "":
                 ttls[status] = _parse_seconds(var, raw)
+        for var, raw in env.items():
+            if var.startswith("MW_TASK_TTL_") and var.endswith("_S"):
+                status = var[len("MW_TASK_TTL_") : -len("_S")].lower()
+                if status not in DEFAULT_TASK_TTLS_S:
+                    known = ", ".join(DEFAULT_TASK_TTLS_S)
+                    raise ConfigError(
+                        var, raw, f"no task status {status!r} (known: {known}); a typo would be ignored silently"
+                    )
         kwargs["task_ttls_s"] = ttls
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:

@@ -93,8 +93,10 @@ class InvalidationBus:
         l2: RedisTier,
         drop: Callable[[Iterable[str]], object],
         flush: Callable[[], object],
+        timeout_s: float = 5.0,
     ) -> None:
         self.l2 = l2
+        self.timeout_s = timeout_s
         self.origin = uuid.uuid4().hex[:16]
         self._seq = itertools.count(1)
         self._drop = drop
@@ -105,6 +107,9 @@ class InvalidationBus:
         self.received = 0
         self.flushes = 0
         self.reconnects = 0
+        self.connected = False
+        self._late = False
+        self._state_lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -117,16 +122,28 @@ class InvalidationBus:
         return INV_CHANNEL, json.dumps(body, separators=(",", ":")).encode()
 
     # --- receiving -------------------------------------------------------------------------------------
-    def start(self, timeout_s: float = 5.0) -> bool:
-        """Start the subscriber thread; True once subscribed (False if Redis did not answer in time)."""
+    def start(self, timeout_s: float | None = None) -> bool:
+        """Start the subscriber thread; True once subscribed (False if Redis did not answer in time).
+
+        Not answering in time is not an error: the thread keeps trying, and flushes the local tiers when it
+        first subscribes after copies may have been served (messages before that could not be received).
+        """
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=f"mw-inv-{self.origin[:6]}", daemon=True)
             self._thread.start()
-        return self._ready.wait(timeout_s)
+        if self._ready.wait(timeout_s):
+            return True
+        with self._state_lock:
+            if self._ready.is_set():
+                return True
+            self._late = True  # copies may be served before the first subscription: flush when it comes
+            return False
 
     @property
     def subscribed(self) -> bool:
-        return self._ready.is_set()
+        """Subscribed right now."""
+        return self.connected
 
     def stop(self) -> None:
         self._stop.set()
@@ -145,7 +162,7 @@ class InvalidationBus:
         pubsub = self.l2.client.pubsub()
         pubsub.subscribe(self.l2.phys(INV_CHANNEL), self.l2.phys(LANDED_CHANNEL))
         confirmed = 0
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + self.timeout_s
         while confirmed < 2:
             if time.monotonic() > deadline or self._stop.is_set():
                 raise TimeoutError("no subscribe confirmation from Redis")
@@ -157,14 +174,18 @@ class InvalidationBus:
     def _run(self) -> None:
         backoff = 0.05
         inv = self.l2.phys(INV_CHANNEL).encode()
+        lost = False
         while not self._stop.is_set():
             try:
                 self._pubsub = self._subscribe()
-                if self._ready.is_set():
+                with self._state_lock:
+                    gap = self._ready.is_set() or self._late
+                    self._late = False
+                    self._ready.set()
+                if gap:
+                    self._flush_all("subscription re-established; messages of the gap may be lost")
                     self.reconnects += 1
-                    self._flush_all("subscription reconnected")
-                self._ready.set()
-                backoff = 0.05
+                self.connected, lost, backoff = True, False, 0.05
                 while not self._stop.is_set():
                     msg = self._pubsub.get_message(timeout=0.2)
                     if msg is None:
@@ -172,8 +193,8 @@ class InvalidationBus:
                     if msg.get("type") == "subscribe":
                         # redis-py reconnects and resubscribes silently; what was published meanwhile is lost.
                         if msg["channel"] == inv:
-                            self.reconnects += 1
                             self._flush_all("subscription dropped and re-established")
+                            self.reconnects += 1
                         continue
                     if msg.get("type") != "message":
                         continue
@@ -181,11 +202,21 @@ class InvalidationBus:
                         self._on_invalidation(msg["data"])
                     else:
                         self.waiters.wake(msg["data"].decode())  # the landed key is sent unprefixed
-            except Exception as exc:  # a dropped connection or a server gone: flush and resubscribe
+            except Exception as exc:  # a dropped connection or a server gone: resubscribe, flush when back
+                self.connected = False
                 if self._stop.is_set():
                     break
-                log.warning("Invalidation subscription lost (%s: %s); flushing local tiers", type(exc).__name__, exc)
-                self._flush_all("subscription lost")
+                if not lost:
+                    lost = True
+                    log.warning(
+                        "Invalidation subscription to %s lost (%s: %s); local copies serve until their TTL, "
+                        "and are flushed once it is back",
+                        self.l2.describe(),
+                        type(exc).__name__,
+                        exc,
+                    )
+                else:
+                    log.debug("Invalidation subscription still down: %s: %s", type(exc).__name__, exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
@@ -219,6 +250,6 @@ class InvalidationBus:
         self.lag.add(time.time() - sent)
 
     def _flush_all(self, why: str) -> None:
-        self.flushes += 1
         log.warning("Flushing local tiers: %s", why)
         self._flush()
+        self.flushes += 1

@@ -196,6 +196,7 @@ def key_problems(
 
 def assert_no_double_prefix(source: Events) -> None:
     """No key touched during the recording contains ``global:item:global:item:``."""
+    __tracebackhide__ = True  # a failure points at the test, not at this helper
     check = _double_prefix(_events(source))
     assert check.offending == [], check.message
 
@@ -208,6 +209,7 @@ def assert_typed_keys_only(source: Events, *, allow: Sequence[str] = ()) -> None
     entered Mw through ``set_global_item()``, even when the id happens to look typed (``"task:by_id:42"``). Keys
     matching a glob in ``allow`` are accepted. Negative markers and leases are internal and not checked.
     """
+    __tracebackhide__ = True  # a failure points at the test, not at this helper
     check = _typed_only(_events(source), allow)
     assert check.offending == [], check.message
 
@@ -225,6 +227,7 @@ def assert_key_roundtrip(
     (``global:item:42`` against ``global:item:task:by_id:42``), the check ``--mw-strict-keys`` runs. Deletes a write
     makes to drop stale copies elsewhere belong to the write.
     """
+    __tracebackhide__ = True  # a failure points at the test, not at this helper
     events = _events(source)
     if item is None:
         check = _roundtrip_auto(events)
@@ -316,6 +319,7 @@ def assert_ttl(
     ``MW_L1_TTL_S``. With ``mw_clock`` advanced, L0/L1/envelope follow it but Redis's PTTL (``L2``) does not: pass
     ``tiers`` accordingly.
     """
+    __tracebackhide__ = True  # a failure points at the test, not at this helper
     key = _key(key)
     remaining = ttl_remaining(manager, key, tiers)
     bounds = _bounds(manager, tiers, expected_s, expected_s)
@@ -339,6 +343,7 @@ def assert_task_ttl(
     ``[ttl * (1 - jitter), ttl]`` (never below 1 s) ± ``tolerance``; set ``ttl_jitter=0`` for an exact TTL. A status
     whose TTL is 0 must not be cached at all.
     """
+    __tracebackhide__ = True  # a failure points at the test, not at this helper
     from mw.keys import task_key
     from mw.tasks import MIN_TASK_TTL_S, row_task_id, task_ttl_s
 
@@ -388,6 +393,7 @@ def assert_hit_ratio(source: Any, at_least: float, *, min_lookups: int = 1) -> f
     ``source``: a manager, its ``get_telemetry()`` dict, or a heartbeat / ``memory_metrics`` dict. ``min_lookups``
     guards against passing on an empty cache (a ratio of 0 lookups is meaningless).
     """
+    __tracebackhide__ = True  # a failure points at the test, not at this helper
     counters = _counters(source)
     hits, misses = counters.get("hits"), counters.get("misses")
     if hits is not None and misses is not None:
@@ -402,6 +408,7 @@ def assert_hit_ratio(source: Any, at_least: float, *, min_lookups: int = 1) -> f
 
 def assert_telemetry(source: Any, **expected: int) -> None:
     """Exact counter values, e.g. ``assert_telemetry(mw, l0_hits=2, misses=1, task_evictions=1)``."""
+    __tracebackhide__ = True  # a failure points at the test, not at this helper
     counters = _counters(source)
     unknown = sorted(set(expected) - counters.keys())
     if unknown:
@@ -414,12 +421,14 @@ def assert_tier_hits(
     source: Any, *, l0: int | None = None, l1: int | None = None, l2: int | None = None, misses: int | None = None
 ) -> None:
     """Exact hits per tier (and misses); tiers left as ``None`` are not checked."""
+    __tracebackhide__ = True  # a failure points at the test, not at this helper
     names = {"l0_hits": l0, "l1_hits": l1, "l2_hits": l2, "misses": misses}
     assert_telemetry(source, **{name: value for name, value in names.items() if value is not None})
 
 
 def assert_tiers_ordered(source: Any) -> None:
     """L0 hits >= L1 hits >= L2 hits, the shape the checklist expects of a healthy deployment."""
+    __tracebackhide__ = True  # a failure points at the test, not at this helper
     c = _counters(source)
     hits = {"l0_hits": c["l0_hits"], "l1_hits": c["l1_hits"], "l2_hits": c["l2_hits"]}
     assert c["l0_hits"] >= c["l1_hits"] >= c["l2_hits"], f"tier hits are not ordered L0 >= L1 >= L2: {hits}"
@@ -463,6 +472,7 @@ def assert_memory_metrics(heartbeat: Any) -> dict[str, Any]:
     ``mw_task_evictions``, ``mw_negative_cache_hits`` (never bools, never negative), and ``mw_hot_items``, a list of
     ``[item, count]``. Extra fields are allowed.
     """
+    __tracebackhide__ = True  # a failure points at the test, not at this helper
     from mw.telemetry import METRIC_FIELDS
 
     metrics = _metrics_dict(heartbeat)

@@ -70,19 +70,37 @@ def _list() -> int:
     table = Table("scenario", "agents x duration", "targets", "description")
     for name, path in bundled().items():
         s = load_scenario(path)
-        t = s.targets
-        targets = [
-            f"hit>{t.hit_ratio_week1}" if t.hit_ratio_week1 else "",
-            f"hit>{t.hit_ratio_week2}" if t.hit_ratio_week2 else "",
-        ]
-        table.add_row(
-            name,
-            f"{s.run.agents} x {s.run.duration_s:g} s",
-            " ".join(x for x in targets if x) + " + TTL/prefix/heartbeat/L0/stampede/stale",
-            " ".join(s.description.split())[:90],
-        )
-    Console().print(table)
+        table.add_row(name, f"{s.run.agents} x {s.run.duration_s:g} s", _targets_text(s), _summary(s.description))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
     return EXIT_PASS
+
+
+def _summary(description: str, limit: int = 100) -> str:
+    """The description's first sentence, cut at a word boundary."""
+    text = " ".join(description.split())
+    first = text.split(". ")[0].rstrip(".")
+    if len(first) <= limit:
+        return first
+    return first[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _targets_text(s: Any) -> str:
+    """The checks the scenario's verdict will run, from its ``[targets]`` (a ``false`` one is left out)."""
+    t = s.targets
+    parts = [
+        f"hit > {t.hit_ratio_week1}" if t.hit_ratio_week1 is not None else "",
+        f"hit > {t.hit_ratio_week2}" if t.hit_ratio_week2 is not None else "",
+        f"running TTL <= {t.running_ttl_max_s:g} s" if t.running_ttl_max_s is not None else "",
+        "no double prefix" if t.no_double_prefix else "",
+        "heartbeats" if t.heartbeats else "",
+        f"L0 <= {s.l0_bound_items} items",
+        f"loads/expiry <= {t.max_loads_per_key_per_expiry}" if t.max_loads_per_key_per_expiry is not None else "",
+        f"stale reads <= {t.max_stale_reads}" if t.max_stale_reads is not None else "",
+    ]
+    return ", ".join(p for p in parts if p)
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -93,6 +111,14 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from simulations.runner import run_scenario
     from simulations.verdict import Check
 
+    for flag, value, low in (("--agents", args.agents, 1), ("--nodes", args.nodes, 1)):
+        if value is not None and value < low:
+            raise ScenarioError(f"{flag} {value}: must be at least {low}")
+    for flag, value in (("--duration", args.duration), ("--realtime", args.realtime), ("--speed", args.speed)):
+        if value is not None and value <= 0:
+            raise ScenarioError(f"{flag} {value}: must be positive")
+    if args.warmup is not None and args.warmup < 0:
+        raise ScenarioError(f"--warmup {args.warmup}: cannot be negative")
     scenario = load_scenario(args.scenario)
     run: dict[str, Any] = {
         k: v

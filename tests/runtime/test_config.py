@@ -49,6 +49,7 @@ def test_manager_reads_the_environment_when_built(monkeypatch: pytest.MonkeyPatc
         ("MW_REDIS_URL", "http://x"),
         ("MW_MLT_DSN", "mysql://x"),
         ("MW_CODEC", "pickle"),
+        ("MW_TASK_TTL_COMPLETE_S", "5"),
     ],
 )
 def test_bad_values_raise_config_error_naming_variable_and_value(var: str, raw: str) -> None:

@@ -115,3 +115,20 @@ def test_embedded_default_needs_no_server(monkeypatch: pytest.MonkeyPatch) -> No
     finally:
         m.close()
         mw.close_all()
+
+
+def test_redis_down_at_startup_costs_one_short_wait_and_l0_keeps_serving(
+    make_manager: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="mw"):
+        m = make_manager("a", redis_url=_dead_redis_url(), redis_timeout_s=0.1)
+        m.set_global_item_typed("doc", "s", "1", "v", ttl_s=300)
+        first = time.perf_counter() - t0
+        time.sleep(1.0)  # the bus retries meanwhile
+        assert m.get_item_typed("doc", "s", "1") == "v"
+    assert first < 1.0, f"startup waited {first:.2f} s for a dead Redis"
+    assert m.telemetry.l0_hits == 1, "retries of the bus do not flush L0 while Redis stays down"
+    assert caplog.text.count("subscription to") <= 1, "one warning for the loss, not one per retry"
