@@ -54,6 +54,11 @@ class Cluster:
         self.flight = Flight()
         self.rng = random.Random(config.rng_seed)  # never the global stream: other code must not shift it
         self.holders = HolderIndex()
+        self.generation = 0
+        """Bumped by every local drop or flush. A reader notes it before it reads L1/L2 and fills the tiers
+        above only if nothing was dropped meanwhile: a copy read before an invalidation is never put back
+        after it (the invalidation may come from this process or from the bus)."""
+        self._gen_lock = threading.Lock()
         self.closed = False
 
     @property
@@ -121,6 +126,7 @@ class Cluster:
         number of agents.
         """
         keys = list(keys)
+        self.bump()
         dropped = 0
         for node in list(self.nodes.values()):
             for key in keys:
@@ -133,8 +139,14 @@ class Cluster:
                     dropped += l0.pop(key) is not None
         return dropped
 
+    def bump(self) -> int:
+        with self._gen_lock:
+            self.generation += 1
+            return self.generation
+
     def flush_local(self) -> int:
         """Empty every L1 and L0 of this cluster (the bus does this when it may have missed a message)."""
+        self.bump()
         dropped = 0
         for node in list(self.nodes.values()):
             dropped += node.l1.clear()

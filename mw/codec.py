@@ -171,6 +171,12 @@ class Codec:
             self._msgpack = msgpack
 
     def encode(self, value: Any, expire_at: float | None, key: str = "?", delta: float = 0.0) -> bytes:
+        return self.encode_sized(value, expire_at, key, delta)[0]
+
+    def encode_sized(
+        self, value: Any, expire_at: float | None, key: str = "?", delta: float = 0.0
+    ) -> tuple[bytes, int]:
+        """The envelope and the size of its uncompressed payload (what an in-process copy roughly costs)."""
         tree = to_plain(value)
         flags = FORMAT_JSON
         try:
@@ -181,6 +187,7 @@ class Codec:
                 payload = _ENCODER.encode(tree).encode("utf-8")
         except (TypeError, ValueError, OverflowError) as exc:
             raise CodecError(f"cannot encode value for {key!r}: {exc}") from exc
+        raw_size = len(payload)
         if len(payload) >= self.compress_min_bytes:
             packed = zlib.compress(payload, 1)
             if len(packed) < len(payload):
@@ -190,7 +197,7 @@ class Codec:
             raise ValueTooLargeError(key, size, self.max_value_bytes)
         exp = math.nan if expire_at is None else float(expire_at)
         header: bytes = _HEADER.pack(MAGIC, VERSION, flags, exp, delta)
-        return header + bytes(payload)
+        return header + bytes(payload), raw_size
 
     def decode(self, data: bytes) -> tuple[Any, float | None]:
         """Return ``(value, expire_at)``; raise :class:`CodecError` for anything that is not our envelope."""
@@ -199,6 +206,11 @@ class Codec:
 
     def decode_full(self, data: bytes) -> tuple[Any, float | None, float]:
         """Return ``(value, expire_at, delta)``."""
+        value, expire_at, delta, _ = self.decode_sized(data)
+        return value, expire_at, delta
+
+    def decode_sized(self, data: bytes) -> tuple[Any, float | None, float, int]:
+        """Return ``(value, expire_at, delta, size of the uncompressed payload)``."""
         expire_at, flags, delta = _read_header(data)
         payload = memoryview(data)[HEADER_SIZE:]
         try:
@@ -219,7 +231,7 @@ class Codec:
             raise
         except Exception as exc:  # zlib.error, ValueError, msgpack errors: all mean "corrupt".
             raise CodecError(f"corrupt envelope payload: {type(exc).__name__}: {exc}") from exc
-        return value, expire_at, delta
+        return value, expire_at, delta, len(raw)
 
 
 def _read_header(data: bytes) -> tuple[float | None, int, float]:

@@ -104,12 +104,13 @@ class ManagerCore:
         return self._after_l0(key)
 
     def _after_l0(self, key: str) -> Any:
-        return self._from_l1(key, self.node.l1.get(key))
+        gen = self.cluster.generation
+        return self._from_l1(key, self.node.l1.get(key), gen)
 
-    def _from_l1(self, key: str, data: bytes | None) -> Any:
+    def _from_l1(self, key: str, data: bytes | None, gen: int) -> Any:
         if data is None:
             return _MISS
-        value = self._accept(key, data, from_l2=False)
+        value = self._accept(key, data, gen, from_l2=False)
         if value is not _MISS:
             self.telemetry.l1_hits += 1
         return value
@@ -120,12 +121,17 @@ class ManagerCore:
         if value is not _MISS:
             self.telemetry.l0_hits += 1
             return value
-        return self._from_l1(key, await self.node.l1.get_async(key))
+        gen = self.cluster.generation
+        return self._from_l1(key, await self.node.l1.get_async(key), gen)
 
-    def _accept(self, key: str, data: bytes, *, from_l2: bool) -> Any:
-        """Decode an envelope from L1/L2 and fill the tiers above; a corrupt or expired one is a miss."""
+    def _accept(self, key: str, data: bytes, gen: int, *, from_l2: bool) -> Any:
+        """Decode an envelope read from L1/L2 and fill the tiers above; a corrupt or expired one is a miss.
+
+        ``gen`` is the cluster generation noted before the read: if anything was dropped since, the
+        value is returned but not kept (it may be what an invalidation just removed).
+        """
         try:
-            value, expire_at = self.cluster.codec.decode(data)
+            value, expire_at, delta, size = self.cluster.codec.decode_sized(data)
         except CodecError as exc:
             self.telemetry.corrupt_entries += 1
             log.warning("Corrupt cache entry %s in %s treated as a miss: %s", key, "L2" if from_l2 else "L1", exc)
@@ -135,27 +141,50 @@ class ManagerCore:
         if expire_at is not None and expire_at <= self.clock():
             return _MISS
         if from_l2:
-            self.node.l1.set(key, data, expire_at)
             self.telemetry.l2_hits += 1
-        self._l0.set(key, value, expire_at, len(data))
+        cluster = self.cluster
+        if cluster.generation != gen:
+            return value
+        if from_l2:
+            self.node.l1.set(key, data, expire_at)
+        self._l0.set(key, value, expire_at, size)
+        self._remember_delta(key, delta)
+        if cluster.generation != gen:
+            self._unfill(key)
         return value
 
-    def _l2_get(self, key: str) -> bytes | None:
+    def _unfill(self, key: str) -> None:
+        """Take back copies just filled: an invalidation raced with the fill."""
+        self.node.l1.pop(key)
+        self._l0.pop(key)
+
+    def _remember_delta(self, key: str, delta: float) -> None:
+        """Load time of a key, for XFetch: it arrives in the envelope, whoever loaded the value."""
+        if delta <= 0:
+            return
+        if len(self._deltas) >= self.config.l0_max_items:
+            self._deltas.clear()
+        self._deltas[key] = delta
+
+    def _l2_get(self, key: str) -> tuple[bytes | None, int]:
+        """``(data, generation noted before the read)``."""
+        gen = self.cluster.generation
         try:
-            return self.cluster.l2.get(key)
+            return self.cluster.l2.get(key), gen
         except TierUnavailable:
             self.telemetry.l2_errors += 1
-            return None
+            return None, gen
 
-    async def _l2_get_async(self, key: str) -> bytes | None:
+    async def _l2_get_async(self, key: str) -> tuple[bytes | None, int]:
+        gen = self.cluster.generation
         try:
-            return await self.cluster.l2.get_async(key)
+            return await self.cluster.l2.get_async(key), gen
         except TierUnavailable:
             self.telemetry.l2_errors += 1
-            return None
+            return None, gen
 
-    def _shared(self, key: str, data: bytes | None) -> Any:
-        return _MISS if data is None else self._accept(key, data, from_l2=True)
+    def _shared(self, key: str, data: bytes | None, gen: int) -> Any:
+        return _MISS if data is None else self._accept(key, data, gen, from_l2=True)
 
     def _missed(self, key: str) -> None:
         self.telemetry.misses += 1
@@ -166,7 +195,7 @@ class ManagerCore:
         """L1, L2, then the agent's own typed item: the typed read after an L0 miss."""
         value = self._after_l0(key)
         if value is _MISS:
-            value = self._shared(key, self._l2_get(key))
+            value = self._shared(key, *self._l2_get(key))
         if value is _MISS:
             value = self._organ_typed(kind, item_id)
         return value
@@ -174,7 +203,7 @@ class ManagerCore:
     async def _typed_lookup_async(self, key: str, kind: str, item_id: str) -> Any:
         value = await self._local_async(key)
         if value is _MISS:
-            value = self._shared(key, await self._l2_get_async(key))
+            value = self._shared(key, *(await self._l2_get_async(key)))
         if value is _MISS:
             value = self._organ_typed(kind, item_id)
         return value
@@ -199,7 +228,7 @@ class ManagerCore:
         if value is _MISS:
             value = self._local(key)
         if value is _MISS:
-            value = self._shared(key, self._l2_get(key))
+            value = self._shared(key, *self._l2_get(key))
         return value
 
     async def _untyped_lookup_async(self, key: str, item_id: str, is_global: bool) -> Any:
@@ -207,7 +236,7 @@ class ManagerCore:
         if value is _MISS:
             value = await self._local_async(key)
         if value is _MISS:
-            value = self._shared(key, await self._l2_get_async(key))
+            value = self._shared(key, *(await self._l2_get_async(key)))
         return value
 
     def _many_local(self, kind: str, scope: str, item_ids: list[str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -224,10 +253,10 @@ class ManagerCore:
         return out, pending
 
     def _many_from_l2(
-        self, out: dict[str, Any], pending: list[tuple[str, str]], found: list[bytes | None]
+        self, out: dict[str, Any], pending: list[tuple[str, str]], found: list[bytes | None], gen: int
     ) -> dict[str, Any]:
         for (item_id, key), data in zip(pending, found, strict=True):
-            value = self._shared(key, data)
+            value = self._shared(key, data, gen)
             if value is _MISS:
                 self._missed(key)
             else:
@@ -238,23 +267,25 @@ class ManagerCore:
         """Several typed items; L2 is asked once (MGET) for everything L0/L1 did not have. No Mlt."""
         out, pending = self._many_local(kind, scope, item_ids)
         found: list[bytes | None] = [None] * len(pending)
+        gen = self.cluster.generation
         if pending and self.enabled:
             try:
                 found = self.cluster.l2.mget([key for _, key in pending])
             except TierUnavailable:
                 self.telemetry.l2_errors += 1
-        return self._many_from_l2(out, pending, found)
+        return self._many_from_l2(out, pending, found, gen)
 
     async def get_many_typed_async(self, kind: str, scope: str, item_ids: list[str]) -> dict[str, Any]:
         """As :meth:`get_many_typed`, with one asyncio ``MGET``."""
         out, pending = self._many_local(kind, scope, item_ids)
         found: list[bytes | None] = [None] * len(pending)
+        gen = self.cluster.generation
         if pending and self.enabled:
             try:
                 found = await self.cluster.l2.mget_async([key for _, key in pending])
             except TierUnavailable:
                 self.telemetry.l2_errors += 1
-        return self._many_from_l2(out, pending, found)
+        return self._many_from_l2(out, pending, found, gen)
 
     # --- writes ----------------------------------------------------------------------------------------
     def _write(self, key: str, value: Any, ttl_s: float | None, *, broadcast: bool = True) -> None:
@@ -263,22 +294,33 @@ class ManagerCore:
             self._delete_everywhere([key])
             return
         expire_at = self.clock() + ttl
-        data = self.cluster.codec.encode(value, expire_at, key)
+        data, size = self.cluster.codec.encode_sized(value, expire_at, key)
+        neg = K.negative_key(key)
         publish = None
-        clear: tuple[str, ...] = (K.negative_key(key),)
+        clear: tuple[str, ...] = (neg,)
+        cluster = self.cluster
         if broadcast:
-            self.cluster.drop_local([key, K.negative_key(key)], keep=self._l0)
-            publish = self.cluster.inv_message([key, K.negative_key(key)])
+            cluster.drop_local([key, neg], keep=self._l0)
+            publish = cluster.inv_message([key, neg])
             # A load still in flight would overwrite this write with what it read before: taking its
             # lease away makes its fill refused (the same stale-set rule as for deletes).
-            clear = (K.negative_key(key), K.lease_key(key))
+            clear = (neg, K.lease_key(key))
+        else:
+            cluster.drop_local([neg])
+        gen = cluster.generation
         try:
-            self.cluster.l2.set(key, data, ttl_ms(ttl), clear=clear, publish=publish)
+            cluster.l2.set(key, data, ttl_ms(ttl), clear=clear, publish=publish)
         except TierUnavailable:
             self.telemetry.l2_errors += 1
             self.telemetry.l2_write_failures += 1
+        if broadcast:
+            # Readers that read the old L2 value while the command ran must not keep it.
+            cluster.drop_local([key], keep=self._l0)
+            gen += 1
         self.node.l1.set(key, data, expire_at)
-        self._l0.set(key, value, expire_at, len(data))
+        self._l0.set(key, value, expire_at, size)
+        if cluster.generation != gen:  # another drop ran meanwhile: a newer write may be in L2
+            self._unfill(key)
 
     def set_global_item_typed(
         self, kind: str, scope: str, item_id: str, value: Any, ttl_s: float | None = None
@@ -330,6 +372,8 @@ class ManagerCore:
         except TierUnavailable:
             self._l2_delete_failed(keys)
             return True
+        finally:
+            self.cluster.drop_local(keys)  # copies read from L2 while the delete ran
 
     async def _delete_everywhere_async(self, keys: list[str]) -> bool:
         l2_keys, message = self._delete_plan(keys)
@@ -338,6 +382,8 @@ class ManagerCore:
         except TierUnavailable:
             self._l2_delete_failed(keys)
             return True
+        finally:
+            self.cluster.drop_local(keys)
 
     def del_global_key(self, key: str) -> bool:
         """Delete a global item from every tier and every agent's L0 in this process."""
@@ -423,7 +469,7 @@ class ManagerCore:
         nkey = K.negative_key(key)
         data = self.node.l1.get(nkey)
         if data is None:
-            data = self._l2_get(nkey)
+            data = self._l2_get(nkey)[0]
         if self._is_negative(data):
             self.telemetry.negative_cache_hits += 1
             return True
@@ -433,7 +479,7 @@ class ManagerCore:
         nkey = K.negative_key(key)
         data = await self.node.l1.get_async(nkey)
         if data is None:
-            data = await self._l2_get_async(nkey)
+            data = (await self._l2_get_async(nkey))[0]
         if self._is_negative(data):
             self.telemetry.negative_cache_hits += 1
             return True

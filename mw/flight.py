@@ -55,12 +55,16 @@ class Flight:
     def in_flight(self, key: str) -> bool:
         return key in self._calls
 
-    def run(self, key: str, load: Callable[[], Any]) -> Any:
-        """Load ``key`` once for all concurrent sync callers."""
+    def run(self, key: str, load: Callable[[], Any], alone: Callable[[], Any] | None = None) -> Any:
+        """Load ``key`` once for all concurrent sync callers.
+
+        ``alone`` is what a caller that cannot wait does instead (on the thread of the async leader's loop:
+        waiting would block the very loop running the load); by default it runs ``load``.
+        """
         fut, leader, leader_loop = self._join(key, None)
         if not leader:
             if leader_loop is not None and leader_loop is _running_loop():
-                return load()
+                return (alone or load)()
             return fut.result()
         try:
             result = load()
@@ -69,6 +73,21 @@ class Flight:
             raise
         self._land(key, fut, result)
         return result
+
+    def run_if_idle(self, key: str, load: Callable[[], Any]) -> tuple[bool, Any]:
+        """Lead a load of ``key`` only if none is in flight: ``(False, None)`` otherwise, without waiting."""
+        with self._lock:
+            if key in self._calls:
+                return False, None
+            fut: Future[Any] = Future()
+            self._calls[key] = (fut, None)
+        try:
+            result = load()
+        except BaseException as exc:
+            self._land(key, fut, error=exc)
+            raise
+        self._land(key, fut, result)
+        return True, result
 
     async def run_async(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:
         """Load ``key`` once for all concurrent callers; awaiting here never cancels the shared load."""

@@ -25,9 +25,11 @@ from typing import Any, NamedTuple
 
 from mw import keys as K
 from mw.core import ManagerCore
+from mw.errors import CodecError, TaskRowError
 from mw.mlt import MISSING
 from mw.refresh import jittered, xfetch_due
 from mw.tiers import MISS as _MISS
+from mw.tiers.l0 import private_copy
 from mw.tiers.l2 import TierUnavailable
 
 log = logging.getLogger("mw")
@@ -89,6 +91,7 @@ class _Fill(NamedTuple):
     ttl_ms: int
     expire_at: float
     value: Any
+    size: int
 
 
 class ReadThrough(ManagerCore):
@@ -99,20 +102,14 @@ class ReadThrough(ManagerCore):
         """L0 -> L1 -> L2, filling upwards; ``_MISS`` when no tier has it."""
         value = self._local(key)
         if value is _MISS:
-            value = self._shared(key, self._l2_get(key))
+            value = self._shared(key, *self._l2_get(key))
         return value
 
     async def _cached_async(self, key: str) -> Any:
         value = await self._local_async(key)
         if value is _MISS:
-            value = self._shared(key, await self._l2_get_async(key))
+            value = self._shared(key, *(await self._l2_get_async(key)))
         return value
-
-    def _remember_delta(self, key: str, delta: float) -> None:
-        if delta > 0:
-            if len(self._deltas) >= self.config.l0_max_items:
-                self._deltas.clear()
-            self._deltas[key] = delta
 
     def _refresh_due(self, key: str) -> bool:
         delta = self._deltas.get(key)
@@ -129,15 +126,6 @@ class ReadThrough(ManagerCore):
         base = self.config.l2_ttl_s if ttl_s is None else ttl_s
         return jittered(base, self.config.ttl_jitter, self.cluster.rng.random)
 
-    def _encode_fill(self, key: str, value: Any, ttl: float, delta: float) -> tuple[bytes, float]:
-        expire_at = self.clock() + ttl
-        return self.cluster.codec.encode(value, expire_at, key, delta), expire_at
-
-    def _fill_local(self, key: str, value: Any, data: bytes, expire_at: float, delta: float) -> None:
-        self.node.l1.set(key, data, expire_at)
-        self._l0.set(key, value, expire_at, len(data))
-        self._remember_delta(key, delta)
-
     def _negative_data(self, key: str) -> tuple[str, bytes, float]:
         nkey = K.negative_key(key)
         ttl = self.config.negative_ttl_s
@@ -146,24 +134,45 @@ class ReadThrough(ManagerCore):
     def _fill_for(
         self, key: str, value: Any, ttl_s: float | None, ttl_for: TTLFor | None, delta: float
     ) -> _Fill | None:
-        """What a lease holder writes for a loaded value: the value, the negative marker, or nothing."""
+        """What a lease holder writes for a loaded value: the value, the negative marker, or nothing.
+
+        A value the cache cannot hold (too large, a type the codec refuses, a row without a usable TTL)
+        is still returned to the callers; it is just not cached, and that is counted and logged.
+        """
         if value is None:
             if not self.config.negative_cache:
                 return None
             nkey, ndata, nttl = self._negative_data(key)
-            return _Fill(nkey, key, ndata, _ms(nttl), 0.0, None)
-        ttl = self._ttl(value, ttl_s, ttl_for)
-        if ttl <= 0:
+            return _Fill(nkey, key, ndata, _ms(nttl), 0.0, None, 0)
+        try:
+            ttl = self._ttl(value, ttl_s, ttl_for)
+            if ttl <= 0:
+                return None
+            expire_at = self.clock() + ttl
+            data, size = self.cluster.codec.encode_sized(value, expire_at, key, delta)
+        except (CodecError, TaskRowError) as exc:
+            self.telemetry.uncacheable += 1
+            log.warning("Loaded value for %s is returned but not cached: %s", key, exc)
             return None
-        data, expire_at = self._encode_fill(key, value, ttl, delta)
-        return _Fill(key, K.negative_key(key), data, _ms(ttl), expire_at, value)
+        return _Fill(key, K.negative_key(key), data, _ms(ttl), expire_at, value, size)
 
-    def _after_fill(self, key: str, filled: bool, fill: _Fill, delta: float) -> None:
+    def _after_fill(self, key: str, filled: bool, fill: _Fill, delta: float, gen: int) -> None:
+        """After the compare-and-set in L2: keep local copies unless something was dropped meanwhile."""
         if not filled:
             self.telemetry.stale_sets_prevented += 1
             log.info("Fill of %s refused: invalidated while loading (stale set prevented)", key)
-        elif fill.value is not None:
-            self._fill_local(key, fill.value, fill.data, fill.expire_at, delta)
+            return
+        cluster = self.cluster
+        if fill.value is None:
+            cluster.drop_local([fill.target])  # a stale negative copy in this node's L1 goes too
+            return
+        if cluster.generation != gen:
+            return
+        self.node.l1.set(key, fill.data, fill.expire_at)
+        self._l0.set(key, fill.value, fill.expire_at, fill.size)
+        self._remember_delta(key, delta)
+        if cluster.generation != gen:
+            self._unfill(key)
 
     # --- loaders -------------------------------------------------------------------------------------
     def _user_loader(self, loader: Loader) -> Loader:
@@ -289,20 +298,31 @@ class ReadThrough(ManagerCore):
         self._missed(key)
         if not self.config.stampede_protection:
             return self._load_unleased(key, load, ttl_s, ttl_for), False
-        return self._flight.run(key, lambda: self._load_once(key, load, ttl_s, ttl_for)), False
+        value = self._flight.run(
+            key,
+            lambda: self._load_once(key, load, ttl_s, ttl_for),
+            alone=lambda: self._load_unleased(key, load, ttl_s, ttl_for, fill="none"),
+        )
+        return private_copy(value), False  # callers that shared one load must not share one object
 
     def _refresh_early(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
-        """XFetch: refresh now if this caller can take the lease without waiting; else keep the old value."""
-        lkey = K.lease_key(key)
-        try:
-            token = self.cluster.leases.acquire(lkey, _ms(self.config.lease_ttl_s))
-        except TierUnavailable:
-            self.telemetry.l2_errors += 1
-            return _MISS
-        if token is None:
-            return _MISS
-        self.telemetry.early_refreshes += 1
-        return self._flight.run(key, lambda: self._hold(key, lkey, token, load, ttl_s, ttl_for))
+        """XFetch: refresh now if this caller can lead without waiting (no load in flight here, the lease
+        free in the cluster); otherwise keep serving the cached value."""
+
+        def refresh() -> Any:
+            lkey = K.lease_key(key)
+            try:
+                token = self.cluster.leases.acquire(lkey, _ms(self.config.lease_ttl_s))
+            except TierUnavailable:
+                self.telemetry.l2_errors += 1
+                return _MISS
+            if token is None:
+                return _MISS
+            self.telemetry.early_refreshes += 1
+            return self._hold(key, lkey, token, load, ttl_s, ttl_for)
+
+        led, value = self._flight.run_if_idle(key, refresh)
+        return _MISS if not led or value is _MISS else private_copy(value)
 
     def _load_once(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
         """The process's one load of ``key``: hold the lease, or wait for the holder's value."""
@@ -314,7 +334,7 @@ class ReadThrough(ManagerCore):
                 token = self.cluster.leases.acquire(lkey, lease_ms)
             except TierUnavailable:
                 self.telemetry.l2_errors += 1
-                return self._load_unleased(key, load, ttl_s, ttl_for)
+                return self._load_unleased(key, load, ttl_s, ttl_for, fill="local")
             if token is not None:
                 return self._hold(key, lkey, token, load, ttl_s, ttl_for)
             self.telemetry.lease_waits += 1
@@ -323,7 +343,7 @@ class ReadThrough(ManagerCore):
                 return value
             if time.monotonic() > deadline:
                 log.warning("Gave up waiting for the lease on %s; loading without it", key)
-                return self._load_unleased(key, load, ttl_s, ttl_for)
+                return self._load_unleased(key, load, ttl_s, ttl_for, fill="none")
 
     def _await_landing(self, key: str, lkey: str, deadline: float) -> Any:
         """Wait for the holder: the value (or ``None`` if absent), or ``_MISS`` when the lease is free."""
@@ -334,11 +354,12 @@ class ReadThrough(ManagerCore):
         try:
             while True:
                 try:
+                    gen = self.cluster.generation
                     found = self.cluster.l2.mget([key, nkey, lkey])
                 except TierUnavailable:
                     self.telemetry.l2_errors += 1
                     return _MISS
-                outcome = self._landing(key, found, deadline)
+                outcome = self._landing(key, found, gen, deadline)
                 if outcome is not _WAIT:
                     return outcome
                 event.wait(_POLL_S)
@@ -346,12 +367,12 @@ class ReadThrough(ManagerCore):
         finally:
             unregister()
 
-    def _landing(self, key: str, found: list[bytes | None], deadline: float) -> Any:
+    def _landing(self, key: str, found: list[bytes | None], gen: int, deadline: float) -> Any:
         """One look at ``[value, negative marker, lease holder]``: the value, ``None`` (absent), ``_MISS``
         (the lease is free, or the wait is over: take the lease) or ``_WAIT``."""
         data, neg, holder = found
         if data is not None:
-            value = self._shared(key, data)
+            value = self._shared(key, data, gen)
             if value is not _MISS:
                 return value
         if self._is_negative(neg):
@@ -375,12 +396,13 @@ class ReadThrough(ManagerCore):
             delta = time.perf_counter() - started
             fill = self._fill_for(key, value, ttl_s, ttl_for, delta)
             if fill is not None:
+                gen = self.cluster.generation
                 try:
                     filled = leases.fill(lkey, token, fill.target, fill.other, fill.data, fill.ttl_ms, key)
                 except TierUnavailable:
                     self._fill_failed()
                     return value
-                self._after_fill(key, filled, fill, delta)
+                self._after_fill(key, filled, fill, delta, gen)
             return value
         finally:
             if not filled:
@@ -396,14 +418,36 @@ class ReadThrough(ManagerCore):
         except TierUnavailable:
             self.telemetry.l2_errors += 1
 
-    def _load_unleased(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
-        """L2 unreachable (or the holder never answered): load, and cache what the tiers will take."""
+    def _load_unleased(
+        self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None, *, fill: str = "all"
+    ) -> Any:
+        """A load without the lease, which cannot refuse a stale fill in L2. ``fill``: ``"all"`` only with
+        stampede protection switched off (that risk was chosen); ``"local"`` when L2 is unreachable (L0 and
+        L1, kept only if nothing was dropped during the load); ``"none"`` when the holder never answered or
+        the caller cannot wait: the value is only returned."""
+        gen = self.cluster.generation
         value = load()
-        if value is not None:
-            ttl = self._ttl(value, ttl_s, ttl_for)
-            if ttl > 0:
-                self._write(key, value, ttl, broadcast=False)
+        self._fill_unleased(key, value, ttl_s, ttl_for, fill, gen)
         return value
+
+    def _fill_unleased(
+        self, key: str, value: Any, ttl_s: float | None, ttl_for: TTLFor | None, fill: str, gen: int
+    ) -> None:
+        if value is None or fill == "none":
+            return
+        try:
+            ttl = self._ttl(value, ttl_s, ttl_for)
+            if ttl <= 0:
+                return
+            if fill == "all":
+                self._write(key, value, ttl, broadcast=False)
+                return
+            expire_at = self.clock() + ttl
+            data, size = self.cluster.codec.encode_sized(value, expire_at, key)
+            self._after_fill(key, True, _Fill(key, K.negative_key(key), data, 0, expire_at, value, size), 0.0, gen)
+        except (CodecError, TaskRowError) as exc:
+            self.telemetry.uncacheable += 1
+            log.warning("Loaded value for %s is returned but not cached: %s", key, exc)
 
     # --- split phase ---------------------------------------------------------------------------------
     def begin_load(self, kind: str, scope: str, item_id: str) -> LoadPlan:
@@ -442,12 +486,13 @@ class ReadThrough(ManagerCore):
         """Re-check a ``wait`` plan: ``hit``/``negative`` once the holder filled, ``lead`` if the lease freed up."""
         key = plan.key
         try:
+            gen = self.cluster.generation
             data, neg, holder = self.cluster.l2.mget([key, K.negative_key(key), K.lease_key(key)])
         except TierUnavailable:
             self.telemetry.l2_errors += 1
             return LoadPlan("lead", key)
         if data is not None:
-            value = self._shared(key, data)
+            value = self._shared(key, data, gen)
             if value is not _MISS:
                 return LoadPlan("hit", key, value)
         if self._is_negative(neg):
@@ -471,6 +516,7 @@ class ReadThrough(ManagerCore):
             fill = self._fill_for(key, value, ttl_s, None, delta)
             if fill is None:
                 return False
+            gen = self.cluster.generation
             try:
                 filled = self.cluster.leases.fill(
                     lkey, plan.token, fill.target, fill.other, fill.data, fill.ttl_ms, key
@@ -478,7 +524,7 @@ class ReadThrough(ManagerCore):
             except TierUnavailable:
                 self._fill_failed()
                 return False
-            self._after_fill(key, filled, fill, delta)
+            self._after_fill(key, filled, fill, delta, gen)
             return filled
         finally:
             if not filled:
@@ -506,7 +552,8 @@ class ReadThrough(ManagerCore):
         self._missed(key)
         if not self.config.stampede_protection:
             return await self._load_unleased_async(key, load, ttl_s, ttl_for), False
-        return await self._flight.run_async(key, lambda: self._load_once_async(key, load, ttl_s, ttl_for)), False
+        value = await self._flight.run_async(key, lambda: self._load_once_async(key, load, ttl_s, ttl_for))
+        return private_copy(value), False
 
     async def _call_async(self, load: Loader) -> Any:
         result = load()
@@ -522,8 +569,7 @@ class ReadThrough(ManagerCore):
                 token = await leases.acquire_async(lkey, lease_ms)
             except TierUnavailable:
                 self.telemetry.l2_errors += 1
-                token = None
-                return await self._load_unleased_async(key, load, ttl_s, ttl_for)
+                return await self._load_unleased_async(key, load, ttl_s, ttl_for, fill="local")
             if token is not None:
                 return await self._hold_async(key, lkey, token, load, ttl_s, ttl_for)
             self.telemetry.lease_waits += 1
@@ -531,7 +577,7 @@ class ReadThrough(ManagerCore):
             if value is not _MISS:
                 return value
             if time.monotonic() > deadline:
-                return await self._load_unleased_async(key, load, ttl_s, ttl_for)
+                return await self._load_unleased_async(key, load, ttl_s, ttl_for, fill="none")
 
     async def _await_landing_async(self, key: str, lkey: str, deadline: float) -> Any:
         bus = self.cluster.bus
@@ -546,11 +592,12 @@ class ReadThrough(ManagerCore):
         try:
             while True:
                 try:
+                    gen = self.cluster.generation
                     found = await self.cluster.l2.mget_async([key, nkey, lkey])
                 except TierUnavailable:
                     self.telemetry.l2_errors += 1
                     return _MISS
-                outcome = self._landing(key, found, deadline)
+                outcome = self._landing(key, found, gen, deadline)
                 if outcome is not _WAIT:
                     return outcome
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -575,12 +622,13 @@ class ReadThrough(ManagerCore):
             delta = time.perf_counter() - started
             fill = self._fill_for(key, value, ttl_s, ttl_for, delta)
             if fill is not None:
+                gen = self.cluster.generation
                 try:
                     filled = await leases.fill_async(lkey, token, fill.target, fill.other, fill.data, fill.ttl_ms, key)
                 except TierUnavailable:
                     self._fill_failed()
                     return value
-                self._after_fill(key, filled, fill, delta)
+                self._after_fill(key, filled, fill, delta, gen)
             return value
         finally:
             if not filled:
@@ -589,10 +637,10 @@ class ReadThrough(ManagerCore):
                 except TierUnavailable:
                     self.telemetry.l2_errors += 1
 
-    async def _load_unleased_async(self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> Any:
+    async def _load_unleased_async(
+        self, key: str, load: Loader, ttl_s: float | None, ttl_for: TTLFor | None, *, fill: str = "all"
+    ) -> Any:
+        gen = self.cluster.generation
         value = await self._call_async(load)
-        if value is not None:
-            ttl = self._ttl(value, ttl_s, ttl_for)
-            if ttl > 0:
-                self._write(key, value, ttl, broadcast=False)
+        self._fill_unleased(key, value, ttl_s, ttl_for, fill, gen)
         return value

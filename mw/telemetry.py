@@ -35,6 +35,7 @@ COUNTERS = (
     "lease_extensions",
     "early_refreshes",
     "stale_sets_prevented",
+    "uncacheable",
 )
 
 METRIC_FIELDS: dict[str, type] = {
@@ -143,6 +144,7 @@ class Telemetry:
     lease_extensions: int
     early_refreshes: int
     stale_sets_prevented: int
+    uncacheable: int
 
     def __init__(self, hot_capacity: int = 64) -> None:
         for name in COUNTERS:

@@ -32,7 +32,7 @@ def test_reads_fall_through_to_mlt_when_l2_is_down(backend: str, make_manager: M
     m.mlt.put_item("doc", "s", "1", {"v": 1})
     assert m.get_item_typed("doc", "s", "1") == {"v": 1}
     assert m.telemetry.l2_errors >= 1 and m.telemetry.mlt_loads == 1
-    assert m.telemetry.l2_write_failures == 1, "the fill that could not reach L2 is counted"
+    assert m.telemetry.l2_write_failures == 0, "with L2 down the fill stays in L0/L1"
     assert m.get_item_typed("doc", "s", "1") == {"v": 1}, "L0/L1 still serve"
     assert m.telemetry.l0_hits == 1
 

@@ -68,7 +68,8 @@ def test_asyncio_herd_with_a_cancelled_waiter(make_manager: Make) -> None:
 
     async def main() -> list[object]:
         tasks = [asyncio.create_task(m.get_or_load_async("doc", "herd", "2", loader=load)) for _ in range(20)]
-        await asyncio.sleep(0.05)
+        while m.cluster.flight.joined < 19 or not calls:  # every caller is waiting on the one load
+            await asyncio.sleep(0.005)
         tasks[0].cancel()  # the caller that started the load goes away
         tasks[7].cancel()
         return await asyncio.gather(*tasks, return_exceptions=True)
