@@ -64,8 +64,10 @@ class Cluster:
     @property
     def l2(self) -> RedisTier:
         if self._l2 is None:
+            bus = None
             with self._lock:
                 if self._l2 is None:
+                    self._reopen()
                     c = self.config
                     l2 = RedisTier(
                         c.redis_url, namespace=c.namespace, timeout_s=c.redis_timeout_s, retry_s=c.tier_retry_s
@@ -73,11 +75,20 @@ class Cluster:
                     self._leases = Leases(l2, LANDED_CHANNEL)
                     if c.pubsub:
                         wait_s = max(0.05, 2 * c.redis_timeout_s)
-                        self._bus = InvalidationBus(l2, self.drop_local, self.flush_local, timeout_s=wait_s)
-                        if not self._bus.start():
-                            log.warning("Invalidation bus on %s not subscribed yet; it keeps trying", l2.describe())
+                        bus = self._bus = InvalidationBus(l2, self.drop_local, self.flush_local, timeout_s=wait_s)
                     self._l2 = l2
+            # Waited for outside the lock: a Redis that does not answer must not hold up other users.
+            if bus is not None and not bus.start():
+                log.warning("Invalidation bus on %s not subscribed yet; it keeps trying", self._l2.describe())
         return self._l2
+
+    def _reopen(self) -> None:
+        """A manager used after ``close_all()`` reopens its cluster: register it again so it is closed again."""
+        if self.closed:
+            self.closed = False
+            with _registry_lock:
+                _clusters.setdefault((self.config, id(self.clock)), self)
+                _clocks[id(self.clock)] = self.clock
 
     @property
     def bus(self) -> InvalidationBus | None:
@@ -100,6 +111,7 @@ class Cluster:
         if self._mlt is None:
             with self._lock:
                 if self._mlt is None:
+                    self._reopen()
                     self._mlt = open_store(self.config.mlt_dsn)
         return self._mlt
 

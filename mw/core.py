@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,12 @@ def check_ttl(ttl_s: object) -> float:
     if math.isnan(ttl_s) or ttl_s < 0 or math.isinf(ttl_s):
         raise ConfigError("ttl_s", ttl_s, "expected a finite number of seconds >= 0 (0: do not cache)")
     return float(ttl_s)
+
+
+def _retire(l0: L0Cache, node: Any, telemetry: Telemetry) -> None:
+    l0.clear()
+    node.l0s.discard(l0)
+    process_telemetry.retire(telemetry)
 
 
 class ManagerCore:
@@ -74,6 +81,9 @@ class ManagerCore:
         self._deltas: dict[str, float] = {}
         self._inflight: dict[str, bytes] = {}
         process_telemetry.register(self.telemetry)
+        # An agent dropped without close() must not stay alive through the holder index: clear its L0
+        # (which leaves the index) and keep its counts in the process totals when it is collected.
+        self._retire = weakref.finalize(self, _retire, self._l0, self.node, self.telemetry)
         if not self.enabled:
             log.info("Mw caching disabled (MW_ENABLED=false) for organ %s: reads go to Mlt", self.organ_id)
 
@@ -524,10 +534,8 @@ class ManagerCore:
         )
 
     def close(self) -> None:
-        """Drop this agent's L0 and fold its counters into the process totals."""
-        self._l0.clear()
-        self.node.l0s.discard(self._l0)
-        process_telemetry.retire(self.telemetry)
+        """Drop this agent's L0 and fold its counters into the process totals (once)."""
+        self._retire()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.organ_id!r}, node={self.node.name!r}, enabled={self.enabled})"

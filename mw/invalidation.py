@@ -5,7 +5,8 @@ Every delete, invalidation and write of a shared key publishes ``{"o": origin, "
 process and configuration) runs one subscriber thread that drops those keys from its L1s and L0s.
 
 Pub/sub is fire-and-forget, so the receiver never trusts silence: messages from one origin carry a
-consecutive sequence, and a gap, or a subscription connection that drops (redis-py reconnects and
+consecutive sequence, and a hole that stays open for ``GAP_GRACE_S`` (concurrent publishers of one
+origin may arrive slightly out of order), or a subscription connection that drops (redis-py reconnects and
 resubscribes on its own; the fresh subscribe confirmation gives it away), makes the receiver flush
 every local tier (L0s and L1s) of its cluster, counted in ``flushes``. A flush costs cache hits,
 never correctness. What is *not* covered: a process that cannot reach Redis at all keeps serving its
@@ -25,6 +26,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from mw.tiers.l2 import RedisTier
@@ -33,6 +35,17 @@ log = logging.getLogger("mw.invalidation")
 
 INV_CHANNEL = "mw:inv"
 LANDED_CHANNEL = "mw:landed"
+
+
+GAP_GRACE_S = 0.5
+"""How long a hole in an origin's sequence may stay open before it counts as a lost message."""
+
+
+@dataclass
+class _Origin:
+    next: int
+    ahead: set[int] = field(default_factory=set)
+    since: float | None = None
 
 
 class LagStats:
@@ -101,7 +114,7 @@ class InvalidationBus:
         self._seq = itertools.count(1)
         self._drop = drop
         self._flush = flush
-        self._last_seq: dict[str, int] = {}
+        self._origins: dict[str, _Origin] = {}
         self.waiters = Waiters()
         self.lag = LagStats()
         self.received = 0
@@ -188,6 +201,7 @@ class InvalidationBus:
                 self.connected, lost, backoff = True, False, 0.05
                 while not self._stop.is_set():
                     msg = self._pubsub.get_message(timeout=0.2)
+                    self._check_gaps()
                     if msg is None:
                         continue
                     if msg.get("type") == "subscribe":
@@ -241,13 +255,38 @@ class InvalidationBus:
         if origin == self.origin:
             return
         self.received += 1
-        last = self._last_seq.get(origin)
-        self._last_seq[origin] = seq
-        if last is not None and seq != last + 1:
-            self._flush_all(f"sequence gap from {origin}: {last} -> {seq}")
-        else:
-            self._drop(keys)
+        self._drop(keys)
         self.lag.add(time.time() - sent)
+        self._sequence(origin, seq)
+
+    def _sequence(self, origin: str, seq: int) -> None:
+        """Track each origin's sequence. Threads of one origin publish concurrently, so messages may
+        arrive slightly out of order: a hole is a loss only if it stays open for ``GAP_GRACE_S``."""
+        state = self._origins.get(origin)
+        if state is None:
+            self._origins[origin] = _Origin(seq + 1)
+            return
+        if seq == state.next:
+            state.next += 1
+            while state.next in state.ahead:
+                state.ahead.discard(state.next)
+                state.next += 1
+        elif seq > state.next:
+            state.ahead.add(seq)
+            if state.since is None:
+                state.since = time.monotonic()
+        if not state.ahead:
+            state.since = None
+
+    def _check_gaps(self) -> None:
+        now = time.monotonic()
+        for origin, state in self._origins.items():
+            if state.since is not None and now - state.since > GAP_GRACE_S:
+                missing = state.next
+                state.next = max(state.ahead) + 1
+                state.ahead.clear()
+                state.since = None
+                self._flush_all(f"sequence gap from {origin}: message {missing} never arrived")
 
     def _flush_all(self, why: str) -> None:
         log.warning("Flushing local tiers: %s", why)

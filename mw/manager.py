@@ -14,7 +14,6 @@ from mw import keys as K
 from mw.codec import peek_expire_at
 from mw.core import Loader, check_ttl, ttl_ms
 from mw.errors import CodecError
-from mw.mlt import MISSING
 from mw.tasks import TaskCache
 from mw.tiers.l2 import TierUnavailable
 
@@ -101,34 +100,53 @@ class MwManager(TaskCache):
             self.telemetry.l2_errors += 1
             found = [None] * len(wanted)
         warmed = loads = 0
+        gen = self.cluster.generation
         for (key, (kind, scope, item_id)), data in zip(wanted, found, strict=True):
-            if data is not None and self._l2_copy_lasts(data, now + margin):
-                self.node.l1.set(key, data, self.cluster.codec.decode(data)[1])
-                warmed += 1
+            expire_at = self._l2_copy_lasts(data, now + margin)
+            if data is not None and expire_at is not False:
+                if self.cluster.generation == gen:  # not if an invalidation ran since the MGET
+                    self.node.l1.set(key, data, expire_at)
+                    warmed += 1
                 continue
             if loads >= self.config.prewarm_max_per_call:
                 continue
             loads += 1
-            if kind == "task" and scope == "by_id":
-                row = self.cluster.mlt.get_task(item_id)
-                ttl = self._task_ttl(row) if row is not None else 0.0
-                if row is not None and ttl > 0:
-                    self._write(key, row, ttl, broadcast=False)
-                    warmed += 1
-                continue
-            value = self.cluster.mlt.get_item(kind, scope, item_id)
-            if value is not MISSING:
-                self._write(key, value, None, broadcast=False)
-                warmed += 1
+            warmed += self._prewarm_from_mlt(key, kind, scope, item_id)
         self.telemetry.prewarmed += warmed
         if warmed:
             log.info("Prewarmed %d hot items for organ %s (%d from Mlt)", warmed, self.organ_id, loads)
         return warmed
 
-    def _l2_copy_lasts(self, data: bytes, until: float) -> bool:
+    def _l2_copy_lasts(self, data: bytes | None, until: float) -> float | bool | None:
+        """The L2 copy's expiry if it lasts past ``until`` (``None``: never expires), else ``False``."""
+        if data is None:
+            return False
         try:
             expire_at = peek_expire_at(data)
         except CodecError:
             self.telemetry.corrupt_entries += 1
             return False
-        return expire_at is None or expire_at > until
+        return expire_at if expire_at is None or expire_at > until else False
+
+    def _prewarm_from_mlt(self, key: str, kind: str, scope: str, item_id: str) -> int:
+        """Load one item from Mlt under the cluster lease, so a write meanwhile refuses the fill."""
+        ttl_for: Any = None
+        load = self._item_loader(kind, scope, item_id, None)
+        if kind == "task" and scope == "by_id":
+            mlt = self.cluster.mlt
+            ttl_for = self._task_ttl
+
+            def load() -> Any:
+                return mlt.get_task(item_id)
+
+        lkey = K.lease_key(key)
+        try:
+            token = self.cluster.leases.acquire(lkey, ttl_ms(self.config.lease_ttl_s))
+        except TierUnavailable:
+            self.telemetry.l2_errors += 1
+            return 0
+        if token is None:
+            return 0  # someone is loading it already
+        before = self.telemetry.stale_sets_prevented
+        value = self._hold(key, lkey, token, load, None, ttl_for)
+        return int(value is not None and self.telemetry.stale_sets_prevented == before)

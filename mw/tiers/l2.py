@@ -193,11 +193,12 @@ class RedisTier:
         delete: Sequence[str],
         publish: tuple[str, bytes] | None,
     ) -> Any:
-        pipe = client.pipeline(transaction=False)
-        if key is not None:
-            pipe.set(self.phys(key), data, px=ttl_ms)
+        # MULTI/EXEC, deletes first: a lease fill cannot land between taking a lease away and the write.
+        pipe = client.pipeline(transaction=True)
         if clear or delete:
             pipe.delete(*[self.phys(k) for k in (*delete, *clear)])
+        if key is not None:
+            pipe.set(self.phys(key), data, px=ttl_ms)
         if publish is not None:
             pipe.publish(self.phys(publish[0]), publish[1])
         return pipe

@@ -151,3 +151,19 @@ def test_holder_index_follows_copies_through_eviction_expiry_and_clear(make_mana
         K.global_typed_key("doc", "s", "k") not in agents[3].l0
         and K.global_typed_key("doc", "s", "k") not in agents[4].l0
     )
+
+
+def test_an_agent_dropped_without_close_is_freed(make_manager: Make) -> None:
+    import gc
+    import weakref
+
+    import mw
+
+    keep = make_manager("keeper")
+    keep.set_global_item_typed("doc", "s", "1", "v")
+    m = mw.MwManager("dropped", keep.config, clock=keep.clock)
+    assert m.get_item_typed("doc", "s", "1") == "v"
+    l0_ref = weakref.ref(m.l0)
+    del m
+    gc.collect()
+    assert l0_ref() is None, "the holder index must not keep a dropped agent's L0 alive"
