@@ -112,7 +112,7 @@ class Cluster:
             with self._lock:
                 if self._mlt is None:
                     self._reopen()
-                    self._mlt = open_store(self.config.mlt_dsn)
+                    self._mlt = open_store(self.config.mlt_dsn, share_key=self.config.namespace)
         return self._mlt
 
     def node(self, name: str = DEFAULT_NODE, l1: Any = None) -> Node:

@@ -6,11 +6,16 @@ from mw.errors import ConfigError
 from mw.mlt.base import MISSING, MltStore
 
 
-def open_store(dsn: str | None) -> MltStore:
-    """Open the store a DSN names: unset or ``sqlite://...`` -> SQLite, ``postgresql://...`` -> PostgreSQL."""
-    if dsn is None or dsn.startswith("sqlite://"):
-        from mw.mlt.sqlite import SqliteMltStore
+def open_store(dsn: str | None, *, share_key: str | None = None) -> MltStore:
+    """Open the store a DSN names: unset or ``sqlite://...`` -> SQLite, ``postgresql://...`` -> PostgreSQL.
 
+    An in-memory SQLite opened with a ``share_key`` (the namespace) is one per process for that key.
+    """
+    if dsn is None or dsn.startswith("sqlite://"):
+        from mw.mlt.sqlite import SqliteMltStore, shared_memory_store, sqlite_path
+
+        if share_key is not None and sqlite_path(dsn or "sqlite://") == ":memory:":
+            return shared_memory_store(share_key)
         return SqliteMltStore(dsn or "sqlite://")
     if dsn.startswith(("postgresql://", "postgres://")):
         from mw.mlt.postgres import PostgresMltStore

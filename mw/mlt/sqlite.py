@@ -42,6 +42,8 @@ class SqliteMltStore(MltStore):
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        self._refs = 1
+        self._share_key: str | None = None
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         with self._lock:
@@ -87,5 +89,32 @@ class SqliteMltStore(MltStore):
         return self._one("DELETE FROM mw_tasks WHERE id=? RETURNING 1", (task_id,)) is not None
 
     def close(self) -> None:
+        with _SHARED_LOCK:
+            self._refs -= 1
+            if self._refs > 0:
+                return
+            if self._share_key is not None and _SHARED.get(self._share_key) is self:
+                del _SHARED[self._share_key]
         with self._lock:
             self._conn.close()
+
+
+_SHARED: dict[str, SqliteMltStore] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_memory_store(share_key: str) -> SqliteMltStore:
+    """The process's in-memory store for one namespace, shared by every cluster using it (closed with the last).
+
+    The embedded L2 (fakeredis) is one per process; an in-memory Mlt per cluster would let two clusters
+    that share L2 disagree about what exists (one could cache another's "absent").
+    """
+    with _SHARED_LOCK:
+        store = _SHARED.get(share_key)
+        if store is None:
+            store = SqliteMltStore("sqlite://")
+            store._refs = 0
+            store._share_key = share_key
+            _SHARED[share_key] = store
+        store._refs += 1
+        return store

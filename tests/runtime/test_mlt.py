@@ -59,3 +59,14 @@ def test_managers_with_equal_config_share_one_store(make_manager: Make) -> None:
     assert a.mlt is b.mlt and a.l2 is b.l2 and a.l1 is not b.l1
     a.mlt.put_item("doc", "s", "1", 1)
     assert b.get_item_typed("doc", "s", "1") == 1
+
+
+def test_clusters_sharing_l2_share_the_embedded_store(make_manager: Make, backend: str) -> None:
+    """Two configs that differ only in tuning share L2; they must not disagree about what exists."""
+    a = make_manager("a")
+    b = make_manager("b", l0_max_items=123)
+    assert a.cluster is not b.cluster
+    a.mlt.put_task({"id": 7, "status": "queued"})
+    assert b.get_task(7) == a.get_task(7) != None  # noqa: E711
+    if backend == "embedded":
+        assert a.mlt is b.mlt
