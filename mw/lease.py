@@ -64,7 +64,6 @@ class Leases:
         self.l2 = l2
         self.landed_channel = landed_channel
         self._scripts: dict[str, Any] = {}
-        self._ascripts: dict[tuple[int, str], Any] = {}
         self._lock = threading.Lock()
 
     def _script(self, source: str) -> Any:
@@ -75,12 +74,8 @@ class Leases:
         return script
 
     def _ascript(self, source: str) -> Any:
-        client = self.l2.aclient()
-        key = (id(client), source)
-        script = self._ascripts.get(key)
-        if script is None:
-            script = self._ascripts.setdefault(key, client.register_script(source))
-        return script
+        # Registered per call (a SHA-1 of a few lines): caching it would keep every loop's client alive.
+        return self.l2.aclient().register_script(source)
 
     def _cas(self, lease_key: str, token: bytes, act: Callable[[Any], object]) -> bool:
         """Embedded compare-and-act: run ``act(client)`` only while ``lease_key`` holds ``token``."""

@@ -67,6 +67,7 @@ def test_clusters_sharing_l2_share_the_embedded_store(make_manager: Make, backen
     b = make_manager("b", l0_max_items=123)
     assert a.cluster is not b.cluster
     a.mlt.put_task({"id": 7, "status": "queued"})
-    assert b.get_task(7) == a.get_task(7) != None  # noqa: E711
+    row = b.get_task(7)
+    assert row is not None and row == a.get_task(7)
     if backend == "embedded":
         assert a.mlt is b.mlt
