@@ -461,13 +461,23 @@ class ReadThrough(ManagerCore):
         if not self.enabled:
             self._missed(key)
             return LoadPlan("lead", key)
-        value = self._cached(key)
+        value = self._local(key)
+        if value is _MISS:
+            value, negative = self._value_or_negative(key)
+            if negative:
+                return LoadPlan("negative", key)
         if value is not _MISS:
             return LoadPlan("hit", key, value)
-        if self.config.negative_cache and self._negative_hit(key):
-            return LoadPlan("negative", key)
         self._missed(key)
         return self._try_lead(key)
+
+    def _value_or_negative(self, key: str) -> tuple[Any, bool]:
+        """After L0/L1 missed: the value from L2, else whether the item is known absent. Two GETs, not one
+        MGET: L2 hits outnumber misses, and a hit then costs one key."""
+        value = self._shared(key, *self._l2_get(key))
+        if value is _MISS and self.config.negative_cache and self._negative_hit(key):
+            return _MISS, True
+        return value, False
 
     def _try_lead(self, key: str) -> LoadPlan:
         if not self.config.stampede_protection:

@@ -193,8 +193,9 @@ class RedisTier:
         delete: Sequence[str],
         publish: tuple[str, bytes] | None,
     ) -> Any:
-        # MULTI/EXEC, deletes first: a lease fill cannot land between taking a lease away and the write.
-        pipe = client.pipeline(transaction=True)
+        # Deletes first, atomically (MULTI/EXEC; embedded: under EMBEDDED_ATOMIC already): a lease fill
+        # cannot land between taking a lease away and the write.
+        pipe = client.pipeline(transaction=not self.embedded)
         if clear or delete:
             pipe.delete(*[self.phys(k) for k in (*delete, *clear)])
         if key is not None:
