@@ -66,6 +66,9 @@ class Flight:
             if leader_loop is not None and leader_loop is _running_loop():
                 return (alone or load)()
             return fut.result()
+        return self._lead_here(key, fut, load)
+
+    def _lead_here(self, key: str, fut: Future[Any], load: Callable[[], Any]) -> Any:
         try:
             result = load()
         except BaseException as exc:
@@ -81,13 +84,7 @@ class Flight:
                 return False, None
             fut: Future[Any] = Future()
             self._calls[key] = (fut, None)
-        try:
-            result = load()
-        except BaseException as exc:
-            self._land(key, fut, error=exc)
-            raise
-        self._land(key, fut, result)
-        return True, result
+        return True, self._lead_here(key, fut, load)
 
     async def run_async(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:
         """Load ``key`` once for all concurrent callers; awaiting here never cancels the shared load."""
