@@ -77,8 +77,9 @@ def test_postgres_process_each_test_gets_a_fresh_database(postgres_proc_db: str)
 def test_postgres_process_runs_unprivileged_when_we_are_root(postgres_proc_server: ServerSpec) -> None:
     with psycopg.connect(postgres_proc_server.url) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    assert Path(f"/proc/{row[0]}").stat().st_uid == pwd.getpwnam("postgres").pw_uid
+        assert row is not None
+        # Looked at while the connection is open: the backend process exits with it.
+        assert Path(f"/proc/{row[0]}").stat().st_uid == pwd.getpwnam("postgres").pw_uid
 
 
 def test_missing_postgres_binaries_name_the_paths_tried() -> None:
