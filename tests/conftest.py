@@ -55,3 +55,22 @@ def make_manager(base_config: MwConfig, clock: ManualClock) -> Iterator[Callable
     for m in made:
         m.close()
     mw.close_all()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[dict[str, Any]]:
+    """One local Ray cluster for every Ray test of the session (reused if something else started one)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'pytest-mw[ray]'")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=100 * 1024 * 1024,
+            log_to_driver=False,
+            logging_level="WARNING",
+            namespace=f"mw-tests-{uuid.uuid4().hex[:8]}",
+        )
+    yield ray.cluster_resources()
+    if started:
+        ray.shutdown()

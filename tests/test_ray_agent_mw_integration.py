@@ -12,7 +12,6 @@ invalidation before it reads, it waits for that agent's bus to count the message
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,24 +29,6 @@ from mw.telemetry import METRIC_FIELDS  # noqa: E402
 
 RemoteAgent = ray.remote(MwAgent)
 RemoteAsyncAgent = ray.remote(AsyncMwAgent)
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[dict[str, Any]]:
-    """One local Ray cluster for the session (reused if something else already started one)."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            object_store_memory=100 * 1024 * 1024,
-            log_to_driver=False,
-            logging_level="WARNING",
-            namespace=f"mw-tests-{uuid.uuid4().hex[:8]}",
-        )
-    yield ray.cluster_resources()
-    if started:
-        ray.shutdown()
 
 
 def wait_until(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:

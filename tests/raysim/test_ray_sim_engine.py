@@ -6,8 +6,6 @@ gets its own key namespace and database from the simulator's backend).
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,25 +22,8 @@ from simulations.verdict import judge  # noqa: E402
 pytestmark = pytest.mark.mw_real_servers
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    started = not ray.is_initialized()
-    if started:
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            object_store_memory=100 * 1024 * 1024,
-            log_to_driver=False,
-            logging_level="WARNING",
-            namespace=f"mw-tests-{uuid.uuid4().hex[:8]}",
-        )
-    yield
-    if started:
-        ray.shutdown()
-
-
 @pytest.fixture
-def backend(ray_cluster: None, mw_redis_server: Any, mw_postgres_server: Any) -> Backend:
+def backend(ray_cluster: Any, mw_redis_server: Any, mw_postgres_server: Any) -> Backend:
     return Backend("redis", mw_redis_server.url, mw_postgres_server.url, "test servers")
 
 
@@ -109,6 +90,6 @@ def test_ray_engine_verdict_catches_a_double_prefix_writer(backend: Backend) -> 
     assert summary["double_prefix"]["l2_keys"] > 0 and summary["double_prefix"]["log_lines"] > 0
 
 
-def test_ray_engine_refuses_an_unshared_backend(ray_cluster: None) -> None:
+def test_ray_engine_refuses_an_unshared_backend(ray_cluster: Any) -> None:
     with pytest.raises(ValueError, match="needs a Redis and an Mlt every shard reaches"):
         run_on_ray(small(), Backend("embedded"), RunOptions("cached"))
