@@ -90,15 +90,22 @@ def _unset(value: Any) -> bool:
     return value is None or (isinstance(value, (str, list)) and len(value) == 0)
 
 
-def read_server_options(config: pytest.Config) -> ServerOptions:
-    """Command line first, then ini, then the dataclass default."""
+def _given(config: pytest.Config, options: Any) -> dict[str, Any]:
+    """The options set on the command line or, failing that, in the ini file (``is None`` checks, so an
+    explicit ``false`` counts)."""
     values: dict[str, Any] = {}
-    for option in _OPTIONS:
+    for option in options:
         value = config.getoption(option.ini)
         if value is None:
             value = config.getini(option.ini)
         if not _unset(value):
             values[option.field] = value
+    return values
+
+
+def read_server_options(config: pytest.Config) -> ServerOptions:
+    """Command line first, then ini, then the dataclass default."""
+    values = _given(config, _OPTIONS)
     provider = values.get("provider", "auto")
     if provider not in PROVIDER_CHOICES:
         raise pytest.UsageError(f"mw_server_provider = {provider!r}: choose one of {', '.join(PROVIDER_CHOICES)}")
@@ -180,13 +187,7 @@ def add_mw_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
 
 def read_mw_options(config: pytest.Config) -> MwOptions:
     """Command line first, then ini, then the default; lint paths from the command line are relative to the cwd."""
-    values: dict[str, Any] = {}
-    for option in _MW_OPTIONS:
-        value = config.getoption(option.ini)
-        if value is None:
-            value = config.getini(option.ini)
-        if not _unset(value):
-            values[option.field] = value
+    values = _given(config, _MW_OPTIONS)
     for field_name, choices in (("backend", BACKEND_CHOICES), ("mlt", MLT_CHOICES)):
         value = values.get(field_name)
         if value is not None and value not in choices:
