@@ -102,6 +102,7 @@ class MwConfig:
     l0_max_bytes: int = 64 * 1024 * 1024
     l1_ttl_s: float = 30.0
     l1_max_items: int = 100_000
+    l1_max_bytes: int = 256 * 1024 * 1024
     l2_ttl_s: float = 3600.0
     redis_url: str | None = None
     mlt_dsn: str | None = None
@@ -122,6 +123,10 @@ class MwConfig:
     negative_cache: bool = True
     rng_seed: int | str | None = None
     """Seeds the cluster's own random stream (TTL jitter, XFetch): simulations replay exactly."""
+    load_timeout_s: float = 30.0
+    """The deadline of every read-through call: past it the caller gets :class:`mw.errors.LoadTimeout`."""
+    mlt_timeout_s: float = 5.0
+    """Client-side deadline on every Mlt connect and statement: past it, :class:`mw.errors.MltUnavailable`."""
 
     def __post_init__(self) -> None:
         for status in DEFAULT_TASK_TTLS_S:
@@ -137,10 +142,14 @@ class MwConfig:
             raise ConfigError("MW_TTL_JITTER", self.ttl_jitter, "expected a fraction in [0, 1)")
         if self.lease_ttl_s <= 0:
             raise ConfigError("MW_LEASE_TTL_S", self.lease_ttl_s, "a lease needs a positive TTL")
+        for name, value in (("MW_LOAD_TIMEOUT_S", self.load_timeout_s), ("MW_MLT_TIMEOUT_S", self.mlt_timeout_s)):
+            if value <= 0:
+                raise ConfigError(name, value, "a deadline must be a positive number of seconds")
         for name, count in (
             ("MW_L0_MAX_ITEMS", self.l0_max_items),
             ("MW_L0_MAX_BYTES", self.l0_max_bytes),
             ("MW_L1_MAX_ITEMS", self.l1_max_items),
+            ("MW_L1_MAX_BYTES", self.l1_max_bytes),
             ("MW_MAX_VALUE_BYTES", self.max_value_bytes),
         ):
             if count < 1:
@@ -159,6 +168,7 @@ class MwConfig:
             "MW_L0_MAX_BYTES": ("l0_max_bytes", _parse_count),
             "MW_L1_TTL_S": ("l1_ttl_s", _parse_seconds),
             "MW_L1_MAX_ITEMS": ("l1_max_items", _parse_count),
+            "MW_L1_MAX_BYTES": ("l1_max_bytes", _parse_count),
             "MW_L2_TTL_S": ("l2_ttl_s", _parse_seconds),
             "MW_NAMESPACE": ("namespace", _parse_namespace),
             "MW_CODEC": ("codec", _parse_codec),
@@ -175,6 +185,8 @@ class MwConfig:
             "MW_STAMPEDE_PROTECTION": ("stampede_protection", _parse_bool),
             "MW_NEGATIVE_CACHE": ("negative_cache", _parse_bool),
             "MW_RNG_SEED": ("rng_seed", _parse_seed),
+            "MW_LOAD_TIMEOUT_S": ("load_timeout_s", _parse_seconds),
+            "MW_MLT_TIMEOUT_S": ("mlt_timeout_s", _parse_seconds),
         }
         for var, (attr, parse) in scalar.items():
             raw = env.get(var)

@@ -52,3 +52,46 @@ class ValueTooLargeError(CodecError):
 
 class TaskRowError(MwError, ValueError):
     """A task row cannot be cached: no id, or a field the cache cannot interpret."""
+
+
+class TierUnavailable(MwError):
+    """A shared tier (L2) could not serve this call; the caller falls through to the next tier.
+
+    Raised for connection refused/reset/timeout and for a server that is loading or busy; the
+    subclasses say which, so a caller that can retry knows it may.
+    """
+
+
+class TierBusy(TierUnavailable):
+    """The server answered but cannot serve now (``LOADING``, ``BUSY``, ``TRYAGAIN``): retry later."""
+
+
+class TopologyChanged(TierUnavailable):
+    """The server is no longer the one to ask (``READONLY`` after a failover, ``MOVED``/``ASK``)."""
+
+
+class TierPermissionError(TierUnavailable):
+    """The server refused the command (``NOPERM``, ``NOAUTH``): a configuration error, not an outage."""
+
+
+class L2CommandError(MwError, ValueError):
+    """Redis refused one command on one key (``WRONGTYPE``, an out-of-range argument).
+
+    The key is corrupt or the call invalid; the tier itself is up and is never marked down for it.
+    """
+
+
+class LoadTimeout(MwError, TimeoutError):
+    """A read-through call did not get its value within ``MW_LOAD_TIMEOUT_S``."""
+
+    def __init__(self, key: str, timeout_s: float) -> None:
+        self.key = key
+        self.timeout_s = timeout_s
+        super().__init__(f"no value for {key!r} within {timeout_s:g}s (MW_LOAD_TIMEOUT_S)")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.key, self.timeout_s))
+
+
+class MltUnavailable(MwError):
+    """The long-term store did not answer within ``MW_MLT_TIMEOUT_S``, or its connection failed."""

@@ -20,14 +20,12 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from mw.errors import MwError
+from mw.errors import TierUnavailable
 from mw.observe import OBSERVERS, emit
 
+__all__ = ["EMBEDDED_ATOMIC", "RedisTier", "TierUnavailable", "embedded_server"]
+
 log = logging.getLogger("mw.l2")
-
-
-class TierUnavailable(MwError):
-    """L2 could not be reached for this call; the caller falls through to the next tier."""
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
