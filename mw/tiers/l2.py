@@ -66,6 +66,8 @@ class RedisTier:
         self._timeout_s = timeout_s
         self._retry_s = retry_s
         self._down_until = 0.0
+        self.on_recovered: list[Any] = []
+        """Called (no arguments) by the first call that succeeds after the tier was marked down."""
         self._errors = _redis_errors()
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._alock = threading.Lock()
@@ -110,6 +112,8 @@ class RedisTier:
     def _ok(self) -> None:
         if self._down_until:
             self._down_until = 0.0
+            for callback in list(self.on_recovered):
+                callback()
 
     def describe(self) -> str:
         return "fakeredis (embedded)" if self.embedded else str(self.url)
