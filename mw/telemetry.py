@@ -36,6 +36,8 @@ COUNTERS = (
     "early_refreshes",
     "stale_sets_prevented",
     "uncacheable",
+    "lease_rechecks",
+    "load_timeouts",
 )
 
 METRIC_FIELDS: dict[str, type] = {
@@ -145,6 +147,8 @@ class Telemetry:
     early_refreshes: int
     stale_sets_prevented: int
     uncacheable: int
+    lease_rechecks: int
+    load_timeouts: int
 
     def __init__(self, hot_capacity: int = 64) -> None:
         for name in COUNTERS:
