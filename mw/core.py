@@ -51,7 +51,7 @@ def _retire(l0: L0Cache, node: Any, telemetry: Telemetry) -> None:
 class ManagerCore:
     """The working memory of one agent ("organ"): tiers, reads, writes, deletes, telemetry.
 
-    :class:`mw.MwManager` adds read-through, task caching and prewarming on top.
+    :class:`mw.MwManager` is the facade that adds read-through (:mod:`mw.protocol`), task rows and prewarming.
 
     ``config`` defaults to :meth:`MwConfig.from_env` read now. ``node`` names the node whose L1 this
     agent shares (default: one per process). ``clock`` is the time seam every expiry reads. ``l1``
@@ -134,7 +134,7 @@ class ManagerCore:
         gen = self.cluster.generation
         return self._from_l1(key, await self.node.l1.get_async(key), gen)
 
-    def _accept(self, key: str, data: bytes, gen: int, *, from_l2: bool) -> Any:
+    def _accept(self, key: str, data: bytes, gen: int, *, from_l2: bool, recheck: bool = False) -> Any:
         """Decode an envelope read from L1/L2 and fill the tiers above; a corrupt or expired one is a miss.
 
         ``gen`` is the cluster generation noted before the read: if anything was dropped since, the
@@ -143,6 +143,8 @@ class ManagerCore:
         try:
             value, expire_at, delta, size = self.cluster.codec.decode_sized(data)
         except CodecError as exc:
+            if recheck:  # the same corrupt entry, seen again after the lease: counted once per read
+                return _MISS
             self.telemetry.corrupt_entries += 1
             log.warning("Corrupt cache entry %s in %s treated as a miss: %s", key, "L2" if from_l2 else "L1", exc)
             if not from_l2:
@@ -200,24 +202,7 @@ class ManagerCore:
         self.telemetry.misses += 1
         log.debug("MISS %s (organ %s)", key, self.organ_id)
 
-    # --- cached lookups (the public reads, with their loads, are in mw.readthrough) -------------------
-    def _typed_after_l0(self, key: str, kind: str, item_id: str) -> Any:
-        """L1, L2, then the agent's own typed item: the typed read after an L0 miss."""
-        value = self._after_l0(key)
-        if value is _MISS:
-            value = self._shared(key, *self._l2_get(key))
-        if value is _MISS:
-            value = self._organ_typed(kind, item_id)
-        return value
-
-    async def _typed_lookup_async(self, key: str, kind: str, item_id: str) -> Any:
-        value = await self._local_async(key)
-        if value is _MISS:
-            value = self._shared(key, *(await self._l2_get_async(key)))
-        if value is _MISS:
-            value = self._organ_typed(kind, item_id)
-        return value
-
+    # --- the agent's own items (the public reads are in mw.manager, their protocol in mw.protocol) ---
     def _organ_typed(self, kind: str, item_id: str) -> Any:
         value = self._l0.get(K.organ_typed_key(self.organ_id, kind, item_id), _MISS)
         if value is not _MISS:
@@ -230,23 +215,6 @@ class ManagerCore:
         value = self._l0.get(K.organ_key(self.organ_id, item_id), _MISS)
         if value is not _MISS:
             self.telemetry.l0_hits += 1
-        return value
-
-    def _untyped_lookup(self, key: str, item_id: str, is_global: bool) -> Any:
-        """The agent's own item, then the global one through L0 -> L1 -> L2."""
-        value = self._organ_untyped(item_id, is_global)
-        if value is _MISS:
-            value = self._local(key)
-        if value is _MISS:
-            value = self._shared(key, *self._l2_get(key))
-        return value
-
-    async def _untyped_lookup_async(self, key: str, item_id: str, is_global: bool) -> Any:
-        value = self._organ_untyped(item_id, is_global)
-        if value is _MISS:
-            value = await self._local_async(key)
-        if value is _MISS:
-            value = self._shared(key, *(await self._l2_get_async(key)))
         return value
 
     def _many_local(self, kind: str, scope: str, item_ids: list[str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -454,17 +422,6 @@ class ManagerCore:
             self.telemetry.l2_write_failures += 1
         self.node.l1.set(nkey, data, expire_at)
 
-    def check_negative_cache(self, kind: str, scope: str, item_id: str) -> bool:
-        """Whether the item is marked known absent (counts a negative-cache hit when it is)."""
-        if not self.enabled:
-            return False
-        return self._negative_hit(K.global_typed_key(kind, scope, item_id))
-
-    async def check_negative_cache_async(self, kind: str, scope: str, item_id: str) -> bool:
-        if not self.enabled:
-            return False
-        return await self._negative_hit_async(K.global_typed_key(kind, scope, item_id))
-
     def _is_negative(self, data: bytes | None) -> bool:
         if data is None:
             return False
@@ -474,26 +431,6 @@ class ManagerCore:
             self.telemetry.corrupt_entries += 1
             return False
         return expire_at is None or expire_at > self.clock()
-
-    def _negative_hit(self, key: str) -> bool:
-        nkey = K.negative_key(key)
-        data = self.node.l1.get(nkey)
-        if data is None:
-            data = self._l2_get(nkey)[0]
-        if self._is_negative(data):
-            self.telemetry.negative_cache_hits += 1
-            return True
-        return False
-
-    async def _negative_hit_async(self, key: str) -> bool:
-        nkey = K.negative_key(key)
-        data = await self.node.l1.get_async(nkey)
-        if data is None:
-            data = (await self._l2_get_async(nkey))[0]
-        if self._is_negative(data):
-            self.telemetry.negative_cache_hits += 1
-            return True
-        return False
 
     # --- telemetry -------------------------------------------------------------------------------------
     def get_hot_items(self, top_n: int = 10) -> list[list[Any]]:

@@ -16,7 +16,8 @@ import simpy
 
 from mw import MwConfig, MwManager
 from mw.mlt import MISSING, MltStore
-from mw.readthrough import _POLL_S, LoadPlan
+from mw.protocol import POLL_S as _POLL_S
+from mw.readthrough import LoadPlan
 from mw.tasks import task_ttl_s
 from simulations.distributions import Latency
 from simulations.measure import DoublePrefix, Heartbeats, LoadTracker, Outcomes, StaleLog, TaskTTLs

@@ -20,6 +20,7 @@ _SCALARS: dict[str, str] = {
     "l0_max_bytes": "MW_L0_MAX_BYTES",
     "l1_ttl_s": "MW_L1_TTL_S",
     "l1_max_items": "MW_L1_MAX_ITEMS",
+    "l1_max_bytes": "MW_L1_MAX_BYTES",
     "l2_ttl_s": "MW_L2_TTL_S",
     "redis_url": "MW_REDIS_URL",
     "mlt_dsn": "MW_MLT_DSN",
@@ -38,6 +39,8 @@ _SCALARS: dict[str, str] = {
     "stampede_protection": "MW_STAMPEDE_PROTECTION",
     "negative_cache": "MW_NEGATIVE_CACHE",
     "rng_seed": "MW_RNG_SEED",
+    "load_timeout_s": "MW_LOAD_TIMEOUT_S",
+    "mlt_timeout_s": "MW_MLT_TIMEOUT_S",
 }
 
 RAY_L1_VAR = "MW_RAY_L1"

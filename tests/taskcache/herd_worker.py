@@ -50,6 +50,7 @@ def main() -> None:
                 "values": [v for v, _ in results],
                 "latencies": [lat for _, lat in results],
                 "lease_waits": manager.telemetry.lease_waits,
+                "woken": manager.cluster.bus.waiters.woken if manager.cluster.bus is not None else 0,
             }
         )
     )

@@ -1,0 +1,544 @@
+"""The read-through protocol, written once: every decision of a cached read as plain steps.
+
+The protocol is a generator that does no I/O itself (sans-IO, as h11 does it). It *yields* an
+effect for each thing it needs from the world (a node-tier or L2 read, a lease command, the load, a
+wait) and is sent the result, or has the failure thrown into it. Three drivers run the same steps
+(:mod:`mw.drive`): blocking calls, asyncio, and the split-phase API (``begin_load``/``poll_load``/
+``finish_load``) whose caller does the load and the waiting itself (SimPy); the test suite's
+explorer drives it a fourth way, over a model of L2 on a virtual clock. So sync and async cannot
+drift: they are not two copies.
+
+The steps (docs/runtime.md has the table with the invariants):
+
+1. **lookup**: L1, then L2 (the caller checked L0). A hit fills the tiers above. XFetch may decide to
+   refresh a hit early, only if this caller can lead without waiting.
+2. **negative**: a confirmed-absent marker answers ``None``.
+3. **join**: the process's single flight. A follower waits on the runtime-owned entry, bounded by
+   the call's deadline; an abandoned entry is led again.
+4. **acquire**: the cluster lease (``SET NX PX``). Unreachable L2: load without it, fill locally.
+5. **recheck** (check-after-lock): with the lease held, read L2 again; another holder's value may
+   have landed between our miss and our acquire. Found: release and return it, no load.
+6. **load** and **fill**: the holder loads (the driver extends the lease while the loader runs) and
+   fills L2 by compare-and-set on its token, so a fill loaded before an invalidation is refused.
+7. **wait**: a waiter re-reads ``[value, negative, lease]`` when woken by the landed message or
+   after :data:`POLL_S`; it waits as long as the holder's lease lives and takes over only once the
+   lease is gone; past the call's deadline (``MW_LOAD_TIMEOUT_S``) it raises :class:`LoadTimeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mw import keys as K
+from mw.errors import CodecError, L2CommandError, LoadTimeout, TaskRowError, TierUnavailable
+from mw.faults import INJECTORS, point
+from mw.flight import ABANDONED, Entry
+from mw.refresh import jittered, xfetch_due
+from mw.tiers import MISS
+from mw.tiers.l0 import private_copy
+
+if TYPE_CHECKING:
+    from mw.core import ManagerCore
+
+log = logging.getLogger("mw")
+
+POLL_S = 0.05
+"""How often a lease waiter re-checks L2 when no landed message wakes it (lost message, dead holder)."""
+
+Loader = Callable[[], Any]
+TTLFor = Callable[[Any], "float | None"]
+L2_FAULTS = (TierUnavailable, L2CommandError)
+
+
+def lease_ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+# --- effects: what the protocol asks of its driver ---------------------------------------------------
+class L1Get(NamedTuple):
+    key: str
+
+
+class L2Read(NamedTuple):
+    """``GET`` for one key, ``MGET`` for several; the result is a list either way."""
+
+    keys: list[str]
+
+
+class Acquire(NamedTuple):
+    lease_key: str
+    ttl_ms: int
+
+
+class Fill(NamedTuple):
+    lease_key: str
+    token: bytes
+    target: str
+    other: str
+    data: bytes
+    ttl_ms: int
+    key: str
+
+
+class Release(NamedTuple):
+    lease_key: str
+    token: bytes
+
+
+class Load(NamedTuple):
+    """Run the loader; ``token`` set: this caller holds ``lease_key``, keep it alive meanwhile.
+
+    The result sent back is a :class:`Loaded`.
+    """
+
+    key: str
+    lease_key: str | None
+    token: bytes | None
+
+
+class Loaded(NamedTuple):
+    value: Any
+    delta: float = 0.0
+    """How long the load took (seconds): XFetch's ``delta``, carried in the envelope."""
+    ttl_s: float | None = None
+    """A TTL decided by the caller of a split-phase load; ``None``: the read's own."""
+
+
+class Watch(NamedTuple):
+    """Start listening for the landed message of ``key`` (before the read that may decide to wait, so a
+    message that arrives between that read and the wait is not missed)."""
+
+    key: str
+
+
+class Wait(NamedTuple):
+    """Sleep until the landed message for ``key`` arrives or the driver's clock reaches ``until``."""
+
+    key: str
+    until: float
+
+
+class FlightWait(NamedTuple):
+    """Wait for this process's leader of the key: the result is its value, :data:`ABANDONED`, or
+    :data:`ALONE` when this caller cannot wait for it (it runs on the leader's own event loop)."""
+
+    entry: Entry
+    until: float
+
+
+Effect = L1Get | L2Read | Acquire | Fill | Release | Load | Watch | Wait | FlightWait
+Steps = Generator[Effect, Any, "Outcome"]
+
+
+class _Alone:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ALONE"
+
+
+ALONE: Any = _Alone()
+
+
+class Outcome(NamedTuple):
+    value: Any
+    state: str
+    """``hit`` (a tier had it), ``negative`` (known absent), ``loaded`` (this caller loaded it) or
+    ``shared`` (another caller's load, in this process or from L2 after a wait); ``miss`` for a lookup
+    that does not load."""
+    filled: bool = False
+    """For ``loaded``: whether L2 (and the tiers above) took the value."""
+
+    @property
+    def hit(self) -> bool:
+        return self.state in ("hit", "negative")
+
+
+@dataclass
+class Read:
+    """What one read-through call asks for: its key, how to load it, its TTL rule, its deadline."""
+
+    key: str
+    ttl_s: float | None = None
+    ttl_for: TTLFor | None = None
+    deadline: float = math.inf
+    now: Callable[[], float] = lambda: 0.0
+    loop: asyncio.AbstractEventLoop | None = None
+    """The caller's event loop (``None``: a thread): a sync caller cannot wait on its own loop's leader."""
+    fallback: Callable[[], Any] | None = None
+    """Asked after L1 and L2 missed, before any load (the agent's own typed item); :data:`MISS` if none."""
+    xfetch: bool = False
+    """Whether a hit may be refreshed early (XFetch)."""
+    loads: bool = True
+    """``False``: a lookup only; a miss returns ``None`` without loading."""
+
+
+def _step(name: str, key: str) -> None:
+    if INJECTORS:
+        point(f"protocol.{name}", key)
+
+
+# --- the steps ---------------------------------------------------------------------------------------
+def read_through(core: ManagerCore, read: Read, *, lookup: bool = True) -> Steps:
+    """L1 -> L2 -> negative -> one protected load. The caller already missed L0 (or had a hit that
+    XFetch wants refreshed: then ``lookup=False`` and :func:`refresh` runs instead)."""
+    key = read.key
+    if not core.enabled:
+        core._missed(key)
+        if not read.loads:
+            return Outcome(None, "miss")
+        loaded = yield Load(key, None, None)
+        return Outcome(loaded.value, "loaded")
+    if lookup:
+        _step("lookup", key)
+        value = yield from cached(core, key)
+        if value is MISS and read.fallback is not None:
+            value = read.fallback()
+        if value is not MISS:
+            if read.xfetch and refresh_due(core, key):
+                return (yield from refresh(core, read, value))
+            return Outcome(value, "hit")
+    if not read.loads:
+        core._missed(key)
+        return Outcome(None, "miss")
+    if core.config.negative_cache:
+        _step("negative", key)
+        if (yield from negative_hit(core, key)):
+            return Outcome(None, "negative")
+    core._missed(key)
+    return (yield from miss(core, read))
+
+
+def cached(core: ManagerCore, key: str) -> Generator[Effect, Any, Any]:
+    """L1 then L2, filling the tiers above; :data:`MISS` when neither has it."""
+    gen = core.cluster.generation
+    value = core._from_l1(key, (yield L1Get(key)), gen)
+    if value is MISS:
+        value = yield from l2_value(core, key)
+    return value
+
+
+def l2_value(core: ManagerCore, key: str) -> Generator[Effect, Any, Any]:
+    gen = core.cluster.generation
+    try:
+        (data,) = yield L2Read([key])
+    except L2_FAULTS:
+        core.telemetry.l2_errors += 1
+        return MISS
+    return MISS if data is None else core._accept(key, data, gen, from_l2=True)
+
+
+def negative_hit(core: ManagerCore, key: str) -> Generator[Effect, Any, bool]:
+    nkey = K.negative_key(key)
+    data = yield L1Get(nkey)
+    if data is None:
+        try:
+            (data,) = yield L2Read([nkey])
+        except L2_FAULTS:
+            core.telemetry.l2_errors += 1
+            data = None
+    if core._is_negative(data):
+        core.telemetry.negative_cache_hits += 1
+        return True
+    return False
+
+
+def miss(core: ManagerCore, read: Read) -> Steps:
+    """Every tier missed: one load for the process (single flight) and the cluster (the lease)."""
+    key = read.key
+    if not core.config.stampede_protection:
+        loaded = yield Load(key, None, None)
+        fill_unleased(core, read, loaded, "all", core.cluster.generation)
+        return Outcome(loaded.value, "loaded")
+    flight = core.cluster.flight
+    while True:
+        _step("join", key)
+        entry, leads = flight.join(key, read.loop)
+        if leads:
+            break
+        got = yield FlightWait(entry, read.deadline)
+        if got is ABANDONED:
+            continue
+        if got is ALONE:
+            loaded = yield Load(key, None, None)
+            return Outcome(loaded.value, "loaded")
+        return Outcome(private_copy(got), "shared")
+    try:
+        outcome = yield from leased(core, read)
+    except Exception as exc:
+        flight.fail(entry, exc)
+        raise
+    except BaseException:
+        flight.abandon(entry)
+        raise
+    flight.land(entry, outcome.value)
+    return outcome._replace(value=private_copy(outcome.value))
+
+
+def leased(core: ManagerCore, read: Read) -> Steps:
+    """Hold the cluster lease and load, or wait for its holder's value."""
+    key, telemetry = read.key, core.telemetry
+    lkey, nkey = K.lease_key(key), K.negative_key(key)
+    ms = lease_ms(core.config.lease_ttl_s)
+    while True:
+        _step("acquire", key)
+        try:
+            token = yield Acquire(lkey, ms)
+        except L2_FAULTS:
+            telemetry.l2_errors += 1
+            gen = core.cluster.generation
+            loaded = yield Load(key, None, None)
+            fill_unleased(core, read, loaded, "local", gen)
+            return Outcome(loaded.value, "loaded")
+        if token is not None:
+            found = yield from recheck(core, key, lkey, token)
+            if found is not MISS:
+                return Outcome(found, "shared")
+            return (yield from hold(core, read, lkey, token))
+        telemetry.lease_waits += 1
+        found = yield from wait_for_holder(core, read, lkey, nkey)
+        if found is not MISS:
+            return Outcome(found, "shared")
+
+
+def recheck(core: ManagerCore, key: str, lkey: str, token: bytes) -> Generator[Effect, Any, Any]:
+    """Check-after-lock: a value (or absence) that landed after our miss is served, not loaded again."""
+    _step("recheck", key)
+    gen = core.cluster.generation
+    try:
+        data, neg = yield L2Read([key, K.negative_key(key)])
+    except L2_FAULTS:
+        core.telemetry.l2_errors += 1
+        return MISS
+    found = MISS
+    if data is not None:
+        found = core._accept(key, data, gen, from_l2=True, recheck=True)
+    if found is MISS and core._is_negative(neg):
+        found = None
+    if found is not MISS:
+        core.telemetry.lease_rechecks += 1
+        yield from release(core, lkey, token)
+    return found
+
+
+def wait_for_holder(core: ManagerCore, read: Read, lkey: str, nkey: str) -> Generator[Effect, Any, Any]:
+    """The holder's value (``None``: absent), or :data:`MISS` once its lease is gone (take it over)."""
+    key = read.key
+    yield Watch(key)
+    while True:
+        _step("wait", key)
+        gen = core.cluster.generation
+        try:
+            data, neg, holder = yield L2Read([key, nkey, lkey])
+        except L2_FAULTS:
+            core.telemetry.l2_errors += 1
+            return MISS
+        if data is not None:
+            value = core._accept(key, data, gen, from_l2=True)
+            if value is not MISS:
+                return value
+        if core._is_negative(neg):
+            return None
+        if holder is None:
+            return MISS
+        now = read.now()
+        if now >= read.deadline:
+            core.telemetry.load_timeouts += 1
+            log.warning("Gave up waiting for the holder of %s after the load deadline", key)
+            raise LoadTimeout(key, core.config.load_timeout_s)
+        yield Wait(key, min(read.deadline, now + POLL_S))
+
+
+def hold(core: ManagerCore, read: Read, lkey: str, token: bytes) -> Steps:
+    """The lease holder's load and compare-and-set fill; the lease is released unless the fill took it."""
+    key = read.key
+    _step("load", key)
+    try:
+        loaded = yield Load(key, lkey, token)
+    except GeneratorExit:
+        release_now(core, lkey, token)
+        raise
+    except Exception:
+        yield from release(core, lkey, token)
+        raise
+    except BaseException:
+        release_now(core, lkey, token)
+        raise
+    fill = fill_for(core, read, loaded, token)
+    filled = False
+    if fill is not None:
+        _step("fill", key)
+        gen = core.cluster.generation
+        try:
+            filled = yield fill.effect
+        except L2_FAULTS:
+            core.telemetry.l2_errors += 1
+            core.telemetry.l2_write_failures += 1
+        else:
+            after_fill(core, key, filled, fill, loaded.delta, gen)
+    if not filled:
+        yield from release(core, lkey, token)
+    return Outcome(loaded.value, "loaded", filled)
+
+
+def release(core: ManagerCore, lkey: str, token: bytes) -> Generator[Effect, Any, None]:
+    _step("release", lkey)
+    try:
+        yield Release(lkey, token)
+    except L2_FAULTS:
+        core.telemetry.l2_errors += 1
+
+
+def release_now(core: ManagerCore, lkey: str, token: bytes) -> None:
+    """Release without the driver: the caller was cancelled or its plan dropped (best effort)."""
+    try:
+        core.cluster.leases.release(lkey, token)
+    except Exception:
+        core.telemetry.l2_errors += 1
+
+
+def lead_if_free(core: ManagerCore, read: Read) -> Generator[Effect, Any, Outcome | None]:
+    """Load now only if nobody loads this key in the process or the cluster (XFetch, prewarm).
+
+    ``None``: someone else is loading it (or L2 is unreachable): keep what is cached.
+    """
+    key = read.key
+    flight = core.cluster.flight
+    entry = flight.lead_if_idle(key, read.loop)
+    if entry is None:
+        return None
+    try:
+        lkey = K.lease_key(key)
+        try:
+            token = yield Acquire(lkey, lease_ms(core.config.lease_ttl_s))
+        except L2_FAULTS:
+            core.telemetry.l2_errors += 1
+            token = None
+        if token is None:
+            flight.abandon(entry)
+            return None
+        outcome = yield from hold(core, read, lkey, token)
+    except Exception as exc:
+        flight.fail(entry, exc)
+        raise
+    except BaseException:
+        flight.abandon(entry)
+        raise
+    flight.land(entry, outcome.value)
+    return outcome._replace(value=private_copy(outcome.value))
+
+
+def refresh_due(core: ManagerCore, key: str) -> bool:
+    """XFetch: whether a hit on ``key`` should refresh it before it expires."""
+    delta = core._deltas.get(key)
+    if not delta:
+        return False
+    cluster = core.cluster
+    return xfetch_due(core.clock(), core._l0.expire_at(key), delta, core.config.xfetch_beta, cluster.rng.random)
+
+
+def refresh(core: ManagerCore, read: Read, cached_value: Any) -> Steps:
+    """An early refresh of a hit (XFetch): lead if free, else serve the cached value."""
+    outcome = yield from lead_if_free(core, read)
+    if outcome is None:
+        return Outcome(cached_value, "hit")
+    core.telemetry.early_refreshes += 1
+    return outcome._replace(state="hit")
+
+
+# --- fills -------------------------------------------------------------------------------------------
+class Filling(NamedTuple):
+    effect: Fill
+    expire_at: float
+    value: Any
+    size: int
+    negative: bool
+
+
+def ttl_of(core: ManagerCore, read: Read, loaded: Loaded) -> float:
+    if loaded.ttl_s is not None:
+        return loaded.ttl_s
+    if read.ttl_for is not None:
+        ttl = read.ttl_for(loaded.value)
+        return core.config.l2_ttl_s if ttl is None else ttl
+    base = core.config.l2_ttl_s if read.ttl_s is None else read.ttl_s
+    return jittered(base, core.config.ttl_jitter, core.cluster.rng.random)
+
+
+def fill_for(core: ManagerCore, read: Read, loaded: Loaded, token: bytes = b"") -> Filling | None:
+    """What a holder writes: the value, the negative marker, or nothing.
+
+    A value the cache cannot hold (too large, a type the codec refuses, a row without a usable TTL)
+    is still returned to the callers; it is just not cached, and that is counted and logged.
+    """
+    key, value = read.key, loaded.value
+    lkey = K.lease_key(key)
+    codec = core.cluster.codec
+    if value is None:
+        if not core.config.negative_cache:
+            return None
+        nkey = K.negative_key(key)
+        nttl = core.config.negative_ttl_s
+        if nttl <= 0:
+            return None
+        data = codec.encode(True, core.clock() + nttl, nkey)
+        return Filling(Fill(lkey, token, nkey, key, data, lease_ms(nttl), key), 0.0, None, 0, True)
+    try:
+        ttl = ttl_of(core, read, loaded)
+        if ttl <= 0:
+            return None
+        expire_at = core.clock() + ttl
+        data, size = codec.encode_sized(value, expire_at, key, loaded.delta)
+    except (CodecError, TaskRowError) as exc:
+        core.telemetry.uncacheable += 1
+        log.warning("Loaded value for %s is returned but not cached: %s", key, exc)
+        return None
+    return Filling(Fill(lkey, token, key, K.negative_key(key), data, lease_ms(ttl), key), expire_at, value, size, False)
+
+
+def after_fill(core: ManagerCore, key: str, filled: bool, fill: Filling, delta: float, gen: int) -> None:
+    """After the compare-and-set in L2: keep local copies unless something was dropped meanwhile."""
+    if not filled:
+        core.telemetry.stale_sets_prevented += 1
+        log.info("Fill of %s refused: invalidated while loading (stale set prevented)", key)
+        return
+    cluster = core.cluster
+    if fill.negative:
+        cluster.drop_local([fill.effect.target])  # a stale negative copy in this node's L1 goes too
+        return
+    if cluster.generation != gen:
+        return
+    core.node.l1.set(key, fill.effect.data, fill.expire_at)
+    core._l0.set(key, fill.value, fill.expire_at, fill.size)
+    core._remember_delta(key, delta)
+    if cluster.generation != gen:
+        core._unfill(key)
+
+
+def fill_unleased(core: ManagerCore, read: Read, loaded: Loaded, where: str, gen: int) -> None:
+    """A load without the lease cannot refuse a stale fill in L2. ``where``: ``"all"`` only with stampede
+    protection switched off (that risk was chosen); ``"local"`` when L2 is unreachable (L0 and L1, kept
+    only if nothing was dropped during the load)."""
+    key, value = read.key, loaded.value
+    if value is None:
+        return
+    try:
+        ttl = ttl_of(core, read, loaded)
+        if ttl <= 0:
+            return
+        if where == "all":
+            core._write(key, value, ttl, broadcast=False)
+            return
+        expire_at = core.clock() + ttl
+        data, size = core.cluster.codec.encode_sized(value, expire_at, key)
+    except (CodecError, TaskRowError) as exc:
+        core.telemetry.uncacheable += 1
+        log.warning("Loaded value for %s is returned but not cached: %s", key, exc)
+        return
+    fill = Filling(Fill("", b"", key, "", data, 0, key), expire_at, value, size, False)
+    after_fill(core, key, True, fill, 0.0, gen)
