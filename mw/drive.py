@@ -27,6 +27,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mw.errors import LoadTimeout
+from mw.faults import apoint, point
 from mw.flight import ABANDONED, Entry
 from mw.protocol import (
     ALONE,
@@ -42,6 +43,7 @@ from mw.protocol import (
     Outcome,
     Read,
     Release,
+    Step,
     Steps,
     Wait,
     Watch,
@@ -141,6 +143,8 @@ def run_sync(core: ManagerCore, steps: Generator[Effect, Any, T], read: Read, lo
 
 def _do_sync(core: ManagerCore, effect: Effect, read: Read, loader: Loader) -> Any:
     cluster = core.cluster
+    if isinstance(effect, Step):
+        return point(f"protocol.{effect.name}", effect.key)
     if isinstance(effect, L1Get):
         return core.node.l1.get(effect.key)
     if isinstance(effect, L2Read):
@@ -269,6 +273,8 @@ class _AsyncWake:
 
 async def _do_async(core: ManagerCore, effect: Effect, read: Read, loader: Loader, waiter: _AsyncWake) -> Any:
     cluster = core.cluster
+    if isinstance(effect, Step):
+        return await apoint(f"protocol.{effect.name}", effect.key)
     if isinstance(effect, L1Get):
         return await core.node.l1.get_async(effect.key)
     if isinstance(effect, L2Read):

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mw import keys as K
 from mw.errors import CodecError, L2CommandError, LoadTimeout, TaskRowError, TierUnavailable
-from mw.faults import INJECTORS, point
+from mw.faults import INJECTORS
 from mw.flight import ABANDONED, Entry
 from mw.refresh import jittered, xfetch_due
 from mw.tiers import MISS
@@ -131,7 +131,15 @@ class FlightWait(NamedTuple):
     until: float
 
 
-Effect = L1Get | L2Read | Acquire | Fill | Release | Load | Watch | Wait | FlightWait
+class Step(NamedTuple):
+    """A named protocol step, yielded only while a fault injector is installed (:mod:`mw.faults`): the
+    driver runs the seam's point ``protocol.<name>`` there, and the explorer schedules other callers."""
+
+    name: str
+    key: str
+
+
+Effect = L1Get | L2Read | Acquire | Fill | Release | Load | Watch | Wait | FlightWait | Step
 Steps = Generator[Effect, Any, "Outcome"]
 
 
@@ -178,11 +186,6 @@ class Read:
     """``False``: a lookup only; a miss returns ``None`` without loading."""
 
 
-def _step(name: str, key: str) -> None:
-    if INJECTORS:
-        point(f"protocol.{name}", key)
-
-
 # --- the steps ---------------------------------------------------------------------------------------
 def read_through(core: ManagerCore, read: Read, *, lookup: bool = True) -> Steps:
     """L1 -> L2 -> negative -> one protected load. The caller already missed L0 (or had a hit that
@@ -195,7 +198,8 @@ def read_through(core: ManagerCore, read: Read, *, lookup: bool = True) -> Steps
         loaded = yield Load(key, None, None)
         return Outcome(loaded.value, "loaded")
     if lookup:
-        _step("lookup", key)
+        if INJECTORS:
+            yield Step("lookup", key)
         value = yield from cached(core, key)
         if value is MISS and read.fallback is not None:
             value = read.fallback()
@@ -207,7 +211,8 @@ def read_through(core: ManagerCore, read: Read, *, lookup: bool = True) -> Steps
         core._missed(key)
         return Outcome(None, "miss")
     if core.config.negative_cache:
-        _step("negative", key)
+        if INJECTORS:
+            yield Step("negative", key)
         if (yield from negative_hit(core, key)):
             return Outcome(None, "negative")
     core._missed(key)
@@ -257,7 +262,8 @@ def miss(core: ManagerCore, read: Read) -> Steps:
         return Outcome(loaded.value, "loaded")
     flight = core.cluster.flight
     while True:
-        _step("join", key)
+        if INJECTORS:
+            yield Step("join", key)
         entry, leads = flight.join(key, read.loop)
         if leads:
             break
@@ -286,7 +292,8 @@ def leased(core: ManagerCore, read: Read) -> Steps:
     lkey, nkey = K.lease_key(key), K.negative_key(key)
     ms = lease_ms(core.config.lease_ttl_s)
     while True:
-        _step("acquire", key)
+        if INJECTORS:
+            yield Step("acquire", key)
         try:
             token = yield Acquire(lkey, ms)
         except L2_FAULTS:
@@ -308,7 +315,8 @@ def leased(core: ManagerCore, read: Read) -> Steps:
 
 def recheck(core: ManagerCore, key: str, lkey: str, token: bytes) -> Generator[Effect, Any, Any]:
     """Check-after-lock: a value (or absence) that landed after our miss is served, not loaded again."""
-    _step("recheck", key)
+    if INJECTORS:
+        yield Step("recheck", key)
     gen = core.cluster.generation
     try:
         data, neg = yield L2Read([key, K.negative_key(key)])
@@ -331,7 +339,8 @@ def wait_for_holder(core: ManagerCore, read: Read, lkey: str, nkey: str) -> Gene
     key = read.key
     yield Watch(key)
     while True:
-        _step("wait", key)
+        if INJECTORS:
+            yield Step("wait", key)
         gen = core.cluster.generation
         try:
             data, neg, holder = yield L2Read([key, nkey, lkey])
@@ -357,7 +366,8 @@ def wait_for_holder(core: ManagerCore, read: Read, lkey: str, nkey: str) -> Gene
 def hold(core: ManagerCore, read: Read, lkey: str, token: bytes) -> Steps:
     """The lease holder's load and compare-and-set fill; the lease is released unless the fill took it."""
     key = read.key
-    _step("load", key)
+    if INJECTORS:
+        yield Step("load", key)
     try:
         loaded = yield Load(key, lkey, token)
     except GeneratorExit:
@@ -372,7 +382,8 @@ def hold(core: ManagerCore, read: Read, lkey: str, token: bytes) -> Steps:
     fill = fill_for(core, read, loaded, token)
     filled = False
     if fill is not None:
-        _step("fill", key)
+        if INJECTORS:
+            yield Step("fill", key)
         gen = core.cluster.generation
         try:
             filled = yield fill.effect
@@ -387,7 +398,8 @@ def hold(core: ManagerCore, read: Read, lkey: str, token: bytes) -> Steps:
 
 
 def release(core: ManagerCore, lkey: str, token: bytes) -> Generator[Effect, Any, None]:
-    _step("release", lkey)
+    if INJECTORS:
+        yield Step("release", lkey)
     try:
         yield Release(lkey, token)
     except L2_FAULTS:
