@@ -186,6 +186,14 @@ _TASKS: set[asyncio.Task[Any]] = set()
 """Holders' loads handed to a task of their own (strong references, or the loop may drop them)."""
 
 
+def _cancel_swallowed() -> bool:
+    """A cancellation requested while a client library awaited (and swallowed it, as redis clients have
+    done while connecting): the caller asked to stop, so it stops here (Python 3.11+ can tell)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling is not None and cancelling())
+
+
 def _retrieve(task: asyncio.Task[Any]) -> None:
     _TASKS.discard(task)
     if not task.cancelled():
@@ -214,6 +222,9 @@ async def run_async(core: ManagerCore, steps: Generator[Effect, Any, T], read: R
                 send = await _do_async(core, effect, read, loader, waiter)
             except BaseException as exc:
                 throw = exc
+            else:
+                if _cancel_swallowed():
+                    throw = asyncio.CancelledError()
     finally:
         waiter.close()
         if not handed_off:

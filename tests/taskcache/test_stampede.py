@@ -155,7 +155,9 @@ def test_lease_waiters_are_woken_not_polled(make_manager: Make, monkeypatch: pyt
     for t in threads:
         t.join()
     assert load.calls == 1
-    assert max(lat) < 2.5, "a waiter was not woken by the landed message"
+    woken = sum(m.cluster.bus.waiters.woken for m in clusters if m.cluster.bus is not None)
+    assert woken >= 1, "no waiter was woken by the landed message"
+    assert max(lat) < 5.0, "a waiter sat out the whole 5 s poll: the landed message did not end its wait"
 
 
 def test_slow_loader_extends_its_lease(make_manager: Make) -> None:
@@ -177,7 +179,7 @@ def test_dead_holder_lease_expires_and_a_waiter_takes_over(make_manager: Make) -
     assert a.try_set_inflight(key, 0.3), "a holder that will never fill"
     t0 = time.perf_counter()
     assert a.get_or_load("doc", "herd", "6", loader=lambda: "taken over") == "taken over"
-    assert 0.2 < time.perf_counter() - t0 < 2.0
+    assert 0.2 < time.perf_counter() - t0 < a.config.load_timeout_s, "taken over once the lease expired"
 
 
 def _count_calls(mlt_dsn: str) -> int:
