@@ -16,6 +16,12 @@ connection is dead, and the pool's check costs a round trip per checkout and bac
 between failed checks. An idle connection in autocommit mode has nothing to read, so data or
 end-of-file waiting on its socket (a restart's termination notice) marks it dead at no cost before the
 statement's first byte is sent; it is discarded and the next one is tried within the same deadline.
+
+Why ``reconnect_timeout=0``: the pool's background reconnection backs off exponentially (up to minutes)
+and grows only one connection at a time, so after a long outage callers would wait out its backoff
+although the server is back. With 0 a failed connect is retried once at once and then given up; a
+caller waiting for a connection asks for a new one every ``_CHECKOUT_SLICE_S``, so connections are
+made on demand, as soon as the server answers.
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ CREATE TABLE IF NOT EXISTS mw_tasks (
 
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 """What a lost, refused, reset or timed-out connection raises (``PoolTimeout`` included)."""
+
+
+_CHECKOUT_SLICE_S = 0.25
+"""A checkout waits in slices: each new wait asks the pool to grow, should its last attempt have given up."""
 
 
 class _Alarm:
@@ -159,6 +169,7 @@ class PostgresMltStore(MltStore):
             max_size=max_size,
             timeout=timeout_s,
             open=True,
+            reconnect_timeout=0.0,
             configure=self._configure,
             kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s))},
         )
@@ -190,9 +201,9 @@ class PostgresMltStore(MltStore):
             if remaining <= 0:
                 raise timed_out(operation, self._where, self.timeout_s, "no connection")
             try:
-                conn = self._pool.getconn(timeout=remaining)
-            except PoolTimeout as exc:
-                raise timed_out(operation, self._where, self.timeout_s, "no connection") from exc
+                conn = self._pool.getconn(timeout=min(remaining, _CHECKOUT_SLICE_S))
+            except PoolTimeout:
+                continue
             except _CONNECTION_ERRORS as exc:
                 raise unavailable(operation, self._where, f"no connection: {exc}") from exc
             if not _is_stale(conn):
