@@ -4,8 +4,9 @@ One pool per cluster (managers built from equal configuration share it). ``jsonb
 and lose our type tags' exactness for Decimal, so values are ``text`` holding tagged JSON.
 
 Why a client-side deadline: a server-side ``statement_timeout`` cannot stop a server that is itself
-stopped (SIGSTOP, a frozen VM), and psycopg waits for an answer without limit; on cancellation it even
-waits again for the cancel to be acknowledged. So each call gets one deadline (``timeout_s``) covering
+stopped (SIGSTOP, a frozen VM); psycopg waits for an answer without limit, and the cancel request it
+sends on an interrupt goes to a postmaster that is stopped too. TCP keepalives do not help either: the
+kernel of a stopped server still acknowledges them. So each call gets one deadline (``timeout_s``) covering
 checkout and statement: the checkout waits at most until it, and a process-wide watchdog thread shuts
 the socket down when a statement is still running at it. The driver's wait then wakes on end-of-file
 and fails at once; the broken connection is closed and the pool replaces it. New connections use
