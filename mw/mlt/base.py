@@ -4,6 +4,11 @@ Two tables: typed items ``(kind, scope, item_id) -> value`` and task rows ``id -
 rows are stored as tagged JSON (:func:`mw.codec.dumps_json`) so datetime, UUID and Decimal fields come
 back as they went in. Every statement that reads or writes counts in :attr:`MltStore.queries`: that
 counter is how tests and the simulator prove the cache spares the database.
+
+Every call ends within :attr:`MltStore.timeout_s` (``MW_MLT_TIMEOUT_S``): a store that does not answer
+in time, or whose connection fails, raises :class:`~mw.errors.MltUnavailable` naming the operation and
+the deadline, never a driver error and never a hang. Each call passes the fault seam point
+``mlt.<operation>`` (:mod:`mw.faults`) with the item's ``kind:scope:item_id`` or the task id as key.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mw.codec import dumps_json, loads_json
-from mw.errors import TaskRowError
+from mw.errors import ConfigError, MltUnavailable, TaskRowError
 from mw.keys import task_id_str
 
 
@@ -33,13 +38,38 @@ class _Missing:
 MISSING: Any = _Missing()
 """Returned by :meth:`MltStore.get_item` when the store has no such item (``None`` is a storable value)."""
 
+DEFAULT_TIMEOUT_S = 5.0
+"""The default of ``MW_MLT_TIMEOUT_S``: the deadline of one call, connection checkout included."""
+
+
+def item_key(kind: str, scope: str, item_id: str) -> str:
+    """The key an item's seam points carry."""
+    return f"{kind}:{scope}:{item_id}"
+
+
+def unavailable(operation: str, where: str, reason: str) -> MltUnavailable:
+    """The error of a call whose store failed: names the operation and the store."""
+    return MltUnavailable(f"Mlt {operation} on {where}: {reason}")
+
+
+def timed_out(operation: str, where: str, timeout_s: float, what: str = "no answer") -> MltUnavailable:
+    """The error of a call that hit its deadline: names the operation, the store and the deadline."""
+    return unavailable(operation, where, f"{what} within {timeout_s:g}s (MW_MLT_TIMEOUT_S)")
+
 
 class MltStore(abc.ABC):
-    """A long-term store. Implementations are thread-safe; async methods run the sync ones in a thread."""
+    """A long-term store. Implementations are thread-safe; async methods run the sync ones in a thread.
+
+    The async forms run the whole sync call (its deadline and seam point included) in a worker thread:
+    the deadline bounds that thread too, so closing the caller's loop never waits on a stopped server.
+    """
 
     dsn: str
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        if not timeout_s > 0:
+            raise ConfigError("MW_MLT_TIMEOUT_S", timeout_s, "a deadline must be a positive number of seconds")
+        self.timeout_s = timeout_s
         self._query_lock = threading.Lock()
         self._query_total = 0
 
