@@ -289,7 +289,7 @@ class RedisTier:
         if fault is Fault.PERMISSION:
             self.permission_errors += 1
             message = (
-                f"{where} refused {command} for the configured user: {type(exc).__name__}: {reply} "
+                f"{where} refused {command} on {named} for the configured user: {type(exc).__name__}: {reply} "
                 "(grant the command with ACL SETUSER, or fix the credentials in MW_REDIS_URL)"
             )
             if command not in self._permission_logged:
