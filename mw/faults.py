@@ -9,7 +9,8 @@ Points are named ``<layer>.<operation>``; an operation's reply (after the comman
 ``<layer>.<operation>.reply``, so a test can lose the answer of a write that did land:
 
 * ``l2.get``, ``l2.mget``, ``l2.set``, ``l2.set_nx``, ``l2.delete``, ``l2.script``, ``l2.publish``,
-  ``l2.subscribe``, ``l2.pttl`` (each also ``.reply``);
+  ``l2.subscribe``, ``l2.pttl``, ``l2.scan`` (each also ``.reply``; a multi-key command passes its first
+  logical key, ``l2.publish`` its channel, ``l2.scan`` its pattern);
 * ``mlt.connect``, ``mlt.get_item``, ``mlt.put_item``, ``mlt.delete_item``, ``mlt.get_task``,
   ``mlt.put_task``, ``mlt.delete_task``;
 * ``protocol.<step>``: the read-through steps of :mod:`mw.protocol` (``lookup``, ``negative``, ``join``,

@@ -20,37 +20,37 @@ Protocol (all keys in Redis, beside the value key ``K`` it guards):
 
 All compare-and-act steps are Lua scripts, so each is atomic and one round trip. With the embedded
 fake Redis they run as plain commands under ``EMBEDDED_ATOMIC`` instead (same atomicity, a tenth of
-the cost: fakeredis interprets Lua slowly).
+the cost: fakeredis interprets Lua slowly). Scripts are :class:`LuaScript` constants (source and SHA-1)
+run with ``EVALSHA`` on whichever client the call uses, so no client, sync or per loop, is held by them.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from mw.tiers.l2 import RedisTier
+from mw.tiers.l2 import LuaScript, RedisTier
 
-_RELEASE = """
+_RELEASE = LuaScript.of("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
+""")
 
-_EXTEND = """
+_EXTEND = LuaScript.of("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
-"""
+""")
 
 # KEYS: lease, target (value or negative key), other (the key to clear: negative or value)
 # ARGV: token, data, ttl_ms, landed channel, logical key
-_FILL = """
+_FILL = LuaScript.of("""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[3], KEYS[1])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
-"""
+""")
 
 
 def new_token() -> bytes:
@@ -63,32 +63,19 @@ class Leases:
     def __init__(self, l2: RedisTier, landed_channel: str) -> None:
         self.l2 = l2
         self.landed_channel = landed_channel
-        self._scripts: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def _script(self, source: str) -> Any:
-        script = self._scripts.get(source)
-        if script is None:
-            with self._lock:
-                script = self._scripts.setdefault(source, self.l2.client.register_script(source))
-        return script
-
-    def _ascript(self, source: str) -> Any:
-        # Registered per call (a SHA-1 of a few lines): caching it would keep every loop's client alive.
-        return self.l2.aclient().register_script(source)
 
     def _cas(self, lease_key: str, token: bytes, act: Callable[[Any], object]) -> bool:
         """Embedded compare-and-act: run ``act(client)`` only while ``lease_key`` holds ``token``."""
-        client, phys = self.l2.client, self.l2.phys
+        phys = self.l2.phys
 
-        def run() -> bool:
+        def run(client: Any) -> bool:
             with self.l2.atomic:
                 if client.get(phys(lease_key)) != token:
                     return False
                 act(client)
                 return True
 
-        return bool(self.l2._call(run))
+        return bool(self.l2._call("l2.script", (lease_key,), run))
 
     def _fill_embedded(
         self, lease_key: str, token: bytes, target: str, other: str, data: bytes, ttl_ms: int, key: str
@@ -113,12 +100,12 @@ class Leases:
         self.l2._seen("delete", (lease_key,))
         if self.l2.embedded:
             return self._cas(lease_key, token, lambda c: c.delete(self.l2.phys(lease_key)))
-        return bool(self.l2.run(self._script(_RELEASE), [lease_key], [token]))
+        return bool(self.l2.run(_RELEASE, [lease_key], [token]))
 
     def extend(self, lease_key: str, token: bytes, ttl_ms: int) -> bool:
         if self.l2.embedded:
             return self._cas(lease_key, token, lambda c: c.pexpire(self.l2.phys(lease_key), ttl_ms))
-        return bool(self.l2.run(self._script(_EXTEND), [lease_key], [token, ttl_ms]))
+        return bool(self.l2.run(_EXTEND, [lease_key], [token, ttl_ms]))
 
     def fill(self, lease_key: str, token: bytes, target: str, other: str, data: bytes, ttl_ms: int, key: str) -> bool:
         """Write ``data`` under ``target`` only while holding the lease; clears ``other``; wakes waiters."""
@@ -127,7 +114,7 @@ class Leases:
         if self.l2.embedded:
             return self._fill_embedded(lease_key, token, target, other, data, ttl_ms, key)
         args = [token, data, ttl_ms, self.l2.phys(self.landed_channel), key]
-        return bool(self.l2.run(self._script(_FILL), [lease_key, target, other], args))
+        return bool(self.l2.run(_FILL, [lease_key, target, other], args))
 
     def holder(self, lease_key: str) -> bytes | None:
         return self.l2.get(lease_key)
@@ -141,12 +128,12 @@ class Leases:
         if self.l2.embedded:
             return self.release(lease_key, token)
         self.l2._seen("delete", (lease_key,))
-        return bool(await self.l2.run_async(self._ascript(_RELEASE), [lease_key], [token]))
+        return bool(await self.l2.run_async(_RELEASE, [lease_key], [token]))
 
     async def extend_async(self, lease_key: str, token: bytes, ttl_ms: int) -> bool:
         if self.l2.embedded:
             return self.extend(lease_key, token, ttl_ms)
-        return bool(await self.l2.run_async(self._ascript(_EXTEND), [lease_key], [token, ttl_ms]))
+        return bool(await self.l2.run_async(_EXTEND, [lease_key], [token, ttl_ms]))
 
     async def fill_async(
         self, lease_key: str, token: bytes, target: str, other: str, data: bytes, ttl_ms: int, key: str
@@ -156,7 +143,7 @@ class Leases:
         self.l2._seen("write", (target,))
         self.l2._seen("delete", (other, lease_key))
         args = [token, data, ttl_ms, self.l2.phys(self.landed_channel), key]
-        return bool(await self.l2.run_async(self._ascript(_FILL), [lease_key, target, other], args))
+        return bool(await self.l2.run_async(_FILL, [lease_key, target, other], args))
 
     async def holder_async(self, lease_key: str) -> bytes | None:
         return await self.l2.get_async(lease_key)

@@ -1,38 +1,69 @@
 """L2: the cluster-wide tier in Redis (fakeredis when no ``MW_REDIS_URL`` is set).
 
 Values are envelopes with real Redis TTLs (``SET ... PX``). Multi-key reads are one ``MGET``. A failing
-Redis must not fail the caller: every call that cannot reach it raises :class:`TierUnavailable`, which
-the manager counts and answers from the next tier. After a failure the tier stays "down" for
-``MW_TIER_RETRY_S`` seconds of monotonic time, so a dead server costs one timeout, not one per call.
+Redis must not fail the caller. Each failure is classified (:mod:`mw.tiers.l2_faults`) and answered by kind:
 
-The sync client and the asyncio clients (one per event loop: redis.asyncio connections belong to the
-loop that made them) share the URL and, in embedded mode, one in-process fake server.
+* unreachable (refused, reset, timeout): :class:`TierUnavailable`, and the tier stays "down" for
+  ``MW_TIER_RETRY_S`` seconds of monotonic time, so a dead server costs one timeout, not one per call;
+* busy (``LOADING``, ``BUSY``, ``TRYAGAIN``, ``OOM``): :class:`TierBusy`, counted in ``busy_errors``; a
+  read is retried once after ``BUSY_RETRY_S``. No breaker: the reply is instant, so skipping costs
+  nothing, and a breaker would also hold back the deletes that must reach Redis as soon as it serves;
+* topology (``READONLY``, ``MOVED``, ``ASK``): :class:`TopologyChanged`, counted in ``topology_changes``;
+  the idle pooled connections are closed so the next call reconnects (and re-resolves the host);
+* permission (``NOPERM``, ``NOAUTH``, ``WRONGPASS``): :class:`TierPermissionError` naming the command,
+  counted in ``permission_errors``, logged at ERROR once per command;
+* one bad key or argument (``WRONGTYPE``, out of range): the tier is fine. A read (``get``, ``mget``,
+  ``pttl``) is a miss counted in ``key_errors``; a write raises :class:`L2CommandError` (a ValueError).
+
+Every command passes the fault seam (:mod:`mw.faults`) as ``l2.<op>`` before and ``l2.<op>.reply``
+after, sync and async; an injected error goes through the same classification as a real one.
+
+The sync client and the asyncio clients (one per event loop, see :mod:`mw.tiers.aio_clients`) share
+the URL and, in embedded mode, one in-process fake server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import threading
 import time
-import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from mw.errors import TierUnavailable
+from mw.errors import L2CommandError, TierBusy, TierPermissionError, TierUnavailable, TopologyChanged
+from mw.faults import INJECTORS, apoint, point
 from mw.observe import OBSERVERS, emit
+from mw.tiers.aio_clients import LoopClients
+from mw.tiers.l2_faults import Fault, classify, errors, reply_text
 
-__all__ = ["EMBEDDED_ATOMIC", "RedisTier", "TierUnavailable", "embedded_server"]
+__all__ = ["BUSY_RETRY_S", "EMBEDDED_ATOMIC", "LuaScript", "RedisTier", "TierUnavailable", "embedded_server"]
 
 log = logging.getLogger("mw.l2")
 
+BUSY_RETRY_S = 0.02
+"""Pause before the one retry of a read that got a busy reply (long enough for a TRYAGAIN to clear)."""
 
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    import redis
+_COMMANDS = {
+    "l2.get": "GET",
+    "l2.mget": "MGET",
+    "l2.set": "SET",
+    "l2.set_nx": "SET NX",
+    "l2.delete": "DEL",
+    "l2.script": "EVALSHA",
+    "l2.publish": "PUBLISH",
+    "l2.pttl": "PTTL",
+    "l2.scan": "SCAN",
+}
 
-    return (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+_RAISE: Any = object()
+"""``miss=`` of a write: a command error raises instead of being a miss."""
 
+Command = Callable[[Any], Any]
+"""A call on a client: ``lambda client: client.get(k)`` (sync) or returning an awaitable (async)."""
 
 _EMBEDDED: Any = None
 _EMBEDDED_LOCK = threading.Lock()
@@ -55,6 +86,24 @@ def embedded_server() -> Any:
         return _EMBEDDED
 
 
+@dataclass(frozen=True)
+class LuaScript:
+    """A Lua script by source and SHA-1, bound to no client: any loop's client can run it (``EVALSHA``)."""
+
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> LuaScript:
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+
+
+def _named(keys: Sequence[str]) -> str:
+    if len(keys) == 1:
+        return repr(keys[0])
+    return f"{keys[0]!r} and {len(keys) - 1} more" if keys else "no key"
+
+
 class RedisTier:
     def __init__(self, url: str | None, *, namespace: str = "", timeout_s: float = 0.5, retry_s: float = 1.0) -> None:
         import redis
@@ -68,9 +117,18 @@ class RedisTier:
         self._down_until = 0.0
         self.on_recovered: list[Any] = []
         """Called (no arguments) by the first call that succeeds after the tier was marked down."""
-        self._errors = _redis_errors()
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-        self._alock = threading.Lock()
+        self.key_errors = 0
+        """Commands Redis refused on one key (``WRONGTYPE``, out-of-range argument): read misses and write errors."""
+        self.busy_errors = 0
+        """Busy replies (``LOADING``, ``BUSY``, ``TRYAGAIN``, ``OOM``), retries included."""
+        self.topology_changes = 0
+        """``READONLY``/``MOVED``/``ASK`` replies; each dropped the idle pooled connections."""
+        self.permission_errors = 0
+        """``NOPERM``/``NOAUTH``/``WRONGPASS`` replies."""
+        self._busy_warned = False
+        self._permission_logged: set[str] = set()
+        self._errors = errors()
+        self._noscript: type[BaseException] = redis.exceptions.NoScriptError
         self._server: Any = None
         if url is None:
             import fakeredis
@@ -84,6 +142,7 @@ class RedisTier:
                 socket_connect_timeout=timeout_s or None,
                 health_check_interval=30,
             )
+        self._aclients = LoopClients(self._new_aclient)
 
     # --- helpers -------------------------------------------------------------------------------------
     def phys(self, key: str) -> str:
@@ -110,6 +169,8 @@ class RedisTier:
         return TierUnavailable(f"L2 {self.describe()}: {type(exc).__name__}: {exc}")
 
     def _ok(self) -> None:
+        if self._busy_warned:
+            self._busy_warned = False
         if self._down_until:
             self._down_until = 0.0
             for callback in list(self.on_recovered):
@@ -118,46 +179,129 @@ class RedisTier:
     def describe(self) -> str:
         return "fakeredis (embedded)" if self.embedded else str(self.url)
 
+    def _new_aclient(self) -> Any:
+        if self._server is not None:
+            import fakeredis
+
+            return fakeredis.FakeAsyncRedis(server=self._server)
+        import redis.asyncio
+
+        return redis.asyncio.Redis.from_url(
+            str(self.url),
+            socket_timeout=self._timeout_s or None,
+            socket_connect_timeout=self._timeout_s or None,
+        )
+
     def aclient(self) -> Any:
-        """The asyncio client for the running loop."""
-        loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            with self._alock:
-                client = self._aclients.get(loop)
-                if client is None:
-                    if self._server is not None:
-                        import fakeredis
+        """The asyncio client for the running loop (closed when that loop shuts down)."""
+        return self._aclients.get()
 
-                        client = fakeredis.FakeAsyncRedis(server=self._server)
-                    else:
-                        import redis.asyncio
+    @property
+    def loop_clients(self) -> int:
+        """How many per-loop asyncio clients are open."""
+        return len(self._aclients)
 
-                        client = redis.asyncio.Redis.from_url(
-                            str(self.url),
-                            socket_timeout=self._timeout_s or None,
-                            socket_connect_timeout=self._timeout_s or None,
-                        )
-                    self._aclients[loop] = client
-        return client
+    # --- classified calls ----------------------------------------------------------------------------
+    def _drop(self) -> None:
+        """Close the idle pooled connections (in use ones are left to their callers): the next call reconnects."""
+        with contextlib.suppress(*self._errors):
+            self.client.connection_pool.disconnect(inuse_connections=False)
 
-    def _call(self, fn: Any, *args: Any) -> Any:
+    async def _adrop(self, client: Any) -> None:
+        with contextlib.suppress(*self._errors):
+            await client.connection_pool.disconnect(inuse_connections=False)
+
+    def _call(self, op: str, keys: Sequence[str], command: Command, miss: Any = _RAISE) -> Any:
+        """Run ``command(client)``; ``miss`` is what a read answers for a bad key (writes raise instead)."""
         self._check_up()
-        try:
-            result = fn(*args)
-        except self._errors as exc:
-            raise self._failed(exc) from exc
-        self._ok()
-        return result
+        key = keys[0] if keys else None
+        retry = miss is not _RAISE
+        while True:
+            try:
+                if INJECTORS:
+                    point(op, key, drop=self._drop)
+                result = command(self.client)
+                if INJECTORS:
+                    point(f"{op}.reply", key, drop=self._drop)
+            except self._errors as exc:
+                fault = classify(exc)
+                if fault is Fault.BUSY and retry:
+                    retry = False
+                    self.busy_errors += 1
+                    time.sleep(BUSY_RETRY_S)
+                    continue
+                if fault is Fault.TOPOLOGY:
+                    self._drop()
+                return self._fault(op, keys, exc, fault, miss)
+            self._ok()
+            return result
 
-    async def _acall(self, coro_fn: Any, *args: Any) -> Any:
+    async def _acall(self, op: str, keys: Sequence[str], command: Command, miss: Any = _RAISE) -> Any:
+        """The asyncio twin of :meth:`_call`, on the running loop's client."""
         self._check_up()
+        client = self.aclient()
+        key = keys[0] if keys else None
+        retry = miss is not _RAISE
+        while True:
+            try:
+                if INJECTORS:
+                    await self._apoint(op, key, client)
+                result = await command(client)
+                if INJECTORS:
+                    await self._apoint(f"{op}.reply", key, client)
+            except self._errors as exc:
+                fault = classify(exc)
+                if fault is Fault.BUSY and retry:
+                    retry = False
+                    self.busy_errors += 1
+                    await asyncio.sleep(BUSY_RETRY_S)
+                    continue
+                if fault is Fault.TOPOLOGY:
+                    await self._adrop(client)
+                return self._fault(op, keys, exc, fault, miss)
+            self._ok()
+            return result
+
+    async def _apoint(self, name: str, key: str | None, client: Any) -> None:
+        dropped: list[bool] = []
         try:
-            result = await coro_fn(*args)
-        except self._errors as exc:
+            await apoint(name, key, drop=lambda: dropped.append(True))
+        finally:
+            if dropped:  # the pool's disconnect is a coroutine: run it here, not in the seam
+                await self._adrop(client)
+
+    def _fault(self, op: str, keys: Sequence[str], exc: BaseException, fault: Fault, miss: Any) -> Any:
+        """Count and report a classified failure: return ``miss`` (a read's bad key) or raise."""
+        if fault is Fault.UNAVAILABLE:
             raise self._failed(exc) from exc
-        self._ok()
-        return result
+        command, named, reply = _COMMANDS.get(op, op), _named(keys), reply_text(exc)
+        where = f"L2 {self.describe()}"
+        if fault is Fault.BUSY:
+            self.busy_errors += 1
+            if not self._busy_warned:
+                self._busy_warned = True
+                log.warning("%s is busy (%s); skipping it until it serves again (not marked down)", where, reply)
+            raise TierBusy(f"{where}: {command} on {named}: {reply}") from exc
+        if fault is Fault.TOPOLOGY:
+            self.topology_changes += 1
+            log.warning("%s: %s on %s: %s (reconnecting on the next call)", where, command, named, reply)
+            raise TopologyChanged(f"{where}: {command} on {named}: {reply}") from exc
+        if fault is Fault.PERMISSION:
+            self.permission_errors += 1
+            message = (
+                f"{where} refused {command} on {named} for the configured user: {type(exc).__name__}: {reply} "
+                "(grant the command with ACL SETUSER, or fix the credentials in MW_REDIS_URL)"
+            )
+            if command not in self._permission_logged:
+                self._permission_logged.add(command)
+                log.error("%s", message)
+            raise TierPermissionError(message) from exc
+        self._ok()  # Redis answered: the server is fine, this key or argument is not
+        self.key_errors += 1
+        if miss is _RAISE:
+            raise L2CommandError(f"{where} refused {command} on key {named}: {reply}") from exc
+        log.warning("%s refused %s on key %s: %s (counted as a miss)", where, command, named, reply)
+        return miss
 
     @staticmethod
     def _seen(op: str, keys: Sequence[str]) -> None:
@@ -165,16 +309,32 @@ class RedisTier:
             for key in keys:
                 emit(op, "L2", key)
 
+    def _eval(self, client: Any, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        phys = [self.phys(k) for k in keys]
+        try:
+            return client.evalsha(script.sha, len(phys), *phys, *args)
+        except self._noscript:
+            return client.eval(script.source, len(phys), *phys, *args)
+
+    async def _aeval(self, client: Any, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        phys = [self.phys(k) for k in keys]
+        try:
+            return await client.evalsha(script.sha, len(phys), *phys, *args)
+        except self._noscript:
+            return await client.eval(script.source, len(phys), *phys, *args)
+
     # --- sync ----------------------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
         self._seen("read", (key,))
-        return self._call(self.client.get, self.phys(key))  # type: ignore[no-any-return]
+        phys = self.phys(key)
+        return self._call("l2.get", (key,), lambda c: c.get(phys), miss=None)  # type: ignore[no-any-return]
 
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         self._seen("read", keys)
         if not keys:
             return []
-        return list(self._call(self.client.mget, [self.phys(k) for k in keys]))
+        phys = [self.phys(k) for k in keys]
+        return list(self._call("l2.mget", keys, lambda c: c.mget(phys), miss=[None] * len(keys)))
 
     def set(
         self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = (), publish: tuple[str, bytes] | None = None
@@ -183,7 +343,7 @@ class RedisTier:
         self._seen("write", (key,))
         self._seen("delete", clear)
         with self.atomic:
-            self._call(self._pipeline(self.client, key, data, ttl_ms, clear, (), publish).execute)
+            self._call("l2.set", (key,), lambda c: self._pipeline(c, key, data, ttl_ms, clear, (), publish).execute())
 
     def _pipeline(
         self,
@@ -212,38 +372,46 @@ class RedisTier:
         if not keys:
             return 0
         with self.atomic:
-            results = self._call(self._pipeline(self.client, None, None, 0, (), keys, publish).execute)
+            results = self._call(
+                "l2.delete", keys, lambda c: self._pipeline(c, None, None, 0, (), keys, publish).execute()
+            )
         return int(results[0])
 
     def publish(self, channel: str, message: bytes) -> None:
-        self._call(self.client.publish, self.phys(channel), message)
+        phys = self.phys(channel)
+        self._call("l2.publish", (channel,), lambda c: c.publish(phys, message))
 
-    def run(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a registered Lua script with logical keys."""
-        return self._call(lambda: script(keys=[self.phys(k) for k in keys], args=list(args)))
+    def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a Lua script with logical keys (``EVALSHA``, loading the script if the server lacks it)."""
+        return self._call("l2.script", keys, lambda c: self._eval(c, script, keys, args))
 
     def set_nx(self, key: str, data: bytes, ttl_ms: int) -> bool:
         self._seen("write", (key,))
-        return bool(self._call(self.client.set, self.phys(key), data, None, ttl_ms, True))
+        phys = self.phys(key)
+        return bool(self._call("l2.set_nx", (key,), lambda c: c.set(phys, data, px=ttl_ms, nx=True)))
 
     def pttl(self, key: str) -> int:
-        """Remaining TTL in ms as Redis reports it (-2 missing, -1 no expiry)."""
-        return int(self._call(self.client.pttl, self.phys(key)))
+        """Remaining TTL in ms as Redis reports it (-2 missing, -1 no expiry); a refused key reads as missing."""
+        phys = self.phys(key)
+        return int(self._call("l2.pttl", (key,), lambda c: c.pttl(phys), miss=-2))
 
     def scan_keys(self, match: str = "*", count: int = 500) -> list[str]:
-        it = self._call(lambda: list(self.client.scan_iter(match=self.phys(match), count=count)))
-        return [self.logical(k) for k in it]
+        pattern = self.phys(match)
+        found = self._call("l2.scan", (match,), lambda c: list(c.scan_iter(match=pattern, count=count)))
+        return [self.logical(k) for k in found]
 
     # --- async ---------------------------------------------------------------------------------------
     async def get_async(self, key: str) -> bytes | None:
         self._seen("read", (key,))
-        return await self._acall(self.aclient().get, self.phys(key))  # type: ignore[no-any-return]
+        phys = self.phys(key)
+        return await self._acall("l2.get", (key,), lambda c: c.get(phys), miss=None)  # type: ignore[no-any-return]
 
     async def mget_async(self, keys: Sequence[str]) -> list[bytes | None]:
         self._seen("read", keys)
         if not keys:
             return []
-        return list(await self._acall(self.aclient().mget, [self.phys(k) for k in keys]))
+        phys = [self.phys(k) for k in keys]
+        return list(await self._acall("l2.mget", keys, lambda c: c.mget(phys), miss=[None] * len(keys)))
 
     async def set_async(
         self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = (), publish: tuple[str, bytes] | None = None
@@ -252,7 +420,11 @@ class RedisTier:
             return self.set(key, data, ttl_ms, clear, publish)
         self._seen("write", (key,))
         self._seen("delete", clear)
-        await self._acall(self._pipeline(self.aclient(), key, data, ttl_ms, clear, (), publish).execute)
+
+        def command(c: Any) -> Awaitable[Any]:
+            return self._pipeline(c, key, data, ttl_ms, clear, (), publish).execute()  # type: ignore[no-any-return]
+
+        await self._acall("l2.set", (key,), command)
 
     async def delete_async(self, keys: Sequence[str], publish: tuple[str, bytes] | None = None) -> int:
         if self.embedded:
@@ -260,17 +432,26 @@ class RedisTier:
         self._seen("delete", keys)
         if not keys:
             return 0
-        results = await self._acall(self._pipeline(self.aclient(), None, None, 0, (), keys, publish).execute)
+
+        def command(c: Any) -> Awaitable[Any]:
+            return self._pipeline(c, None, None, 0, (), keys, publish).execute()  # type: ignore[no-any-return]
+
+        results = await self._acall("l2.delete", keys, command)
         return int(results[0])
 
     async def set_nx_async(self, key: str, data: bytes, ttl_ms: int) -> bool:
         self._seen("write", (key,))
-        return bool(await self._acall(self.aclient().set, self.phys(key), data, None, ttl_ms, True))
+        phys = self.phys(key)
+        return bool(await self._acall("l2.set_nx", (key,), lambda c: c.set(phys, data, px=ttl_ms, nx=True)))
 
-    async def run_async(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return await self._acall(lambda: script(keys=[self.phys(k) for k in keys], args=list(args)))
+    async def run_async(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._acall("l2.script", keys, lambda c: self._aeval(c, script, keys, args))
+
+    async def aclose(self) -> None:
+        """Close the running loop's asyncio client now (it is also closed when the loop shuts down)."""
+        await self._aclients.aclose_current()
 
     def close(self) -> None:
         with contextlib.suppress(*self._errors):
             self.client.close()
-        self._aclients.clear()
+        self._aclients.close()
