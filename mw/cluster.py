@@ -112,7 +112,9 @@ class Cluster:
             with self._lock:
                 if self._mlt is None:
                     self._reopen()
-                    self._mlt = open_store(self.config.mlt_dsn, share_key=self.config.namespace)
+                    self._mlt = open_store(
+                        self.config.mlt_dsn, share_key=self.config.namespace, timeout_s=self.config.mlt_timeout_s
+                    )
         return self._mlt
 
     def node(self, name: str = DEFAULT_NODE, l1: Any = None) -> Node:
