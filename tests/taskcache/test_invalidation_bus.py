@@ -110,14 +110,14 @@ def test_invalidation_reaches_an_agent_in_another_process(mw_redis_url: Any, mw_
     try:
         parent.mlt.put_task({"id": "x-1", "status": "running"})
         spec = {"url": config.redis_url, "dsn": config.mlt_dsn, "ns": config.namespace}
-        child = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-c", CHILD, json.dumps(spec)], stdout=subprocess.PIPE, text=True, env={**os.environ}
-        )
-        assert child.stdout is not None
-        assert json.loads(child.stdout.readline()) == {"ready": "running"}
-        parent.update_task_status("x-1", "completed")
-        report = json.loads(child.stdout.readline())
-        child.wait(timeout=20)
+        ) as child:
+            assert child.stdout is not None
+            assert json.loads(child.stdout.readline()) == {"ready": "running"}
+            parent.update_task_status("x-1", "completed")
+            report = json.loads(child.stdout.readline())
+            child.wait(timeout=20)
         assert report["dropped"] is True and report["status"] == "completed"
         assert report["lag"]["count"] >= 1 and report["lag"]["max_ms"] < 1000
     finally:
