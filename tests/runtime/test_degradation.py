@@ -52,6 +52,13 @@ def test_writes_that_miss_l2_are_counted_not_lost(backend: str, make_manager: Ma
     assert m.memory_metrics()["mw_tier_errors"] >= 1
 
 
+def test_a_negative_mark_that_missed_l2_is_not_kept_locally(backend: str, make_manager: Make) -> None:
+    m = _down_manager(make_manager, "a")
+    m.set_negative_cache("doc", "s", "1", ttl_s=30)
+    assert m.telemetry.l2_write_failures == 1
+    assert m.check_negative_cache("doc", "s", "1") is False, "a mark only this process holds would hide a write"
+
+
 def test_l2_recovers_after_the_retry_window(make_manager: Make) -> None:
     m = make_manager("a", tier_retry_s=0.0, pubsub=False)
     server = m.l2._server if m.l2.embedded else None

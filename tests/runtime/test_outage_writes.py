@@ -7,6 +7,7 @@ work, writes time out and never land), or a real Redis killed and restarted on t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -24,6 +25,7 @@ from pytest_mw.servers.redis_proc import RedisProcess
 
 K1 = K.global_typed_key("doc", "s", "1")
 K2 = K.global_typed_key("doc", "s", "2")
+K3 = K.global_typed_key("doc", "s", "3")
 
 
 def _wait(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
@@ -147,26 +149,31 @@ def test_a_write_and_a_delete_made_during_an_outage_leave_no_process_serving_sta
     assert b.get_item_typed("doc", "s", "other") is None  # b subscribes before a publishes anything
     a.set_global_item_typed("doc", "s", "1", "old")
     a.set_global_item_typed("doc", "s", "2", "doomed")
+    a.set_global_item_typed("doc", "s", "3", "doomed too")
     bus = b.cluster.bus
-    assert bus is not None and _wait(lambda: bus.received >= 2)  # a drop while b fills would refuse the fill
+    assert bus is not None and _wait(lambda: bus.received >= 3)  # a drop while b fills would refuse the fill
     assert b.get_item_typed("doc", "s", "1") == "old" and b.get_item_typed("doc", "s", "2") == "doomed"
-    assert K1 in b.l0 and K2 in b.l0
+    assert b.get_item_typed("doc", "s", "3") == "doomed too"
+    assert K1 in b.l0 and K2 in b.l0 and K3 in b.l0
     flushes = bus.flushes
 
     world.down()
     try:
         a.set_global_item_typed("doc", "s", "1", "new")
         assert a.del_global_key(K2) is True
-        assert a.telemetry.l2_write_failures == 2
-        for key in (K1, K2):
+        assert asyncio.run(a.del_global_item_typed_async("doc", "s", "3")) is True
+        assert a.telemetry.l2_write_failures == 3
+        for key in (K1, K2, K3):
             assert key not in a.l0 and a.l1.get(key) is None, "the writer's own copy is unknown: dropped"
         assert a.cluster.pending
     finally:
         world.up()
 
     assert _wait(lambda: not a.cluster.pending), "replayed once L2 answers"
-    assert world.raw.get(world.phys(K2)) is None and world.raw.get(world.phys(K.lease_key(K2))) is None
+    for key in (K2, K3):
+        assert world.raw.get(world.phys(key)) is None and world.raw.get(world.phys(K.lease_key(key))) is None
     assert _wait(lambda: b.get_item_typed("doc", "s", "2") is None), "the delete reached the other process"
+    assert b.get_item_typed("doc", "s", "3") is None
     shared = _in_l2(world, a, K1)
     assert shared == ("old" if world.kind != "restart" else None), "the write was not replayed"
     assert a.get_item_typed("doc", "s", "1") == shared, "the writer serves what L2 holds, not what it never took"
