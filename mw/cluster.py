@@ -4,6 +4,12 @@ Managers built in one process from equal configuration (and the same clock) get 
 they share one Redis pool, one Mlt pool and the default node's L1. The simulator asks for several
 named nodes in one cluster; each has its own L1. The cluster also knows every live manager, which is
 how a delete or a write on one agent reaches the L0 of every other agent in the process.
+
+A write or delete that could not reach L2 is dropped from this process's tiers at once and kept in the
+cluster's :class:`PendingInvalidations`; once L2 answers again (``RedisTier.on_recovered``, the next
+write or delete that reaches it, or the bus's periodic tick) a replay thread sends it: the deletes again
+(``DEL`` of the keys and their leases) and one invalidation message for the other processes. Without
+the bus (``MW_PUBSUB=false``) only deletes are replayed, on the next write or delete or recovery.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -18,8 +25,9 @@ from typing import Any
 from mw.clock import Clock, system_clock
 from mw.codec import Codec
 from mw.config import MwConfig
+from mw.errors import TierUnavailable
 from mw.flight import Flight
-from mw.invalidation import LANDED_CHANNEL, InvalidationBus
+from mw.invalidation import LANDED_CHANNEL, InvalidationBus, PendingInvalidations
 from mw.lease import Leases
 from mw.mlt import MltStore, open_store
 from mw.tiers.l0 import HolderIndex, L0Cache
@@ -60,6 +68,13 @@ class Cluster:
         after it (the invalidation may come from this process or from the bus)."""
         self._gen_lock = threading.Lock()
         self.closed = False
+        self.pending = PendingInvalidations()
+        """Writes and deletes that could not reach L2, replayed once it answers (see the module doc)."""
+        self.replays = 0
+        """Replays sent (each one L2 round trip)."""
+        self._replay_lock = threading.Lock()
+        self._replaying = False
+        self._last_try = 0.0
 
     @property
     def l2(self) -> RedisTier:
@@ -75,7 +90,10 @@ class Cluster:
                     self._leases = Leases(l2, LANDED_CHANNEL)
                     if c.pubsub:
                         wait_s = max(0.05, 2 * c.redis_timeout_s)
-                        bus = self._bus = InvalidationBus(l2, self.drop_local, self.flush_local, timeout_s=wait_s)
+                        bus = self._bus = InvalidationBus(
+                            l2, self.drop_local, self.flush_local, timeout_s=wait_s, on_tick=self._tick
+                        )
+                    l2.on_recovered.append(self._l2_recovered)
                     self._l2 = l2
             # Waited for outside the lock: a Redis that does not answer must not hold up other users.
             if bus is not None and not bus.start():
@@ -105,6 +123,93 @@ class Cluster:
     def inv_message(self, keys: list[str]) -> tuple[str, bytes] | None:
         bus = self.bus
         return None if bus is None else bus.message(keys)
+
+    # --- changes that could not reach L2 -------------------------------------------------------------------
+    def unreached(self, keys: list[str], message: tuple[str, bytes] | None, deletes: Iterable[str] = ()) -> None:
+        """A write (``deletes`` empty) or delete of ``keys`` could not reach L2, or timed out and may have.
+
+        This process's copies are dropped (what L2 holds is unknown now); the keys are invalidated in
+        other processes, and ``deletes`` (L2 keys) deleted again, once L2 answers.
+        """
+        self.drop_local(keys)
+        seq = None if message is None else InvalidationBus.seq_of(message[1])
+        self.pending.add(keys if self._bus is not None else (), seq, deletes)
+
+    def reached(self, l2_keys: list[str]) -> None:
+        """A write or delete of ``l2_keys`` reached L2: nothing is pending for them, and L2 answers again."""
+        if self.pending:
+            self.pending.settle(l2_keys)
+            self.replay_soon()
+        bus = self._bus
+        if bus is not None and not bus.connected:
+            bus.kick()
+
+    def _l2_recovered(self) -> None:
+        bus = self._bus
+        if bus is not None:
+            bus.kick()
+        self.replay_soon()
+
+    def _tick(self) -> None:
+        """From the bus thread, about 5 times a second: retry a replay once per retry window."""
+        if self.pending and time.monotonic() - self._last_try >= max(self.config.tier_retry_s, 0.25):
+            self.replay_soon()
+
+    def replay_soon(self) -> None:
+        """Send what is pending from a thread of its own (the caller may be an event loop, or inside an L2 call)."""
+        if not self.pending or self.closed:
+            return
+        with self._replay_lock:
+            if self._replaying:
+                return
+            self._replaying = True
+        threading.Thread(target=self._replay_all, name="mw-replay", daemon=True).start()
+
+    def _replay_all(self) -> None:
+        while True:
+            sent = self.replay()  # more may have become pending meanwhile: go on while it works
+            with self._replay_lock:
+                if not (sent and self.pending and not self.closed):
+                    self._replaying = False
+                    return
+
+    def replay(self) -> bool:
+        """Send everything pending in one L2 round trip; True if something was sent (or given up on).
+
+        False when there was nothing to send, or L2 still does not answer (then everything is kept).
+        """
+        self._last_try = time.monotonic()
+        l2 = self._l2
+        batch = None if l2 is None else self.pending.take()
+        if batch is None or l2 is None:
+            return False
+        bus = self._bus
+        message = None if bus is None else bus.replay_message(batch)
+        try:
+            if batch.deletes:
+                l2.delete(list(batch.deletes), publish=message)
+            elif message is not None:
+                l2.publish(*message)
+        except TierUnavailable as exc:
+            self.pending.restore(batch, None if message is None else InvalidationBus.seq_of(message[1]))
+            log.debug("Replay to %s not sent yet: %s", l2.describe(), exc)
+            return False
+        except Exception:  # a replay that cannot be sent as it is never will be: do not retry it forever
+            self.pending.sent()
+            log.exception(
+                "Replay of %d keys to %s failed; dropped", len(batch.keys) + len(batch.deletes), l2.describe()
+            )
+            return True
+        self.pending.sent()
+        self.replays += 1
+        log.info(
+            "Replayed to %s: %d deletes, %d invalidations%s",
+            l2.describe(),
+            len(batch.deletes),
+            len(batch.keys),
+            " (as a flush)" if batch.flush else "",
+        )
+        return True
 
     @property
     def mlt(self) -> MltStore:
@@ -169,6 +274,8 @@ class Cluster:
         return dropped
 
     def close(self) -> None:
+        if self.pending and self._l2 is not None:
+            self.replay()  # last chance for deletes that never reached L2 (one attempt, bounded by the timeout)
         with self._lock:
             self.closed = True
             if self._bus is not None:

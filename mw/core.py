@@ -291,6 +291,11 @@ class ManagerCore:
         except TierUnavailable:
             self.telemetry.l2_errors += 1
             self.telemetry.l2_write_failures += 1
+            if broadcast:  # a fill (not broadcast) of a loaded value may stay local, as reads do
+                self._l2_write_failed(key, neg, publish)
+                return
+        else:
+            cluster.reached([key, *clear] if broadcast else [])
         if broadcast:
             # Readers that read the old L2 value while the command ran must not keep it.
             cluster.drop_local([key], keep=self._l0)
@@ -299,6 +304,20 @@ class ManagerCore:
         self._l0.set(key, value, expire_at, size)
         if cluster.generation != gen:  # another drop ran meanwhile: a newer write may be in L2
             self._unfill(key)
+
+    def _l2_write_failed(self, key: str, neg: str, publish: tuple[str, bytes] | None) -> None:
+        """Serve no value L2 never took: the copies here go, other processes drop theirs once L2 is back.
+
+        A write that timed out may have landed, so this process's own copy is unknown too. The write
+        itself is never replayed: a late replay could overwrite a newer write.
+        """
+        first = not self.cluster.pending
+        (log.warning if first else log.debug)(
+            "Write of %s could not reach L2: dropped from this process's tiers; other processes drop their "
+            "copies once L2 answers",
+            key,
+        )
+        self.cluster.unreached([key, neg], publish)
 
     def set_global_item_typed(
         self, kind: str, scope: str, item_id: str, value: Any, ttl_s: float | None = None
@@ -338,30 +357,37 @@ class ManagerCore:
         self.cluster.drop_local(keys)
         return [*keys, *(K.lease_key(k) for k in keys if not K.is_internal(k))], self.cluster.inv_message(keys)
 
-    def _l2_delete_failed(self, keys: list[str]) -> None:
+    def _l2_delete_failed(self, keys: list[str], l2_keys: list[str], message: tuple[str, bytes] | None) -> None:
+        """Deleting again is always safe, so the delete is replayed (with its message) once L2 answers."""
         self.telemetry.l2_errors += 1
         self.telemetry.l2_write_failures += 1
-        log.warning("Delete of %s could not reach L2; its L2 copy lives until its TTL", keys)
+        first = not self.cluster.pending
+        (log.warning if first else log.debug)("Delete of %s could not reach L2; replayed once L2 answers", keys)
+        self.cluster.unreached(keys, message, l2_keys)
 
     def _delete_everywhere(self, keys: list[str]) -> bool:
         l2_keys, message = self._delete_plan(keys)
         try:
-            return self.cluster.l2.delete(l2_keys, publish=message) > 0
+            found = self.cluster.l2.delete(l2_keys, publish=message) > 0
         except TierUnavailable:
-            self._l2_delete_failed(keys)
+            self._l2_delete_failed(keys, l2_keys, message)
             return True
         finally:
             self.cluster.drop_local(keys)  # copies read from L2 while the delete ran
+        self.cluster.reached(l2_keys)
+        return found
 
     async def _delete_everywhere_async(self, keys: list[str]) -> bool:
         l2_keys, message = self._delete_plan(keys)
         try:
-            return await self.cluster.l2.delete_async(l2_keys, publish=message) > 0
+            found = await self.cluster.l2.delete_async(l2_keys, publish=message) > 0
         except TierUnavailable:
-            self._l2_delete_failed(keys)
+            self._l2_delete_failed(keys, l2_keys, message)
             return True
         finally:
             self.cluster.drop_local(keys)
+        self.cluster.reached(l2_keys)
+        return found
 
     def del_global_key(self, key: str) -> bool:
         """Delete a global item from every tier and every agent's L0 in this process."""
@@ -414,13 +440,19 @@ class ManagerCore:
             return
         nkey = K.negative_key(K.global_typed_key(kind, scope, item_id))
         expire_at = self.clock() + ttl
-        data = self.cluster.codec.encode(True, expire_at, nkey)
+        cluster = self.cluster
+        data = cluster.codec.encode(True, expire_at, nkey)
+        gen = cluster.generation
         try:
-            self.cluster.l2.set(nkey, data, ttl_ms(ttl))
+            cluster.l2.set(nkey, data, ttl_ms(ttl))
         except TierUnavailable:
+            # A mark only this process holds would answer "absent" after another process wrote the item.
             self.telemetry.l2_errors += 1
             self.telemetry.l2_write_failures += 1
+            return
         self.node.l1.set(nkey, data, expire_at)
+        if cluster.generation != gen:  # a write of the item (which clears the mark) raced with this one
+            self.node.l1.pop(nkey)
 
     def _is_negative(self, data: bytes | None) -> bool:
         if data is None:

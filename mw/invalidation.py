@@ -12,6 +12,13 @@ every local tier (L0s and L1s) of its cluster, counted in ``flushes``. A flush c
 never correctness. What is *not* covered: a process that cannot reach Redis at all keeps serving its
 local copies until their TTL (L1 ``MW_L1_TTL_S`` at most); that bound is the documented limit.
 
+A change that could not reach Redis is kept in :class:`PendingInvalidations` (the cluster's) and sent
+once Redis answers again as one replay message: its keys, ``"r"`` the sequence numbers the lost messages
+had spent (so receivers see no hole), or ``"f": 1`` (flush everything, covering every earlier number)
+when too much was pending to list. Sequence state is bounded: origins not heard from for
+``ORIGIN_IDLE_S``, or beyond ``MAX_ORIGINS``, are forgotten; a forgotten origin's next message starts
+afresh (never taken for a gap), and forgetting one with an open hole flushes.
+
 The same thread receives ``mw:landed`` messages (a lease holder filled a key) and wakes the
 waiters registered for that key, in this process's threads and event loops.
 """
@@ -24,7 +31,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,12 +47,124 @@ LANDED_CHANNEL = "mw:landed"
 GAP_GRACE_S = 0.5
 """How long a hole in an origin's sequence may stay open before it counts as a lost message."""
 
+MAX_ORIGINS = 4096
+"""Origins whose sequence is tracked; the least recently heard is forgotten beyond this."""
+
+ORIGIN_IDLE_S = 600.0
+"""An origin not heard from for this long is forgotten (a process that stopped publishing, or exited)."""
+
+MAX_AHEAD = 4096
+"""Messages received past a hole before it counts as a loss without waiting for ``GAP_GRACE_S``."""
+
+MAX_BACKOFF_S = 2.0
+"""Longest wait between subscription attempts while nothing says Redis is back (``kick`` cuts it short)."""
+
 
 @dataclass
 class _Origin:
     next: int
+    heard: float
     ahead: set[int] = field(default_factory=set)
     since: float | None = None
+
+
+@dataclass
+class Unreached:
+    """One replay: keys to invalidate, L2 keys to delete, sequence numbers of lost messages, or a flush."""
+
+    keys: dict[str, None] = field(default_factory=dict)
+    deletes: dict[str, None] = field(default_factory=dict)
+    seqs: set[int] = field(default_factory=set)
+    flush: bool = False
+
+
+MAX_PENDING_KEYS = 1024
+"""Keys (and lost sequence numbers) a replay lists; beyond this it asks other processes to flush instead."""
+
+MAX_PENDING_DELETES = 65536
+"""L2 keys kept for a replayed delete; beyond this a delete is not replayed in L2 (its copy lives until its TTL)."""
+
+
+class PendingInvalidations:
+    """Changes of one cluster that could not reach L2, kept until it answers again (bounded).
+
+    A write is never kept for replay (a late replay could overwrite a newer write): only its keys, which
+    other processes must drop. A delete is kept whole (its L2 keys, leases included), since deleting again
+    is always safe. A later change that does reach L2 settles the keys it covered.
+    """
+
+    def __init__(self, max_keys: int = MAX_PENDING_KEYS, max_deletes: int = MAX_PENDING_DELETES) -> None:
+        self.max_keys = max_keys
+        self.max_deletes = max_deletes
+        self._lock = threading.Lock()
+        self._batch = Unreached()
+        self._sending = False
+        self.lost_deletes = 0
+        """Delete keys not kept because ``max_deletes`` were already pending."""
+
+    def __bool__(self) -> bool:
+        """Anything pending, or a replay of it still on its way."""
+        b = self._batch
+        return bool(self._sending or b.keys or b.deletes or b.seqs or b.flush)
+
+    def add(self, keys: Iterable[str], seq: int | None = None, deletes: Iterable[str] = ()) -> None:
+        with self._lock:
+            self._merge(Unreached(dict.fromkeys(keys), dict.fromkeys(deletes), set() if seq is None else {seq}))
+
+    def _merge(self, other: Unreached) -> None:
+        b = self._batch
+        b.flush = b.flush or other.flush
+        if not b.flush:
+            b.keys.update(other.keys)
+            b.seqs |= other.seqs
+            if len(b.keys) > self.max_keys or len(b.seqs) > self.max_keys:
+                b.flush = True
+        if b.flush:  # a flush covers every key and every earlier sequence number
+            b.keys.clear()
+            b.seqs.clear()
+        room = self.max_deletes - len(b.deletes)
+        fresh = [k for k in other.deletes if k not in b.deletes]
+        if len(fresh) > room:
+            self.lost_deletes += len(fresh) - max(room, 0)
+            log.warning(
+                "%d pending deletes already; %d more are not replayed in L2 (their copies live until their TTL)",
+                len(b.deletes),
+                len(fresh) - max(room, 0),
+            )
+            fresh = fresh[: max(room, 0)]
+        b.deletes.update(dict.fromkeys(fresh))
+
+    def settle(self, keys: Iterable[str]) -> None:
+        """``keys`` were just written or deleted in L2 (and invalidated): nothing pending for them."""
+        with self._lock:
+            b = self._batch
+            for key in keys:
+                b.keys.pop(key, None)
+                b.deletes.pop(key, None)
+
+    def take(self) -> Unreached | None:
+        """Everything pending, to send; ``None`` if nothing is, or another replay is on its way.
+
+        The caller ends with :meth:`sent` or :meth:`restore`.
+        """
+        with self._lock:
+            if self._sending or not self:
+                return None
+            batch, self._batch = self._batch, Unreached()
+            self._sending = True
+            return batch
+
+    def sent(self) -> None:
+        with self._lock:
+            self._sending = False
+
+    def restore(self, batch: Unreached, seq: int | None = None) -> None:
+        """Put back a batch whose replay failed (``seq``: the number its own message spent)."""
+        with self._lock:
+            self._sending = False
+            if seq is not None:
+                batch.seqs.add(seq)
+            self._merge(batch)
 
 
 class LagStats:
@@ -107,6 +226,10 @@ class InvalidationBus:
         drop: Callable[[Iterable[str]], object],
         flush: Callable[[], object],
         timeout_s: float = 5.0,
+        *,
+        on_tick: Callable[[], object] | None = None,
+        max_origins: int = MAX_ORIGINS,
+        origin_idle_s: float = ORIGIN_IDLE_S,
     ) -> None:
         self.l2 = l2
         self.timeout_s = timeout_s
@@ -114,7 +237,13 @@ class InvalidationBus:
         self._seq = itertools.count(1)
         self._drop = drop
         self._flush = flush
-        self._origins: dict[str, _Origin] = {}
+        self._on_tick = on_tick
+        self.max_origins = max_origins
+        self.origin_idle_s = origin_idle_s
+        self._origins: OrderedDict[str, _Origin] = OrderedDict()
+        """Least recently heard first, so pruning looks at the front only."""
+        self._holes: dict[str, _Origin] = {}
+        """The origins with a hole open: the only ones the gap check has to look at."""
         self.waiters = Waiters()
         self.lag = LagStats()
         self.received = 0
@@ -124,6 +253,7 @@ class InvalidationBus:
         self._late = False
         self._state_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._pubsub: Any = None
@@ -133,6 +263,20 @@ class InvalidationBus:
         """The (channel, payload) to publish with a command that changes ``keys``."""
         body = {"o": self.origin, "s": next(self._seq), "k": list(keys), "t": time.time()}
         return INV_CHANNEL, json.dumps(body, separators=(",", ":")).encode()
+
+    def replay_message(self, batch: Unreached) -> tuple[str, bytes]:
+        """The message that stands for the lost ones of ``batch``: their keys and numbers, or a flush."""
+        body: dict[str, Any] = {"o": self.origin, "s": next(self._seq), "k": list(batch.keys), "t": time.time()}
+        if batch.flush:
+            body["f"] = 1
+        elif batch.seqs:
+            body["r"] = sorted(batch.seqs)
+        return INV_CHANNEL, json.dumps(body, separators=(",", ":")).encode()
+
+    @staticmethod
+    def seq_of(payload: bytes) -> int:
+        """The sequence number a message from :meth:`message` spent."""
+        return int(json.loads(payload)["s"])
 
     # --- receiving -------------------------------------------------------------------------------------
     def start(self, timeout_s: float | None = None) -> bool:
@@ -158,8 +302,13 @@ class InvalidationBus:
         """Subscribed right now."""
         return self.connected
 
+    def kick(self) -> None:
+        """Commands work again: a subscriber waiting to retry retries now, not after its backoff."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None and self._ready.is_set():
             # Wake the subscriber's blocking read; a landed message for a key nobody waits on is a no-op.
             try:
@@ -189,6 +338,7 @@ class InvalidationBus:
         inv = self.l2.phys(INV_CHANNEL).encode()
         lost = False
         while not self._stop.is_set():
+            self._wake.clear()  # a kick during this attempt makes a failure retry at once
             try:
                 self._pubsub = self._subscribe()
                 with self._state_lock:
@@ -199,9 +349,11 @@ class InvalidationBus:
                     self._flush_all("subscription re-established; messages of the gap may be lost")
                     self.reconnects += 1
                 self.connected, lost, backoff = True, False, 0.05
+                self._tick()
                 while not self._stop.is_set():
                     msg = self._pubsub.get_message(timeout=0.2)
                     self._check_gaps()
+                    self._tick()
                     if msg is None:
                         continue
                     if msg.get("type") == "subscribe":
@@ -231,10 +383,18 @@ class InvalidationBus:
                     )
                 else:
                     log.debug("Invalidation subscription still down: %s: %s", type(exc).__name__, exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
+                self._wake.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
             finally:
                 self._close_pubsub()
+
+    def _tick(self) -> None:
+        """Let the cluster retry what could not reach L2 (it rate-limits itself)."""
+        if self._on_tick is not None:
+            try:
+                self._on_tick()
+            except Exception:  # the subscriber must outlive any failure of the hook
+                log.exception("invalidation bus tick failed")
 
     def _close_pubsub(self) -> None:
         if self._pubsub is not None:
@@ -248,7 +408,9 @@ class InvalidationBus:
         try:
             body = json.loads(data)
             origin, seq, keys, sent = body["o"], int(body["s"]), list(body["k"]), float(body["t"])
-        except (ValueError, KeyError, TypeError):
+            covers = [int(s) for s in body.get("r", ())]
+            flush = bool(body.get("f"))
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("Malformed invalidation message %r; flushing local tiers", data[:80])
             self._flush_all("malformed message")
             return
@@ -256,16 +418,40 @@ class InvalidationBus:
             return
         self.received += 1
         self._drop(keys)
+        if flush:
+            self._flush_all(f"{origin} could not reach L2 with more changes than it could list")
         self.lag.add(time.time() - sent)
-        self._sequence(origin, seq)
+        self._sequence(origin, seq, covers, flush=flush)
 
-    def _sequence(self, origin: str, seq: int) -> None:
+    def _sequence(self, origin: str, seq: int, covers: Iterable[int] = (), *, flush: bool = False) -> None:
         """Track each origin's sequence. Threads of one origin publish concurrently, so messages may
-        arrive slightly out of order: a hole is a loss only if it stays open for ``GAP_GRACE_S``."""
+        arrive slightly out of order: a hole is a loss only if it stays open for ``GAP_GRACE_S``.
+
+        ``covers``: numbers of lost messages this one stands for; ``flush``: it stands for every earlier one.
+        """
+        now = time.monotonic()
         state = self._origins.get(origin)
-        if state is None:
-            self._origins[origin] = _Origin(seq + 1)
+        if state is None:  # new, or forgotten: nothing to compare with, so never a gap
+            self._origins[origin] = _Origin(seq + 1, now)
+            self._prune(now)
             return
+        self._origins.move_to_end(origin)
+        state.heard = now
+        if flush and seq >= state.next:
+            state.next = seq
+            state.ahead = {s for s in state.ahead if s > seq}
+        for s in (*covers, seq):
+            self._advance(state, s, now)
+        if not state.ahead:
+            state.since = None
+            self._holes.pop(origin, None)
+        else:
+            self._holes[origin] = state
+            if len(state.ahead) > MAX_AHEAD:
+                state.since = now - GAP_GRACE_S - 1  # no point waiting: report it at the next check
+
+    @staticmethod
+    def _advance(state: _Origin, seq: int, now: float) -> None:
         if seq == state.next:
             state.next += 1
             while state.next in state.ahead:
@@ -274,19 +460,35 @@ class InvalidationBus:
         elif seq > state.next:
             state.ahead.add(seq)
             if state.since is None:
-                state.since = time.monotonic()
-        if not state.ahead:
-            state.since = None
+                state.since = now
+
+    def _prune(self, now: float) -> None:
+        """Forget origins beyond ``max_origins`` or idle for ``origin_idle_s``, least recently heard first."""
+        origins = self._origins
+        while origins:
+            origin, state = next(iter(origins.items()))
+            if len(origins) <= self.max_origins and now - state.heard <= self.origin_idle_s:
+                return
+            del origins[origin]
+            if self._holes.pop(origin, None) is not None:  # its hole can no longer close: it may be a loss
+                self._flush_all(f"forgot {origin} with message {state.next} missing")
 
     def _check_gaps(self) -> None:
         now = time.monotonic()
-        for origin, state in self._origins.items():
+        for origin, state in list(self._holes.items()):
             if state.since is not None and now - state.since > GAP_GRACE_S:
                 missing = state.next
                 state.next = max(state.ahead) + 1
                 state.ahead.clear()
                 state.since = None
+                del self._holes[origin]
                 self._flush_all(f"sequence gap from {origin}: message {missing} never arrived")
+        self._prune(now)
+
+    @property
+    def tracked_origins(self) -> int:
+        """Origins whose sequence state is held (bounded by ``max_origins``)."""
+        return len(self._origins)
 
     def _flush_all(self, why: str) -> None:
         log.warning("Flushing local tiers: %s", why)

@@ -44,10 +44,19 @@ def test_writes_that_miss_l2_are_counted_not_lost(backend: str, make_manager: Ma
         m.set_global_item_typed("doc", "s", "2", "v")
     assert m.telemetry.l2_write_failures == 2
     assert "L2" in caplog.text
-    assert m.get_item_typed("doc", "s", "1") == "v"
+    assert m.get_item_typed("doc", "s", "1") is None, "the writer serves no value L2 never took"
+    assert K.global_typed_key("doc", "s", "1") not in m.l0 and m.l1.get(K.global_typed_key("doc", "s", "1")) is None
     assert m.del_global_key("global:item:doc:s:1") is True
     assert m.telemetry.l2_write_failures == 3
+    assert m.cluster.pending, "the delete is kept for replay"
     assert m.memory_metrics()["mw_tier_errors"] >= 1
+
+
+def test_a_negative_mark_that_missed_l2_is_not_kept_locally(backend: str, make_manager: Make) -> None:
+    m = _down_manager(make_manager, "a")
+    m.set_negative_cache("doc", "s", "1", ttl_s=30)
+    assert m.telemetry.l2_write_failures == 1
+    assert m.check_negative_cache("doc", "s", "1") is False, "a mark only this process holds would hide a write"
 
 
 def test_l2_recovers_after_the_retry_window(make_manager: Make) -> None:
@@ -122,10 +131,11 @@ def test_redis_down_at_startup_costs_one_short_wait_and_l0_keeps_serving(
 ) -> None:
     import time
 
+    m = make_manager("a", redis_url=_dead_redis_url(), redis_timeout_s=0.1)
+    m.mlt.put_item("doc", "s", "1", "v")
     t0 = time.perf_counter()
     with caplog.at_level(logging.WARNING, logger="mw"):
-        m = make_manager("a", redis_url=_dead_redis_url(), redis_timeout_s=0.1)
-        m.set_global_item_typed("doc", "s", "1", "v", ttl_s=300)
+        assert m.get_item_typed("doc", "s", "1") == "v", "loaded from Mlt and kept in L0/L1 (L2 is down)"
         first = time.perf_counter() - t0
         time.sleep(1.0)  # the bus retries meanwhile
         assert m.get_item_typed("doc", "s", "1") == "v"

@@ -105,6 +105,7 @@ def test_10_failed_writes_are_counted_and_values_are_not_shared(make_manager: Ma
     a = make_manager("a", redis_url="redis://127.0.0.1:1/0", redis_timeout_s=0.1, pubsub=False)
     a.set_global_item_typed("doc", "s", "1", {"k": [1]})
     assert a.telemetry.l2_write_failures == 1
+    a.mlt.put_item("doc", "s", "1", {"k": [1]})  # the write never reached L2, so the writer does not serve it
     got = a.get_item_typed("doc", "s", "1")
     got["k"].append(2)
     assert a.get_item_typed("doc", "s", "1") == {"k": [1]}

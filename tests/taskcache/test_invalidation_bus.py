@@ -110,14 +110,14 @@ def test_invalidation_reaches_an_agent_in_another_process(mw_redis_url: Any, mw_
     try:
         parent.mlt.put_task({"id": "x-1", "status": "running"})
         spec = {"url": config.redis_url, "dsn": config.mlt_dsn, "ns": config.namespace}
-        child = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-c", CHILD, json.dumps(spec)], stdout=subprocess.PIPE, text=True, env={**os.environ}
-        )
-        assert child.stdout is not None
-        assert json.loads(child.stdout.readline()) == {"ready": "running"}
-        parent.update_task_status("x-1", "completed")
-        report = json.loads(child.stdout.readline())
-        child.wait(timeout=20)
+        ) as child:
+            assert child.stdout is not None
+            assert json.loads(child.stdout.readline()) == {"ready": "running"}
+            parent.update_task_status("x-1", "completed")
+            report = json.loads(child.stdout.readline())
+            child.wait(timeout=20)
         assert report["dropped"] is True and report["status"] == "completed"
         assert report["lag"]["count"] >= 1 and report["lag"]["max_ms"] < 1000
     finally:
@@ -144,3 +144,52 @@ def test_concurrent_writers_do_not_cause_flush_storms(make_manager: Make) -> Non
     assert _wait(lambda: bus.received >= 600)
     time.sleep(0.7)  # longer than the gap grace
     assert bus.flushes == 0, "reordered messages of one origin are not losses"
+
+
+def _message(origin: str, seq: int, key: str = "global:item:doc:s:unrelated") -> bytes:
+    return json.dumps({"o": origin, "s": seq, "k": [key], "t": time.time()}).encode()
+
+
+def test_sequence_state_of_100k_one_shot_origins_stays_bounded() -> None:
+    """The bus is driven directly (no thread): the state is the bus thread's alone."""
+    from mw.invalidation import InvalidationBus
+    from mw.tiers.l2 import RedisTier
+
+    flushes: list[int] = []
+    l2 = RedisTier(None)
+    bus = InvalidationBus(l2, drop=lambda keys: None, flush=lambda: flushes.append(1))
+    l2.close()  # never used: this bus only receives what the test hands it
+    bus._on_invalidation(_message("evicted-later", 1))
+    for n in range(100_000):
+        bus._on_invalidation(_message(f"one-shot-{n}", 1))
+        if n % 1000 == 0:
+            bus._check_gaps()
+    assert len(bus._origins) <= 10_000, "sequence state is pruned"
+    assert not flushes, "forgetting origins whose sequence had no hole flushes nothing"
+    bus._on_invalidation(_message("evicted-later", 5))  # its state was forgotten: a fresh start, not a gap
+    for seq in (1, 2, 5):  # a live origin: 3 and 4 never arrive
+        bus._on_invalidation(_message("live", seq))
+    time.sleep(0.6)  # longer than the gap grace
+    bus._check_gaps()
+    assert len(flushes) == 1, "the live origin's gap flushes, once"
+
+
+def test_pruned_origins_over_the_bus_do_not_flush_and_a_real_gap_still_does(make_manager: Make) -> None:
+    a = make_manager("a")
+    a.set_global_item_typed("doc", "s", "1", "v")
+    bus = a.cluster.bus
+    assert bus is not None
+    bus.max_origins = 50
+    received, flushes = bus.received, bus.flushes
+    pipe = a.l2.client.pipeline(transaction=False)
+    for n in range(300):
+        pipe.publish(a.l2.phys(INV_CHANNEL), _message(f"one-shot-{n}", 1))
+    pipe.execute()
+    assert _wait(lambda: bus.received >= received + 300)
+    assert len(bus._origins) <= 50
+    for seq in (1, 2, 5):
+        a.l2.publish(INV_CHANNEL, _message("live", seq))
+    assert _wait(lambda: bus.flushes == flushes + 1)
+    time.sleep(0.7)
+    assert bus.flushes == flushes + 1, "only the real gap flushed"
+    assert len(a.l0) == 0 and a.get_item_typed("doc", "s", "1") == "v"

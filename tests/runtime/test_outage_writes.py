@@ -1,0 +1,274 @@
+"""Writes and deletes made while L2 is unreachable, and the bus after the outage.
+
+Two clusters of one process stand for two processes: they share only L2 and the bus. An outage is a
+disconnected embedded server (fakeredis keeps its data), ``CLIENT PAUSE WRITE`` on a real Redis (reads
+work, writes time out and never land), or a real Redis killed and restarted on the same port (empty).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import mw
+from mw import ManualClock, MwConfig, MwManager
+from mw import keys as K
+from mw.invalidation import GAP_GRACE_S
+from mw.tiers.l2 import embedded_server
+from pytest_mw.servers.redis_proc import RedisProcess
+
+K1 = K.global_typed_key("doc", "s", "1")
+K2 = K.global_typed_key("doc", "s", "2")
+K3 = K.global_typed_key("doc", "s", "3")
+
+
+def _wait(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return cond()
+
+
+class World:
+    """Managers on one L2 that can be taken down and brought back."""
+
+    def __init__(self, kind: str, config: MwConfig, raw: Any, server: RedisProcess | None = None) -> None:
+        self.kind = kind
+        self.config = config
+        self.raw = raw
+        self.server = server
+        self.clock = ManualClock(start=1_800_000_000.0)
+        self.managers: list[MwManager] = []
+
+    def make(self, organ: str, **changes: Any) -> MwManager:
+        m = MwManager(organ, self.config.replace(**changes) if changes else self.config, clock=self.clock)
+        self.managers.append(m)
+        return m
+
+    def phys(self, key: str) -> str:
+        return f"{self.config.namespace}:{key}"
+
+    def down(self) -> None:
+        if self.kind == "disconnect":
+            embedded_server().connected = False
+        elif self.kind == "pause":
+            self.raw.client_pause(10_000, all=False)  # WRITE: reads go on, writes block and time out
+        else:
+            assert self.server is not None and self.server.port is not None
+            self.port = self.server.port
+            self.server.stop()
+
+    def up(self) -> None:
+        if self.kind == "disconnect":
+            embedded_server().connected = True
+        elif self.kind == "pause":
+            self.raw.client_unpause()
+        else:
+            self.server = RedisProcess(port=self.port)
+            self.server.start()
+
+    def close(self) -> None:
+        for m in self.managers:
+            m.close()
+        mw.close_all()
+
+
+OUTAGES = [
+    "disconnect",
+    pytest.param("pause", marks=pytest.mark.mw_real_servers),
+    pytest.param("restart", marks=pytest.mark.mw_real_servers),
+]
+
+
+def _world(request: pytest.FixtureRequest, kind: str) -> Iterator[World]:
+    ns = f"t{uuid.uuid4().hex[:12]}"
+    fast = {"redis_timeout_s": 0.2, "tier_retry_s": 0.1}
+    server = None
+    if kind == "disconnect":
+        import fakeredis
+
+        config = MwConfig.from_env({}, namespace=ns, **fast)
+        raw: Any = fakeredis.FakeRedis(server=embedded_server())
+    else:
+        import redis
+
+        dsn = str(request.getfixturevalue("mw_postgres_dsn"))
+        if kind == "pause":
+            url = request.getfixturevalue("mw_redis_url").url
+        else:
+            server = RedisProcess()
+            server.start()
+            url = server.url
+        config = MwConfig.from_env({}, redis_url=url, mlt_dsn=dsn, namespace=ns, **fast)
+        raw = redis.Redis.from_url(url, socket_timeout=5)
+    world = World(kind, config, raw, server)
+    try:
+        yield world
+    finally:
+        if kind == "disconnect":
+            embedded_server().connected = True
+        elif kind == "pause":
+            raw.client_unpause()
+        world.close()
+        if kind != "restart":
+            keys = list(raw.scan_iter(match=f"{ns}:*"))
+            if keys:
+                raw.delete(*keys)
+        raw.close()
+        if world.server is not None:
+            world.server.stop()
+
+
+@pytest.fixture(params=OUTAGES)
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    yield from _world(request, request.param)
+
+
+@pytest.fixture(params=[OUTAGES[0], OUTAGES[2]])
+def dropping_world(request: pytest.FixtureRequest) -> Iterator[World]:
+    """Outages that drop the bus's subscription (a pause keeps it)."""
+    yield from _world(request, request.param)
+
+
+def _in_l2(world: World, m: MwManager, key: str) -> Any:
+    data = world.raw.get(world.phys(key))
+    return None if data is None else m.cluster.codec.decode(data)[0]
+
+
+def test_a_write_and_a_delete_made_during_an_outage_leave_no_process_serving_stale(world: World) -> None:
+    a = world.make("a")
+    b = world.make("b", l1_max_items=4321)
+    assert b.get_item_typed("doc", "s", "other") is None  # b subscribes before a publishes anything
+    a.set_global_item_typed("doc", "s", "1", "old")
+    a.set_global_item_typed("doc", "s", "2", "doomed")
+    a.set_global_item_typed("doc", "s", "3", "doomed too")
+    bus = b.cluster.bus
+    assert bus is not None and _wait(lambda: bus.received >= 3)  # a drop while b fills would refuse the fill
+    assert b.get_item_typed("doc", "s", "1") == "old" and b.get_item_typed("doc", "s", "2") == "doomed"
+    assert b.get_item_typed("doc", "s", "3") == "doomed too"
+    assert K1 in b.l0 and K2 in b.l0 and K3 in b.l0
+    flushes = bus.flushes
+
+    world.down()
+    try:
+        a.set_global_item_typed("doc", "s", "1", "new")
+        assert a.del_global_key(K2) is True
+        assert asyncio.run(a.del_global_item_typed_async("doc", "s", "3")) is True
+        assert a.telemetry.l2_write_failures == 3
+        for key in (K1, K2, K3):
+            assert key not in a.l0 and a.l1.get(key) is None, "the writer's own copy is unknown: dropped"
+        assert a.cluster.pending
+    finally:
+        world.up()
+
+    assert _wait(lambda: not a.cluster.pending), "replayed once L2 answers"
+    for key in (K2, K3):
+        assert world.raw.get(world.phys(key)) is None and world.raw.get(world.phys(K.lease_key(key))) is None
+    assert _wait(lambda: b.get_item_typed("doc", "s", "2") is None), "the delete reached the other process"
+    assert b.get_item_typed("doc", "s", "3") is None
+    shared = _in_l2(world, a, K1)
+    assert shared == ("old" if world.kind != "restart" else None), "the write was not replayed"
+    assert a.get_item_typed("doc", "s", "1") == shared, "the writer serves what L2 holds, not what it never took"
+    assert _wait(lambda: b.get_item_typed("doc", "s", "1") == shared)
+    if world.kind == "pause":  # the subscription stayed up: the replay stands for the messages lost
+        time.sleep(GAP_GRACE_S + 0.3)
+        assert bus.flushes == flushes, "no sequence gap, so no flush"
+
+
+def test_too_many_changes_during_an_outage_make_other_processes_flush(world: World) -> None:
+    a = world.make("a")
+    b = world.make("b", l1_max_items=4321)
+    assert b.get_item_typed("doc", "s", "other") is None
+    a.set_global_item_typed("doc", "s", "1", "v")
+    a.set_global_item_typed("doc", "s", "untouched", "u")
+    bus = b.cluster.bus
+    assert bus is not None and _wait(lambda: bus.received >= 2)
+    assert b.get_item_typed("doc", "s", "1") == "v" and b.get_item_typed("doc", "s", "untouched") == "u"
+    untouched = K.global_typed_key("doc", "s", "untouched")
+    assert K1 in b.l0 and untouched in b.l0
+    flushes = bus.flushes
+    world.down()
+    try:
+        for i in range(1100):  # more keys than one replay lists
+            a.set_global_item_typed("doc", "s", "1" if i == 0 else f"w{i}", i)
+    finally:
+        world.up()
+    assert _wait(lambda: untouched not in b.l0 and K1 not in b.l0), "b flushed: a could not list every key"
+    if world.kind == "pause":
+        time.sleep(GAP_GRACE_S + 0.3)
+        assert bus.flushes == flushes + 1, "one flush: the flush message covers the lost sequence numbers"
+
+
+def test_pending_changes_are_bounded_and_settled_by_a_later_write() -> None:
+    from mw.invalidation import PendingInvalidations
+
+    pending = PendingInvalidations(max_keys=4, max_deletes=3)
+    pending.add(["k1", "n1"], seq=7)
+    pending.add(["k2"], seq=8, deletes=["k2", "lease:k2"])
+    pending.settle(["k2", "lease:k2"])  # a later write of k2 reached L2 and invalidated it
+    batch = pending.take()
+    assert batch is not None and list(batch.keys) == ["k1", "n1"] and batch.seqs == {7, 8} and not batch.deletes
+    assert pending and pending.take() is None, "one replay at a time; pending until it is sent"
+    pending.restore(batch, seq=9)  # the replay failed: its own number is lost too
+    pending.add([f"x{i}" for i in range(5)], seq=10, deletes=["d1", "d2", "d3", "d4"])
+    batch = pending.take()
+    assert batch is not None and batch.flush and not batch.keys and not batch.seqs, "too many keys: a flush"
+    assert list(batch.deletes) == ["d1", "d2", "d3"] and pending.lost_deletes == 1
+    pending.sent()
+    assert not pending
+
+
+class _Attempts(logging.Handler):
+    """Counts one bus's failed subscription attempts (its thread logs each one)."""
+
+    def __init__(self, thread_name: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.thread_name = thread_name
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.threadName == self.thread_name and ("subscription to" in text or "still down" in text):
+            self.count += 1
+
+
+def test_the_bus_resubscribes_as_soon_as_commands_work_again(dropping_world: World) -> None:
+    world = dropping_world
+    a = world.make("a")
+    b = world.make("b", l1_max_items=4321)
+    a.set_global_item_typed("doc", "s", "1", "v0")
+    assert b.get_item_typed("doc", "s", "1") == "v0"
+    bus = b.cluster.bus
+    assert bus is not None and bus.subscribed and bus._thread is not None
+    attempts = _Attempts(bus._thread.name)
+    logger = logging.getLogger("mw.invalidation")
+    level = logger.level
+    logger.addHandler(attempts)
+    logger.setLevel(logging.DEBUG)
+    try:
+        world.down()
+        try:
+            assert b.get_item_typed("doc", "s", "other") is None  # b's commands fail: L2 is marked down
+            # 7 failed attempts: the subscriber now backs off for its longest wait (2 s before this change).
+            assert _wait(lambda: attempts.count >= 7, 30.0)
+        finally:
+            world.up()
+        assert b.get_item_typed("doc", "s", "after") is None  # the first command that works again
+        assert _wait(lambda: bus.subscribed, 1.0), "subscribed again once commands work, not after the backoff"
+    finally:
+        logger.removeHandler(attempts)
+        logger.setLevel(level)
+    a.set_global_item_typed("doc", "s", "1", "v1")
+    assert _wait(lambda: b.get_item_typed("doc", "s", "1") == "v1")
+    received = bus.received
+    a.set_global_item_typed("doc", "s", "1", "v2")
+    assert _wait(lambda: bus.received > received), "the invalidation arrives over the bus"
+    assert b.get_item_typed("doc", "s", "1") == "v2"
