@@ -25,7 +25,7 @@ from mw import keys as K
 from mw.clock import ManualClock
 from mw.cluster import cluster_for
 from mw.codec import Codec
-from mw.tiers.l0 import L0Cache, private_copy
+from mw.tiers.l0 import HolderIndex, L0Cache, private_copy
 
 Make = Callable[..., MwManager]
 MiB = 1 << 20
@@ -287,3 +287,14 @@ def test_200k_distinct_keys_leave_l0_l1_and_the_holder_index_bounded(make_manage
     holders = managers[0].cluster.holders
     held: set[str] = set().union(*(m.l0.keys() for m in managers))
     assert {k for k in held if holders.take(k)} == held and len(holders) == 0, "index and L0s disagree"
+
+
+def test_holder_index_forgets_a_key_whose_replacement_l0_refused() -> None:
+    """A replacement over the byte bound drops the older copy: the index must not keep naming this L0."""
+    index = HolderIndex()
+    l0 = L0Cache(10, 64 * 1024, ManualClock(start=1.0), index)
+    l0.set("global:item:doc:s:1", "small")
+    kept = l0.set("global:item:doc:s:1", "x" * 100_000)
+    assert "global:item:doc:s:1" not in l0
+    assert len(index) == 0, "the index names an L0 that no longer holds the key"
+    assert kept is False
