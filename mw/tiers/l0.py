@@ -93,10 +93,6 @@ def memory_size(value: Any, encoded_size: int | None = None) -> int:
 
 def _estimate(value: Any, keys: set[str], depth: int) -> float:
     t = type(value)
-    if t is str:
-        return 0 if len(value) < 2 else _sizeof(value)
-    if t is int:
-        return 0 if -5 <= value <= 256 else _sizeof(value)
     if t is dict:
         n = len(value)
         own = _sizeof(value)
@@ -112,7 +108,7 @@ def _estimate(value: Any, keys: set[str], depth: int) -> float:
                     total += _sizeof(k)
             else:
                 total += _estimate(k, keys, depth + 1)
-            total += _estimate(v, keys, depth + 1)
+            total += _leaf(v) if type(v) in _LEAVES else _estimate(v, keys, depth + 1)
             seen += 1
         return own + total * n / seen
     if t is list or t is tuple:
@@ -123,11 +119,27 @@ def _estimate(value: Any, keys: set[str], depth: int) -> float:
         sample = value if n <= _SAMPLE else value[:: n // _SAMPLE]
         total = 0.0
         for v in sample:
-            total += _estimate(v, keys, depth + 1)
+            total += _leaf(v) if type(v) in _LEAVES else _estimate(v, keys, depth + 1)
         return own + total * n / len(sample)
+    return _leaf(value)
+
+
+def _leaf(value: Any) -> int:
+    """A value that holds no other: shared singletons and cached small ints and characters cost nothing."""
+    t = type(value)
+    if t is str:
+        return 0 if len(value) < 2 else _sizeof(value)
+    if t is int:
+        return 0 if -5 <= value <= 256 else _sizeof(value)
+    if t is float:
+        return _FLOAT_SIZE
     if t is bool or value is None:
         return 0
     return _sizeof(value)
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+_FLOAT_SIZE = _sizeof(0.0)
 
 
 class HolderIndex:
