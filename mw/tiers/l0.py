@@ -75,7 +75,8 @@ def memory_size(value: Any, encoded_size: int | None = None) -> int:
     """Bytes ``value`` keeps alive in this process, estimated within 2x: what L0's byte bound charges.
 
     Why an estimate of memory and not the encoded size: a 16 MiB bound on encoded bytes held about
-    111 MiB of objects (a ``float`` is 4 bytes of JSON and 32 of memory, a short ``str`` 8 and 60).
+    111 MiB of objects (a ``float`` in a list costs 32 bytes for its few characters of JSON, an 8-letter
+    ``str`` 57 for its 10, a small dict hundreds for its dozen).
 
     How: CPython's own sizes (``sys.getsizeof``) for each object, minus what the interpreter shares: small
     ints, ``bool``, ``None``, one-character strings and dict keys repeated across rows (the JSON decoder
@@ -84,6 +85,8 @@ def memory_size(value: Any, encoded_size: int | None = None) -> int:
     so the cost is bounded by the sample, not by the value (it runs on fill, never on hit). ``encoded_size``
     (the uncompressed payload length, when the codec knows it) is a floor: every encoded byte but base64
     and escapes stands for at least one byte of memory, which catches a large member the sample missed.
+    Without it (L0-only ``set_item`` values), a container whose few large members all fall between the
+    sample's strides is under-counted; the shapes of ``tests/runtime/test_bounds.py`` stay within 2x.
     """
     estimate = _estimate(value, set(), 0)
     if encoded_size is not None:
