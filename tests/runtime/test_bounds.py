@@ -97,6 +97,7 @@ def _resident_envelope_bytes(l1: Any, keys: list[str]) -> tuple[int, int]:
 def test_l1_byte_bound_holds_large_values(make_manager: Make) -> None:
     """The 887 MiB report, scaled down: 600 KB values under a 4 MiB L1 bound."""
     bound = 4 * MiB
+    before = mw.process_memory_metrics()
     writer = make_manager("writer", l1_max_bytes=bound, l0_max_bytes=MiB)
     reader = make_manager("reader", node="n2", l1_max_bytes=bound, l0_max_bytes=MiB)
     rng = random.Random(1)
@@ -111,8 +112,8 @@ def test_l1_byte_bound_holds_large_values(make_manager: Make) -> None:
         assert 0 < n < len(ids)
         assert held <= bound, f"L1 holds {held} envelope bytes over its {bound} byte bound"
     metrics = mw.process_memory_metrics()
-    assert metrics.get("mw_l1_items") == len(writer.l1) + len(reader.l1)
-    assert metrics["mw_l1_bytes"] <= 2 * bound
+    assert metrics.get("mw_l1_items", 0) - before.get("mw_l1_items", 0) == len(writer.l1) + len(reader.l1)
+    assert metrics["mw_l1_bytes"] - before["mw_l1_bytes"] <= 2 * bound
 
 
 def test_l1_byte_bound_counts_a_per_entry_overhead() -> None:
@@ -252,20 +253,21 @@ def _seed_l2(m: MwManager, ids: list[str], expire_at: float) -> None:
     pipe.execute()
 
 
-def _check_bounds(managers: list[MwManager], config: MwConfig) -> None:
+def _check_bounds(managers: list[MwManager], config: MwConfig, l1_bytes_before: float) -> None:
     for m in managers:
         assert len(m.l0) <= config.l0_max_items and m.l0.nbytes <= config.l0_max_bytes, m
     l1s = {id(m.l1): m.l1 for m in managers}.values()
     for l1 in l1s:
         assert len(l1) <= config.l1_max_items
     metrics = mw.process_memory_metrics()
-    assert metrics.get("mw_l1_bytes", float("inf")) <= len(l1s) * config.l1_max_bytes
+    assert metrics.get("mw_l1_bytes", float("inf")) - l1_bytes_before <= len(l1s) * config.l1_max_bytes
     holders = managers[0].cluster.holders
     assert len(holders) <= sum(len(m.l0) for m in managers), "the holder index names keys no L0 holds"
 
 
 def test_200k_distinct_keys_leave_l0_l1_and_the_holder_index_bounded(make_manager: Make, clock: ManualClock) -> None:
     """20k keys read from L2 (filling L1, L0 and the index), 180k L0-only writes, writes through every tier."""
+    l1_bytes_before = mw.process_memory_metrics().get("mw_l1_bytes", 0)
     limits = {"l0_max_items": 1000, "l0_max_bytes": 256 * 1024, "l1_max_items": 5000, "l1_max_bytes": 512 * 1024}
     managers = [make_manager(f"agent-{n}", node=f"node-{n % 2}", **limits) for n in range(4)]
     config = managers[0].config
@@ -283,7 +285,7 @@ def test_200k_distinct_keys_leave_l0_l1_and_the_holder_index_bounded(make_manage
         for n in range(per_scratch):
             m.set_item(f"scratch-{r}-{n}", [n, {"n": f"v{n}"}])
         assert m.get_item(f"scratch-{r}-{per_scratch - 1}") == [per_scratch - 1, {"n": f"v{per_scratch - 1}"}]
-        _check_bounds(managers, config)
+        _check_bounds(managers, config, l1_bytes_before)
     holders = managers[0].cluster.holders
     held: set[str] = set().union(*(m.l0.keys() for m in managers))
     assert {k for k in held if holders.take(k)} == held and len(holders) == 0, "index and L0s disagree"
