@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from mw.clock import Clock, ManualClock, system_clock
-from mw.cluster import close_all, live_l0s
+from mw.cluster import close_all, live_l0s, live_l1s
 from mw.config import MwConfig
 from mw.errors import CodecError, ConfigError, KeyGrammarError, MwError, TaskRowError, ValueTooLargeError
 from mw.manager import MwManager
@@ -22,6 +22,7 @@ def process_memory_metrics(top_n: int = 10) -> dict[str, Any]:
     """The heartbeat fields summed over every manager in this process."""
     counters = process_telemetry.counters()
     l0s = live_l0s()
+    l1s = live_l1s()
     counters["l0_evictions"] = sum(l0.evictions for l0 in l0s)
     return _memory_metrics(
         counters,
@@ -31,6 +32,8 @@ def process_memory_metrics(top_n: int = 10) -> dict[str, Any]:
         l0_bytes=sum(l0.nbytes for l0 in l0s),
         l0_max_items=sum(l0.max_items for l0 in l0s),
         l0_max_bytes=sum(l0.max_bytes or 0 for l0 in l0s),
+        l1_items=sum(len(l1) for l1 in l1s),
+        l1_bytes=sum(l1.nbytes for l1 in l1s),
         top_n=top_n,
     )
 

@@ -233,7 +233,7 @@ class Cluster:
             with self._lock:
                 node = self.nodes.get(name)
                 if node is None:
-                    tier = l1 if l1 is not None else L1Cache(self.config.l1_max_items, self.config.l1_ttl_s, self.clock)
+                    tier = l1 if l1 is not None else L1Cache.for_config(self.config, self.clock)
                     node = Node(name, tier)
                     self.nodes[name] = node
         return node
@@ -311,6 +311,13 @@ def live_l0s() -> list[L0Cache]:
     with _registry_lock:
         clusters = list(_clusters.values())
     return [l0 for c in clusters for node in list(c.nodes.values()) for l0 in list(node.l0s)]
+
+
+def live_l1s() -> list[L1Cache]:
+    """Every in-process node tier (a node tier elsewhere, such as Ray's, is not this process's memory)."""
+    with _registry_lock:
+        clusters = list(_clusters.values())
+    return [node.l1 for c in clusters for node in list(c.nodes.values()) if isinstance(node.l1, L1Cache)]
 
 
 def close_all() -> None:

@@ -189,10 +189,16 @@ def memory_metrics(
     l0_bytes: int,
     l0_max_items: int,
     l0_max_bytes: int,
+    l1_items: int | None = None,
+    l1_bytes: int | None = None,
     top_n: int = 10,
 ) -> dict[str, Any]:
-    """The heartbeat dict: every ``mw_*`` field of the checklist, then the extra ones we keep."""
-    return {
+    """The heartbeat dict: every ``mw_*`` field of the checklist, then the extra ones we keep.
+
+    ``mw_l1_items``/``mw_l1_bytes`` appear when the caller knows the node tiers (the process does; a
+    manager's node tier may be shared or remote, so it passes none).
+    """
+    out = {
         "mw_hit_ratio": round(hit_ratio(counters["hits"], counters["misses"]), 6),
         "mw_l0_hits": counters["l0_hits"],
         "mw_l1_hits": counters["l1_hits"],
@@ -216,6 +222,11 @@ def memory_metrics(
         "mw_corrupt_entries": counters["corrupt_entries"],
         "mw_prewarmed": counters["prewarmed"],
     }
+    if l1_items is not None:
+        out["mw_l1_items"] = l1_items
+    if l1_bytes is not None:
+        out["mw_l1_bytes"] = l1_bytes
+    return out
 
 
 class ProcessTelemetry:

@@ -168,6 +168,15 @@ def test_oversize_entry_is_not_admitted_and_drops_the_old_value() -> None:
     assert "exact" in c and c.nbytes == 100
 
 
+def test_set_reports_whether_the_entry_was_stored() -> None:
+    """L0's holder index and L1's returned expiry follow residency: ``set`` must say when it stored nothing."""
+    c = S3FIFO(2, max_bytes=100)
+    assert c.set("a", 1, size=10) is True
+    assert c.set("a", 2, size=60) is True, "a replacement that fits in place"
+    assert c.set("b", 1, size=50) is True and c.set("c", 1, size=50) is True, "stored after evicting others"
+    assert c.set("c", 2, size=101) is False and "c" not in c
+
+
 def test_on_evict_only_for_capacity_evictions() -> None:
     evicted, c = recorder()
     for i in range(100):

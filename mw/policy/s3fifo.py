@@ -34,9 +34,13 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
-__all__ = ["S3FIFO", "Entry"]
+__all__ = ["ENTRY_OVERHEAD", "S3FIFO", "Entry"]
 
 MAX_FREQ = 3
+ENTRY_OVERHEAD = 176
+"""Bytes one entry costs besides its value and its key's characters: the :class:`Entry`, its share of
+the table and of a deque, and the key's ``str`` header (tracemalloc, CPython 3.11, 64-bit). Byte-bounded
+tiers charge it so that many small entries cannot hide behind a small total ``size``."""
 _ABSENT = object()
 
 
@@ -149,11 +153,13 @@ class S3FIFO:
             f"small={self._small_n}, main={self._main_n}, ghost={len(self._ghost)})"
         )
 
-    def set(self, key: Hashable, value: object, expire_at: float | None = None, size: int = 1) -> None:
-        """Insert or replace, evicting while over ``max_items``/``max_bytes``.
+    def set(self, key: Hashable, value: object, expire_at: float | None = None, size: int = 1) -> bool:
+        """Insert or replace, evicting while over ``max_items``/``max_bytes``; return whether it was stored.
 
         Replacing keeps the entry resident with its queue and freq (an update is not a new
-        admission); if the new size needs room, other entries are evicted, never this one.
+        admission); if the new size needs room, other entries are evicted, never this one. ``False``
+        means the entry is bigger than ``max_bytes``: the key is now absent, so a caller that tracks
+        residency elsewhere (L0's holder index) can forget it.
         """
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size!r}")
@@ -161,7 +167,7 @@ class S3FIFO:
         if self.max_bytes is not None and size > self.max_bytes:
             if old is not None:
                 self._unlink(old)
-            return
+            return False
         if old is not None:
             delta = size - old.size
             if self.max_bytes is None or self.nbytes + delta <= self.max_bytes:
@@ -169,7 +175,7 @@ class S3FIFO:
                 old.value = value
                 old.size = size
                 self._add_bytes(old, delta)
-                return
+                return True
             self._unlink(old)
             evicted = self._make_room(size)
             e = Entry(key, value, expire_at, size)
@@ -187,6 +193,7 @@ class S3FIFO:
         if evicted and self.on_evict is not None:
             for victim in evicted:
                 self.on_evict(victim)
+        return True
 
     def pop(self, key: Hashable) -> Entry | None:
         """Remove and return the entry (not an eviction), or None."""

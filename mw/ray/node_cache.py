@@ -4,7 +4,8 @@ In one process, agents share the in-process :class:`~mw.tiers.l1.L1Cache`. On Ra
 process, so the node's L1 lives in an actor pinned to the node (``NodeAffinitySchedulingStrategy``, not
 soft), named per node and per Mw deployment, created race-free with ``get_if_exists=True`` and detached so
 it outlives whichever agent happened to create it. Inside, it is an ``L1Cache``: bounded by
-``MW_L1_MAX_ITEMS`` (S3-FIFO), an entry capped by ``MW_L1_TTL_S`` and by the item's own expiry.
+``MW_L1_MAX_ITEMS`` and ``MW_L1_MAX_BYTES`` (S3-FIFO), an entry capped by ``MW_L1_TTL_S`` and by the
+item's own expiry.
 
 The actor runs on no clock of its own: each call carries the caller's ``now``. Agents on a manual or
 simulated clock then see the same expiry they would see in process, and the actor never has to agree
@@ -62,9 +63,9 @@ ACQUIRE_TIMEOUT_S = 60.0
 class NodeCache:
     """The node-cache actor: an :class:`L1Cache` driven by the caller's clock. Serial by design."""
 
-    def __init__(self, max_items: int, node_id: str) -> None:
+    def __init__(self, max_items: int, node_id: str, max_bytes: int | None = None) -> None:
         self._now = 0.0
-        self._l1 = L1Cache(max_items, 0.0, self._clock)
+        self._l1 = L1Cache(max_items, 0.0, self._clock, max_bytes)
         self.node_id = node_id
         self.incarnation = uuid.uuid4().hex
         self.started_at = time.time()
@@ -110,6 +111,7 @@ class NodeCache:
             "incarnation": self.incarnation,
             "started_at": self.started_at,
             "items": len(self._l1),
+            "bytes": self._l1.nbytes,
             "ops": dict(self.ops),
         }
 
@@ -139,10 +141,11 @@ class _Handle:
     already replaced does not take the new one down.
     """
 
-    def __init__(self, name: str, node_id: str, max_items: int, retry_s: float) -> None:
+    def __init__(self, name: str, node_id: str, max_items: int, retry_s: float, max_bytes: int | None) -> None:
         self.name = name
         self.node_id = node_id
         self.max_items = max_items
+        self.max_bytes = max_bytes
         self.retry_s = retry_s
         self.lock = threading.Lock()
         self.actor: Any = None
@@ -184,7 +187,7 @@ class _Handle:
             "scheduling_strategy": NodeAffinitySchedulingStrategy(self.node_id, soft=False),
         }
         try:
-            self.actor = _RemoteNodeCache.options(**options).remote(self.max_items, self.node_id)
+            self.actor = _RemoteNodeCache.options(**options).remote(self.max_items, self.node_id, self.max_bytes)
             self.starting = self.actor.info.remote().future()
         except RayError as exc:  # the GCS refused: stay down, try again later
             self._down(exc)
@@ -245,11 +248,11 @@ _handles: dict[str, _Handle] = {}
 _handles_lock = threading.Lock()
 
 
-def _handle_for(name: str, node_id: str, max_items: int, retry_s: float) -> _Handle:
+def _handle_for(name: str, node_id: str, max_items: int, retry_s: float, max_bytes: int | None) -> _Handle:
     with _handles_lock:
         handle = _handles.get(name)
         if handle is None:
-            handle = _handles[name] = _Handle(name, node_id, max_items, retry_s)
+            handle = _handles[name] = _Handle(name, node_id, max_items, retry_s, max_bytes)
         return handle
 
 
@@ -287,6 +290,7 @@ class RayNodeL1:
         node_id: str,
         *,
         max_items: int = 100_000,
+        max_bytes: int | None = None,
         ttl_s: float = 30.0,
         timeout_s: float = 0.5,
         retry_s: float = 1.0,
@@ -297,7 +301,7 @@ class RayNodeL1:
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
         self._clock = clock
-        self._handle = _handle_for(name, node_id, max_items, retry_s)
+        self._handle = _handle_for(name, node_id, max_items, retry_s, max_bytes)
         self._pending: deque[tuple[Any, str, int]] = deque()
         self._lock = threading.Lock()
         self._since_harvest = 0
@@ -324,7 +328,7 @@ class RayNodeL1:
         node_id: str | None = None,
         timeout_s: float | None = None,
     ) -> RayNodeL1:
-        """The node tier of this process's Ray node for ``config`` (its L1 TTL, size and retry delay)."""
+        """The node tier of this process's Ray node for ``config`` (its L1 TTL, bounds and retry delay)."""
         from mw.ray.env import ray_l1_timeout_s
 
         node = current_node_id() if node_id is None else node_id
@@ -332,6 +336,7 @@ class RayNodeL1:
             node_cache_name(config, node),
             node,
             max_items=config.l1_max_items,
+            max_bytes=config.l1_max_bytes,
             ttl_s=config.l1_ttl_s,
             timeout_s=ray_l1_timeout_s(config) if timeout_s is None else timeout_s,
             retry_s=config.tier_retry_s or 1.0,

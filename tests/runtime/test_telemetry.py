@@ -28,6 +28,22 @@ def test_memory_metrics_has_every_checklist_field_with_its_type(make_manager: Ma
     assert m["mw_l0_items"] == 1 and m["mw_l0_max_items"] == a.config.l0_max_items
 
 
+def test_process_memory_metrics_report_l1_items_and_bytes(make_manager: Make) -> None:
+    """Every in-process node tier is summed; its bytes count the envelopes it holds and their entries."""
+    before = mw.process_memory_metrics()
+    a = make_manager("a")
+    b = make_manager("b", node="n2")
+    for i in range(3):
+        a.set_global_item_typed("doc", "s", str(i), {"text": "x" * 1000})
+    b.get_item_typed("doc", "s", "0")
+    m = mw.process_memory_metrics()
+    assert m.get("mw_l1_items", 0) - before.get("mw_l1_items", 0) == 4, "three copies in a's node tier, one in b's"
+    envelopes = [a.l1.get(f"global:item:doc:s:{i}") for i in range(3)] + [b.l1.get("global:item:doc:s:0")]
+    held = sum(len(d) for d in envelopes if d is not None)
+    added = m["mw_l1_bytes"] - before["mw_l1_bytes"]
+    assert held < added <= held + 4 * 1024, "envelope bytes plus a bounded per-entry overhead"
+
+
 def test_hot_items_ignore_internal_probes(make_manager: Make) -> None:
     a = make_manager("a")
     for _ in range(10):
