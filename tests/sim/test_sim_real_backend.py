@@ -18,7 +18,8 @@ def test_hot_key_herd_on_real_servers(mw_redis_url: Any, mw_postgres_dsn: str) -
     assert result["verdict"]["passed"], failed(result)
     cached = result["runs"]["cached"]
     assert cached["loads"]["loads"] > 0
-    assert cached["lease_waits"] > 0, "herd members should have waited on a real Redis lease"
+    # One cluster per run: herd members of a key wait on its single flight; its leader holds the Redis lease.
+    assert cached["requests"]["outcomes"]["coalesced"] > 0, "herd members should have waited for one load"
     assert result["mlt"]["queries_baseline"] > result["mlt"]["queries_cached"] > 0
     assert not result["deterministic"]
 
