@@ -1,11 +1,17 @@
 """The ``mw`` option group: each option has a ``--mw-...`` flag and an ``mw_...`` ini value.
 
-Precedence is factory argument > command line > ini > default, decided with ``is None`` so that an explicit ``false``
-or empty value is never mistaken for "unset". The result is read once into a frozen ``ServerOptions``.
+Precedence is marker or factory argument > command line > environment variable > ini > default, decided with
+``is None`` so that an explicit ``false`` is never mistaken for "unset". Two options also have an environment
+variable (``MW_TEST_BACKEND``, ``MW_TEST_SERVER_PROVIDER``) so a CI matrix can pick them without editing its test
+command; an empty variable counts as unset, so a matrix cell can leave the choice to the ini file. These are the
+plugin's own variables: the runtime's ``MW_*`` settings still never reach the ``mw`` fixtures. The result is read
+once into a frozen ``ServerOptions`` / ``MwOptions``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,6 +40,7 @@ class _Option:
     flag: str
     help: str
     kind: Literal["string", "bool"] = "string"
+    env: str | None = None
 
     @property
     def ini(self) -> str:
@@ -45,7 +52,8 @@ _OPTIONS = (
         "provider",
         "--mw-server-provider",
         "where real servers come from: auto (the URL if given, else a container if an engine answers, else a "
-        "local process), process, container or noproc (default: auto)",
+        "local process), process, container or noproc (default: auto; environment: MW_TEST_SERVER_PROVIDER)",
+        env="MW_TEST_SERVER_PROVIDER",
     ),
     _Option("redis_url", "--mw-redis-url", "URL of a running Redis to use (noproc), e.g. redis://127.0.0.1:6379/0"),
     _Option(
@@ -90,25 +98,34 @@ def _unset(value: Any) -> bool:
     return value is None or (isinstance(value, (str, list)) and len(value) == 0)
 
 
-def _given(config: pytest.Config, options: Any) -> dict[str, Any]:
-    """The options set on the command line or, failing that, in the ini file (``is None`` checks, so an
-    explicit ``false`` counts)."""
+def _given(config: pytest.Config, options: Iterable[_Option]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The options set on the command line, else in their environment variable, else in the ini file (``is None``
+    checks, so an explicit ``false`` counts), and where each came from, for error messages."""
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for option in options:
-        value = config.getoption(option.ini)
+        value, source = config.getoption(option.ini), option.flag
+        if value is None and option.env is not None and os.environ.get(option.env, "").strip():
+            value, source = os.environ[option.env].strip(), option.env
         if value is None:
-            value = config.getini(option.ini)
+            value, source = config.getini(option.ini), option.ini
         if not _unset(value):
             values[option.field] = value
-    return values
+            sources[option.field] = source
+    return values, sources
+
+
+def _check_choice(values: dict[str, Any], sources: dict[str, str], field_name: str, choices: tuple[str, ...]) -> None:
+    """A value from the ini file or the environment is not checked by argparse: name its source and the choices."""
+    value = values.get(field_name)
+    if value is not None and value not in choices:
+        raise pytest.UsageError(f"{sources[field_name]} = {value!r}: choose one of {', '.join(choices)}")
 
 
 def read_server_options(config: pytest.Config) -> ServerOptions:
-    """Command line first, then ini, then the dataclass default."""
-    values = _given(config, _OPTIONS)
-    provider = values.get("provider", "auto")
-    if provider not in PROVIDER_CHOICES:
-        raise pytest.UsageError(f"mw_server_provider = {provider!r}: choose one of {', '.join(PROVIDER_CHOICES)}")
+    """Command line first, then ``MW_TEST_SERVER_PROVIDER``, then ini, then the dataclass default."""
+    values, sources = _given(config, _OPTIONS)
+    _check_choice(values, sources, "provider", PROVIDER_CHOICES)
     return ServerOptions(**values)
 
 
@@ -145,7 +162,8 @@ _MW_OPTIONS = (
         "backend",
         "--mw-backend",
         "L2 of the mw/mw_config fixtures: fakeredis (embedded, the default) or redis (a real server from "
-        "--mw-server-provider); a mw_backend marker overrides it per test",
+        "--mw-server-provider); a mw_backend marker overrides it per test (environment: MW_TEST_BACKEND)",
+        env="MW_TEST_BACKEND",
     ),
     _Option(
         "mlt",
@@ -186,12 +204,11 @@ def add_mw_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
 
 
 def read_mw_options(config: pytest.Config) -> MwOptions:
-    """Command line first, then ini, then the default; lint paths from the command line are relative to the cwd."""
-    values = _given(config, _MW_OPTIONS)
-    for field_name, choices in (("backend", BACKEND_CHOICES), ("mlt", MLT_CHOICES)):
-        value = values.get(field_name)
-        if value is not None and value not in choices:
-            raise pytest.UsageError(f"mw_{field_name} = {value!r}: choose one of {', '.join(choices)}")
+    """Command line first, then ``MW_TEST_BACKEND`` (backend only), then ini, then the default; lint paths from the
+    command line are relative to the cwd."""
+    values, sources = _given(config, _MW_OPTIONS)
+    _check_choice(values, sources, "backend", BACKEND_CHOICES)
+    _check_choice(values, sources, "mlt", MLT_CHOICES)
     cli_paths = config.getoption("mw_lint")
     if cli_paths:
         base = config.invocation_params.dir
