@@ -258,8 +258,8 @@ def miss(core: ManagerCore, read: Read) -> Steps:
     key = read.key
     if not core.config.stampede_protection:
         loaded = yield Load(key, None, None)
-        fill_unleased(core, read, loaded, "all", core.cluster.generation)
-        return Outcome(loaded.value, "loaded")
+        filled = fill_unleased(core, read, loaded, "all", core.cluster.generation)
+        return Outcome(loaded.value, "loaded", filled)
     flight = core.cluster.flight
     while True:
         if INJECTORS:
@@ -300,8 +300,7 @@ def leased(core: ManagerCore, read: Read) -> Steps:
             telemetry.l2_errors += 1
             gen = core.cluster.generation
             loaded = yield Load(key, None, None)
-            fill_unleased(core, read, loaded, "local", gen)
-            return Outcome(loaded.value, "loaded")
+            return Outcome(loaded.value, "loaded", fill_unleased(core, read, loaded, "local", gen))
         if token is not None:
             found = yield from recheck(core, key, lkey, token)
             if found is not MISS:
@@ -473,12 +472,13 @@ class Filling(NamedTuple):
 
 
 def ttl_of(core: ManagerCore, read: Read, loaded: Loaded) -> float:
-    if loaded.ttl_s is not None:
-        return loaded.ttl_s
-    if read.ttl_for is not None:
+    """The TTL of a loaded value: the read's rule (``ttl_for``), else its TTL (or the split-phase caller's),
+    else ``MW_L2_TTL_S``; plain TTLs get the downward jitter."""
+    if loaded.ttl_s is None and read.ttl_for is not None:
         ttl = read.ttl_for(loaded.value)
         return core.config.l2_ttl_s if ttl is None else ttl
-    base = core.config.l2_ttl_s if read.ttl_s is None else read.ttl_s
+    base = loaded.ttl_s if loaded.ttl_s is not None else read.ttl_s
+    base = core.config.l2_ttl_s if base is None else base
     return jittered(base, core.config.ttl_jitter, core.cluster.rng.random)
 
 
@@ -532,25 +532,26 @@ def after_fill(core: ManagerCore, key: str, filled: bool, fill: Filling, delta: 
         core._unfill(key)
 
 
-def fill_unleased(core: ManagerCore, read: Read, loaded: Loaded, where: str, gen: int) -> None:
+def fill_unleased(core: ManagerCore, read: Read, loaded: Loaded, where: str, gen: int) -> bool:
     """A load without the lease cannot refuse a stale fill in L2. ``where``: ``"all"`` only with stampede
     protection switched off (that risk was chosen); ``"local"`` when L2 is unreachable (L0 and L1, kept
     only if nothing was dropped during the load)."""
     key, value = read.key, loaded.value
     if value is None:
-        return
+        return False
     try:
         ttl = ttl_of(core, read, loaded)
         if ttl <= 0:
-            return
+            return False
         if where == "all":
             core._write(key, value, ttl, broadcast=False)
-            return
+            return True
         expire_at = core.clock() + ttl
         data, size = core.cluster.codec.encode_sized(value, expire_at, key)
     except (CodecError, TaskRowError) as exc:
         core.telemetry.uncacheable += 1
         log.warning("Loaded value for %s is returned but not cached: %s", key, exc)
-        return
+        return False
     fill = Filling(Fill("", b"", key, "", data, 0, key), expire_at, value, size, False)
     after_fill(core, key, True, fill, 0.0, gen)
+    return True
