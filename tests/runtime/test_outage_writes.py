@@ -204,7 +204,9 @@ def test_too_many_changes_during_an_outage_make_other_processes_flush(world: Wor
     assert _wait(lambda: untouched not in b.l0 and K1 not in b.l0), "b flushed: a could not list every key"
     if world.kind == "pause":
         time.sleep(GAP_GRACE_S + 0.3)
-        assert bus.flushes == flushes + 1, "one flush: the flush message covers the lost sequence numbers"
+        # The flush message covers the lost sequence numbers; on a very busy machine the subscription may
+        # also time out once during the pause, which flushes again (correctly): not more than that.
+        assert flushes + 1 <= bus.flushes <= flushes + 2, (flushes, bus.flushes)
 
 
 def test_pending_changes_are_bounded_and_settled_by_a_later_write() -> None:
