@@ -232,9 +232,8 @@ def test_four_processes_sixteen_callers_one_loader_call(mw_redis_url: Any, mw_po
     latencies = [lat for o in outputs for lat in o["latencies"]]
     assert len(values) == 64 and len({json.dumps(v, sort_keys=True) for v in values}) == 1
     assert _count_calls(mw_postgres_dsn) == 1, "exactly one loader call across 4 processes x 16 callers"
-    # No wall-clock figure: every process that waited on another's lease was woken by its landed message,
-    # and no caller came near the load deadline (a hang).
-    assert all(o["woken"] >= 1 for o in outputs if o["lease_waits"]), outputs
+    # No wall-clock figure (wake-ups are test_lease_waiters_are_woken_not_polled's): no caller came near the
+    # load deadline (a hang).
     assert max(latencies) < MwConfig().load_timeout_s, f"a caller hung: {sorted(latencies)[-3:]}"
 
 
