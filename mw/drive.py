@@ -93,8 +93,16 @@ def _timed_out(core: ManagerCore, read: Read) -> LoadTimeout:
     return LoadTimeout(read.key, core.config.load_timeout_s)
 
 
+class _Pending:
+    __slots__ = ()
+
+
+PENDING: Any = _Pending()
+"""Keep waiting: the leader has not landed yet (``None`` is a value a leader lands: absent)."""
+
+
 def _outcome_of_follow(core: ManagerCore, entry: Entry, read: Read) -> Any:
-    """One look at a flight entry: its result, ABANDONED, or ``None`` to keep waiting (raises its error)."""
+    """One look at a flight entry: its result, ABANDONED, or PENDING (raises the leader's error)."""
     fut = entry.future
     if fut.done():
         return fut.result()
@@ -103,7 +111,7 @@ def _outcome_of_follow(core: ManagerCore, entry: Entry, read: Read) -> Any:
         return ABANDONED
     if read.now() >= read.deadline:
         raise _timed_out(core, read)
-    return None
+    return PENDING
 
 
 # --- sync --------------------------------------------------------------------------------------------
@@ -175,7 +183,7 @@ def _follow_sync(core: ManagerCore, entry: Entry, read: Read) -> Any:
         return ALONE  # blocking here would stop the very loop that runs the leader's load
     while True:
         got = _outcome_of_follow(core, entry, read)
-        if got is not None:
+        if got is not PENDING:
             return got
         with contextlib.suppress(concurrent.futures.TimeoutError):
             entry.future.result(timeout=max(0.0, min(POLL_S, read.deadline - read.now())))
@@ -334,7 +342,7 @@ async def _follow_async(core: ManagerCore, entry: Entry, read: Read) -> Any:
     entry.future.add_done_callback(wake)
     while True:
         got = _outcome_of_follow(core, entry, read)
-        if got is not None:
+        if got is not PENDING:
             return got
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(landed.wait(), max(0.0, min(POLL_S, read.deadline - read.now())))
@@ -379,7 +387,7 @@ def poll(core: ManagerCore, plan: LoadPlan) -> LoadPlan:
             got = _outcome_of_follow(core, effect.entry, read)
         except Exception as exc:
             return _advance(core, plan, None, exc)
-        return plan if got is None else _advance(core, plan, got, None)
+        return plan if got is PENDING else _advance(core, plan, got, None)
     return _advance(core, plan, None, None)
 
 
