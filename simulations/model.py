@@ -16,7 +16,7 @@ import simpy
 
 from mw import MwConfig, MwManager
 from mw.mlt import MISSING, MltStore
-from mw.protocol import POLL_S as _POLL_S
+from mw.protocol import POLL_S
 from mw.readthrough import LoadPlan
 from mw.tasks import task_ttl_s
 from simulations.distributions import Latency
@@ -135,7 +135,7 @@ class Model:
         """Finish a ``lead`` or ``wait`` plan in simulated time; the process's value is what the read returns."""
         while plan.state == "wait":
             landed = self.landed.get(plan.key)
-            poll = self.env.timeout(_POLL_S)
+            poll = self.env.timeout(POLL_S)
             yield poll if landed is None else (landed | poll)
             plan = agent.manager.poll_load(plan)
         if plan.state == "hit":
