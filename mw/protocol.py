@@ -44,6 +44,8 @@ from mw.tiers.l0 import private_copy
 
 if TYPE_CHECKING:
     from mw.core import ManagerCore
+    from mw.lease import Leases
+    from mw.telemetry import Telemetry
 
 log = logging.getLogger("mw")
 
@@ -365,18 +367,20 @@ def wait_for_holder(core: ManagerCore, read: Read, lkey: str, nkey: str) -> Gene
 def hold(core: ManagerCore, read: Read, lkey: str, token: bytes) -> Steps:
     """The lease holder's load and compare-and-set fill; the lease is released unless the fill took it."""
     key = read.key
+    # Held strongly: a dropped plan is closed by the garbage collector, maybe after the manager is gone.
+    leases, telemetry = core.cluster.leases, core.telemetry
     if INJECTORS:
         yield Step("load", key)
     try:
         loaded = yield Load(key, lkey, token)
     except GeneratorExit:
-        release_now(core, lkey, token)
+        release_now(leases, telemetry, lkey, token)
         raise
     except Exception:
         yield from release(core, lkey, token)
         raise
     except BaseException:
-        release_now(core, lkey, token)
+        release_now(leases, telemetry, lkey, token)
         raise
     fill = fill_for(core, read, loaded, token)
     filled = False
@@ -405,12 +409,12 @@ def release(core: ManagerCore, lkey: str, token: bytes) -> Generator[Effect, Any
         core.telemetry.l2_errors += 1
 
 
-def release_now(core: ManagerCore, lkey: str, token: bytes) -> None:
+def release_now(leases: Leases, telemetry: Telemetry, lkey: str, token: bytes) -> None:
     """Release without the driver: the caller was cancelled or its plan dropped (best effort)."""
     try:
-        core.cluster.leases.release(lkey, token)
+        leases.release(lkey, token)
     except Exception:
-        core.telemetry.l2_errors += 1
+        telemetry.l2_errors += 1
 
 
 def lead_if_free(core: ManagerCore, read: Read) -> Generator[Effect, Any, Outcome | None]:

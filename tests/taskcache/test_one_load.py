@@ -217,3 +217,32 @@ def test_a_dropped_split_phase_plan_frees_its_lease_and_flight(make_manager: Mak
     assert again.state == "lead", "the follower leads once the first plan is gone"
     assert m.finish_load(again, "v") is True
     assert m.get_item_typed("doc", "plan", "1") == "v"
+
+
+def test_a_plan_dropped_after_its_manager_releases_its_lease_quietly(make_manager: Make) -> None:
+    """A plan outliving its manager (a scheduler's state torn down in any order) is closed by the
+    garbage collector: the lease is released through the cluster, and nothing is raised from the
+    finalizer (CI ran with unraisable exceptions as errors and saw a ReferenceError here)."""
+    import gc
+    import sys
+
+    other = make_manager("b", lease_ttl_s=30)
+    m = MwManager("a", other.config, clock=other.clock)  # not kept by the fixture: it must die here
+    plan = m.begin_load("doc", "orphan", "1")
+    assert plan.state == "lead"
+    seen: list[object] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: seen.append(unraisable.exc_value)
+    # A scheduler's state: the manager and its plan in one reference cycle, collected together. The
+    # collector clears weak references before it closes the generator.
+    state: dict[str, object] = {"manager": m, "plan": plan}
+    state["self"] = state
+    del m, plan, state
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert seen == []
+    again = other.begin_load("doc", "orphan", "1")
+    assert again.state == "lead", "the dropped plan's lease was released"
+    assert other.finish_load(again, "v") is True
