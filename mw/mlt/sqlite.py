@@ -53,8 +53,16 @@ _BUSY_SLACK_MS = 50
 """Reset the busy timeout only when what is left of the deadline differs by more (a PRAGMA per call costs)."""
 
 
+def _busy(exc: Exception) -> bool:
+    """SQLite's busy or locked error; Python 3.10's ``sqlite3`` has no ``sqlite_errorname``, only the message."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name is not None:
+        return bool(name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")))
+    return str(exc).startswith(("database is locked", "database table is locked"))
+
+
 def _failure(operation: str, where: str, timeout_s: float, exc: Exception) -> MltUnavailable:
-    if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+    if _busy(exc):
         return timed_out(operation, where, timeout_s, "database still locked")
     return unavailable(operation, where, str(exc))
 
