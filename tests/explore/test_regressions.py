@@ -96,3 +96,25 @@ def test_f4_a_dropped_plan_that_leads_without_the_lease_frees_its_followers_at_o
 
 def _refused() -> None:
     raise ConnectionRefusedError("injected: connection refused")
+
+
+def test_f5_a_holder_whose_loop_closed_stops_extending_its_lease(backend: str, make_manager: Make) -> None:
+    """The caller closed its loop while its load ran: that load never ends, so its lease must lapse and a
+    waiter take over (its extender kept re-arming the lease forever: every caller of the key timed out)."""
+    if backend == "real":
+        pytest.skip("a loop closed under its own Redis client leaks that client's socket (the test's doing)")
+    a = make_manager("a", lease_ttl_s=1.0, load_timeout_s=4.0)
+    b = make_manager("b", node="n2", lease_ttl_s=1.0, load_timeout_s=4.0)
+    loop = asyncio.new_event_loop()
+    started = asyncio.Event()
+
+    async def never() -> str:
+        started.set()
+        await asyncio.sleep(3600)
+        return "never"
+
+    call = loop.create_task(a.get_or_load_async("doc", "s", "1", loader=never))
+    loop.run_until_complete(asyncio.wait_for(started.wait(), 10))
+    assert not call.done() and a.l2.get(K.lease_key(KEY)) is not None, "the holder's load is running"
+    loop.close()  # without cancelling its tasks: the load is stuck on a loop that is gone
+    assert b.get_or_load("doc", "s", "1", loader=lambda: "taken over") == "taken over"
