@@ -253,9 +253,6 @@ class MltModel:
         if value is None:
             self.absent_versions.setdefault(key, []).append(version)
 
-    def version(self, key: str) -> int:
-        return self.rows.get(key, (0, None))[0]
-
     def snapshot(self, key: str) -> tuple[int, Any]:
         """What a loader reads (at the start of its call)."""
         self.reads += 1

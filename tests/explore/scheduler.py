@@ -680,8 +680,9 @@ class Explorer:
         if self.sc.fault_rate and self.rng.random() < self.sc.fault_rate:
             extra = self.rng.choice((0.2, 1.0, 6.0))
             self._fault("mlt.get_item", key, f"delay {extra}s", call)
-        if extra >= MLT_TIMEOUT_S:
-            return MLT_TIMEOUT_S, MltUnavailable(f"mlt.get_item {key}: no answer within {MLT_TIMEOUT_S}s (model)")
+        deadline = self.mlt.timeout_s
+        if extra >= deadline:
+            return deadline, MltUnavailable(f"mlt.get_item {key}: no answer within {deadline}s (model)")
         if self._chance("mlt.get_item", key, "fail", call):
             return extra, MltUnavailable(f"mlt.get_item {key}: connection failed (injected)")
         if call.op.loader_fails:
