@@ -242,10 +242,11 @@ class Cluster:
         """Remove keys from every L1 and every L0 in this process (except ``keep``); return copies dropped.
 
         The holder index names the L0s that have each key, so the cost follows the copies, not the
-        number of agents.
+        number of agents. Loads in flight for the keys are forgotten: they read the store before this drop.
         """
         keys = list(keys)
         self.bump()
+        self.flight.forget(keys)
         dropped = 0
         for node in list(self.nodes.values()):
             for key in keys:
@@ -264,8 +265,10 @@ class Cluster:
             return self.generation
 
     def flush_local(self) -> int:
-        """Empty every L1 and L0 of this cluster (the bus does this when it may have missed a message)."""
+        """Empty every L1 and L0 of this cluster (the bus does this when it may have missed a message),
+        and forget every load in flight (any of them may have read what a missed message invalidated)."""
         self.bump()
+        self.flight.forget_all()
         dropped = 0
         for node in list(self.nodes.values()):
             dropped += node.l1.clear()

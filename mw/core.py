@@ -349,13 +349,18 @@ class ManagerCore:
             self._l0.set(K.organ_typed_key(self.organ_id, kind, item_id), value)
 
     # --- deletes ---------------------------------------------------------------------------------------
-    def _delete_plan(self, keys: list[str]) -> tuple[list[str], tuple[str, bytes] | None]:
-        """Drop local copies now; return what L2 must delete (the keys and their leases) and the message.
+    def _delete_plan(self, keys: list[str]) -> tuple[list[str], list[str], tuple[str, bytes] | None]:
+        """Drop local copies now; return what goes everywhere (the keys and their negative markers), what
+        else L2 deletes (those markers and the leases) and the message.
 
-        Deleting the lease is what refuses a fill that was loaded before this delete (stale set).
+        Deleting the lease is what refuses a fill that was loaded before this delete (stale set); deleting
+        the negative marker is what makes a delete a full reset (the store may hold the item now).
         """
-        self.cluster.drop_local(keys)
-        return [*keys, *(K.lease_key(k) for k in keys if not K.is_internal(k))], self.cluster.inv_message(keys)
+        shared = [k for k in keys if not K.is_internal(k)]
+        negs = [K.negative_key(k) for k in shared]
+        dropped = [*keys, *negs]
+        self.cluster.drop_local(dropped)
+        return dropped, [*negs, *(K.lease_key(k) for k in shared)], self.cluster.inv_message(dropped)
 
     def _l2_delete_failed(self, keys: list[str], l2_keys: list[str], message: tuple[str, bytes] | None) -> None:
         """Deleting again is always safe, so the delete is replayed (with its message) once L2 answers."""
@@ -366,26 +371,28 @@ class ManagerCore:
         self.cluster.unreached(keys, message, l2_keys)
 
     def _delete_everywhere(self, keys: list[str]) -> bool:
-        l2_keys, message = self._delete_plan(keys)
+        dropped, also, message = self._delete_plan(keys)
+        l2_keys = [*keys, *also]
         try:
-            found = self.cluster.l2.delete(l2_keys, publish=message) > 0
+            found = self.cluster.l2.delete(keys, publish=message, also=also) > 0  # values only
         except TierUnavailable:
-            self._l2_delete_failed(keys, l2_keys, message)
+            self._l2_delete_failed(dropped, l2_keys, message)
             return True
         finally:
-            self.cluster.drop_local(keys)  # copies read from L2 while the delete ran
+            self.cluster.drop_local(dropped)  # copies read from L2 while the delete ran
         self.cluster.reached(l2_keys)
         return found
 
     async def _delete_everywhere_async(self, keys: list[str]) -> bool:
-        l2_keys, message = self._delete_plan(keys)
+        dropped, also, message = self._delete_plan(keys)
+        l2_keys = [*keys, *also]
         try:
-            found = await self.cluster.l2.delete_async(l2_keys, publish=message) > 0
+            found = await self.cluster.l2.delete_async(keys, publish=message, also=also) > 0  # values only
         except TierUnavailable:
-            self._l2_delete_failed(keys, l2_keys, message)
+            self._l2_delete_failed(dropped, l2_keys, message)
             return True
         finally:
-            self.cluster.drop_local(keys)
+            self.cluster.drop_local(dropped)
         self.cluster.reached(l2_keys)
         return found
 

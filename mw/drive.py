@@ -57,11 +57,18 @@ T = TypeVar("T")
 
 
 class Extender:
-    """Keeps a lease alive while a slow loader runs: re-arms it every third of its TTL."""
+    """Keeps a lease alive while a slow loader runs: re-arms it every third of its TTL.
 
-    def __init__(self, core: ManagerCore, lease_key: str, token: bytes) -> None:
+    An async holder's ``loop``: once it is closed the load can never end (nor stop this), so the lease
+    is left to lapse and a waiter takes over.
+    """
+
+    def __init__(
+        self, core: ManagerCore, lease_key: str, token: bytes, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         self._stop = threading.Event()
         self._args = (core, lease_key, token)
+        self._loop = loop
         self._thread = threading.Thread(target=self._run, daemon=True, name="mw-lease-extend")
         self._thread.start()
 
@@ -69,6 +76,8 @@ class Extender:
         core, lease_key, token = self._args
         ttl_ms = max(1, int(core.config.lease_ttl_s * 1000))
         while not self._stop.wait(ttl_ms / 3000):
+            if self._loop is not None and self._loop.is_closed():
+                return
             try:
                 if not core.cluster.leases.extend(lease_key, token, ttl_ms):
                     return
@@ -306,7 +315,8 @@ async def _do_async(core: ManagerCore, effect: Effect, read: Read, loader: Loade
     if isinstance(effect, Release):
         return await cluster.leases.release_async(effect.lease_key, effect.token)
     if isinstance(effect, Load):
-        extender = None if effect.token is None else Extender(core, effect.lease_key or "", effect.token)
+        loop = asyncio.get_running_loop()
+        extender = None if effect.token is None else Extender(core, effect.lease_key or "", effect.token, loop)
         started = time.perf_counter()
         try:
             value = loader()

@@ -6,12 +6,17 @@ runtime owns, not on the leader's task or loop. The leader lands the entry with 
 ``Exception``. A leader that stops without an outcome (cancelled, its loop closed, its plan dropped,
 a ``BaseException``) *abandons* the entry: followers get :data:`ABANDONED` and one of them leads the
 next attempt. No follower ever sees someone else's ``BaseException``.
+
+A local drop or flush (an invalidation, a bus gap) *forgets* the entries of the dropped keys: their
+leaders read the store before the drop, so a caller arriving after it must not be handed that value.
+It starts a flight of its own; the forgotten leader still lands its own followers, who came before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -48,6 +53,7 @@ class Flight:
         self._calls: dict[str, Entry] = {}
         self.joined = 0
         self.abandoned = 0
+        self.forgotten = 0
 
     def join(self, key: str, loop: asyncio.AbstractEventLoop | None) -> tuple[Entry, bool]:
         """``(entry, leads)``: the key's entry in flight, and whether this caller is its leader."""
@@ -66,6 +72,21 @@ class Flight:
                 return None
             entry = self._calls[key] = Entry(key, loop)
             return entry
+
+    def forget(self, keys: Iterable[str]) -> int:
+        """Later callers of ``keys`` no longer join the loads in flight now (they began before a drop)."""
+        with self._lock:
+            gone = sum(self._calls.pop(key, None) is not None for key in keys)
+            self.forgotten += gone
+            return gone
+
+    def forget_all(self) -> int:
+        """As :meth:`forget`, for every key (a flush)."""
+        with self._lock:
+            gone = len(self._calls)
+            self._calls.clear()
+            self.forgotten += gone
+            return gone
 
     def in_flight(self, key: str) -> bool:
         return key in self._calls

@@ -154,6 +154,9 @@ class _Alone:
 
 ALONE: Any = _Alone()
 
+_UNREACHABLE: Any = object()
+"""What an acquire that could not reach L2 leaves as its token."""
+
 
 class Outcome(NamedTuple):
     value: Any
@@ -300,7 +303,9 @@ def leased(core: ManagerCore, read: Read) -> Steps:
             token = yield Acquire(lkey, ms)
         except L2_FAULTS:
             telemetry.l2_errors += 1
-            gen = core.cluster.generation
+            token = _UNREACHABLE
+        if token is _UNREACHABLE:  # loaded outside the except clause: a suspended handler keeps its exception,
+            gen = core.cluster.generation  # whose traceback keeps the driver's frames (a dropped plan) alive
             loaded = yield Load(key, None, None)
             return Outcome(loaded.value, "loaded", fill_unleased(core, read, loaded, "local", gen))
         if token is not None:

@@ -358,24 +358,29 @@ class RedisTier:
         # Deletes first, atomically (MULTI/EXEC; embedded: under EMBEDDED_ATOMIC already): a lease fill
         # cannot land between taking a lease away and the write.
         pipe = client.pipeline(transaction=not self.embedded)
-        if clear or delete:
-            pipe.delete(*[self.phys(k) for k in (*delete, *clear)])
+        if clear:
+            pipe.delete(*[self.phys(k) for k in clear])
+        if delete:
+            pipe.delete(*[self.phys(k) for k in delete])
         if key is not None:
             pipe.set(self.phys(key), data, px=ttl_ms)
         if publish is not None:
             pipe.publish(self.phys(publish[0]), publish[1])
         return pipe
 
-    def delete(self, keys: Sequence[str], publish: tuple[str, bytes] | None = None) -> int:
-        """Delete keys (and publish a message in the same round trip); return how many existed."""
-        self._seen("delete", keys)
+    def delete(self, keys: Sequence[str], publish: tuple[str, bytes] | None = None, also: Sequence[str] = ()) -> int:
+        """Delete keys (and publish a message in the same round trip); return how many existed.
+
+        ``also``: keys deleted first in the same atomic round trip (leases, markers), not counted.
+        """
+        self._seen("delete", (*keys, *also))
         if not keys:
             return 0
         with self.atomic:
             results = self._call(
-                "l2.delete", keys, lambda c: self._pipeline(c, None, None, 0, (), keys, publish).execute()
+                "l2.delete", keys, lambda c: self._pipeline(c, None, None, 0, also, keys, publish).execute()
             )
-        return int(results[0])
+        return int(results[1 if also else 0])
 
     def publish(self, channel: str, message: bytes) -> None:
         phys = self.phys(channel)
@@ -426,18 +431,20 @@ class RedisTier:
 
         await self._acall("l2.set", (key,), command)
 
-    async def delete_async(self, keys: Sequence[str], publish: tuple[str, bytes] | None = None) -> int:
+    async def delete_async(
+        self, keys: Sequence[str], publish: tuple[str, bytes] | None = None, also: Sequence[str] = ()
+    ) -> int:
         if self.embedded:
-            return self.delete(keys, publish)
-        self._seen("delete", keys)
+            return self.delete(keys, publish, also)
+        self._seen("delete", (*keys, *also))
         if not keys:
             return 0
 
         def command(c: Any) -> Awaitable[Any]:
-            return self._pipeline(c, None, None, 0, (), keys, publish).execute()  # type: ignore[no-any-return]
+            return self._pipeline(c, None, None, 0, also, keys, publish).execute()  # type: ignore[no-any-return]
 
         results = await self._acall("l2.delete", keys, command)
-        return int(results[0])
+        return int(results[1 if also else 0])
 
     async def set_nx_async(self, key: str, data: bytes, ttl_ms: int) -> bool:
         self._seen("write", (key,))
