@@ -20,11 +20,24 @@ def numbers(result: dict[str, Any]) -> dict[str, Any]:
     return strip(result)  # type: ignore[no-any-return]
 
 
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """The paths where two results differ, with both values: what a failure must show to be diagnosed."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = [f"{path}/{k}: only on one side" for k in a.keys() ^ b.keys()]
+        for k in a.keys() & b.keys():
+            out += differences(a[k], b[k], f"{path}/{k}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {str(a)[:120]} != {str(b)[:120]}"]
+
+
 def test_same_seed_same_numbers(simulate: Run) -> None:
     first = simulate("staging-synthetic", baseline=True, churn={"every_s": 60.0}, bursts={"every_s": 90.0})
     second = simulate("staging-synthetic", baseline=True, churn={"every_s": 60.0}, bursts={"every_s": 90.0})
     assert first["deterministic"]
-    assert numbers(first) == numbers(second)
+    diff = differences(numbers(first), numbers(second))
+    assert not diff, "\n".join(diff[:40])
     assert first["runs"]["cached"]["requests"]["total"] > 1000
 
 
