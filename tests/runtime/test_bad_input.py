@@ -109,19 +109,6 @@ class BusWatch:
         self.pubsub.close()
 
 
-@pytest.fixture
-def bus_watch() -> Iterator[Callable[[MwManager], BusWatch]]:
-    made: list[BusWatch] = []
-
-    def make(m: MwManager) -> BusWatch:
-        made.append(BusWatch(m))
-        return made[-1]
-
-    yield make
-    for w in made:
-        w.close()
-
-
 @contextlib.contextmanager
 def recording() -> Iterator[list[str]]:
     """Every seam point passed and every tier event emitted by this thread while the block runs."""
@@ -144,18 +131,20 @@ def recording() -> Iterator[list[str]]:
         remove()
 
 
-def refused_before_anything_spent(
-    m: MwManager, watch: BusWatch, call: Callable[[], object], error: type[Exception]
-) -> Exception:
+def refused_before_anything_spent(m: MwManager, call: Callable[[], object], error: type[Exception]) -> Exception:
     """Run ``call``, which must raise ``error`` having spent nothing; return the error."""
-    first = watch.probe()
-    before = _state(m)
-    with recording() as seen, pytest.raises(error) as info:
-        call()
-    after = _state(m)
-    assert seen == [], f"touched before refusing: {seen}"
-    assert after == before
-    assert watch.probe() == first + 1, "an invalidation sequence number was spent: other processes would flush"
+    watch = BusWatch(m)
+    try:
+        first = watch.probe()
+        before = _state(m)
+        with recording() as seen, pytest.raises(error) as info:
+            call()
+        after = _state(m)
+        assert seen == [], f"touched before refusing: {seen}"
+        assert after == before
+        assert watch.probe() == first + 1, "an invalidation sequence number was spent: other processes would flush"
+    finally:
+        watch.close()
     return info.value
 
 
@@ -209,12 +198,12 @@ KEY_CALLS: dict[str, tuple[str, Callable[[MwManager, str], object]]] = {
 @FIXTURE_SETTINGS
 @given(bad=unencodable)
 def test_a_key_part_utf8_cannot_encode_is_refused_before_anything_is_spent(
-    make_manager: Make, bus_watch: Callable[[MwManager], BusWatch], where: str, bad: str
+    make_manager: Make, where: str, bad: str
 ) -> None:
     m = make_manager("agent-1")
     m.set_global_item_typed("doc", "s", "ok-1", {"v": "present"})  # something in every tier to stay put
     part, call = KEY_CALLS[where]
-    error = refused_before_anything_spent(m, bus_watch(m), lambda: call(m, bad), KeyGrammarError)
+    error = refused_before_anything_spent(m, lambda: call(m, bad), KeyGrammarError)
     assert isinstance(error, KeyGrammarError) and error.part == part
     assert "surrogate" in error.reason and part in str(error)
     str(error).encode("utf-8")  # the message itself can be logged anywhere
@@ -390,18 +379,15 @@ def test_a_too_deep_cached_entry_is_a_counted_miss_not_a_crash(
 
 
 @pytest.mark.parametrize("shape", ["deep", "cyclic"])
-def test_writing_a_too_deep_or_cyclic_value_spends_nothing(
-    make_manager: Make, bus_watch: Callable[[MwManager], BusWatch], shape: str
-) -> None:
+def test_writing_a_too_deep_or_cyclic_value_spends_nothing(make_manager: Make, shape: str) -> None:
     m = make_manager("agent-1")
     m.set_global_item_typed("doc", "s", "1", {"v": "old"})
     value = nested("mixed", 100_000) if shape == "deep" else cyclic("through two")
-    watch = bus_watch(m)
     for call in (
         lambda: m.set_global_item_typed("doc", "s", "1", value),
         lambda: m.set_global_item("doc-1", value),
     ):
-        error = refused_before_anything_spent(m, watch, call, CodecError)
+        error = refused_before_anything_spent(m, call, CodecError)
         assert f"MAX_DEPTH={MAX_DEPTH}" in str(error)
     assert m.get_item_typed("doc", "s", "1") == {"v": "old"}
     with pytest.raises(CodecError, match=f"MAX_DEPTH={MAX_DEPTH}"):
@@ -452,11 +438,11 @@ def test_to_epoch_of_any_number_is_a_finite_instant_or_a_task_row_error(value: f
 @pytest.mark.parametrize("bad", list(OUT_OF_RANGE))
 @pytest.mark.parametrize("status", ["running", "completed"])
 def test_caching_a_row_with_an_out_of_range_timestamp_names_the_field_and_spends_nothing(
-    make_manager: Make, bus_watch: Callable[[MwManager], BusWatch], field: str, bad: str, status: str
+    make_manager: Make, field: str, bad: str, status: str
 ) -> None:
     m = make_manager("agent-1")
     row = {"id": 7, "status": status, field: OUT_OF_RANGE[bad]}
-    error = refused_before_anything_spent(m, bus_watch(m), lambda: m.cache_task_row(row), TaskRowError)
+    error = refused_before_anything_spent(m, lambda: m.cache_task_row(row), TaskRowError)
     assert isinstance(error, TaskRowError) and error.field == field and field in str(error)
 
 
@@ -530,14 +516,11 @@ TTL_CALLS: dict[str, Callable[[MwManager, object], object]] = {
 
 
 @pytest.mark.parametrize("method", list(TTL_CALLS))
-def test_every_out_of_range_ttl_is_a_value_error_naming_it_before_redis(
-    make_manager: Make, bus_watch: Callable[[MwManager], BusWatch], method: str
-) -> None:
+def test_every_out_of_range_ttl_is_a_value_error_naming_it_before_redis(make_manager: Make, method: str) -> None:
     m = make_manager("agent-1")
     m.set_global_item_typed("doc", "s", "1", {"v": 1})
-    watch = bus_watch(m)
     for name, bad in BAD_TTLS.items():
-        error = refused_before_anything_spent(m, watch, lambda bad=bad: TTL_CALLS[method](m, bad), ConfigError)
+        error = refused_before_anything_spent(m, lambda bad=bad: TTL_CALLS[method](m, bad), ConfigError)
         assert isinstance(error, ConfigError) and isinstance(error, ValueError), name
         assert error.variable == "ttl_s", name
         shown = "bits" if isinstance(bad, int) and bad > 2**64 else repr(bad)
