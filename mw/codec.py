@@ -14,7 +14,9 @@ The payload is a JSON-model tree. Values JSON cannot carry (datetime, with its z
 one, date, time, timedelta, UUID, Decimal, bytes, tuple, dicts with non-str keys) are tagged as one-key
 objects such as ``{"$uuid": "..."}``; a user dict that merely looks like a tag is escaped, so every
 supported value round-trips exactly. The payload is zlib-compressed over a threshold. Anything else
-raises :class:`CodecError` naming the type.
+raises :class:`CodecError` naming the type, and so does a value nested deeper than :data:`MAX_DEPTH`
+(or containing itself) or holding a string UTF-8 cannot encode (a lone surrogate): bad input never
+escapes as ``RecursionError`` or ``UnicodeEncodeError``. Decoding raises only :class:`CodecError`.
 """
 
 from __future__ import annotations
@@ -46,23 +48,45 @@ _FORMAT_MASK = 0x06
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def to_plain(value: Any) -> Any:
-    """Turn a value into a JSON-model tree with tagged special types."""
+MAX_DEPTH = 100
+"""How deeply containers may nest in a cached value (a dict in a list is depth 2). Deeper values, and
+values that contain themselves, raise :class:`CodecError` instead of exhausting the interpreter's stack
+(``RecursionError``) on encode; on decode, an entry nested deeper is corrupt (a counted miss)."""
+
+
+def too_deep(value: Any) -> CodecError:
+    """The error for a container at depth :data:`MAX_DEPTH` (encode here, L0's private copies)."""
+    # Never repr the value: what is left below this level may itself be too deep to repr.
+    return CodecError(
+        f"cannot cache a value nested deeper than MAX_DEPTH={MAX_DEPTH} (or one that contains itself): "
+        f"a {type(value).__name__} at depth {MAX_DEPTH}"
+    )
+
+
+def to_plain(value: Any, depth: int = 0) -> Any:
+    """Turn a value into a JSON-model tree with tagged special types (containers at most :data:`MAX_DEPTH` deep)."""
     t = type(value)
     if t in _SCALARS:
         return value
     if t is dict:
+        if depth >= MAX_DEPTH:
+            raise too_deep(value)
+        depth += 1
         if all(type(k) is str for k in value):
-            out = {k: to_plain(v) for k, v in value.items()}
+            out = {k: to_plain(v, depth) for k, v in value.items()}
             if len(out) == 1 and next(iter(out)).startswith("$"):
                 # A pair, not a dict: json's object_hook decodes inner dicts first and would see the tag.
                 return {"$esc": next(iter(out.items()))}
             return out
-        return {"$map": [[to_plain(k), to_plain(v)] for k, v in value.items()]}
+        return {"$map": [[to_plain(k, depth), to_plain(v, depth)] for k, v in value.items()]}
     if t is list:
-        return [to_plain(v) for v in value]
+        if depth >= MAX_DEPTH:
+            raise too_deep(value)
+        return [to_plain(v, depth + 1) for v in value]
     if t is tuple:
-        return {"$tuple": [to_plain(v) for v in value]}
+        if depth >= MAX_DEPTH:
+            raise too_deep(value)
+        return {"$tuple": [to_plain(v, depth + 1) for v in value]}
     if t is dt.datetime:
         if isinstance(value.tzinfo, zoneinfo.ZoneInfo):
             # A named zone survives as a name (an offset alone loses DST rules and gap/fold identity).
@@ -85,9 +109,9 @@ def to_plain(value: Any) -> Any:
         if isinstance(value, base):
             return conv(value)
     if isinstance(value, dict):
-        return to_plain(dict(value))
+        return to_plain(dict(value), depth)
     if isinstance(value, (list, tuple)):
-        return to_plain(list(value))
+        return to_plain(list(value), depth)
     raise CodecError(f"cannot encode a value of type {t.__module__}.{t.__qualname__}: {value!r:.80}")
 
 
@@ -135,18 +159,23 @@ def from_plain(tree: Any) -> Any:
 
 
 def dumps_json(value: Any) -> str:
-    """Tagged JSON text; what Mlt stores in its value columns."""
+    """Tagged JSON text; what Mlt stores in its value columns (always text UTF-8 can encode)."""
+    tree = to_plain(value)
     try:
-        return _ENCODER.encode(to_plain(value))
-    except (TypeError, ValueError) as exc:
+        text = _ENCODER.encode(tree)
+        text.encode("utf-8")  # a lone surrogate would fail later, in the database driver
+    except (TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"cannot encode value: {exc}") from exc
+    return text
 
 
 def loads_json(text: str | bytes) -> Any:
     try:
         return _DECODER.decode(text if isinstance(text, str) else text.decode("utf-8"))
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise CodecError(f"not a valid tagged JSON value: {exc}") from exc
+    except RecursionError:
+        raise CodecError("not a valid tagged JSON value: nested too deep to decode") from None
+    except Exception as exc:  # ValueError, KeyError, decimal.InvalidOperation...: all mean "corrupt".
+        raise CodecError(f"not a valid tagged JSON value: {type(exc).__name__}: {exc}") from exc
 
 
 class Codec:
@@ -229,6 +258,8 @@ class Codec:
                 raise CodecError(f"unknown payload format flag {fmt:#x}")
         except CodecError:
             raise
+        except RecursionError:
+            raise CodecError("corrupt envelope payload: nested too deep to decode") from None
         except Exception as exc:  # zlib.error, ValueError, msgpack errors: all mean "corrupt".
             raise CodecError(f"corrupt envelope payload: {type(exc).__name__}: {exc}") from exc
         return value, expire_at, delta, len(raw)

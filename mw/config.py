@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from mw.errors import ConfigError
+from mw.keys import check_namespace
+from mw.ttl import check_ttl
 
 TASK_STATUSES = ("created", "queued", "running", "retry", "completed", "failed", "cancelled")
 
@@ -133,11 +135,14 @@ class MwConfig:
             if status not in self.task_ttls_s:
                 raise ConfigError(f"MW_TASK_TTL_{status.upper()}_S", None, "missing from task_ttls_s")
         for status, ttl in self.task_ttls_s.items():
-            if ttl < 0:
-                raise ConfigError(f"MW_TASK_TTL_{status.upper()}_S", ttl, "a TTL cannot be negative")
-        for name, value in (("MW_L1_TTL_S", self.l1_ttl_s), ("MW_L2_TTL_S", self.l2_ttl_s)):
-            if value < 0:
-                raise ConfigError(name, value, "a TTL cannot be negative (0 means: do not cache)")
+            check_ttl(ttl, f"MW_TASK_TTL_{status.upper()}_S")
+        for name, value in (
+            ("MW_L1_TTL_S", self.l1_ttl_s),
+            ("MW_L2_TTL_S", self.l2_ttl_s),
+            ("MW_LEASE_TTL_S", self.lease_ttl_s),
+        ):
+            check_ttl(value, name)
+        check_namespace(self.namespace)
         if not 0 <= self.ttl_jitter < 1:
             raise ConfigError("MW_TTL_JITTER", self.ttl_jitter, "expected a fraction in [0, 1)")
         if self.lease_ttl_s <= 0:

@@ -17,11 +17,12 @@ from mw import keys as K
 from mw.clock import Clock
 from mw.cluster import DEFAULT_NODE, Cluster, cluster_for
 from mw.config import MwConfig
-from mw.errors import CodecError, ConfigError
+from mw.errors import CodecError
 from mw.telemetry import Telemetry, hot_list, memory_metrics, process_telemetry
 from mw.tiers import MISS as _MISS
 from mw.tiers.l0 import L0Cache
 from mw.tiers.l2 import TierUnavailable
+from mw.ttl import check_ttl
 
 log = logging.getLogger("mw")
 
@@ -32,14 +33,6 @@ Loader = Callable[[], Any]
 
 def ttl_ms(ttl_s: float) -> int:
     return max(1, math.ceil(ttl_s * 1000))
-
-
-def check_ttl(ttl_s: object) -> float:
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)):
-        raise ConfigError("ttl_s", ttl_s, "expected a number of seconds")
-    if math.isnan(ttl_s) or ttl_s < 0 or math.isinf(ttl_s):
-        raise ConfigError("ttl_s", ttl_s, "expected a finite number of seconds >= 0 (0: do not cache)")
-    return float(ttl_s)
 
 
 def _retire(l0: L0Cache, node: Any, telemetry: Telemetry) -> None:
@@ -220,8 +213,8 @@ class ManagerCore:
     def _many_local(self, kind: str, scope: str, item_ids: list[str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         out: dict[str, Any] = {}
         pending: list[tuple[str, str]] = []
-        for item_id in item_ids:
-            key = K.global_typed_key(kind, scope, item_id)
+        keys = [K.global_typed_key(kind, scope, item_id) for item_id in item_ids]  # all valid before any is read
+        for item_id, key in zip(item_ids, keys, strict=True):
             self.telemetry.hot.add(key)
             value = self._local(key) if self.enabled else _MISS
             if value is _MISS:

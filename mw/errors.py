@@ -51,7 +51,14 @@ class ValueTooLargeError(CodecError):
 
 
 class TaskRowError(MwError, ValueError):
-    """A task row cannot be cached: no id, or a field the cache cannot interpret."""
+    """A task row cannot be cached: no id, or a field the cache cannot interpret (``field`` names it)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.field))
 
 
 class TierUnavailable(MwError):

@@ -14,6 +14,11 @@ Grammar::
 
 ``kind``, ``scope`` and ``organ_id`` may not contain ``:``; an ``id`` may (it is the last component),
 but may not itself start with a reserved prefix, so no key is ever prefixed twice.
+
+Every part must be text that UTF-8 can carry: a lone surrogate (``"\\ud800"``, what ``surrogateescape``
+makes of undecodable bytes) is refused here, before a sequence number is spent or a tier is touched,
+not by redis-py halfway through a write. Call sites build keys with these functions and never
+re-validate.
 """
 
 from __future__ import annotations
@@ -33,8 +38,23 @@ DOUBLE_PREFIX = GLOBAL_PREFIX + GLOBAL_PREFIX
 MAX_COMPONENT_LEN = 256
 MAX_KEY_LEN = 1024
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_OR_COLON = re.compile(r"[\x00-\x1f\x7f:]")
+MAX_NAMESPACE_LEN = 64
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_CONTROL_OR_COLON = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff:]")
+_UNENCODABLE = re.compile(r"[\ud800-\udfff]")
+"""The only code points a ``str`` can hold that UTF-8 cannot encode: the surrogates."""
+_NAMESPACE_BAD = re.compile(r"[\x00-\x20\x7f\ud800-\udfff]|\s")
+
+
+def _what(char: str) -> str:
+    if char == ":":
+        return "':'"
+    if _UNENCODABLE.match(char):
+        return f"the lone surrogate {char!r}, which UTF-8 cannot encode"
+    if char.isspace() and char >= " ":
+        return f"whitespace {char!r}"
+    return f"control character {char!r}"
 
 
 def check_component(part: str, value: object, *, colon_ok: bool = False) -> str:
@@ -47,8 +67,29 @@ def check_component(part: str, value: object, *, colon_ok: bool = False) -> str:
         raise KeyGrammarError(part, value[:40] + "...", f"longer than {MAX_COMPONENT_LEN} characters")
     bad = (_CONTROL if colon_ok else _CONTROL_OR_COLON).search(value)
     if bad:
-        what = "':'" if bad.group() == ":" else f"control character {bad.group()!r}"
-        raise KeyGrammarError(part, value, f"contains {what}")
+        raise KeyGrammarError(part, value, f"contains {_what(bad.group())}")
+    return value
+
+
+def check_text(part: str, value: object) -> str:
+    """Return ``value`` if it is a ``str`` UTF-8 can encode (what Redis and the databases are sent)."""
+    if not isinstance(value, str):
+        raise KeyGrammarError(part, value, f"must be a str, not {type(value).__name__}")
+    bad = _UNENCODABLE.search(value)
+    if bad:
+        raise KeyGrammarError(part, value if len(value) <= 80 else value[:40] + "...", f"contains {_what(bad.group())}")
+    return value
+
+
+def check_namespace(value: object) -> str:
+    """``MW_NAMESPACE``, the prefix of every Redis key and bus channel: printable, no whitespace, short."""
+    if not isinstance(value, str):
+        raise KeyGrammarError("namespace", value, f"must be a str, not {type(value).__name__}")
+    if len(value) > MAX_NAMESPACE_LEN:
+        raise KeyGrammarError("namespace", value[:40] + "...", f"longer than {MAX_NAMESPACE_LEN} characters")
+    bad = _NAMESPACE_BAD.search(value)
+    if bad:
+        raise KeyGrammarError("namespace", value, f"contains {_what(bad.group())}")
     return value
 
 
@@ -172,7 +213,7 @@ def display_name(key: str) -> str:
 
 
 def check_full_key(key: str) -> str:
-    """Validate a key handed in whole (e.g. to ``del_global_key``)."""
-    if len(key) > MAX_KEY_LEN:
+    """Validate a key handed in whole (e.g. to ``try_set_inflight``): text UTF-8 can encode, bounded."""
+    if isinstance(key, str) and len(key) > MAX_KEY_LEN:
         raise KeyGrammarError("key", key[:40] + "...", f"longer than {MAX_KEY_LEN} characters")
-    return key
+    return check_text("key", key)

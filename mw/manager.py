@@ -17,11 +17,12 @@ from mw import drive
 from mw import keys as K
 from mw import protocol as P
 from mw.codec import peek_expire_at
-from mw.core import Loader, ManagerCore, check_ttl, ttl_ms
+from mw.core import Loader, ManagerCore, ttl_ms
 from mw.errors import CodecError, TierUnavailable
 from mw.readthrough import LoadPlan, ReadThrough
 from mw.tasks import cache_ttl_s, row_task_id, task_keys
 from mw.tiers import MISS
+from mw.ttl import check_ttl
 
 log = logging.getLogger("mw")
 
@@ -46,6 +47,8 @@ class MwManager(ManagerCore):
         A miss loads once cluster-wide, like :meth:`get_or_load`.
         """
         key = K.global_typed_key(kind, scope, item_id)
+        if ttl_s is not None:
+            ttl_s = check_ttl(ttl_s)
         self._hot_add(key)
         if self.enabled:
             value = self._l0.get(key, MISS)
@@ -59,6 +62,8 @@ class MwManager(ManagerCore):
         self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
     ) -> Any:
         key = K.global_typed_key(kind, scope, item_id)
+        if ttl_s is not None:
+            ttl_s = check_ttl(ttl_s)
         self._hot_add(key)
         if self.enabled:
             value = self._l0.get(key, MISS)
@@ -144,7 +149,7 @@ class MwManager(ManagerCore):
 
     def finish_load(self, plan: LoadPlan, value: Any, ttl_s: float | None = None, delta: float = 0.0) -> bool:
         """Complete a ``lead`` plan with the loaded value (``None``: absent). True if the tiers took it."""
-        return self._reads.finish(plan, value, ttl_s, delta)
+        return self._reads.finish(plan, value, None if ttl_s is None else check_ttl(ttl_s), delta)
 
     # --- negative cache ------------------------------------------------------------------------------
     def check_negative_cache(self, kind: str, scope: str, item_id: str) -> bool:

@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mw.codec import dumps_json, loads_json
-from mw.errors import ConfigError, MltUnavailable, TaskRowError
-from mw.keys import task_id_str
+from mw.errors import ConfigError, MltUnavailable
+from mw.keys import check_text, task_id_str
+from mw.tasks import check_row
 
 
 class _Missing:
@@ -43,8 +44,9 @@ DEFAULT_TIMEOUT_S = 5.0
 
 
 def item_key(kind: str, scope: str, item_id: str) -> str:
-    """The key an item's seam points carry."""
-    return f"{kind}:{scope}:{item_id}"
+    """The key an item's seam points carry; every call builds it first, so a part the database driver
+    could not send (a lone surrogate) is a :class:`~mw.errors.KeyGrammarError` before any statement."""
+    return f"{check_text('kind', kind)}:{check_text('scope', scope)}:{check_text('item_id', item_id)}"
 
 
 def unavailable(operation: str, where: str, reason: str) -> MltUnavailable:
@@ -121,7 +123,9 @@ class MltStore(abc.ABC):
         """Change a task's status (and other fields); ``None`` when there is no such task.
 
         Callers must invalidate the cached row afterwards; :meth:`mw.MwManager.update_task_status` does both.
+        The new fields are checked (:func:`mw.tasks.check_row`) before the store is read.
         """
+        check_row({**fields, "id": task_id, "status": status})
         row = self.get_task(task_id)
         if row is None:
             return None
@@ -146,14 +150,9 @@ class MltStore(abc.ABC):
 
 
 def _row_identity(row: Mapping[str, Any]) -> tuple[str, str]:
-    if not isinstance(row, Mapping):
-        raise TaskRowError(f"a task row must be a mapping, not {type(row).__name__}")
-    if row.get("id") is None:
-        raise TaskRowError(f"a task row needs an 'id' field: {dict(row)!r:.120}")
-    status = row.get("status")
-    if status is not None and not isinstance(status, str):
-        raise TaskRowError(f"task {row['id']!r}: status must be a str, not {type(status).__name__}")
-    return task_id_str(row["id"]), (status or "")
+    """Id and status of a row about to be stored; a row the cache could not read back is refused here."""
+    task_id = check_row(row)
+    return task_id, (row.get("status") or "")
 
 
 def decode_row(row_json: str, version: int) -> dict[str, Any]:

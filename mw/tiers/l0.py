@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from mw.clock import Clock
+from mw.codec import MAX_DEPTH, too_deep
 from mw.observe import OBSERVERS, emit
 from mw.policy.s3fifo import ENTRY_OVERHEAD, MAX_FREQ, S3FIFO, Entry
 
@@ -49,18 +50,28 @@ class _Mutable:
         self.value = value
 
 
-def private_copy(value: Any) -> Any:
-    """A copy that shares no mutable part with ``value``; immutables are returned as they are."""
+def private_copy(value: Any, depth: int = 0) -> Any:
+    """A copy that shares no mutable part with ``value``; immutables are returned as they are.
+
+    Containers nested deeper than :data:`mw.codec.MAX_DEPTH` (or containing themselves) raise
+    :class:`~mw.errors.CodecError`, as the codec does, never ``RecursionError``.
+    """
     t = type(value)
     if t in IMMUTABLE:
         return value
-    if t is dict:
-        return {k: private_copy(v) for k, v in value.items()}
-    if t is list:
-        return [private_copy(v) for v in value]
-    if t is tuple:
-        return tuple(private_copy(v) for v in value)
-    return copy.deepcopy(value)
+    if t is dict or t is list or t is tuple:
+        if depth >= MAX_DEPTH:
+            raise too_deep(value)
+        depth += 1
+        if t is dict:
+            return {k: private_copy(v, depth) for k, v in value.items()}
+        if t is list:
+            return [private_copy(v, depth) for v in value]
+        return tuple([private_copy(v, depth) for v in value])
+    try:
+        return copy.deepcopy(value)
+    except RecursionError:
+        raise too_deep(value) from None
 
 
 _SAMPLE = 16
