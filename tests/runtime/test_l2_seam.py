@@ -146,42 +146,6 @@ def test_an_injected_connection_failure_marks_the_tier_down(tier: RedisTier, mod
     assert calls == ["l2.get"], "the second call was skipped without a round trip"
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_wrongtype_read_is_a_counted_miss_and_a_delete_right_after_reaches_redis(
-    tier: RedisTier, mode: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    tier.client.hset(tier.phys("hash"), "field", "1")
-    tier.client.set(tier.phys("other"), b"v")
-    with caplog.at_level(logging.WARNING, logger="mw"):
-        read = _error_of(lambda: _run(tier, mode, "get", "hash"))
-    assert read is None, f"a WRONGTYPE read raised {read!r}"
-    deleted = _error_of(lambda: _run(tier, mode, "delete", ["other"]))
-    assert deleted is None and tier.client.exists(tier.phys("other")) == 0, f"the delete failed: {deleted!r}"
-    assert tier.key_errors == 1 and "'hash'" in caplog.text and "WRONGTYPE" in caplog.text
-    assert tier.pttl("hash") == -1 and _run(tier, mode, "mget", ["hash", "other"]) == [None, None]
-
-
-def test_manager_wrongtype_read_leaves_l2_up_for_the_next_delete(make_manager: Callable[..., MwManager]) -> None:
-    m = make_manager("a", tier_retry_s=60.0, pubsub=False)
-    bad, other = K.global_typed_key("doc", "s", "1"), K.global_typed_key("doc", "s", "2")
-    m.l2.client.hset(m.l2.phys(bad), "field", "1")
-    m.l2.client.set(m.l2.phys(other), b"anything")
-    assert m.get_item_typed("doc", "s", "1") is None
-    assert m.del_global_key(other) is True
-    assert m.l2.client.exists(m.l2.phys(other)) == 0, "the delete never reached Redis: L2 was marked down"
-    assert m.telemetry.l2_write_failures == 0 and m.l2.key_errors == 1
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("op", ["set", "set_nx"])
-def test_an_out_of_range_ttl_is_a_value_error_naming_the_key(tier: RedisTier, mode: str, op: str) -> None:
-    refused = _error_of(lambda: _run(tier, mode, op, "big", b"v", 10**17 * 1000))
-    assert isinstance(refused, L2CommandError) and isinstance(refused, ValueError), repr(refused)
-    assert "'big'" in str(refused) and "out of range" in str(refused)
-    _run(tier, mode, op, "big", b"v", 60_000)
-    assert tier.get("big") == b"v" and tier.key_errors == 1
-
-
 # --- counters and classes of the behaviours test_l2_faults.py shows ---------------------------------------------
 @pytest.mark.parametrize("mode", MODES)
 def test_wrongtype_read_is_counted_as_a_key_error(tier: RedisTier, mode: str, caplog: pytest.LogCaptureFixture) -> None:
