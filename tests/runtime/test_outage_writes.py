@@ -186,6 +186,21 @@ def test_a_write_and_a_delete_made_during_an_outage_leave_no_process_serving_sta
         assert bus.flushes == flushes, "no sequence gap, so no flush"
 
 
+@pytest.mark.parametrize(
+    "world",
+    [
+        OUTAGES[0],
+        OUTAGES[1],
+        pytest.param(
+            "restart",
+            marks=[
+                pytest.mark.mw_real_servers,
+                pytest.mark.guard("a restart drops the subscription: base flushed when it resubscribed, too"),
+            ],
+        ),
+    ],
+    indirect=True,
+)
 def test_too_many_changes_during_an_outage_make_other_processes_flush(world: World) -> None:
     a = world.make("a")
     b = world.make("b", l1_max_items=4321)
