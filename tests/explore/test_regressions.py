@@ -1,22 +1,23 @@
 """Defects the explorer found, each pinned by a plain test (F2: stale single flight after a drop; F3: a
-delete that left the negative marker; F4: a dropped plan kept alive by its own caught exception)."""
+delete that left the negative marker; F5: a lease extended forever for a loop that is gone). F4 needs the
+fault seam to refuse the lease: it is in ``test_regressions_seam.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import logging
 from collections.abc import Callable
 
 import pytest
 
-from mw import MwManager, faults
+from mw import MwConfig, MwManager
 from mw import keys as K
+from mw.clock import ManualClock
 
 Make = Callable[..., MwManager]
 KEY = K.global_typed_key("doc", "s", "1")
 
 
+@pytest.mark.guard("F2 was a defect of the new single flight, found by the explorer; base got it right")
 def test_f2_a_follower_after_a_delete_is_not_handed_the_load_that_started_before_it(make_manager: Make) -> None:
     a, b = make_manager("a"), make_manager("b", node="n2")
     leader = a.begin_load("doc", "s", "1")
@@ -30,6 +31,7 @@ def test_f2_a_follower_after_a_delete_is_not_handed_the_load_that_started_before
     assert a.get_item_typed("doc", "s", "1") == "new"
 
 
+@pytest.mark.guard("F2 was a defect of the new single flight, found by the explorer; base got it right")
 def test_f2_a_flush_forgets_every_load_in_flight(make_manager: Make) -> None:
     a, b = make_manager("a", pubsub=False), make_manager("b", node="n2", pubsub=False)
     elsewhere = make_manager("c", pubsub=False, lease_ttl_s=9.0)  # another cluster: another process
@@ -62,47 +64,34 @@ def test_f3_the_async_delete_removes_it_too_and_counts_only_values(make_manager:
     assert asyncio.run(a.del_global_item_typed_async("doc", "s", "1")) is True
 
 
-def test_f4_a_dropped_plan_that_leads_without_the_lease_frees_its_followers_at_once(
-    make_manager: Make, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "embedded",
+        pytest.param("real", marks=pytest.mark.mw_real_servers),
+    ],
+)
+def test_f5_a_holder_whose_loop_closed_stops_extending_its_lease(
+    backend: str, base_config: MwConfig, clock: ManualClock
 ) -> None:
-    """L2 refused the lease, so the plan leads a local load; dropping it must abandon its flight now, not
-    when a garbage collection finds the cycle its caught exception made (followers waited until their
-    deadline). The warning is not captured here: a captured record holds the exception, and so the plan."""
-    caplog.set_level(logging.ERROR, logger="mw")
-    a, b = make_manager("a"), make_manager("b")
-    failing = {"on": True}
-
-    def refuse_lease(point: str, key: str | None) -> faults.Action | None:
-        if failing["on"] and point == "l2.set_nx":
-            return faults.Act(_refused)
-        return None
-
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        with faults.injected(refuse_lease):
-            leader = a.begin_load("doc", "s", "1")
-            assert leader.state == "lead" and leader.token is None, "L2 unreachable: a load without the lease"
-            follower = b.begin_load("doc", "s", "1")
-            assert follower.state == "wait"
-            failing["on"] = False
-            del leader  # the caller gave up on its load (its loader failed)
-            follower = b.poll_load(follower)
-        assert follower.state == "lead", "the follower still waits on a plan nobody holds"
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _refused() -> None:
-    raise ConnectionRefusedError("injected: connection refused")
-
-
-def test_f5_a_holder_whose_loop_closed_stops_extending_its_lease(backend: str, make_manager: Make) -> None:
     """The caller closed its loop while its load ran: that load never ends, so its lease must lapse and a
-    waiter take over (its extender kept re-arming the lease forever: every caller of the key timed out)."""
-    a = make_manager("a", lease_ttl_s=1.0, load_timeout_s=4.0)
-    b = make_manager("b", node="n2", lease_ttl_s=1.0, load_timeout_s=4.0)
+    waiter take over (its extender kept re-arming the lease forever: every caller of the key timed out;
+    on the code before issue 9 that caller waits on the dead loop's single flight forever instead)."""
+    # MW_LOAD_TIMEOUT_S as a deployment sets it: the code before issue 9 ignores it and runs this test too.
+    config = MwConfig.from_env(
+        {"MW_LOAD_TIMEOUT_S": "4.0"}, namespace=base_config.namespace, redis_url=base_config.redis_url,
+        mlt_dsn=base_config.mlt_dsn, lease_ttl_s=1.0,
+    )  # fmt: skip
+    a = MwManager("a", config, clock=clock)
+    b = MwManager("b", config, node="n2", clock=clock)
+    try:
+        _f5(a, b)
+    finally:
+        a.close()
+        b.close()
+
+
+def _f5(a: MwManager, b: MwManager) -> None:
     loop = asyncio.new_event_loop()
     started = asyncio.Event()
 

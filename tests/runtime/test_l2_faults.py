@@ -1,8 +1,12 @@
-"""L2 faults are classified by kind, every L2 call passes the fault seam, and no client leaks per event loop.
+"""L2 faults as a caller sees them: a bad key or argument never marks L2 down, server-state faults end
+as the tier's error without a breaker where one is wrong, and no client leaks per event loop.
+
+These tests use only what the runtime had before issue 9 (``RedisTier``, ``TierUnavailable``,
+``Leases``, the managers): ``tools/against-base`` shows each failing there on an assertion. The new
+classification (exact classes, counters) and the fault seam are tested in ``test_l2_seam.py``.
 
 Server-state faults (BUSY, READONLY, NOPERM, NOAUTH, CLIENT PAUSE) run on throwaway redis-servers of
-this module, never on the session's shared one. Faults a single server cannot show (LOADING, TRYAGAIN,
-MOVED, ASK) are injected as the exceptions redis-py raises for them, through the same seam.
+this module, never on the session's shared one.
 """
 
 from __future__ import annotations
@@ -25,12 +29,10 @@ import redis
 import redis.asyncio
 import redis.exceptions as rx
 
-from mw import faults
 from mw import keys as K
-from mw.errors import L2CommandError, TierBusy, TierPermissionError, TierUnavailable, TopologyChanged
 from mw.lease import Leases
 from mw.manager import MwManager
-from mw.tiers.l2 import RedisTier
+from mw.tiers.l2 import RedisTier, TierUnavailable
 from pytest_mw.servers import factories
 
 own_redis = factories.redis_proc()
@@ -76,81 +78,18 @@ def _error_of(fn: Callable[[], object]) -> BaseException | None:
     return None
 
 
-def _inject(name: str, action: faults.Action, calls: list[str] | None = None) -> faults.Injector:
-    def injector(point: str, key: str | None) -> faults.Action | None:
-        if calls is not None:
-            calls.append(point)
-        return action if point == name else None
-
-    return injector
-
-
-# --- classification ------------------------------------------------------------------------------------------
-INJECTED = [
-    pytest.param(rx.BusyLoadingError("Redis is loading the dataset in memory"), TierBusy, id="LOADING"),
-    pytest.param(rx.ResponseError("BUSY Redis is busy running a script."), TierBusy, id="BUSY"),
-    pytest.param(rx.TryAgainError("Multiple keys request during rehashing of slot"), TierBusy, id="TRYAGAIN"),
-    pytest.param(rx.ReadOnlyError("You can't write against a read only replica."), TopologyChanged, id="READONLY"),
-    pytest.param(rx.MovedError("3999 127.0.0.1:6381"), TopologyChanged, id="MOVED"),
-    pytest.param(rx.AskError("3999 127.0.0.1:6381"), TopologyChanged, id="ASK"),
-    pytest.param(
-        rx.NoPermissionError("this user has no permissions to run the 'get' command"), TierPermissionError, id="NOPERM"
-    ),
-    pytest.param(
-        rx.AuthenticationError("invalid username-password pair or user is disabled."),
-        TierPermissionError,
-        id="WRONGPASS",
-    ),
-]
+def _wait(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return cond()
 
 
+# --- one bad key or argument: never the tier marked down -----------------------------------------------------
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(("error", "expected"), INJECTED)
-def test_injected_replies_are_classified_and_never_open_the_breaker(
-    tier: RedisTier, mode: str, error: Exception, expected: type[TierUnavailable]
-) -> None:
-    tier.client.set(tier.phys("k"), b"v")
-    with faults.injected(_inject("l2.get", faults.Fail(error))), pytest.raises(expected) as raised:
-        _run(tier, mode, "get", "k")
-    assert type(raised.value) is expected, f"{type(raised.value).__name__} for {error!r}"
-    assert "GET" in str(raised.value) and "'k'" in str(raised.value)
-    assert not faults.INJECTORS
-    assert _run(tier, mode, "get", "k") == b"v", "the tier was marked down for an instant reply"
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_a_busy_read_is_retried_once_and_a_busy_write_is_not(tier: RedisTier, mode: str) -> None:
-    busy = faults.Fail(rx.ResponseError("BUSY Redis is busy running a script."))
-    calls: list[str] = []
-    with faults.injected(_inject("l2.get", busy, calls)), pytest.raises(TierBusy):
-        _run(tier, mode, "get", "k")
-    assert calls.count("l2.get") == 2
-    calls.clear()
-    with faults.injected(_inject("l2.set_nx", busy, calls)), pytest.raises(TierBusy):
-        _run(tier, mode, "set_nx", "k", b"v", 1000)
-    assert calls.count("l2.set_nx") == 1
-    assert tier.busy_errors == 3
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(
-    "error",
-    [rx.ConnectionError("Error 104 while writing to socket. Connection reset by peer."), rx.TimeoutError("Timeout")],
-    ids=["reset", "timeout"],
-)
-def test_an_injected_connection_failure_marks_the_tier_down(tier: RedisTier, mode: str, error: Exception) -> None:
-    calls: list[str] = []
-    with faults.injected(_inject("l2.get", faults.Fail(error), calls)):
-        with pytest.raises(TierUnavailable) as first:
-            _run(tier, mode, "get", "k")
-        assert type(first.value) is TierUnavailable
-        with pytest.raises(TierUnavailable, match="marked down"):
-            _run(tier, mode, "get", "k")
-    assert calls == ["l2.get"], "the second call was skipped without a round trip"
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_wrongtype_read_is_a_counted_miss_and_a_delete_right_after_reaches_redis(
+def test_wrongtype_read_is_a_miss_and_a_delete_right_after_reaches_redis(
     tier: RedisTier, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     tier.client.hset(tier.phys("hash"), "field", "1")
@@ -160,7 +99,7 @@ def test_wrongtype_read_is_a_counted_miss_and_a_delete_right_after_reaches_redis
     assert read is None, f"a WRONGTYPE read raised {read!r}"
     deleted = _error_of(lambda: _run(tier, mode, "delete", ["other"]))
     assert deleted is None and tier.client.exists(tier.phys("other")) == 0, f"the delete failed: {deleted!r}"
-    assert tier.key_errors == 1 and "'hash'" in caplog.text and "WRONGTYPE" in caplog.text
+    assert "'hash'" in caplog.text and "WRONGTYPE" in caplog.text
     assert tier.pttl("hash") == -1 and _run(tier, mode, "mget", ["hash", "other"]) == [None, None]
 
 
@@ -172,17 +111,32 @@ def test_manager_wrongtype_read_leaves_l2_up_for_the_next_delete(make_manager: C
     assert m.get_item_typed("doc", "s", "1") is None
     assert m.del_global_key(other) is True
     assert m.l2.client.exists(m.l2.phys(other)) == 0, "the delete never reached Redis: L2 was marked down"
-    assert m.telemetry.l2_write_failures == 0 and m.l2.key_errors == 1
+
+
+def test_a_delete_after_a_wrongtype_read_reaches_the_other_processes(make_manager: Callable[..., MwManager]) -> None:
+    """The report: the delete made in the "down" window never reached the bus, another process served the
+    deleted value for its whole TTL. Two clusters stand for two processes: they share only L2 and the bus."""
+    a = make_manager("a", tier_retry_s=60.0, real_clock=True)
+    b = make_manager("b", tier_retry_s=60.0, real_clock=True, l1_max_items=4321)
+    assert a.cluster is not b.cluster
+    assert b.get_item_typed("doc", "s", "warm") is None  # b subscribes before a publishes anything
+    a.set_global_item_typed("doc", "s", "2", "doomed")
+    assert _wait(lambda: b.get_item_typed("doc", "s", "2") == "doomed")
+    a.l2.client.hset(a.l2.phys(K.global_typed_key("doc", "s", "1")), "field", "1")
+    assert a.get_item_typed("doc", "s", "1") is None
+    assert a.del_global_item_typed("doc", "s", "2") is True
+    assert _wait(lambda: b.get_item_typed("doc", "s", "2") is None, 5.0), "b still serves the deleted value"
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("op", ["set", "set_nx"])
 def test_an_out_of_range_ttl_is_a_value_error_naming_the_key(tier: RedisTier, mode: str, op: str) -> None:
     refused = _error_of(lambda: _run(tier, mode, op, "big", b"v", 10**17 * 1000))
-    assert isinstance(refused, L2CommandError) and isinstance(refused, ValueError), repr(refused)
+    assert isinstance(refused, ValueError), repr(refused)
     assert "'big'" in str(refused) and "out of range" in str(refused)
-    _run(tier, mode, op, "big", b"v", 60_000)
-    assert tier.get("big") == b"v" and tier.key_errors == 1
+    written = _error_of(lambda: _run(tier, mode, op, "big", b"v", 60_000))
+    assert written is None, f"the tier was marked down for one bad argument: {written!r}"
+    assert tier.get("big") == b"v"
 
 
 # --- real servers: each fault as the server gives it -----------------------------------------------------------
@@ -232,8 +186,16 @@ def _busy_ping(admin: redis.Redis) -> bool:
     return False
 
 
+def _ignore(fn: Callable[[], object]) -> bool:
+    try:
+        fn()
+    except rx.RedisError:
+        return False
+    return True
+
+
 @real_only
-def test_busy_script_is_tier_busy_and_the_tier_serves_once_it_ends(
+def test_busy_script_is_unavailable_and_the_tier_serves_once_it_ends(
     own_redis: Any, own_tier: Callable[..., RedisTier]
 ) -> None:
     admin = _admin(own_redis.url)
@@ -246,25 +208,18 @@ def test_busy_script_is_tier_busy_and_the_tier_serves_once_it_ends(
     runner.start()
     try:
         _until(lambda: _busy_ping(admin), "the script to make Redis busy")
-        with pytest.raises(TierBusy, match="BUSY"):
+        with pytest.raises(TierUnavailable, match="BUSY"):
             t.get("k")
-        with pytest.raises(TierBusy):
+        with pytest.raises(TierUnavailable):
             t.set("k", b"w", 60_000)
-        with pytest.raises(TierBusy):
+        with pytest.raises(TierUnavailable):
             asyncio.run(t.get_async("k"))
     finally:
         _until(lambda: _ignore(admin.script_kill) or not runner.is_alive(), "SCRIPT KILL")
         runner.join()
-    assert t.get("k") == b"v", "not marked down: served as soon as the script ended"
-    assert t.busy_errors == 5, "two tries for each read, one for the write"
-
-
-def _ignore(fn: Callable[[], object]) -> bool:
-    try:
-        fn()
-    except rx.RedisError:
-        return False
-    return True
+    served = _error_of(lambda: t.get("k"))
+    assert served is None, f"marked down for a busy server: {served!r}"
+    assert t.get("k") == b"v", "served as soon as the script ended"
 
 
 @real_only
@@ -277,16 +232,17 @@ def test_a_replica_answers_readonly_the_tier_reconnects_without_a_breaker(
         _until(lambda: replica.info("replication").get("master_link_status") == "up", "the replica to sync")
         t = own_tier(replica_redis.url)
         before = t.client.client_id()
-        with pytest.raises(TopologyChanged, match="SET"):
+        with pytest.raises(TierUnavailable, match="SET"):
             t.set("k", b"v", 60_000)
         assert t.client.client_id() != before, "the pooled connection was not dropped"
-        assert t.get("k") is None, "reads still served: not marked down"
-        with pytest.raises(TopologyChanged):
+        read = _error_of(lambda: t.get("k"))
+        assert read is None, f"reads not served: marked down ({read!r})"
+        with pytest.raises(TierUnavailable):
             asyncio.run(t.set_async("k", b"v", 60_000))
     finally:
         replica.replicaof("NO", "ONE")
     t.set("k", b"v", 60_000)
-    assert t.get("k") == b"v" and t.topology_changes == 2
+    assert t.get("k") == b"v"
 
 
 @real_only
@@ -300,43 +256,43 @@ def test_noperm_names_the_command_and_is_logged_once_per_command(
         t = own_tier(_with_user(own_redis.url, user, "pw"))
         with caplog.at_level(logging.ERROR, logger="mw"):
             for _ in range(2):
-                with pytest.raises(TierPermissionError, match="refused SET") as raised:
+                with pytest.raises(TierUnavailable, match="refused SET") as raised:
                     t.set("k", b"v", 1000)
-            with pytest.raises(TierPermissionError, match="refused DEL"):
+            with pytest.raises(TierUnavailable, match="refused DEL"):
                 t.delete(["k"])
         assert "no permissions" in str(raised.value)
-        assert t.get("k") is None, "the tier was marked down for a configuration error"
+        read = _error_of(lambda: t.get("k"))
+        assert read is None, f"the tier was marked down for a configuration error: {read!r}"
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert len(errors) == 2 and "SET" in errors[0] and "DEL" in errors[1], errors
-        assert t.permission_errors == 3
     finally:
         admin.acl_deluser(user)
 
 
 @real_only
-def test_wrong_password_and_missing_auth_are_permission_errors(
+def test_wrong_password_and_missing_auth_are_unavailable_not_a_breaker(
     own_redis: Any, own_tier: Callable[..., RedisTier]
 ) -> None:
     wrong = own_tier(_with_user(own_redis.url, "nobody", "not-the-password"))
-    with pytest.raises(TierPermissionError):
+    with pytest.raises(TierUnavailable):
         wrong.get("k")
     admin = _admin(own_redis.url, single_connection_client=True)
     admin.config_set("requirepass", "s3cret")
+    unauthenticated = own_tier()
     try:
-        with pytest.raises(TierPermissionError):
-            own_tier().get("k")
+        with pytest.raises(TierUnavailable):
+            unauthenticated.get("k")
     finally:
         admin.config_set("requirepass", "")
+    served = _error_of(lambda: unauthenticated.get("k"))
+    assert served is None, f"marked down for a configuration error, so still refused once fixed: {served!r}"
 
 
 @real_only
-def test_client_pause_is_unavailable_opens_the_breaker_and_recovery_is_announced(
-    own_redis: Any, own_tier: Callable[..., RedisTier]
-) -> None:
+@pytest.mark.guard("a timeout meant 'Redis down' on base too: the breaker opened and closed as it should")
+def test_client_pause_is_unavailable_and_opens_the_breaker(own_redis: Any, own_tier: Callable[..., RedisTier]) -> None:
     t = own_tier(timeout_s=0.2, retry_s=0.1)
     t.set("k", b"v", 60_000)
-    recovered: list[bool] = []
-    t.on_recovered.append(lambda: recovered.append(True))
     _admin(own_redis.url).client_pause(1500)
     with pytest.raises(TierUnavailable) as raised:
         t.get("k")
@@ -351,118 +307,6 @@ def test_client_pause_is_unavailable_opens_the_breaker_and_recovery_is_announced
             return False
 
     _until(served, "the pause to end")
-    assert recovered == [True]
-
-
-# --- the fault seam --------------------------------------------------------------------------------------------
-SYNC_POINTS = ["l2.get", "l2.mget", "l2.set", "l2.set_nx", "l2.delete", "l2.publish", "l2.pttl", "l2.scan"]
-
-
-def test_every_l2_call_passes_its_point_and_its_reply_point(tier: RedisTier) -> None:
-    seen: list[tuple[str, str | None]] = []
-
-    def record(point: str, key: str | None) -> None:
-        seen.append((point, key))
-
-    with faults.injected(record):
-        tier.get("a")
-        tier.mget(["a", "b"])
-        tier.set("a", b"v", 1000)
-        tier.set_nx("b", b"v", 1000)
-        tier.delete(["a", "b"])
-        tier.publish("chan", b"m")
-        tier.pttl("a")
-        tier.scan_keys("*")
-    keys = ["a", "a", "a", "b", "a", "chan", "a", "*"]
-    assert seen == [(name, key) for op, key in zip(SYNC_POINTS, keys, strict=True) for name in (op, f"{op}.reply")]
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_lease_steps_pass_the_script_point(tier: RedisTier, mode: str) -> None:
-    leases = Leases(tier, "landed")
-    seen: list[str] = []
-    with faults.injected(lambda point, key: seen.append(point) and None):
-        token = _run(leases, mode, "acquire", "lease:k", 5000)
-        assert token is not None
-        assert _run(leases, mode, "release", "lease:k", token) is True
-    assert seen == ["l2.set_nx", "l2.set_nx.reply", "l2.script", "l2.script.reply"]
-
-
-def test_async_calls_pass_the_same_points(tier: RedisTier) -> None:
-    seen: list[str] = []
-
-    async def calls() -> None:
-        await tier.get_async("a")
-        await tier.mget_async(["a"])
-        await tier.set_async("a", b"v", 1000)
-        await tier.set_nx_async("b", b"v", 1000)
-        await tier.delete_async(["a"])
-
-    with faults.injected(lambda point, key: seen.append(point) and None):
-        asyncio.run(calls())
-    ops = ["l2.get", "l2.mget", "l2.set", "l2.set_nx", "l2.delete"]
-    assert seen == [name for op in ops for name in (op, f"{op}.reply")]
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_delay_waits_before_the_command(tier: RedisTier, mode: str) -> None:
-    tier.set("k", b"v", 60_000)
-    started = time.monotonic()
-    with faults.injected(_inject("l2.get", faults.Delay(0.05))):
-        assert _run(tier, mode, "get", "k") == b"v"
-    assert time.monotonic() - started >= 0.05
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_act_runs_before_the_command_and_reply_after_it(tier: RedisTier, mode: str) -> None:
-    phys = tier.phys("k")
-    with faults.injected(_inject("l2.get", faults.Act(lambda: tier.client.set(phys, b"written by the act")))):
-        assert _run(tier, mode, "get", "k") == b"written by the act"
-    seen: list[bytes | None] = []
-    with faults.injected(_inject("l2.set_nx.reply", faults.Act(lambda: seen.append(tier.client.get(phys))))):
-        tier.client.delete(phys)
-        assert _run(tier, mode, "set_nx", "k", b"new", 60_000) is True
-    assert seen == [b"new"]
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_a_lost_reply_fails_the_call_although_the_write_landed(tier: RedisTier, mode: str) -> None:
-    lost = faults.Fail(rx.ConnectionError("Connection reset by peer"))
-    with faults.injected(_inject("l2.set.reply", lost)), pytest.raises(TierUnavailable):
-        _run(tier, mode, "set", "k", b"landed", 60_000)
-    assert tier.client.get(tier.phys("k")) == b"landed"
-
-
-def test_drop_closes_the_pooled_connection(tier: RedisTier) -> None:
-    tier.set("k", b"v", 60_000)
-    t = RedisTier(tier.url, namespace=tier.prefix.rstrip(":"), retry_s=0.0)
-    try:
-        before = None if t.embedded else t.client.client_id()
-        with faults.injected(_inject("l2.get", faults.Drop())), pytest.raises(TierUnavailable, match="dropped"):
-            t.get("k")
-        assert t.get("k") == b"v"
-        if before is not None:
-            assert t.client.client_id() != before, "the connection survived the drop"
-    finally:
-        t.close()
-
-
-@real_only
-def test_async_drop_closes_the_loops_connection(mw_redis_url: Any) -> None:
-    t = RedisTier(mw_redis_url.url, namespace=_ns(), retry_s=0.0)
-
-    async def scenario() -> tuple[int, int]:
-        before = await t.aclient().client_id()
-        with faults.injected(_inject("l2.get", faults.Drop())), pytest.raises(TierUnavailable, match="dropped"):
-            await t.get_async("k")
-        assert await t.get_async("k") is None
-        return before, await t.aclient().client_id()
-
-    try:
-        before, after = asyncio.run(scenario())
-    finally:
-        t.close()
-    assert before != after
 
 
 # --- no client leak per event loop -----------------------------------------------------------------------------
@@ -496,7 +340,7 @@ def test_four_hundred_event_loops_leave_no_clients_sockets_or_warnings(
             asyncio.run(one(i))
         gc.collect()
     assert _fds() - fds < 10, f"{_fds() - fds} more open fds after 400 event loops"
-    assert _live_async_clients() - clients < 10 and tier.loop_clients < 10
+    assert _live_async_clients() - clients < 10, f"{_live_async_clients() - clients} more clients after 400 loops"
     assert unraisable == []
 
 
@@ -517,18 +361,13 @@ def test_a_loop_closed_without_shutdown_is_forgotten_at_the_next_lookup(tier: Re
     assert _live_async_clients() == clients
 
 
-def test_aclose_closes_the_running_loops_client_now(tier: RedisTier) -> None:
-    async def scenario() -> int:
-        await tier.get_async("k")
-        gc.collect()
-        opened = _live_async_clients()
-        await tier.aclose()
-        gc.collect()
-        return opened - _live_async_clients()
-
-    assert asyncio.run(scenario()) == 1, "aclose() did not release the loop's client"
-
-
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("embedded", marks=pytest.mark.guard("fakeredis has no socket to leave unclosed: [real] shows it")),
+        pytest.param("real", marks=pytest.mark.mw_real_servers),
+    ],
+)
 def test_close_closes_the_client_of_a_loop_running_in_another_thread(tier: RedisTier) -> None:
     gc.collect()
     clients = _live_async_clients()

@@ -1,5 +1,9 @@
 """Mlt never hangs: a stopped (SIGSTOP) or restarted PostgreSQL and a locked SQLite end within the deadline.
 
+These tests use only what the runtime had before issue 9: the error is checked as an ``MwError`` that
+names the operation and the deadline; its exact class (``MltUnavailable``) and the fault seam are tested
+in ``test_mlt_seam.py``. ``tools/against-base`` shows each failing on base on an assertion.
+
 The PostgreSQL tests stop a throwaway server of their own (never the session's), so every call they make
 runs in a helper thread joined with a bound: on code that hangs the test fails on that bound instead of
 hanging, and the server is always resumed in ``finally`` so the thread can finish.
@@ -19,10 +23,8 @@ from typing import Any
 
 import pytest
 
-from mw import MwManager
-from mw.errors import MltUnavailable
-from mw.faults import Delay, Drop, Fail, injected
-from mw.mlt import MISSING, MltStore, open_store
+from mw.errors import MwError
+from mw.mlt import MISSING, open_store
 from mw.mlt.postgres import PostgresMltStore
 from pytest_mw.options import server_options
 from pytest_mw.servers.errors import ServerUnavailable
@@ -69,7 +71,8 @@ def bounded(call: Callable[[], Any], bound_s: float = BOUND_S) -> Outcome:
 
 
 def assert_unavailable(outcome: Outcome, operation: str, deadline_s: float = DEADLINE_S) -> None:
-    assert isinstance(outcome.error, MltUnavailable), f"{operation}: expected MltUnavailable, got {outcome.error!r}"
+    """The call ended in time with the runtime's own error (an ``MwError``), naming what and how long."""
+    assert isinstance(outcome.error, MwError), f"{operation}: expected the store's MwError, got {outcome.error!r}"
     assert operation in str(outcome.error) and f"{deadline_s:g}s" in str(outcome.error)
     assert outcome.elapsed < deadline_s + SLACK_S
 
@@ -227,67 +230,6 @@ def test_pooled_connections_are_checked_after_a_restart(postgres: StoppablePostg
         assert results[2].value == 2 and results[3].value == 2
     finally:
         store.close()
-
-
-# --- the fault seam, both stores -------------------------------------------------------------------------------------
-def test_every_call_passes_its_seam_point(make_manager: Callable[..., MwManager]) -> None:
-    store: MltStore = make_manager("a").mlt
-    seen: list[tuple[str, str | None]] = []
-
-    def record(name: str, key: str | None) -> None:
-        if name.startswith("mlt.") and name != "mlt.connect":  # the pool may connect at any moment
-            seen.append((name, key))
-
-    with injected(record):
-        store.put_item("doc", "s", "1", 1)
-        store.get_item("doc", "s", "1")
-        store.delete_item("doc", "s", "1")
-        store.put_task({"id": 5, "status": "queued"})
-        store.get_task(5)
-        store.delete_task(5)
-        asyncio.run(store.get_item_async("doc", "s", "2"))
-        asyncio.run(store.get_task_async(6))
-    assert seen == [
-        ("mlt.put_item", "doc:s:1"),
-        ("mlt.get_item", "doc:s:1"),
-        ("mlt.delete_item", "doc:s:1"),
-        ("mlt.put_task", "5"),
-        ("mlt.get_task", "5"),
-        ("mlt.delete_task", "5"),
-        ("mlt.get_item", "doc:s:2"),
-        ("mlt.get_task", "6"),
-    ]
-
-
-@pytest.mark.parametrize("action", [Drop(), Fail(ConnectionResetError("reset by peer (injected)"))], ids=repr)
-def test_an_injected_connection_fault_is_mlt_unavailable_and_the_next_call_works(
-    make_manager: Callable[..., MwManager], action: Drop | Fail
-) -> None:
-    store: MltStore = make_manager("a").mlt
-    store.put_item("doc", "s", "1", "v")
-    hits: list[str] = []
-
-    def fault_once(name: str, key: str | None) -> Drop | Fail | None:
-        if name == "mlt.get_item" and not hits:
-            hits.append(name)
-            return action
-        return None
-
-    with injected(fault_once):
-        with pytest.raises(MltUnavailable, match="get_item"):
-            store.get_item("doc", "s", "1")
-        assert store.get_item("doc", "s", "1") == "v"
-    assert hits == ["mlt.get_item"]
-
-
-def test_a_delay_past_the_deadline_is_mlt_unavailable(make_manager: Callable[..., MwManager]) -> None:
-    """The managers' stores keep the default deadline (5 s): a slow answer is cut there, the store stays usable."""
-    store: MltStore = make_manager("a").mlt
-    store.put_item("doc", "s", "1", "v")
-    with injected(lambda name, key: Delay(DEFAULT_DEADLINE_S + 0.2) if name == "mlt.get_item" else None):
-        outcome = bounded(lambda: store.get_item("doc", "s", "1"), DEFAULT_DEADLINE_S + SLACK_S)
-    assert_unavailable(outcome, "get_item", DEFAULT_DEADLINE_S)
-    assert store.get_item("doc", "s", "1") == "v"
 
 
 # --- SQLite: a database another connection keeps locked --------------------------------------------------------------

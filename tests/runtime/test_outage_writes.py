@@ -1,5 +1,8 @@
 """Writes and deletes made while L2 is unreachable, and the bus after the outage.
 
+Behaviour only, on what the runtime had before issue 9 (``tools/against-base`` shows each failing there);
+the pending-changes structure the replay uses is tested in ``test_pending_invalidations.py``.
+
 Two clusters of one process stand for two processes: they share only L2 and the bus. An outage is a
 disconnected embedded server (fakeredis keeps its data), ``CLIENT PAUSE WRITE`` on a real Redis (reads
 work, writes time out and never land), or a real Redis killed and restarted on the same port (empty).
@@ -165,13 +168,13 @@ def test_a_write_and_a_delete_made_during_an_outage_leave_no_process_serving_sta
         assert a.telemetry.l2_write_failures == 3
         for key in (K1, K2, K3):
             assert key not in a.l0 and a.l1.get(key) is None, "the writer's own copy is unknown: dropped"
-        assert a.cluster.pending
     finally:
         world.up()
 
-    assert _wait(lambda: not a.cluster.pending), "replayed once L2 answers"
-    for key in (K2, K3):
-        assert world.raw.get(world.phys(key)) is None and world.raw.get(world.phys(K.lease_key(key))) is None
+    def replayed() -> bool:
+        return all(world.raw.get(world.phys(k)) is None for key in (K2, K3) for k in (key, K.lease_key(key)))
+
+    assert _wait(replayed), "the deletes are replayed once L2 answers"
     assert _wait(lambda: b.get_item_typed("doc", "s", "2") is None), "the delete reached the other process"
     assert b.get_item_typed("doc", "s", "3") is None
     shared = _in_l2(world, a, K1)
@@ -183,6 +186,21 @@ def test_a_write_and_a_delete_made_during_an_outage_leave_no_process_serving_sta
         assert bus.flushes == flushes, "no sequence gap, so no flush"
 
 
+@pytest.mark.parametrize(
+    "world",
+    [
+        OUTAGES[0],
+        OUTAGES[1],
+        pytest.param(
+            "restart",
+            marks=[
+                pytest.mark.mw_real_servers,
+                pytest.mark.guard("a restart drops the subscription: base flushed when it resubscribed, too"),
+            ],
+        ),
+    ],
+    indirect=True,
+)
 def test_too_many_changes_during_an_outage_make_other_processes_flush(world: World) -> None:
     a = world.make("a")
     b = world.make("b", l1_max_items=4321)
@@ -207,25 +225,6 @@ def test_too_many_changes_during_an_outage_make_other_processes_flush(world: Wor
         # The flush message covers the lost sequence numbers; on a very busy machine the subscription may
         # also time out once during the pause, which flushes again (correctly): not more than that.
         assert flushes + 1 <= bus.flushes <= flushes + 2, (flushes, bus.flushes)
-
-
-def test_pending_changes_are_bounded_and_settled_by_a_later_write() -> None:
-    from mw.invalidation import PendingInvalidations
-
-    pending = PendingInvalidations(max_keys=4, max_deletes=3)
-    pending.add(["k1", "n1"], seq=7)
-    pending.add(["k2"], seq=8, deletes=["k2", "lease:k2"])
-    pending.settle(["k2", "lease:k2"])  # a later write of k2 reached L2 and invalidated it
-    batch = pending.take()
-    assert batch is not None and list(batch.keys) == ["k1", "n1"] and batch.seqs == {7, 8} and not batch.deletes
-    assert pending and pending.take() is None, "one replay at a time; pending until it is sent"
-    pending.restore(batch, seq=9)  # the replay failed: its own number is lost too
-    pending.add([f"x{i}" for i in range(5)], seq=10, deletes=["d1", "d2", "d3", "d4"])
-    batch = pending.take()
-    assert batch is not None and batch.flush and not batch.keys and not batch.seqs, "too many keys: a flush"
-    assert list(batch.deletes) == ["d1", "d2", "d3"] and pending.lost_deletes == 1
-    pending.sent()
-    assert not pending
 
 
 class _Attempts(logging.Handler):

@@ -7,6 +7,7 @@ Each test here failed on the code before the protocol was written once (``tools/
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -14,7 +15,8 @@ from collections.abc import Callable
 
 import pytest
 
-from mw import MwManager
+from mw import MwConfig, MwManager
+from mw.clock import ManualClock
 
 Make = Callable[..., MwManager]
 
@@ -80,9 +82,18 @@ def test_waiters_wait_for_a_slow_holder_that_is_alive(make_manager: Make) -> Non
     assert agents[0].telemetry.lease_extensions >= 3
 
 
-def test_a_waiter_past_the_load_deadline_gets_a_typed_timeout(make_manager: Make) -> None:
-    holder = make_manager("holder", lease_ttl_s=0.3, load_timeout_s=1.0)
-    waiter = make_manager("waiter", lease_ttl_s=0.3, load_timeout_s=1.0, l1_max_items=3001)
+def _with_env(config: MwConfig, **env: str) -> MwConfig:
+    """``config`` with settings given as ``MW_*`` variables, as a deployment sets them (the code before
+    issue 9 ignores a variable it does not know, so the test runs there and fails on its assertion)."""
+    named = {var[len("MW_") :].lower() for var in env}
+    kept = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in named}
+    return MwConfig.from_env(env, **kept)
+
+
+def test_a_waiter_past_the_load_deadline_gets_a_typed_timeout(base_config: MwConfig, clock: ManualClock) -> None:
+    config = _with_env(base_config.replace(lease_ttl_s=0.3), MW_LOAD_TIMEOUT_S="1.0")
+    holder = MwManager("holder", config, clock=clock)
+    waiter = MwManager("waiter", config.replace(l1_max_items=3001), clock=clock)
     release = threading.Event()
 
     def load() -> str:
@@ -103,8 +114,11 @@ def test_a_waiter_past_the_load_deadline_gets_a_typed_timeout(make_manager: Make
     finally:
         release.set()
         t.join()
+        holder.close()
+        waiter.close()
 
 
+@pytest.mark.guard("asyncio.run cancels the load task at shutdown, which resolved the flight on base too")
 def test_a_caller_that_closes_its_loop_does_not_block_the_key(make_manager: Make) -> None:
     """The first caller times out and its loop closes while its load runs: later callers of the key, sync
     or async, get a value (they lead the next attempt), never hang, never see a CancelledError."""
@@ -128,6 +142,51 @@ def test_a_caller_that_closes_its_loop_does_not_block_the_key(make_manager: Make
     t.daemon = True
     t.start()
     t.join(10)
+    assert not t.is_alive(), "a later sync caller blocked on the closed loop's load"
+    assert out == ["fresh"]
+
+
+EMBEDDED_ONLY = pytest.mark.parametrize(
+    "backend",
+    [
+        "embedded",
+        pytest.param(
+            "real",
+            marks=[
+                pytest.mark.mw_real_servers,
+                pytest.mark.skip(reason="a loop closed under its own Redis client leaks its socket (the test's doing)"),
+            ],
+        ),
+    ],
+)
+
+
+@EMBEDDED_ONLY
+def test_a_caller_whose_loop_closes_under_its_load_does_not_block_the_key(backend: str, make_manager: Make) -> None:
+    """The loop is closed without being shut down (no ``asyncio.run``, nothing cancels its tasks): the
+    load it ran is stuck on a loop that is gone. A later caller of the key must not wait on it forever."""
+    m = make_manager("a", lease_ttl_s=1.0)  # the lease of the stuck load lapses soon: the next caller leads
+    started = threading.Event()
+
+    async def slow() -> str:
+        started.set()
+        await asyncio.sleep(3600)
+        return "never"
+
+    async def impatient() -> None:
+        await m.get_item_typed_async("doc", "warm", "up")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(m.get_or_load_async("doc", "gone", "1", loader=slow)), 0.2)
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(impatient())
+    assert started.is_set()
+    loop.close()
+    out: list[object] = []
+    t = threading.Thread(target=lambda: out.append(m.get_or_load("doc", "gone", "1", loader=lambda: "fresh")))
+    t.daemon = True
+    t.start()
+    t.join(20)
     assert not t.is_alive(), "a later sync caller blocked on the closed loop's load"
     assert out == ["fresh"]
 
@@ -183,6 +242,7 @@ def test_async_reads_refresh_early_like_sync_reads(make_manager: Make, clock) ->
     assert m.telemetry.early_refreshes == 1
 
 
+@pytest.mark.guard("base ran an async leader's load on the caller's loop too; the issue says: keep it working")
 def test_an_async_holder_loads_on_the_callers_loop(make_manager: Make) -> None:
     """Loaders bound to the caller's loop (an asyncpg pool, an aiohttp session) keep working."""
     m = make_manager("a")

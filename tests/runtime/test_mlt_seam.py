@@ -1,0 +1,129 @@
+"""The Mlt error class and fault seam issue 9 adds: ``MltUnavailable`` and the ``mlt.*`` seam points.
+
+New API (``new_api``): ``tools/against-base`` reports these apart. That a stopped PostgreSQL or a locked
+SQLite ends each call within the deadline is shown failing on base by ``test_mlt_faults.py``; here the
+error those calls end with is checked to be exactly ``MltUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from test_mlt_faults import (  # the stoppable server of the behaviour tests (same module, same servers)
+    DEADLINE_S,
+    DEFAULT_DEADLINE_S,
+    SLACK_S,
+    StoppablePostgres,
+    assert_unavailable,
+    bounded,
+    pg_store,  # noqa: F401 (a fixture)
+    postgres,  # noqa: F401 (a fixture)
+)
+
+from mw import MwManager
+from mw.errors import MltUnavailable
+from mw.faults import Delay, Drop, Fail, injected
+from mw.mlt import MltStore, open_store
+from mw.mlt.postgres import PostgresMltStore
+
+pytestmark = pytest.mark.new_api
+
+
+@pytest.mark.mw_real_servers
+def test_a_stopped_server_ends_each_call_with_mlt_unavailable(
+    postgres: StoppablePostgres,  # noqa: F811
+    pg_store: PostgresMltStore,  # noqa: F811
+) -> None:
+    pg_store.put_item("doc", "s", "1", {"v": 1})
+    with postgres.stopped():
+        for call in (lambda: pg_store.get_item("doc", "s", "1"), lambda: asyncio.run(pg_store.get_task_async(9))):
+            outcome = bounded(call)
+            assert type(outcome.error) is MltUnavailable, repr(outcome.error)
+
+
+def test_a_locked_sqlite_write_ends_with_mlt_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "mlt.db"
+    store = open_store(f"sqlite:///{path}", timeout_s=DEADLINE_S)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        store.put_item("doc", "s", "1", "v")
+        other.execute("BEGIN IMMEDIATE")
+        writes: list[Callable[[], object]] = [
+            lambda: store.put_item("doc", "s", "1", "w"),
+            lambda: store.put_task({"id": 1, "status": "queued"}),
+            lambda: store.delete_item("doc", "s", "1"),
+        ]
+        for write in writes:
+            outcome = bounded(write, DEADLINE_S + SLACK_S)
+            assert type(outcome.error) is MltUnavailable, repr(outcome.error)
+    finally:
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
+        store.close()
+
+
+# --- the fault seam, both stores -------------------------------------------------------------------------------------
+def test_every_call_passes_its_seam_point(make_manager: Callable[..., MwManager]) -> None:
+    store: MltStore = make_manager("a").mlt
+    seen: list[tuple[str, str | None]] = []
+
+    def record(name: str, key: str | None) -> None:
+        if name.startswith("mlt.") and name != "mlt.connect":  # the pool may connect at any moment
+            seen.append((name, key))
+
+    with injected(record):
+        store.put_item("doc", "s", "1", 1)
+        store.get_item("doc", "s", "1")
+        store.delete_item("doc", "s", "1")
+        store.put_task({"id": 5, "status": "queued"})
+        store.get_task(5)
+        store.delete_task(5)
+        asyncio.run(store.get_item_async("doc", "s", "2"))
+        asyncio.run(store.get_task_async(6))
+    assert seen == [
+        ("mlt.put_item", "doc:s:1"),
+        ("mlt.get_item", "doc:s:1"),
+        ("mlt.delete_item", "doc:s:1"),
+        ("mlt.put_task", "5"),
+        ("mlt.get_task", "5"),
+        ("mlt.delete_task", "5"),
+        ("mlt.get_item", "doc:s:2"),
+        ("mlt.get_task", "6"),
+    ]
+
+
+@pytest.mark.parametrize("action", [Drop(), Fail(ConnectionResetError("reset by peer (injected)"))], ids=repr)
+def test_an_injected_connection_fault_is_mlt_unavailable_and_the_next_call_works(
+    make_manager: Callable[..., MwManager], action: Drop | Fail
+) -> None:
+    store: MltStore = make_manager("a").mlt
+    store.put_item("doc", "s", "1", "v")
+    hits: list[str] = []
+
+    def fault_once(name: str, key: str | None) -> Drop | Fail | None:
+        if name == "mlt.get_item" and not hits:
+            hits.append(name)
+            return action
+        return None
+
+    with injected(fault_once):
+        with pytest.raises(MltUnavailable, match="get_item"):
+            store.get_item("doc", "s", "1")
+        assert store.get_item("doc", "s", "1") == "v"
+    assert hits == ["mlt.get_item"]
+
+
+def test_a_delay_past_the_deadline_is_mlt_unavailable(make_manager: Callable[..., MwManager]) -> None:
+    """The managers' stores keep the default deadline (5 s): a slow answer is cut there, the store stays usable."""
+    store: MltStore = make_manager("a").mlt
+    store.put_item("doc", "s", "1", "v")
+    with injected(lambda name, key: Delay(DEFAULT_DEADLINE_S + 0.2) if name == "mlt.get_item" else None):
+        outcome = bounded(lambda: store.get_item("doc", "s", "1"), DEFAULT_DEADLINE_S + SLACK_S)
+    assert_unavailable(outcome, "get_item", DEFAULT_DEADLINE_S)
+    assert type(outcome.error) is MltUnavailable, repr(outcome.error)
+    assert store.get_item("doc", "s", "1") == "v"
