@@ -46,22 +46,6 @@ def _ns() -> str:
     return f"l2f{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def tier(backend: str, request: pytest.FixtureRequest) -> Iterator[RedisTier]:
-    """A tier on the backend with a long retry window: "marked down" shows as a failing next call."""
-    url = None if backend == "embedded" else request.getfixturevalue("mw_redis_url").url
-    t = RedisTier(url, namespace=_ns(), timeout_s=0.5, retry_s=60.0)
-    yield t
-    _wipe(t)
-    t.close()
-
-
-def _wipe(t: RedisTier) -> None:
-    keys = list(t.client.scan_iter(match=t.phys("*")))
-    if keys:
-        t.client.delete(*keys)
-
-
 def _run(t: Any, mode: str, op: str, *args: Any) -> Any:
     """``t.<op>(*args)``, or ``t.<op>_async(*args)`` in a fresh ``asyncio.run``."""
     if mode == "sync":

@@ -14,13 +14,14 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
 import redis.exceptions as rx
+from test_l2_faults import _error_of, _run
 
 from mw import faults
 from mw import keys as K
@@ -39,34 +40,6 @@ MODES = ["sync", "async"]
 
 def _ns() -> str:
     return f"l2s{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def tier(backend: str, request: pytest.FixtureRequest) -> Iterator[RedisTier]:
-    """A tier on the backend with a long retry window: "marked down" shows as a failing next call."""
-    url = None if backend == "embedded" else request.getfixturevalue("mw_redis_url").url
-    t = RedisTier(url, namespace=_ns(), timeout_s=0.5, retry_s=60.0)
-    yield t
-    keys = list(t.client.scan_iter(match=t.phys("*")))
-    if keys:
-        t.client.delete(*keys)
-    t.close()
-
-
-def _run(t: Any, mode: str, op: str, *args: Any) -> Any:
-    """``t.<op>(*args)``, or ``t.<op>_async(*args)`` in a fresh ``asyncio.run``."""
-    if mode == "sync":
-        return getattr(t, op)(*args)
-    return asyncio.run(getattr(t, f"{op}_async")(*args))
-
-
-def _error_of(fn: Callable[[], object]) -> BaseException | None:
-    """What ``fn()`` raised (None if nothing), so that a wrong exception is an assertion failure, not an error."""
-    try:
-        fn()
-    except Exception as exc:
-        return exc
-    return None
 
 
 def _inject(name: str, action: faults.Action, calls: list[str] | None = None) -> faults.Injector:
