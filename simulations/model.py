@@ -198,7 +198,7 @@ class Model:
         status = str(row.get("status", ""))
         self.task_ttls.cached(status, ttl_s)
         if status == "running":
-            self.task_ttls.probed(status, agent.manager.l2.pttl(key))
+            self.task_ttls.probed(status, agent.manager.l2.pttl(key), ttl_s)
 
     def task_served(self, agent: Agent, key: str, row: dict[str, Any], started_at: float) -> None:
         """Judge a task row a read returned: staleness against Mlt's versions, remaining life against the status TTL."""

@@ -461,8 +461,9 @@ def _merge(
         task_ttls.applied_count.update(tt.applied_count)
         for status, rem in tt.served_max_remaining.items():
             task_ttls.served_max_remaining[status] = max(rem, task_ttls.served_max_remaining.get(status, -1.0))
-        for status, ms in tt.l2_pttl_max_ms.items():
-            task_ttls.l2_pttl_max_ms[status] = max(ms, task_ttls.l2_pttl_max_ms.get(status, -1))
+        for status, life in tt.l2_life_max_s.items():
+            task_ttls.l2_life_max_s[status] = max(life, task_ttls.l2_life_max_s.get(status, -1.0))
+        task_ttls.l2_no_expiry.update(tt.l2_no_expiry)
         hb: Heartbeats = r["heartbeats"]
         heartbeats.sent.update(hb.sent)
         heartbeats.invalid_count += hb.invalid_count

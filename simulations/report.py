@@ -204,12 +204,12 @@ def _tasks_section(run: dict[str, Any]) -> list[str]:
         f"{run['tasks'].get('created', 0)} tasks, {run['tasks'].get('transitions', 0)} status changes "
         "(each an Mlt write followed by an invalidation).",
         "",
-        "| status | cached | max TTL applied (s) | max remaining life when served (s) | max L2 PTTL (ms) |",
+        "| status | cached | max TTL applied (s) | max remaining life when served (s) | max L2 life by PTTL (s) |",
         "|---|---|---|---|---|",
     ]
     for status, row in ttls.items():
         lines.append(
             f"| {status} | {row['cached']} | {row['max_ttl_applied_s']} | {row['max_remaining_when_served_s']} | "
-            f"{row['max_l2_pttl_ms'] or '-'} |"
+            f"{row['max_l2_life_s'] or '-'} |"
         )
     return lines

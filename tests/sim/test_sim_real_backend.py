@@ -29,4 +29,4 @@ def test_task_churn_on_real_servers(mw_redis_url: Any, mw_postgres_dsn: str) -> 
     scenario = small("task-churn", run={"agents": 6, "duration_s": 90.0, "warmup_s": 20.0})
     result = run_scenario(scenario, backend, baseline=False)
     assert result["verdict"]["passed"], failed(result)
-    assert result["runs"]["cached"]["task_ttls"]["running"]["max_l2_pttl_ms"] <= 30_000
+    assert result["runs"]["cached"]["task_ttls"]["running"]["max_l2_life_s"] <= 30

@@ -3,6 +3,8 @@ of the break (the same workload with the configuration intact passes that check)
 
 from __future__ import annotations
 
+from typing import Any
+
 from simhelpers import Run, check, failed
 
 # Agents that touch more distinct items than the L0 bound in a few minutes: no focus, a fast reader, a long tail.
@@ -65,3 +67,26 @@ def test_hit_ratio_below_target_fails_with_the_margin(simulate: Run) -> None:
     row = check(result, "hit_ratio_week1")
     assert not row["passed"]
     assert float(row["shortfall"]) < 0
+
+
+def test_running_ttl_judges_redis_pttl_not_only_what_the_runtime_reports(simulate: Run) -> None:
+    """A PTTL read a few ms after the caching confirms the applied TTL (no real time in a seeded run's numbers); a
+    PTTL beyond it (Redis keeps the row longer than the runtime said) or no expiry at all fails the check."""
+    from simulations.measure import TaskTTLs
+    from simulations.scenario import Targets
+    from simulations.verdict import judge
+
+    run = simulate("task-churn")["runs"]["cached"]
+
+    def row_with(pttl_ms: int, applied_s: float) -> Any:
+        ttls = TaskTTLs()
+        ttls.cached("running", applied_s)
+        ttls.probed("running", pttl_ms, applied_s)
+        return next(c for c in judge({**run, "task_ttls": ttls.summary()}, Targets()).checks if c.name == "running_ttl")
+
+    confirmed = row_with(9_607, 9.611)
+    assert confirmed.passed and "L2 life 9.611" in confirmed.observed
+    longer = row_with(600_000, 9.611)
+    assert not longer.passed and longer.shortfall == "+570.000 s"
+    forever = row_with(-1, 9.611)
+    assert not forever.passed and forever.shortfall == "no expiry"
