@@ -150,13 +150,7 @@ EMBEDDED_ONLY = pytest.mark.parametrize(
     "backend",
     [
         "embedded",
-        pytest.param(
-            "real",
-            marks=[
-                pytest.mark.mw_real_servers,
-                pytest.mark.skip(reason="a loop closed under its own Redis client leaks its socket (the test's doing)"),
-            ],
-        ),
+        pytest.param("real", marks=pytest.mark.mw_real_servers),
     ],
 )
 
@@ -181,6 +175,10 @@ def test_a_caller_whose_loop_closes_under_its_load_does_not_block_the_key(backen
     loop = asyncio.new_event_loop()
     loop.run_until_complete(impatient())
     assert started.is_set()
+    # The loop's own Redis client goes first (closing a loop under an open socket is the test's leak); the
+    # stuck load stays.
+    if m.l2.url is not None:  # a real server's socket
+        loop.run_until_complete(m.l2.aclose())
     loop.close()
     out: list[object] = []
     t = threading.Thread(target=lambda: out.append(m.get_or_load("doc", "gone", "1", loader=lambda: "fresh")))
