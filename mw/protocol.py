@@ -378,13 +378,10 @@ def hold(core: ManagerCore, read: Read, lkey: str, token: bytes) -> Steps:
         yield Step("load", key)
     try:
         loaded = yield Load(key, lkey, token)
-    except GeneratorExit:
-        release_now(leases, telemetry, lkey, token)
-        raise
     except Exception:
         yield from release(core, lkey, token)
         raise
-    except BaseException:
+    except BaseException:  # cancelled, or the plan dropped (GeneratorExit): no driver to run an effect
         release_now(leases, telemetry, lkey, token)
         raise
     fill = fill_for(core, read, loaded, token)
