@@ -15,6 +15,8 @@ import itertools
 import sys
 import threading
 import uuid
+import weakref
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -193,6 +195,18 @@ class HolderIndex:
         return len(self._by_key)
 
 
+def _leaves(index: HolderIndex, ref: weakref.ReferenceType[L0Cache]) -> Callable[[Entry], None]:
+    """The eviction hook: an evicted key leaves the holder index. It holds the L0 weakly (a bound method
+    would be a reference cycle, and a dropped agent's L0 would wait for a garbage-collector pass)."""
+
+    def evicted(entry: Entry) -> None:
+        l0 = ref()
+        if l0 is not None:
+            index.discard(entry.key, l0)
+
+    return evicted
+
+
 class L0Cache(S3FIFO):
     """Per-agent cache: S3-FIFO plus expiry and copy isolation.
 
@@ -202,14 +216,10 @@ class L0Cache(S3FIFO):
     """
 
     def __init__(self, max_items: int, max_bytes: int | None, clock: Clock, index: HolderIndex | None = None) -> None:
-        super().__init__(max_items, max_bytes, on_evict=self._evicted if index is not None else None)
+        super().__init__(max_items, max_bytes, on_evict=None if index is None else _leaves(index, weakref.ref(self)))
         self._clock = clock
         self._lock = threading.Lock()
         self._index = index
-
-    def _evicted(self, entry: Entry) -> None:
-        if self._index is not None:
-            self._index.discard(entry.key, self)
 
     def __hash__(self) -> int:
         return id(self)
