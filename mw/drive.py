@@ -50,7 +50,7 @@ from mw.protocol import (
 )
 
 if TYPE_CHECKING:
-    from mw.core import ManagerCore
+    from mw.agent_tiers import AgentTiers
     from mw.protocol import Loader
 
 T = TypeVar("T")
@@ -64,27 +64,29 @@ class Extender:
     """
 
     def __init__(
-        self, core: ManagerCore, lease_key: str, token: bytes, loop: asyncio.AbstractEventLoop | None = None
+        self, agent: AgentTiers, lease_key: str, token: bytes, loop: asyncio.AbstractEventLoop | None = None
     ) -> None:
         self._stop = threading.Event()
-        self._args = (core, lease_key, token)
+        # What it needs, not the agent: the thread may outlive the load by a moment, and must not keep
+        # a dropped agent alive meanwhile.
+        ttl_ms = max(1, int(agent.config.lease_ttl_s * 1000))
+        self._args = (agent.cluster.leases, agent.telemetry, lease_key, token, ttl_ms)
         self._loop = loop
         self._thread = threading.Thread(target=self._run, daemon=True, name="mw-lease-extend")
         self._thread.start()
 
     def _run(self) -> None:
-        core, lease_key, token = self._args
-        ttl_ms = max(1, int(core.config.lease_ttl_s * 1000))
+        leases, telemetry, lease_key, token, ttl_ms = self._args
         while not self._stop.wait(ttl_ms / 3000):
             if self._loop is not None and self._loop.is_closed():
                 return
             try:
-                if not core.cluster.leases.extend(lease_key, token, ttl_ms):
+                if not leases.extend(lease_key, token, ttl_ms):
                     return
             except Exception:
-                core.telemetry.l2_errors += 1
+                telemetry.l2_errors += 1
                 continue
-            core.telemetry.lease_extensions += 1
+            telemetry.lease_extensions += 1
 
     def stop(self) -> None:
         self._stop.set()
@@ -97,9 +99,9 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _timed_out(core: ManagerCore, read: Read) -> LoadTimeout:
-    core.telemetry.load_timeouts += 1
-    return LoadTimeout(read.key, core.config.load_timeout_s)
+def _timed_out(agent: AgentTiers, read: Read) -> LoadTimeout:
+    agent.telemetry.load_timeouts += 1
+    return LoadTimeout(read.key, agent.config.load_timeout_s)
 
 
 class _Pending:
@@ -110,21 +112,21 @@ PENDING: Any = _Pending()
 """Keep waiting: the leader has not landed yet (``None`` is a value a leader lands: absent)."""
 
 
-def _outcome_of_follow(core: ManagerCore, entry: Entry, read: Read) -> Any:
+def _outcome_of_follow(agent: AgentTiers, entry: Entry, read: Read) -> Any:
     """One look at a flight entry: its result, ABANDONED, or PENDING (raises the leader's error)."""
     fut = entry.future
     if fut.done():
         return fut.result()
     if entry.leader_gone():
-        core.cluster.flight.abandon(entry)
+        agent.cluster.flight.abandon(entry)
         return ABANDONED
     if read.now() >= read.deadline:
-        raise _timed_out(core, read)
+        raise _timed_out(agent, read)
     return PENDING
 
 
 # --- sync --------------------------------------------------------------------------------------------
-def run_sync(core: ManagerCore, steps: Generator[Effect, Any, T], read: Read, loader: Loader) -> T:
+def run_sync(agent: AgentTiers, steps: Generator[Effect, Any, T], read: Read, loader: Loader) -> T:
     wake: threading.Event | None = None
     unregister = None
     send: Any = None
@@ -140,7 +142,7 @@ def run_sync(core: ManagerCore, steps: Generator[Effect, Any, T], read: Read, lo
                 if isinstance(effect, Watch):
                     if wake is None:
                         wake = threading.Event()
-                        bus = core.cluster.bus
+                        bus = agent.cluster.bus
                         unregister = bus.waiters.register(effect.key, wake.set) if bus is not None else None
                 elif isinstance(effect, Wait):
                     if wake is not None:
@@ -149,7 +151,7 @@ def run_sync(core: ManagerCore, steps: Generator[Effect, Any, T], read: Read, lo
                     else:
                         time.sleep(max(0.0, effect.until - read.now()))
                 else:
-                    send = _do_sync(core, effect, read, loader)
+                    send = _do_sync(agent, effect, read, loader)
             except BaseException as exc:
                 throw = exc
     finally:
@@ -158,12 +160,12 @@ def run_sync(core: ManagerCore, steps: Generator[Effect, Any, T], read: Read, lo
         steps.close()
 
 
-def _do_sync(core: ManagerCore, effect: Effect, read: Read, loader: Loader) -> Any:
-    cluster = core.cluster
+def _do_sync(agent: AgentTiers, effect: Effect, read: Read, loader: Loader) -> Any:
+    cluster = agent.cluster
     if isinstance(effect, Step):
         return point(f"protocol.{effect.name}", effect.key)
     if isinstance(effect, L1Get):
-        return core.node.l1.get(effect.key)
+        return agent.node.l1.get(effect.key)
     if isinstance(effect, L2Read):
         keys = effect.keys
         return [cluster.l2.get(keys[0])] if len(keys) == 1 else cluster.l2.mget(keys)
@@ -174,7 +176,7 @@ def _do_sync(core: ManagerCore, effect: Effect, read: Read, loader: Loader) -> A
     if isinstance(effect, Release):
         return cluster.leases.release(effect.lease_key, effect.token)
     if isinstance(effect, Load):
-        extender = None if effect.token is None else Extender(core, effect.lease_key or "", effect.token)
+        extender = None if effect.token is None else Extender(agent, effect.lease_key or "", effect.token)
         started = time.perf_counter()
         try:
             value = loader()
@@ -183,15 +185,15 @@ def _do_sync(core: ManagerCore, effect: Effect, read: Read, loader: Loader) -> A
                 extender.stop()
         return Loaded(value, time.perf_counter() - started)
     if isinstance(effect, FlightWait):
-        return _follow_sync(core, effect.entry, read)
+        return _follow_sync(agent, effect.entry, read)
     raise TypeError(f"not a protocol effect: {effect!r}")
 
 
-def _follow_sync(core: ManagerCore, entry: Entry, read: Read) -> Any:
+def _follow_sync(agent: AgentTiers, entry: Entry, read: Read) -> Any:
     if entry.loop is not None and entry.loop is _running_loop():
         return ALONE  # blocking here would stop the very loop that runs the leader's load
     while True:
-        got = _outcome_of_follow(core, entry, read)
+        got = _outcome_of_follow(agent, entry, read)
         if got is not PENDING:
             return got
         with contextlib.suppress(concurrent.futures.TimeoutError):
@@ -217,7 +219,7 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()  # the caller may have stopped waiting: its outcome is seen, not "never retrieved"
 
 
-async def run_async(core: ManagerCore, steps: Generator[Effect, Any, T], read: Read, loader: Loader) -> T:
+async def run_async(agent: AgentTiers, steps: Generator[Effect, Any, T], read: Read, loader: Loader) -> T:
     send: Any = None
     throw: BaseException | None = None
     waiter = _AsyncWake()
@@ -230,13 +232,13 @@ async def run_async(core: ManagerCore, steps: Generator[Effect, Any, T], read: R
                 return stop.value  # type: ignore[no-any-return]
             send, throw = None, None
             if isinstance(effect, Load) and effect.token is not None:
-                task = asyncio.get_running_loop().create_task(_hold_async(core, steps, effect, read, loader))
+                task = asyncio.get_running_loop().create_task(_hold_async(agent, steps, effect, read, loader))
                 _TASKS.add(task)
                 task.add_done_callback(_retrieve)
                 handed_off = True  # the task owns the steps now
                 return await asyncio.shield(task)
             try:
-                send = await _do_async(core, effect, read, loader, waiter)
+                send = await _do_async(agent, effect, read, loader, waiter)
             except BaseException as exc:
                 throw = exc
             else:
@@ -249,7 +251,7 @@ async def run_async(core: ManagerCore, steps: Generator[Effect, Any, T], read: R
 
 
 async def _hold_async(
-    core: ManagerCore, steps: Generator[Effect, Any, T], effect: Load, read: Read, loader: Loader
+    agent: AgentTiers, steps: Generator[Effect, Any, T], effect: Load, read: Read, loader: Loader
 ) -> T:
     """The holder's load and the rest of its steps, in a task no caller's cancellation reaches."""
     waiter = _AsyncWake()
@@ -259,7 +261,7 @@ async def _hold_async(
     try:
         while True:
             try:
-                send = await _do_async(core, pending, read, loader, waiter)
+                send = await _do_async(agent, pending, read, loader, waiter)
             except BaseException as exc:
                 throw = exc
             try:
@@ -279,7 +281,7 @@ class _AsyncWake:
         self.event: asyncio.Event | None = None
         self._unregister: Any = None
 
-    def arm(self, core: ManagerCore, key: str) -> asyncio.Event:
+    def arm(self, agent: AgentTiers, key: str) -> asyncio.Event:
         if self.event is None:
             self.event = event = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -289,7 +291,7 @@ class _AsyncWake:
                     with contextlib.suppress(RuntimeError):
                         loop.call_soon_threadsafe(event.set)
 
-            bus = core.cluster.bus
+            bus = agent.cluster.bus
             self._unregister = bus.waiters.register(key, wake) if bus is not None else None
         return self.event
 
@@ -299,12 +301,12 @@ class _AsyncWake:
             self._unregister = None
 
 
-async def _do_async(core: ManagerCore, effect: Effect, read: Read, loader: Loader, waiter: _AsyncWake) -> Any:
-    cluster = core.cluster
+async def _do_async(agent: AgentTiers, effect: Effect, read: Read, loader: Loader, waiter: _AsyncWake) -> Any:
+    cluster = agent.cluster
     if isinstance(effect, Step):
         return await apoint(f"protocol.{effect.name}", effect.key)
     if isinstance(effect, L1Get):
-        return await core.node.l1.get_async(effect.key)
+        return await agent.node.l1.get_async(effect.key)
     if isinstance(effect, L2Read):
         keys = effect.keys
         return [await cluster.l2.get_async(keys[0])] if len(keys) == 1 else await cluster.l2.mget_async(keys)
@@ -316,7 +318,7 @@ async def _do_async(core: ManagerCore, effect: Effect, read: Read, loader: Loade
         return await cluster.leases.release_async(effect.lease_key, effect.token)
     if isinstance(effect, Load):
         loop = asyncio.get_running_loop()
-        extender = None if effect.token is None else Extender(core, effect.lease_key or "", effect.token, loop)
+        extender = None if effect.token is None else Extender(agent, effect.lease_key or "", effect.token, loop)
         started = time.perf_counter()
         try:
             value = loader()
@@ -327,20 +329,20 @@ async def _do_async(core: ManagerCore, effect: Effect, read: Read, loader: Loade
                 extender.stop()
         return Loaded(value, time.perf_counter() - started)
     if isinstance(effect, Watch):
-        waiter.arm(core, effect.key)
+        waiter.arm(agent, effect.key)
         return None
     if isinstance(effect, Wait):
-        event = waiter.arm(core, effect.key)
+        event = waiter.arm(agent, effect.key)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(event.wait(), max(0.0, effect.until - read.now()))
         event.clear()
         return None
     if isinstance(effect, FlightWait):
-        return await _follow_async(core, effect.entry, read)
+        return await _follow_async(agent, effect.entry, read)
     raise TypeError(f"not a protocol effect: {effect!r}")
 
 
-async def _follow_async(core: ManagerCore, entry: Entry, read: Read) -> Any:
+async def _follow_async(agent: AgentTiers, entry: Entry, read: Read) -> Any:
     loop = asyncio.get_running_loop()
     landed = asyncio.Event()
 
@@ -351,7 +353,7 @@ async def _follow_async(core: ManagerCore, entry: Entry, read: Read) -> Any:
 
     entry.future.add_done_callback(wake)
     while True:
-        got = _outcome_of_follow(core, entry, read)
+        got = _outcome_of_follow(agent, entry, read)
         if got is not PENDING:
             return got
         with contextlib.suppress(asyncio.TimeoutError):
@@ -382,33 +384,33 @@ class LoadPlan:
         return f"LoadPlan({self.state!r}, {self.key!r})"
 
 
-def begin(core: ManagerCore, steps: Steps, read: Read) -> LoadPlan:
+def begin(agent: AgentTiers, steps: Steps, read: Read) -> LoadPlan:
     plan = LoadPlan("wait", read.key)
     plan._steps, plan._read = steps, read
-    return _advance(core, plan, None, None)
+    return _advance(agent, plan, None, None)
 
 
-def poll(core: ManagerCore, plan: LoadPlan) -> LoadPlan:
+def poll(agent: AgentTiers, plan: LoadPlan) -> LoadPlan:
     if plan.state != "wait" or plan._read is None:
         return plan
     effect, read = plan._effect, plan._read
     if isinstance(effect, FlightWait):
         try:
-            got = _outcome_of_follow(core, effect.entry, read)
+            got = _outcome_of_follow(agent, effect.entry, read)
         except Exception as exc:
-            return _advance(core, plan, None, exc)
-        return plan if got is PENDING else _advance(core, plan, got, None)
-    return _advance(core, plan, None, None)
+            return _advance(agent, plan, None, exc)
+        return plan if got is PENDING else _advance(agent, plan, got, None)
+    return _advance(agent, plan, None, None)
 
 
-def finish(core: ManagerCore, plan: LoadPlan, value: Any, ttl_s: float | None, delta: float) -> bool:
+def finish(agent: AgentTiers, plan: LoadPlan, value: Any, ttl_s: float | None, delta: float) -> bool:
     if plan.state != "lead" or plan._steps is None:
         raise ValueError(f"finish_load() takes a 'lead' plan, not {plan!r}")
-    _advance(core, plan, Loaded(value, delta, ttl_s), None)
+    _advance(agent, plan, Loaded(value, delta, ttl_s), None)
     return plan.filled
 
 
-def _advance(core: ManagerCore, plan: LoadPlan, send: Any, throw: BaseException | None) -> LoadPlan:
+def _advance(agent: AgentTiers, plan: LoadPlan, send: Any, throw: BaseException | None) -> LoadPlan:
     steps, read = plan._steps, plan._read
     assert steps is not None and read is not None
     while True:
@@ -434,7 +436,7 @@ def _advance(core: ManagerCore, plan: LoadPlan, send: Any, throw: BaseException 
             plan.state, plan._effect = "wait", effect
             return plan
         try:
-            send = _do_sync(core, effect, read, _no_loader)
+            send = _do_sync(agent, effect, read, _no_loader)
         except Exception as exc:
             throw = exc
 

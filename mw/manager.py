@@ -1,42 +1,88 @@
-"""``MwManager``: one agent's view of the tiers, with the API names the origin system's users call.
+"""``MwManager``: one agent's working memory, with the API names the origin system's users call.
 
-A facade: :class:`mw.core.ManagerCore` holds the agent's tiers, writes, deletes and telemetry; a
-:class:`mw.readthrough.ReadThrough` runs the read-through protocol (:mod:`mw.protocol`) over them;
-task rows use the TTL policy and keys of :mod:`mw.tasks`. This class only wires calls to them.
+A facade over named parts, each of which knows nothing of it: :class:`mw.agent_tiers.AgentTiers`
+(the agent's view of L0/L1/L2/Mlt and its counters), :class:`mw.readthrough.ReadThrough` (the
+read-through protocol of :mod:`mw.protocol`, driven sync, async and split-phase), :mod:`mw.writes`
+(writes, deletes, negative marks), :mod:`mw.batch`, :mod:`mw.prewarm`, :class:`mw.claims.Claims`,
+and the task-row TTL policy and keys of :mod:`mw.tasks`. This class only checks arguments, builds
+keys and wires calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from mw import drive
+from mw import batch, drive, writes
 from mw import keys as K
 from mw import protocol as P
-from mw.codec import peek_expire_at
-from mw.core import Loader, ManagerCore, ttl_ms
-from mw.errors import CodecError, TierUnavailable
+from mw.agent_tiers import AgentTiers
+from mw.claims import Claims
+from mw.clock import Clock
+from mw.cluster import DEFAULT_NODE
+from mw.config import MwConfig
+from mw.prewarm import prewarm
 from mw.readthrough import LoadPlan, ReadThrough
 from mw.tasks import cache_ttl_s, row_task_id, task_keys
 from mw.tiers import MISS
+from mw.tiers.l0 import L0Cache
 from mw.ttl import check_ttl
 
 log = logging.getLogger("mw")
 
-_INFLIGHT_SWEEP = 1024
-"""Claims held at once before expired ones are swept from the manager's map."""
+Loader = Callable[[], Any]
 
 
-class MwManager(ManagerCore):
-    """The working memory of one agent ("organ"); see :class:`mw.core.ManagerCore` for the arguments."""
+class MwManager:
+    """The working memory of one agent ("organ").
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._reads = ReadThrough(self)
-        self._claims: dict[str, tuple[bytes, float]] = {}
+    ``config`` defaults to :meth:`MwConfig.from_env` read now. ``node`` names the node whose L1 this
+    agent shares (default: one per process). ``clock`` is the time seam every expiry reads. ``l1``
+    gives a node made here a node tier that lives elsewhere (the Ray node actor), see ``Cluster.node``.
+    """
+
+    def __init__(
+        self,
+        organ_id: str,
+        config: MwConfig | None = None,
+        *,
+        node: str = DEFAULT_NODE,
+        clock: Clock | None = None,
+        l1: Any = None,
+    ) -> None:
+        tiers = AgentTiers(organ_id, config, node=node, clock=clock, l1=l1)
+        self.tiers = tiers
+        """The agent's view of the tiers, which the protocol's steps read and fill (tests drive them with it)."""
+        self._reads = ReadThrough(tiers)
+        self._claims = Claims(tiers)
+        self.organ_id = tiers.organ_id
+        self.config = tiers.config
+        self.cluster = tiers.cluster
+        self.clock = tiers.clock
+        self.node = tiers.node
+        self.enabled = tiers.enabled
+        self.telemetry = tiers.telemetry
+        self._l0 = tiers.l0
+        self._hot_add = tiers.hot_add
+
+    # --- tiers, for tests and tools ------------------------------------------------------------------
+    @property
+    def l0(self) -> L0Cache:
+        return self._l0
+
+    @property
+    def l1(self) -> Any:
+        return self.node.l1
+
+    @property
+    def l2(self) -> Any:
+        return self.cluster.l2
+
+    @property
+    def mlt(self) -> Any:
+        return self.cluster.mlt
 
     # --- reads -------------------------------------------------------------------------------------
     def get_item_typed(
@@ -55,8 +101,9 @@ class MwManager(ManagerCore):
             if value is not MISS:
                 self.telemetry.l0_hits += 1
                 return value
+        tiers = self.tiers
         load = self._reads.item_loader(kind, scope, item_id, loader)
-        return self._reads.get(key, load, ttl_s, fallback=lambda: self._organ_typed(kind, item_id)).value
+        return self._reads.get(key, load, ttl_s, fallback=lambda: tiers.organ_typed(kind, item_id)).value
 
     async def get_item_typed_async(
         self, kind: str, scope: str, item_id: str, loader: Loader | None = None, ttl_s: float | None = None
@@ -65,22 +112,18 @@ class MwManager(ManagerCore):
         if ttl_s is not None:
             ttl_s = check_ttl(ttl_s)
         self._hot_add(key)
+        tiers = self.tiers
         if self.enabled:
-            value = self._l0.get(key, MISS)
+            value = tiers.l0_get(key)
             if value is not MISS:
-                self.telemetry.l0_hits += 1
                 return value
         load = self._reads.item_loader_async(kind, scope, item_id, loader)
-        outcome = await self._reads.get_async(key, load, ttl_s, fallback=lambda: self._organ_typed(kind, item_id))
+        outcome = await self._reads.get_async(key, load, ttl_s, fallback=lambda: tiers.organ_typed(kind, item_id))
         return outcome.value
 
     def _untyped_local(self, key: str, item_id: str, is_global: bool) -> Any:
-        value = self._organ_untyped(item_id, is_global)
-        if value is MISS:
-            value = self._l0.get(key, MISS)
-            if value is not MISS:
-                self.telemetry.l0_hits += 1
-        return value
+        value = self.tiers.organ_untyped(item_id, is_global)
+        return self.tiers.l0_get(key) if value is MISS else value
 
     def get_item(self, item_id: str, is_global: bool = False, loader: Loader | None = None) -> Any:
         """This agent's own item (``set_item``) first, then the global item through L0 -> L1 -> L2.
@@ -131,6 +174,14 @@ class MwManager(ManagerCore):
         load = self._reads.item_loader_async(kind, scope, item_id, loader)
         return (await self._reads.get_with_l0_async(key, load, ttl, None)).value
 
+    def get_many_typed(self, kind: str, scope: str, item_ids: list[str]) -> dict[str, Any]:
+        """Several typed items; L2 is asked once (MGET) for everything L0/L1 did not have. No Mlt."""
+        return batch.get_many(self.tiers, kind, scope, item_ids)
+
+    async def get_many_typed_async(self, kind: str, scope: str, item_ids: list[str]) -> dict[str, Any]:
+        """As :meth:`get_many_typed`, with one asyncio ``MGET``."""
+        return await batch.get_many_async(self.tiers, kind, scope, item_ids)
+
     # --- split phase ---------------------------------------------------------------------------------
     def begin_load(self, kind: str, scope: str, item_id: str) -> LoadPlan:
         """Read-through in steps, for schedulers that cannot block (SimPy, gevent, a job queue).
@@ -151,19 +202,96 @@ class MwManager(ManagerCore):
         """Complete a ``lead`` plan with the loaded value (``None``: absent). True if the tiers took it."""
         return self._reads.finish(plan, value, None if ttl_s is None else check_ttl(ttl_s), delta)
 
+    # --- writes ----------------------------------------------------------------------------------------
+    def set_global_item_typed(
+        self, kind: str, scope: str, item_id: str, value: Any, ttl_s: float | None = None
+    ) -> None:
+        """The sanctioned global write: ``global:item:{kind}:{scope}:{id}`` in L0, L1 and L2."""
+        key = K.global_typed_key(kind, scope, item_id)
+        if self.enabled:
+            writes.write(self.tiers, key, value, ttl_s)
+
+    def set_global_item(self, item_id: str, value: Any, ttl_s: float | None = None) -> None:
+        """Write-through under ``global:item:{item_id}`` (an already-prefixed id is not prefixed again)."""
+        key = K.global_key(item_id)
+        if self.enabled:
+            writes.write(self.tiers, key, value, ttl_s)
+
+    def set_item(self, item_id: str, value: Any, /, **kwargs: Any) -> None:
+        """L0 only, no TTL: an agent's private scratch value, bounded by the L0 size limits."""
+        if kwargs:
+            raise TypeError(
+                f"set_item() is L0-only and takes no {', '.join(sorted(kwargs))}; "
+                "use set_global_item_typed(..., ttl_s=...) for a value with a TTL"
+            )
+        if self.enabled:
+            self._l0.set(K.organ_key(self.organ_id, item_id), value)
+
+    def set_organ_item_typed(self, kind: str, item_id: str, value: Any) -> None:
+        """``organ:{organ_id}:item:{kind}:{id}``, L0 only."""
+        if self.enabled:
+            self._l0.set(K.organ_typed_key(self.organ_id, kind, item_id), value)
+
+    # --- deletes ---------------------------------------------------------------------------------------
+    def del_global_key(self, key: str) -> bool:
+        """Delete a global item from every tier and every agent's L0 in this process."""
+        return writes.delete_everywhere(self.tiers, [K.global_key(key)]) if self.enabled else False
+
+    del_global_key_sync = del_global_key
+
+    async def del_global_key_async(self, key: str) -> bool:
+        return await writes.delete_everywhere_async(self.tiers, [K.global_key(key)]) if self.enabled else False
+
+    def del_global_item_typed(self, kind: str, scope: str, item_id: str) -> bool:
+        key = K.global_typed_key(kind, scope, item_id)
+        return writes.delete_everywhere(self.tiers, [key]) if self.enabled else False
+
+    async def del_global_item_typed_async(self, kind: str, scope: str, item_id: str) -> bool:
+        key = K.global_typed_key(kind, scope, item_id)
+        return await writes.delete_everywhere_async(self.tiers, [key]) if self.enabled else False
+
+    def delete_organ_item(self, item_id: str) -> bool:
+        return self._l0.pop(K.organ_key(self.organ_id, item_id)) is not None
+
+    def delete_organ_item_typed(self, kind: str, item_id: str) -> bool:
+        return self._l0.pop(K.organ_typed_key(self.organ_id, kind, item_id)) is not None
+
+    async def delete_organ_item_async(self, item_id: str) -> bool:
+        return self.delete_organ_item(item_id)
+
+    async def delete_organ_item_typed_async(self, kind: str, item_id: str) -> bool:
+        return self.delete_organ_item_typed(kind, item_id)
+
+    def clear(self) -> int:
+        """Empty this agent's L0."""
+        n = self._l0.clear()
+        log.info("Cleared L0 cache for organ %s (%d items)", self.organ_id, n)
+        return n
+
+    async def clear_async(self) -> int:
+        return self.clear()
+
     # --- negative cache ------------------------------------------------------------------------------
+    def set_negative_cache(self, kind: str, scope: str, item_id: str, ttl_s: float | None = None) -> None:
+        """Mark an item known absent for ``ttl_s`` (default ``MW_TASK_TTL_NEGATIVE_S``).
+
+        Call it only after the store confirmed the absence; any write of the item clears the mark.
+        """
+        if self.enabled:
+            writes.set_negative(self.tiers, K.global_typed_key(kind, scope, item_id), ttl_s)
+
     def check_negative_cache(self, kind: str, scope: str, item_id: str) -> bool:
         """Whether the item is marked known absent (counts a negative-cache hit when it is)."""
         if not self.enabled:
             return False
         read = P.Read(K.global_typed_key(kind, scope, item_id))
-        return drive.run_sync(self, P.negative_hit(self, read.key), read, _no_load)
+        return drive.run_sync(self.tiers, P.negative_hit(self.tiers, read.key), read, _no_load)
 
     async def check_negative_cache_async(self, kind: str, scope: str, item_id: str) -> bool:
         if not self.enabled:
             return False
         read = P.Read(K.global_typed_key(kind, scope, item_id))
-        return await drive.run_async(self, P.negative_hit(self, read.key), read, _no_load)
+        return await drive.run_async(self.tiers, P.negative_hit(self.tiers, read.key), read, _no_load)
 
     # --- in-flight claims ----------------------------------------------------------------------------
     def try_set_inflight(self, key: str, ttl_s: float) -> bool:
@@ -172,30 +300,11 @@ class MwManager(ManagerCore):
         A thin wrapper over the cluster lease (:mod:`mw.lease`) that ``get_or_load`` uses; release it
         early with :meth:`release_inflight`, or let it expire (expired claims leave this manager's map).
         """
-        ttl = check_ttl(ttl_s)
-        lkey = K.lease_key(K.check_full_key(key))
-        if len(self._claims) >= _INFLIGHT_SWEEP:
-            now = time.monotonic()
-            self._claims = {k: c for k, c in self._claims.items() if c[1] > now}
-        try:
-            token = self.cluster.leases.acquire(lkey, ttl_ms(ttl))
-        except TierUnavailable:
-            self.telemetry.l2_errors += 1
-            return False
-        if token is not None:
-            self._claims[key] = (token, time.monotonic() + ttl)
-        return token is not None
+        return self._claims.claim(key, ttl_s)
 
     def release_inflight(self, key: str) -> bool:
         """Release a claim this manager holds (never someone else's)."""
-        claim = self._claims.pop(key, None)
-        if claim is None:
-            return False
-        try:
-            return self.cluster.leases.release(K.lease_key(key), claim[0])
-        except TierUnavailable:
-            self.telemetry.l2_errors += 1
-            return False
+        return self._claims.release(key)
 
     # --- task rows -----------------------------------------------------------------------------------
     def _task_ttl(self, row: Mapping[str, Any]) -> float:
@@ -215,10 +324,10 @@ class MwManager(ManagerCore):
             return 0.0
         key = K.task_key(task_id)
         if ttl == 0:
-            self._delete_everywhere([key])
+            writes.delete_everywhere(self.tiers, [key])
             log.info("Task %s in status %r is not cached (TTL 0)", task_id, row.get("status"))
             return 0.0
-        self._write(key, dict(row), ttl)
+        writes.write(self.tiers, key, dict(row), ttl)
         log.info("Cached task %s with TTL %ss", task_id, f"{ttl:g}")
         return ttl
 
@@ -264,12 +373,12 @@ class MwManager(ManagerCore):
     def invalidate_task(self, task_id: object) -> None:
         """Drop a task row and its negative entry from every tier of every agent; counts a task eviction."""
         if self.enabled:
-            self._delete_everywhere(task_keys(task_id))
+            writes.delete_everywhere(self.tiers, task_keys(task_id))
         self._evicted(task_id)
 
     async def invalidate_task_async(self, task_id: object) -> None:
         if self.enabled:
-            await self._delete_everywhere_async(task_keys(task_id))
+            await writes.delete_everywhere_async(self.tiers, task_keys(task_id))
         self._evicted(task_id)
 
     invalidate_task_cache = invalidate_task
@@ -294,60 +403,31 @@ class MwManager(ManagerCore):
         task table) under the lease, at most ``MW_PREWARM_MAX_PER_CALL`` per call. Returns how many were
         warmed (also counted in telemetry as ``prewarmed``).
         """
-        if not self.enabled:
-            return 0
-        now = self.clock()
-        margin = near_expiry * self.config.l1_ttl_s
-        wanted = []
-        for key, _count in self.telemetry.hot.top(top_n):
-            parts = K.parse_typed(key)
-            expire_at = self.node.l1.expire_at(key)
-            if parts is not None and (expire_at is None or expire_at - now <= margin):
-                wanted.append((key, parts))
-        if not wanted:
-            return 0
-        try:
-            found = self.cluster.l2.mget([key for key, _ in wanted])
-        except TierUnavailable:
-            self.telemetry.l2_errors += 1
-            found = [None] * len(wanted)
-        warmed = loads = 0
-        gen = self.cluster.generation
-        for (key, (kind, scope, item_id)), data in zip(wanted, found, strict=True):
-            expire_at = self._l2_copy_lasts(data, now + margin)
-            if data is not None and expire_at is not False:
-                if self.cluster.generation == gen:  # not if an invalidation ran since the MGET
-                    self.node.l1.set(key, data, expire_at)
-                    warmed += 1
-                continue
-            if loads >= self.config.prewarm_max_per_call:
-                continue
-            loads += 1
-            warmed += self._prewarm_from_mlt(key, kind, scope, item_id)
-        self.telemetry.prewarmed += warmed
-        if warmed:
-            log.info("Prewarmed %d hot items for organ %s (%d from Mlt)", warmed, self.organ_id, loads)
-        return warmed
+        return prewarm(self.tiers, self._reads, self._task_ttl, top_n, near_expiry)
 
-    def _l2_copy_lasts(self, data: bytes | None, until: float) -> float | bool | None:
-        """The L2 copy's expiry if it lasts past ``until`` (``None``: never expires), else ``False``."""
-        if data is None:
-            return False
-        try:
-            expire_at = peek_expire_at(data)
-        except CodecError:
-            self.telemetry.corrupt_entries += 1
-            return False
-        return expire_at if expire_at is None or expire_at > until else False
+    # --- telemetry -------------------------------------------------------------------------------------
+    def get_hot_items(self, top_n: int = 10) -> list[list[Any]]:
+        return self.tiers.hot_items(top_n)
 
-    def _prewarm_from_mlt(self, key: str, kind: str, scope: str, item_id: str) -> int:
-        """Load one item from Mlt under the cluster lease, so a write meanwhile refuses the fill."""
-        if kind == "task" and scope == "by_id":
-            mlt = self.cluster.mlt
-            outcome = self._reads.lead_if_free(key, lambda: mlt.get_task(item_id), self._task_ttl)
-        else:
-            outcome = self._reads.lead_if_free(key, self._reads.item_loader(kind, scope, item_id, None), None)
-        return int(outcome is not None and outcome.filled and outcome.value is not None)
+    async def get_hot_items_async(self, top_n: int = 10) -> list[list[Any]]:
+        return self.get_hot_items(top_n)
+
+    def get_telemetry(self) -> dict[str, Any]:
+        return self.tiers.report()
+
+    def reset_telemetry(self) -> None:
+        self.telemetry.reset()
+
+    def memory_metrics(self, top_n: int = 10) -> dict[str, Any]:
+        """The heartbeat's ``memory_metrics``: every ``mw_*`` field of the checklist."""
+        return self.tiers.heartbeat(top_n)
+
+    def close(self) -> None:
+        """Drop this agent's L0 and fold its counters into the process totals (once)."""
+        self.tiers.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.organ_id!r}, node={self.node.name!r}, enabled={self.enabled})"
 
 
 def _no_load() -> Any:

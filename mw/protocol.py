@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mw import keys as K
+from mw import writes
 from mw.errors import CodecError, L2CommandError, LoadTimeout, TaskRowError, TierUnavailable
 from mw.faults import INJECTORS
 from mw.flight import ABANDONED, Entry
@@ -43,7 +44,7 @@ from mw.tiers import MISS
 from mw.tiers.l0 import private_copy
 
 if TYPE_CHECKING:
-    from mw.core import ManagerCore
+    from mw.agent_tiers import AgentTiers
     from mw.lease import Leases
     from mw.telemetry import Telemetry
 
@@ -192,12 +193,12 @@ class Read:
 
 
 # --- the steps ---------------------------------------------------------------------------------------
-def read_through(core: ManagerCore, read: Read, *, lookup: bool = True) -> Steps:
+def read_through(agent: AgentTiers, read: Read, *, lookup: bool = True) -> Steps:
     """L1 -> L2 -> negative -> one protected load. The caller already missed L0 (or had a hit that
     XFetch wants refreshed: then ``lookup=False`` and :func:`refresh` runs instead)."""
     key = read.key
-    if not core.enabled:
-        core._missed(key)
+    if not agent.enabled:
+        agent.missed(key)
         if not read.loads:
             return Outcome(None, "miss")
         loaded = yield Load(key, None, None)
@@ -205,67 +206,67 @@ def read_through(core: ManagerCore, read: Read, *, lookup: bool = True) -> Steps
     if lookup:
         if INJECTORS:
             yield Step("lookup", key)
-        value = yield from cached(core, key)
+        value = yield from cached(agent, key)
         if value is MISS and read.fallback is not None:
             value = read.fallback()
         if value is not MISS:
-            if read.xfetch and refresh_due(core, key):
-                return (yield from refresh(core, read, value))
+            if read.xfetch and refresh_due(agent, key):
+                return (yield from refresh(agent, read, value))
             return Outcome(value, "hit")
     if not read.loads:
-        core._missed(key)
+        agent.missed(key)
         return Outcome(None, "miss")
-    if core.config.negative_cache:
+    if agent.config.negative_cache:
         if INJECTORS:
             yield Step("negative", key)
-        if (yield from negative_hit(core, key)):
+        if (yield from negative_hit(agent, key)):
             return Outcome(None, "negative")
-    core._missed(key)
-    return (yield from miss(core, read))
+    agent.missed(key)
+    return (yield from miss(agent, read))
 
 
-def cached(core: ManagerCore, key: str) -> Generator[Effect, Any, Any]:
+def cached(agent: AgentTiers, key: str) -> Generator[Effect, Any, Any]:
     """L1 then L2, filling the tiers above; :data:`MISS` when neither has it."""
-    gen = core.cluster.generation
-    value = core._from_l1(key, (yield L1Get(key)), gen)
+    gen = agent.cluster.generation
+    value = agent.from_l1(key, (yield L1Get(key)), gen)
     if value is MISS:
-        value = yield from l2_value(core, key)
+        value = yield from l2_value(agent, key)
     return value
 
 
-def l2_value(core: ManagerCore, key: str) -> Generator[Effect, Any, Any]:
-    gen = core.cluster.generation
+def l2_value(agent: AgentTiers, key: str) -> Generator[Effect, Any, Any]:
+    gen = agent.cluster.generation
     try:
         (data,) = yield L2Read([key])
     except L2_FAULTS:
-        core.telemetry.l2_errors += 1
+        agent.telemetry.l2_errors += 1
         return MISS
-    return MISS if data is None else core._accept(key, data, gen, from_l2=True)
+    return MISS if data is None else agent.accept(key, data, gen, from_l2=True)
 
 
-def negative_hit(core: ManagerCore, key: str) -> Generator[Effect, Any, bool]:
+def negative_hit(agent: AgentTiers, key: str) -> Generator[Effect, Any, bool]:
     nkey = K.negative_key(key)
     data = yield L1Get(nkey)
     if data is None:
         try:
             (data,) = yield L2Read([nkey])
         except L2_FAULTS:
-            core.telemetry.l2_errors += 1
+            agent.telemetry.l2_errors += 1
             data = None
-    if core._is_negative(data):
-        core.telemetry.negative_cache_hits += 1
+    if agent.is_negative(data):
+        agent.telemetry.negative_cache_hits += 1
         return True
     return False
 
 
-def miss(core: ManagerCore, read: Read) -> Steps:
+def miss(agent: AgentTiers, read: Read) -> Steps:
     """Every tier missed: one load for the process (single flight) and the cluster (the lease)."""
     key = read.key
-    if not core.config.stampede_protection:
+    if not agent.config.stampede_protection:
         loaded = yield Load(key, None, None)
-        filled = fill_unleased(core, read, loaded, "all", core.cluster.generation)
+        filled = fill_unleased(agent, read, loaded, "all", agent.cluster.generation)
         return Outcome(loaded.value, "loaded", filled)
-    flight = core.cluster.flight
+    flight = agent.cluster.flight
     while True:
         if INJECTORS:
             yield Step("join", key)
@@ -280,7 +281,7 @@ def miss(core: ManagerCore, read: Read) -> Steps:
             return Outcome(loaded.value, "loaded")
         return Outcome(private_copy(got), "shared")
     try:
-        outcome = yield from leased(core, read)
+        outcome = yield from leased(agent, read)
     except Exception as exc:
         flight.fail(entry, exc)
         raise
@@ -291,11 +292,11 @@ def miss(core: ManagerCore, read: Read) -> Steps:
     return outcome._replace(value=private_copy(outcome.value))
 
 
-def leased(core: ManagerCore, read: Read) -> Steps:
+def leased(agent: AgentTiers, read: Read) -> Steps:
     """Hold the cluster lease and load, or wait for its holder's value."""
-    key, telemetry = read.key, core.telemetry
+    key, telemetry = read.key, agent.telemetry
     lkey, nkey = K.lease_key(key), K.negative_key(key)
-    ms = lease_ms(core.config.lease_ttl_s)
+    ms = lease_ms(agent.config.lease_ttl_s)
     while True:
         if INJECTORS:
             yield Step("acquire", key)
@@ -305,110 +306,110 @@ def leased(core: ManagerCore, read: Read) -> Steps:
             telemetry.l2_errors += 1
             token = _UNREACHABLE
         if token is _UNREACHABLE:  # loaded outside the except clause: a suspended handler keeps its exception,
-            gen = core.cluster.generation  # whose traceback keeps the driver's frames (a dropped plan) alive
+            gen = agent.cluster.generation  # whose traceback keeps the driver's frames (a dropped plan) alive
             loaded = yield Load(key, None, None)
-            return Outcome(loaded.value, "loaded", fill_unleased(core, read, loaded, "local", gen))
+            return Outcome(loaded.value, "loaded", fill_unleased(agent, read, loaded, "local", gen))
         if token is not None:
-            found = yield from recheck(core, key, lkey, token)
+            found = yield from recheck(agent, key, lkey, token)
             if found is not MISS:
                 return Outcome(found, "shared")
-            return (yield from hold(core, read, lkey, token))
+            return (yield from hold(agent, read, lkey, token))
         telemetry.lease_waits += 1
-        found = yield from wait_for_holder(core, read, lkey, nkey)
+        found = yield from wait_for_holder(agent, read, lkey, nkey)
         if found is not MISS:
             return Outcome(found, "shared")
 
 
-def recheck(core: ManagerCore, key: str, lkey: str, token: bytes) -> Generator[Effect, Any, Any]:
+def recheck(agent: AgentTiers, key: str, lkey: str, token: bytes) -> Generator[Effect, Any, Any]:
     """Check-after-lock: a value (or absence) that landed after our miss is served, not loaded again."""
     if INJECTORS:
         yield Step("recheck", key)
-    gen = core.cluster.generation
+    gen = agent.cluster.generation
     try:
         data, neg = yield L2Read([key, K.negative_key(key)])
     except L2_FAULTS:
-        core.telemetry.l2_errors += 1
+        agent.telemetry.l2_errors += 1
         return MISS
     found = MISS
     if data is not None:
-        found = core._accept(key, data, gen, from_l2=True, recheck=True)
-    if found is MISS and core._is_negative(neg):
+        found = agent.accept(key, data, gen, from_l2=True, recheck=True)
+    if found is MISS and agent.is_negative(neg):
         found = None
     if found is not MISS:
-        core.telemetry.lease_rechecks += 1
-        yield from release(core, lkey, token)
+        agent.telemetry.lease_rechecks += 1
+        yield from release(agent, lkey, token)
     return found
 
 
-def wait_for_holder(core: ManagerCore, read: Read, lkey: str, nkey: str) -> Generator[Effect, Any, Any]:
+def wait_for_holder(agent: AgentTiers, read: Read, lkey: str, nkey: str) -> Generator[Effect, Any, Any]:
     """The holder's value (``None``: absent), or :data:`MISS` once its lease is gone (take it over)."""
     key = read.key
     yield Watch(key)
     while True:
         if INJECTORS:
             yield Step("wait", key)
-        gen = core.cluster.generation
+        gen = agent.cluster.generation
         try:
             data, neg, holder = yield L2Read([key, nkey, lkey])
         except L2_FAULTS:
-            core.telemetry.l2_errors += 1
+            agent.telemetry.l2_errors += 1
             return MISS
         if data is not None:
-            value = core._accept(key, data, gen, from_l2=True)
+            value = agent.accept(key, data, gen, from_l2=True)
             if value is not MISS:
                 return value
-        if core._is_negative(neg):
+        if agent.is_negative(neg):
             return None
         if holder is None:
             return MISS
         now = read.now()
         if now >= read.deadline:
-            core.telemetry.load_timeouts += 1
+            agent.telemetry.load_timeouts += 1
             log.warning("Gave up waiting for the holder of %s after the load deadline", key)
-            raise LoadTimeout(key, core.config.load_timeout_s)
+            raise LoadTimeout(key, agent.config.load_timeout_s)
         yield Wait(key, min(read.deadline, now + POLL_S))
 
 
-def hold(core: ManagerCore, read: Read, lkey: str, token: bytes) -> Steps:
+def hold(agent: AgentTiers, read: Read, lkey: str, token: bytes) -> Steps:
     """The lease holder's load and compare-and-set fill; the lease is released unless the fill took it."""
     key = read.key
     # Held strongly: a dropped plan is closed by the garbage collector, maybe after the manager is gone.
-    leases, telemetry = core.cluster.leases, core.telemetry
+    leases, telemetry = agent.cluster.leases, agent.telemetry
     if INJECTORS:
         yield Step("load", key)
     try:
         loaded = yield Load(key, lkey, token)
     except Exception:
-        yield from release(core, lkey, token)
+        yield from release(agent, lkey, token)
         raise
     except BaseException:  # cancelled, or the plan dropped (GeneratorExit): no driver to run an effect
         release_now(leases, telemetry, lkey, token)
         raise
-    fill = fill_for(core, read, loaded, token)
+    fill = fill_for(agent, read, loaded, token)
     filled = False
     if fill is not None:
         if INJECTORS:
             yield Step("fill", key)
-        gen = core.cluster.generation
+        gen = agent.cluster.generation
         try:
             filled = yield fill.effect
         except L2_FAULTS:
-            core.telemetry.l2_errors += 1
-            core.telemetry.l2_write_failures += 1
+            agent.telemetry.l2_errors += 1
+            agent.telemetry.l2_write_failures += 1
         else:
-            after_fill(core, key, filled, fill, loaded.delta, gen)
+            after_fill(agent, key, filled, fill, loaded.delta, gen)
     if not filled:
-        yield from release(core, lkey, token)
+        yield from release(agent, lkey, token)
     return Outcome(loaded.value, "loaded", filled)
 
 
-def release(core: ManagerCore, lkey: str, token: bytes) -> Generator[Effect, Any, None]:
+def release(agent: AgentTiers, lkey: str, token: bytes) -> Generator[Effect, Any, None]:
     if INJECTORS:
         yield Step("release", lkey)
     try:
         yield Release(lkey, token)
     except L2_FAULTS:
-        core.telemetry.l2_errors += 1
+        agent.telemetry.l2_errors += 1
 
 
 def release_now(leases: Leases, telemetry: Telemetry, lkey: str, token: bytes) -> None:
@@ -419,27 +420,27 @@ def release_now(leases: Leases, telemetry: Telemetry, lkey: str, token: bytes) -
         telemetry.l2_errors += 1
 
 
-def lead_if_free(core: ManagerCore, read: Read) -> Generator[Effect, Any, Outcome | None]:
+def lead_if_free(agent: AgentTiers, read: Read) -> Generator[Effect, Any, Outcome | None]:
     """Load now only if nobody loads this key in the process or the cluster (XFetch, prewarm).
 
     ``None``: someone else is loading it (or L2 is unreachable): keep what is cached.
     """
     key = read.key
-    flight = core.cluster.flight
+    flight = agent.cluster.flight
     entry = flight.lead_if_idle(key, read.loop)
     if entry is None:
         return None
     try:
         lkey = K.lease_key(key)
         try:
-            token = yield Acquire(lkey, lease_ms(core.config.lease_ttl_s))
+            token = yield Acquire(lkey, lease_ms(agent.config.lease_ttl_s))
         except L2_FAULTS:
-            core.telemetry.l2_errors += 1
+            agent.telemetry.l2_errors += 1
             token = None
         if token is None:
             flight.abandon(entry)
             return None
-        outcome = yield from hold(core, read, lkey, token)
+        outcome = yield from hold(agent, read, lkey, token)
     except Exception as exc:
         flight.fail(entry, exc)
         raise
@@ -450,21 +451,21 @@ def lead_if_free(core: ManagerCore, read: Read) -> Generator[Effect, Any, Outcom
     return outcome._replace(value=private_copy(outcome.value))
 
 
-def refresh_due(core: ManagerCore, key: str) -> bool:
+def refresh_due(agent: AgentTiers, key: str) -> bool:
     """XFetch: whether a hit on ``key`` should refresh it before it expires."""
-    delta = core._deltas.get(key)
+    delta = agent.deltas.get(key)
     if not delta:
         return False
-    cluster = core.cluster
-    return xfetch_due(core.clock(), core._l0.expire_at(key), delta, core.config.xfetch_beta, cluster.rng.random)
+    cluster = agent.cluster
+    return xfetch_due(agent.clock(), agent.l0.expire_at(key), delta, agent.config.xfetch_beta, cluster.rng.random)
 
 
-def refresh(core: ManagerCore, read: Read, cached_value: Any) -> Steps:
+def refresh(agent: AgentTiers, read: Read, cached_value: Any) -> Steps:
     """An early refresh of a hit (XFetch): lead if free, else serve the cached value."""
-    outcome = yield from lead_if_free(core, read)
+    outcome = yield from lead_if_free(agent, read)
     if outcome is None:
         return Outcome(cached_value, "hit")
-    core.telemetry.early_refreshes += 1
+    agent.telemetry.early_refreshes += 1
     return outcome._replace(state="hit")
 
 
@@ -477,18 +478,18 @@ class Filling(NamedTuple):
     negative: bool
 
 
-def ttl_of(core: ManagerCore, read: Read, loaded: Loaded) -> float:
+def ttl_of(agent: AgentTiers, read: Read, loaded: Loaded) -> float:
     """The TTL of a loaded value: the read's rule (``ttl_for``), else its TTL (or the split-phase caller's),
     else ``MW_L2_TTL_S``; plain TTLs get the downward jitter."""
     if loaded.ttl_s is None and read.ttl_for is not None:
         ttl = read.ttl_for(loaded.value)
-        return core.config.l2_ttl_s if ttl is None else ttl
+        return agent.config.l2_ttl_s if ttl is None else ttl
     base = loaded.ttl_s if loaded.ttl_s is not None else read.ttl_s
-    base = core.config.l2_ttl_s if base is None else base
-    return jittered(base, core.config.ttl_jitter, core.cluster.rng.random)
+    base = agent.config.l2_ttl_s if base is None else base
+    return jittered(base, agent.config.ttl_jitter, agent.cluster.rng.random)
 
 
-def fill_for(core: ManagerCore, read: Read, loaded: Loaded, token: bytes = b"") -> Filling | None:
+def fill_for(agent: AgentTiers, read: Read, loaded: Loaded, token: bytes = b"") -> Filling | None:
     """What a holder writes: the value, the negative marker, or nothing.
 
     A value the cache cannot hold (too large, a type the codec refuses, a row without a usable TTL)
@@ -496,49 +497,49 @@ def fill_for(core: ManagerCore, read: Read, loaded: Loaded, token: bytes = b"") 
     """
     key, value = read.key, loaded.value
     lkey = K.lease_key(key)
-    codec = core.cluster.codec
+    codec = agent.cluster.codec
     if value is None:
-        if not core.config.negative_cache:
+        if not agent.config.negative_cache:
             return None
         nkey = K.negative_key(key)
-        nttl = core.config.negative_ttl_s
+        nttl = agent.config.negative_ttl_s
         if nttl <= 0:
             return None
-        data = codec.encode(True, core.clock() + nttl, nkey)
+        data = codec.encode(True, agent.clock() + nttl, nkey)
         return Filling(Fill(lkey, token, nkey, key, data, lease_ms(nttl), key), 0.0, None, 0, True)
     try:
-        ttl = ttl_of(core, read, loaded)
+        ttl = ttl_of(agent, read, loaded)
         if ttl <= 0:
             return None
-        expire_at = core.clock() + ttl
+        expire_at = agent.clock() + ttl
         data, size = codec.encode_sized(value, expire_at, key, loaded.delta)
     except (CodecError, TaskRowError) as exc:
-        core.telemetry.uncacheable += 1
+        agent.telemetry.uncacheable += 1
         log.warning("Loaded value for %s is returned but not cached: %s", key, exc)
         return None
     return Filling(Fill(lkey, token, key, K.negative_key(key), data, lease_ms(ttl), key), expire_at, value, size, False)
 
 
-def after_fill(core: ManagerCore, key: str, filled: bool, fill: Filling, delta: float, gen: int) -> None:
+def after_fill(agent: AgentTiers, key: str, filled: bool, fill: Filling, delta: float, gen: int) -> None:
     """After the compare-and-set in L2: keep local copies unless something was dropped meanwhile."""
     if not filled:
-        core.telemetry.stale_sets_prevented += 1
+        agent.telemetry.stale_sets_prevented += 1
         log.info("Fill of %s refused: invalidated while loading (stale set prevented)", key)
         return
-    cluster = core.cluster
+    cluster = agent.cluster
     if fill.negative:
         cluster.drop_local([fill.effect.target])  # a stale negative copy in this node's L1 goes too
         return
     if cluster.generation != gen:
         return
-    core.node.l1.set(key, fill.effect.data, fill.expire_at)
-    core._l0.set(key, fill.value, fill.expire_at, fill.size)
-    core._remember_delta(key, delta)
+    agent.node.l1.set(key, fill.effect.data, fill.expire_at)
+    agent.l0.set(key, fill.value, fill.expire_at, fill.size)
+    agent.remember_delta(key, delta)
     if cluster.generation != gen:
-        core._unfill(key)
+        agent.unfill(key)
 
 
-def fill_unleased(core: ManagerCore, read: Read, loaded: Loaded, where: str, gen: int) -> bool:
+def fill_unleased(agent: AgentTiers, read: Read, loaded: Loaded, where: str, gen: int) -> bool:
     """A load without the lease cannot refuse a stale fill in L2. ``where``: ``"all"`` only with stampede
     protection switched off (that risk was chosen); ``"local"`` when L2 is unreachable (L0 and L1, kept
     only if nothing was dropped during the load)."""
@@ -546,18 +547,18 @@ def fill_unleased(core: ManagerCore, read: Read, loaded: Loaded, where: str, gen
     if value is None:
         return False
     try:
-        ttl = ttl_of(core, read, loaded)
+        ttl = ttl_of(agent, read, loaded)
         if ttl <= 0:
             return False
         if where == "all":
-            core._write(key, value, ttl, broadcast=False)
+            writes.write(agent, key, value, ttl, broadcast=False)
             return True
-        expire_at = core.clock() + ttl
-        data, size = core.cluster.codec.encode_sized(value, expire_at, key)
+        expire_at = agent.clock() + ttl
+        data, size = agent.cluster.codec.encode_sized(value, expire_at, key)
     except (CodecError, TaskRowError) as exc:
-        core.telemetry.uncacheable += 1
+        agent.telemetry.uncacheable += 1
         log.warning("Loaded value for %s is returned but not cached: %s", key, exc)
         return False
     fill = Filling(Fill("", b"", key, "", data, 0, key), expire_at, value, size, False)
-    after_fill(core, key, True, fill, 0.0, gen)
+    after_fill(agent, key, True, fill, 0.0, gen)
     return True

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ from mw.mlt import MISSING
 from mw.tiers import MISS
 
 if TYPE_CHECKING:
-    from mw.core import ManagerCore
+    from mw.agent_tiers import AgentTiers
 
 Loader = Callable[[], Any]
 TTLFor = Callable[[Any], "float | None"]
@@ -32,9 +31,8 @@ __all__ = ["LoadPlan", "ReadThrough"]
 class ReadThrough:
     """Stampede-protected loads on one agent's tiers (sync, asyncio and split-phase)."""
 
-    def __init__(self, core: ManagerCore) -> None:
-        # A proxy, not a reference: an agent dropped without close() is freed at once, not by a later GC pass.
-        self._core: ManagerCore = weakref.proxy(core)
+    def __init__(self, agent: AgentTiers) -> None:
+        self._agent = agent
 
     def _read(
         self,
@@ -52,7 +50,7 @@ class ReadThrough:
             key,
             ttl_s,
             ttl_for,
-            now() + self._core.config.load_timeout_s,
+            now() + self._agent.config.load_timeout_s,
             now,
             loop,
             fallback,
@@ -62,7 +60,7 @@ class ReadThrough:
 
     # --- loaders ---------------------------------------------------------------------------------
     def user_loader(self, loader: Loader) -> Loader:
-        telemetry = self._core.telemetry
+        telemetry = self._agent.telemetry
 
         def counted() -> Any:
             telemetry.loader_calls += 1
@@ -74,11 +72,11 @@ class ReadThrough:
         """The caller's loader, or Mlt's item table; ``None`` means absent either way."""
         if loader is not None:
             return self.user_loader(loader)
-        core = self._core
+        agent = self._agent
 
         def from_mlt() -> Any:
-            core.telemetry.mlt_loads += 1
-            found = core.cluster.mlt.get_item(kind, scope, item_id)
+            agent.telemetry.mlt_loads += 1
+            found = agent.cluster.mlt.get_item(kind, scope, item_id)
             return None if found is MISSING else found
 
         return from_mlt
@@ -86,11 +84,11 @@ class ReadThrough:
     def item_loader_async(self, kind: str, scope: str, item_id: str, loader: Loader | None) -> Loader:
         if loader is not None:
             return self.user_loader(loader)
-        core = self._core
+        agent = self._agent
 
         async def from_mlt() -> Any:
-            core.telemetry.mlt_loads += 1
-            found = await core.cluster.mlt.get_item_async(kind, scope, item_id)
+            agent.telemetry.mlt_loads += 1
+            found = await agent.cluster.mlt.get_item_async(kind, scope, item_id)
             return None if found is MISSING else found
 
         return from_mlt
@@ -109,26 +107,25 @@ class ReadThrough:
     ) -> P.Outcome:
         """After an L0 miss: L1 -> L2 -> (``fallback``) -> negative -> one load cluster-wide."""
         read = self._read(key, ttl_s, ttl_for, fallback=fallback, xfetch=xfetch, loads=loads)
-        return drive.run_sync(self._core, P.read_through(self._core, read), read, loader)
+        return drive.run_sync(self._agent, P.read_through(self._agent, read), read, loader)
 
     def get_with_l0(self, key: str, loader: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> P.Outcome:
         """The whole read, L0 included, with XFetch on hits (``get_or_load``, ``get_task``)."""
-        core = self._core
-        if core.enabled:
-            value = core._l0.get(key, MISS)
+        agent = self._agent
+        if agent.enabled:
+            value = agent.l0_get(key)
             if value is not MISS:
-                core.telemetry.l0_hits += 1
-                if not P.refresh_due(core, key):
+                if not P.refresh_due(agent, key):
                     return P.Outcome(value, "hit")
                 read = self._read(key, ttl_s, ttl_for)
-                return drive.run_sync(core, P.refresh(core, read, value), read, loader)
+                return drive.run_sync(agent, P.refresh(agent, read, value), read, loader)
         return self.get(key, loader, ttl_s, ttl_for, xfetch=True)
 
     def lead_if_free(self, key: str, loader: Loader, ttl_for: TTLFor | None) -> P.Outcome | None:
         """Load ``key`` now unless someone is loading it (prewarm); ``None`` if someone is."""
-        core = self._core
+        agent = self._agent
         read = self._read(key, None, ttl_for)
-        return drive.run_sync(core, P.lead_if_free(core, read), read, loader)
+        return drive.run_sync(agent, P.lead_if_free(agent, read), read, loader)
 
     # --- async -----------------------------------------------------------------------------------
     async def get_async(
@@ -144,36 +141,34 @@ class ReadThrough:
     ) -> P.Outcome:
         loop = asyncio.get_running_loop()
         read = self._read(key, ttl_s, ttl_for, fallback=fallback, xfetch=xfetch, loads=loads, loop=loop)
-        return await drive.run_async(self._core, P.read_through(self._core, read), read, loader)
+        return await drive.run_async(self._agent, P.read_through(self._agent, read), read, loader)
 
     async def get_with_l0_async(
         self, key: str, loader: Loader, ttl_s: float | None, ttl_for: TTLFor | None
     ) -> P.Outcome:
-        core = self._core
-        if core.enabled:
-            value = core._l0.get(key, MISS)
+        agent = self._agent
+        if agent.enabled:
+            value = agent.l0_get(key)
             if value is not MISS:
-                core.telemetry.l0_hits += 1
-                if not P.refresh_due(core, key):
+                if not P.refresh_due(agent, key):
                     return P.Outcome(value, "hit")
                 read = self._read(key, ttl_s, ttl_for, loop=asyncio.get_running_loop())
-                return await drive.run_async(core, P.refresh(core, read, value), read, loader)
+                return await drive.run_async(agent, P.refresh(agent, read, value), read, loader)
         return await self.get_async(key, loader, ttl_s, ttl_for, xfetch=True)
 
     # --- split phase -----------------------------------------------------------------------------
     def begin(self, key: str) -> LoadPlan:
-        core = self._core
-        if core.enabled:
-            value = core._l0.get(key, MISS)
+        agent = self._agent
+        if agent.enabled:
+            value = agent.l0_get(key)
             if value is not MISS:
-                core.telemetry.l0_hits += 1
                 return LoadPlan("hit", key, value)
-        read = P.Read(key, deadline=core.clock() + core.config.load_timeout_s, now=core.clock)
-        return drive.begin(core, P.read_through(core, read), read)
+        read = P.Read(key, deadline=agent.clock() + agent.config.load_timeout_s, now=agent.clock)
+        return drive.begin(agent, P.read_through(agent, read), read)
 
     def poll(self, plan: LoadPlan) -> LoadPlan:
-        return drive.poll(self._core, plan)
+        return drive.poll(self._agent, plan)
 
     def finish(self, plan: LoadPlan, value: Any, ttl_s: float | None, delta: float) -> bool:
-        self._core.telemetry.loader_calls += 1
-        return drive.finish(self._core, plan, value, ttl_s, delta)
+        self._agent.telemetry.loader_calls += 1
+        return drive.finish(self._agent, plan, value, ttl_s, delta)

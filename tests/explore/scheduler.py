@@ -488,7 +488,7 @@ class Explorer:
             self.time.clock(),
             call.loop,
         )
-        call.steps = P.read_through(m, call.read)
+        call.steps = P.read_through(m.tiers, call.read)
         self._resume(call, None, None)
 
     def _change(self, op: Op, m: MwManager, key: str, cluster: int) -> None:

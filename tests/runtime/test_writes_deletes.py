@@ -167,3 +167,28 @@ def test_an_agent_dropped_without_close_is_freed(make_manager: Make) -> None:
     del m
     gc.collect()
     assert l0_ref() is None, "the holder index must not keep a dropped agent's L0 alive"
+
+
+def test_an_agent_dropped_after_every_kind_of_call_is_freed_without_a_gc_pass(make_manager: Make) -> None:
+    """The facade's parts never refer back to it: dropping the last reference frees the agent at once."""
+    import gc
+    import weakref
+
+    keep = make_manager("keeper")
+    keep.set_global_item_typed("doc", "s", "1", "v")
+    m = MwManager("dropped", keep.config, clock=keep.clock)
+    assert m.get_item_typed("doc", "s", "1") == "v"
+    assert m.get_or_load("doc", "s", "2", lambda: "loaded") == "loaded"
+    assert asyncio.run(m.get_or_load_async("doc", "s", "3", lambda: "async")) == "async"
+    assert m.get_many_typed("doc", "s", ["1", "2", "9"]) == {"1": "v", "2": "loaded"}
+    assert m.try_set_inflight(K.global_typed_key("job", "claim", "1"), 30)
+    m.set_item("scratch", 1)
+    m.prewarm()
+    m.memory_metrics()
+    refs = [weakref.ref(m), weakref.ref(m.l0)]
+    gc.disable()
+    try:
+        del m
+        assert [r() is None for r in refs] == [True, True], "a reference cycle keeps a dropped agent"
+    finally:
+        gc.enable()

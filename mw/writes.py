@@ -1,0 +1,161 @@
+"""Writes, deletes and negative-cache marks of one agent, to every tier of the cluster.
+
+A write drops every other copy in the process first, so no agent keeps reading a value another
+agent replaced; it clears the item's negative marker and lease in the same L2 command (a load still
+in flight is then refused its fill), and publishes the invalidation. A write L2 did not take is
+served nowhere; a delete L2 did not take is replayed once it answers (deleting twice is safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+from mw import keys as K
+from mw.errors import TierUnavailable
+from mw.ttl import check_ttl
+
+if TYPE_CHECKING:
+    from mw.agent_tiers import AgentTiers
+
+log = logging.getLogger("mw")
+
+
+def ttl_ms(ttl_s: float) -> int:
+    return max(1, math.ceil(ttl_s * 1000))
+
+
+def write(tiers: AgentTiers, key: str, value: Any, ttl_s: float | None, *, broadcast: bool = True) -> None:
+    """``value`` under ``key`` in L0, L1 and L2 for ``ttl_s`` (default ``MW_L2_TTL_S``; 0 deletes).
+
+    ``broadcast=False``: a fill of a loaded value (nothing changed, so nothing is invalidated).
+    """
+    ttl = tiers.config.l2_ttl_s if ttl_s is None else check_ttl(ttl_s)
+    if ttl == 0:
+        delete_everywhere(tiers, [key])
+        return
+    cluster = tiers.cluster
+    expire_at = tiers.clock() + ttl
+    data, size = cluster.codec.encode_sized(value, expire_at, key)
+    neg = K.negative_key(key)
+    publish = None
+    clear: tuple[str, ...] = (neg,)
+    if broadcast:
+        cluster.drop_local([key, neg], keep=tiers.l0)
+        publish = cluster.inv_message([key, neg])
+        # A load still in flight would overwrite this write with what it read before: taking its
+        # lease away makes its fill refused (the same stale-set rule as for deletes).
+        clear = (neg, K.lease_key(key))
+    else:
+        cluster.drop_local([neg])
+    gen = cluster.generation
+    try:
+        cluster.l2.set(key, data, ttl_ms(ttl), clear=clear, publish=publish)
+    except TierUnavailable:
+        tiers.telemetry.l2_errors += 1
+        tiers.telemetry.l2_write_failures += 1
+        if broadcast:  # a fill (not broadcast) of a loaded value may stay local, as reads do
+            _write_failed(tiers, key, neg, publish)
+            return
+    else:
+        cluster.reached([key, *clear] if broadcast else [])
+    if broadcast:
+        # Readers that read the old L2 value while the command ran must not keep it.
+        cluster.drop_local([key], keep=tiers.l0)
+        gen += 1
+    tiers.keep(key, data, value, expire_at, size, gen)  # not if another drop ran: a newer write may be in L2
+
+
+def _write_failed(tiers: AgentTiers, key: str, neg: str, publish: tuple[str, bytes] | None) -> None:
+    """Serve no value L2 never took: the copies here go, other processes drop theirs once L2 is back.
+
+    A write that timed out may have landed, so this process's own copy is unknown too. The write
+    itself is never replayed: a late replay could overwrite a newer write.
+    """
+    first = not tiers.cluster.pending
+    (log.warning if first else log.debug)(
+        "Write of %s could not reach L2: dropped from this process's tiers; other processes drop their "
+        "copies once L2 answers",
+        key,
+    )
+    tiers.cluster.unreached([key, neg], publish)
+
+
+def _delete_plan(tiers: AgentTiers, keys: list[str]) -> tuple[list[str], list[str], tuple[str, bytes] | None]:
+    """Drop local copies now; return what goes everywhere (the keys and their negative markers), what
+    else L2 deletes (those markers and the leases) and the message.
+
+    Deleting the lease is what refuses a fill that was loaded before this delete (stale set); deleting
+    the negative marker is what makes a delete a full reset (the store may hold the item now).
+    """
+    shared = [k for k in keys if not K.is_internal(k)]
+    negs = [K.negative_key(k) for k in shared]
+    dropped = [*keys, *negs]
+    tiers.cluster.drop_local(dropped)
+    return dropped, [*negs, *(K.lease_key(k) for k in shared)], tiers.cluster.inv_message(dropped)
+
+
+def _delete_failed(tiers: AgentTiers, keys: list[str], l2_keys: list[str], message: tuple[str, bytes] | None) -> None:
+    """Deleting again is always safe, so the delete is replayed (with its message) once L2 answers."""
+    tiers.telemetry.l2_errors += 1
+    tiers.telemetry.l2_write_failures += 1
+    first = not tiers.cluster.pending
+    (log.warning if first else log.debug)("Delete of %s could not reach L2; replayed once L2 answers", keys)
+    tiers.cluster.unreached(keys, message, l2_keys)
+
+
+def delete_everywhere(tiers: AgentTiers, keys: list[str]) -> bool:
+    """Drop ``keys`` (and their negative markers and leases) from every tier; True if L2 held a value."""
+    dropped, also, message = _delete_plan(tiers, keys)
+    l2_keys = [*keys, *also]
+    cluster = tiers.cluster
+    try:
+        found = cluster.l2.delete(keys, publish=message, also=also) > 0  # values only
+    except TierUnavailable:
+        _delete_failed(tiers, dropped, l2_keys, message)
+        return True
+    finally:
+        cluster.drop_local(dropped)  # copies read from L2 while the delete ran
+    cluster.reached(l2_keys)
+    return found
+
+
+async def delete_everywhere_async(tiers: AgentTiers, keys: list[str]) -> bool:
+    dropped, also, message = _delete_plan(tiers, keys)
+    l2_keys = [*keys, *also]
+    cluster = tiers.cluster
+    try:
+        found = await cluster.l2.delete_async(keys, publish=message, also=also) > 0  # values only
+    except TierUnavailable:
+        _delete_failed(tiers, dropped, l2_keys, message)
+        return True
+    finally:
+        cluster.drop_local(dropped)
+    cluster.reached(l2_keys)
+    return found
+
+
+def set_negative(tiers: AgentTiers, key: str, ttl_s: float | None) -> None:
+    """Mark ``key`` known absent for ``ttl_s`` (default ``MW_TASK_TTL_NEGATIVE_S``) in L2 and this node's L1.
+
+    Only after the store confirmed the absence; any write of the item clears the mark.
+    """
+    ttl = tiers.config.negative_ttl_s if ttl_s is None else check_ttl(ttl_s)
+    if ttl == 0:
+        return
+    nkey = K.negative_key(key)
+    expire_at = tiers.clock() + ttl
+    cluster = tiers.cluster
+    data = cluster.codec.encode(True, expire_at, nkey)
+    gen = cluster.generation
+    try:
+        cluster.l2.set(nkey, data, ttl_ms(ttl))
+    except TierUnavailable:
+        # A mark only this process holds would answer "absent" after another process wrote the item.
+        tiers.telemetry.l2_errors += 1
+        tiers.telemetry.l2_write_failures += 1
+        return
+    tiers.node.l1.set(nkey, data, expire_at)
+    if cluster.generation != gen:  # a write of the item (which clears the mark) raced with this one
+        tiers.node.l1.pop(nkey)
