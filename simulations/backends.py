@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,15 @@ log = logging.getLogger("simulations")
 BACKENDS = ("embedded", "redis", "containers")
 
 _runs = itertools.count()
+
+_MLT_SCHEMES = ("postgresql://", "postgres://", "sqlite:///")
+
+
+class BackendUnavailable(Exception):
+    """A backend cannot be used: a flag it needs is missing, or its server does not answer (an exit-2 error).
+
+    The message names the server by :func:`mask_url`, never with its password.
+    """
 
 
 @dataclass
@@ -86,17 +96,35 @@ def _remove(path: str, *suffixes: str) -> None:
 
 @contextlib.contextmanager
 def open_backend(name: str, redis_url: str | None = None, mlt_dsn: str | None = None) -> Iterator[Backend]:
-    """The backend for ``--backend NAME``; servers started here are stopped on exit."""
+    """The backend for ``--backend NAME``; servers started here are stopped on exit.
+
+    Given servers are probed first, so an unreachable one is a :class:`BackendUnavailable` naming it before any run
+    starts (the runtime would otherwise mark the tier down mid-run, or fall through to Mlt and report nonsense).
+    """
+    if name not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name != "redis":
+        given = [flag for flag, value in (("--redis-url", redis_url), ("--mlt-dsn", mlt_dsn)) if value]
+        if given:
+            raise BackendUnavailable(f"{' and '.join(given)}: only with --backend redis, not {name}")
     if name == "embedded":
         yield Backend("embedded")
         return
     if name == "redis":
         if not redis_url:
-            raise SystemExit("--backend redis needs --redis-url redis://... (and --mlt-dsn postgresql://...)")
-        yield Backend("redis", redis_url, mlt_dsn, f"redis: {redis_url}; mlt: {_safe(mlt_dsn) or 'SQLite in memory'}")
+            raise BackendUnavailable("--backend redis needs --redis-url redis://... (and --mlt-dsn postgresql://...)")
+        if mlt_dsn and not mlt_dsn.startswith(_MLT_SCHEMES):
+            raise BackendUnavailable(
+                f"--mlt-dsn {mask_url(mlt_dsn)}: not a postgresql://, postgres:// or sqlite:/// DSN"
+            )
+        problems = [probe_redis(redis_url)]
+        if mlt_dsn and not mlt_dsn.startswith("sqlite:"):
+            problems.append(probe_postgres(mlt_dsn))
+        if any(problems):
+            raise BackendUnavailable("; ".join(p for p in problems if p))
+        description = f"redis: {mask_url(redis_url)}; mlt: {mask_url(mlt_dsn) if mlt_dsn else 'SQLite in memory'}"
+        yield Backend("redis", redis_url, mlt_dsn, description)
         return
-    if name != "containers":
-        raise SystemExit(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     with contextlib.ExitStack() as stack:
         redis_spec = _start(stack, "redis")
         postgres_spec = _start(stack, "postgres")
@@ -105,6 +133,35 @@ def open_backend(name: str, redis_url: str | None = None, mlt_dsn: str | None = 
             f"postgres via {postgres_spec.provider} ({postgres_spec.detail})"
         )
         yield Backend("containers", redis_spec.url, postgres_spec.url, description)
+
+
+def probe_redis(url: str, timeout_s: float = 5.0) -> str | None:
+    """PING the Redis at ``url``: None if it answers, else why not (password masked)."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s) as client:
+            client.ping()
+    except (redis.RedisError, OSError, ValueError) as exc:  # ValueError: a URL redis-py cannot parse
+        return _unreachable("Redis", url, exc)
+    return None
+
+
+def probe_postgres(dsn: str, timeout_s: int = 5) -> str | None:
+    """Connect to the PostgreSQL at ``dsn``: None if it answers, else why not (password masked)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=timeout_s):
+            pass
+    except (psycopg.Error, OSError) as exc:  # psycopg.ProgrammingError: a DSN libpq cannot parse
+        return _unreachable("PostgreSQL", dsn, exc)
+    return None
+
+
+def _unreachable(what: str, url: str, exc: BaseException) -> str:
+    reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    return f"{what} at {mask_url(url)} is unreachable: {mask_url(reason)}"
 
 
 def _start(stack: contextlib.ExitStack, kind: str) -> Any:
@@ -121,10 +178,15 @@ def _start(stack: contextlib.ExitStack, kind: str) -> Any:
     return spec
 
 
-def _safe(dsn: str | None) -> str | None:
-    """A DSN without its password, for reports."""
-    if dsn is None or "@" not in dsn or "://" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^\s]*@")
+_PARAM_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'[^']*'|[^\s&']+)", re.IGNORECASE)
+
+
+def mask_url(text: str) -> str:
+    """``text`` (a URL, a libpq DSN or a message quoting them) with every password replaced by ``***``.
+
+    ``redis://user:secret@host`` -> ``redis://user:***@host``; ``password=...`` (libpq key/value DSNs, query strings)
+    likewise. The password runs to the last ``@`` before whitespace, so an unencoded ``@`` in it does not leak the rest.
+    """
+    masked = _URL_PASSWORD.sub(r"\g<head>:***@", text)
+    return _PARAM_PASSWORD.sub(r"\g<head>***", masked)

@@ -1,24 +1,45 @@
-"""``mw-sim``: run a scenario and print its verdict (exit code 0 only when every check passes), or list scenarios.
+"""``mw-sim``: run a scenario and print its verdict, or list scenarios.
 
 mw-sim run simulations/scenarios/staging-synthetic.toml [--agents N --nodes M --duration S --seed K]
            [--backend embedded|redis|containers --redis-url URL --mlt-dsn DSN] [--realtime FACTOR] [--out DIR]
 mw-sim list
+
+Exit codes: 0 every check passed, 1 a check failed, 2 the command, the scenario or a server is wrong (one line on
+stderr, no traceback). Any other exception is a bug and ends in its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from simulations.backends import BACKENDS, open_backend
+from mw.errors import ConfigError, MltUnavailable, TierUnavailable
+from simulations.backends import BACKENDS, BackendUnavailable, mask_url, open_backend
 from simulations.scenario import ScenarioError, bundled, load_scenario
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+SIM_EXTRA = ("simpy", "rich", "matplotlib")
+
+
+class MissingExtra(ImportError):
+    """An optional package ``mw-sim run`` needs is not installed; ``extra`` names the extra that brings it."""
+
+    def __init__(self, missing: list[str], extra: str) -> None:
+        self.missing = missing
+        self.extra = extra
+        super().__init__(f"mw-sim run needs {', '.join(missing)}: pip install 'pytest-mw[{extra}]'")
+
+
+# Usage and infrastructure errors: exit 2 with one line. Anything else is a bug and keeps its traceback.
+_EXIT_2 = (ScenarioError, ConfigError, BackendUnavailable, MissingExtra, TierUnavailable, MltUnavailable)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,28 +75,61 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("simulations").setLevel(logging.INFO)
-    if args.command == "list":
-        return _list()
     try:
+        if args.command == "list":
+            return _list()
         return _run(args, argv if argv is not None else sys.argv[1:])
-    except ScenarioError as exc:
-        print(f"mw-sim: {exc}", file=sys.stderr)
+    except _EXIT_2 as exc:
+        print(f"mw-sim: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
 
 
-def _list() -> int:
-    from rich.console import Console
-    from rich.table import Table
+def _one_line(exc: BaseException) -> str:
+    """The error on one line, passwords masked; the runtime's errors keep their type name (it says which tier)."""
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, (ScenarioError, BackendUnavailable, MissingExtra)):
+        text = f"{type(exc).__name__}: {text}"
+    return mask_url(text)
 
-    table = Table("scenario", "agents x duration", "targets", "description")
+
+def _require(modules: tuple[str, ...], extra: str) -> None:
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingExtra(missing, extra)
+
+
+def _list() -> int:
+    header = ("scenario", "agents x duration", "targets", "description")
+    rows = []
     for name, path in bundled().items():
         s = load_scenario(path)
-        table.add_row(name, f"{s.run.agents} x {s.run.duration_s:g} s", _targets_text(s), _summary(s.description))
+        rows.append((name, f"{s.run.agents} x {s.run.duration_s:g} s", _targets_text(s), _summary(s.description)))
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # rich comes with the [sim] extra; listing should not need it
+        print(_plain_table(header, rows))
+        return EXIT_PASS
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
     console.print(table)
     return EXIT_PASS
+
+
+def _plain_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    """Left-aligned columns two spaces apart, for a terminal without rich."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = ("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in (header, *rows))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _summary(description: str, limit: int = 100) -> str:
@@ -104,6 +158,9 @@ def _targets_text(s: Any) -> str:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    _require(SIM_EXTRA, "sim")
+    if args.engine == "ray":
+        _require(("ray",), "ray")
     from rich.console import Console
 
     from simulations.progress import LiveProgress
@@ -119,7 +176,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             raise ScenarioError(f"{flag} {value}: must be positive")
     if args.warmup is not None and args.warmup < 0:
         raise ScenarioError(f"--warmup {args.warmup}: cannot be negative")
-    scenario = load_scenario(args.scenario)
+    try:
+        scenario = load_scenario(args.scenario)
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not UTF-8
+        raise ScenarioError(f"{args.scenario}: cannot read the scenario: {exc}") from exc
+    if args.out.exists() and not args.out.is_dir():
+        raise ScenarioError(f"--out {args.out}: exists and is not a directory")
     run: dict[str, Any] = {
         k: v
         for k, v in {
