@@ -24,19 +24,55 @@ def write_all(result: dict[str, Any], out: Path) -> dict[str, Path]:
 
 
 # --- plots ----------------------------------------------------------------------------------------------
+# Legends sit right of the axes (saved with bbox_inches="tight" so they are kept): the data are never under them.
+# Time plots shade the warm-up (not measured) and any fault windows, so a dip there reads as expected, not as a bug.
+LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, "fontsize": 7}
+WARMUP_COLOR, FAULT_COLOR = "0.6", "tab:red"
+MAX_PLAIN_BARS = 12  # more distinct loads-per-expiry counts than this are grouped in power-of-two bins
+VERTICAL_MAX_BARS, VERTICAL_MAX_LABEL = 8, 6  # beyond either, the bars turn horizontal so labels cannot collide
+
+
 def write_plots(result: dict[str, Any], out: Path) -> dict[str, Path]:
-    import matplotlib
+    figures = {
+        "hit_ratio": hit_ratio_figure(result),
+        "mlt_qps": mlt_qps_figure(result),
+        "l0_size": l0_size_figure(result),
+        "loads_per_expiry": loads_per_expiry_figure(result),
+    }
+    return {name: _save(fig, out / PLOTS[name]) for name, fig in figures.items()}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    cached = result["runs"]["cached"]
-    baseline = result["runs"].get("baseline")
-    series = cached["series"]
-    t = [row["t"] / 60 for row in series]
-    paths: dict[str, Path] = {}
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    """A Figure on its own Agg canvas (no pyplot: no global figure list to leak or close)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _minutes(series: list[dict[str, Any]]) -> list[float]:
+    return [row["t"] / 60 for row in series]
+
+
+def shade_windows(ax: Any, result: dict[str, Any]) -> None:
+    """Shade the warm-up (0 to ``warmup_s``) and each ``result["faults"]`` entry ``{start_s, end_s, what}``."""
+    p = result["params"]
+    warmup = min(p["warmup_s"], p["duration_s"])
+    if warmup > 0:
+        ax.axvspan(0, warmup / 60, color=WARMUP_COLOR, alpha=0.2, lw=0, label="warm-up")
+    for fault in result.get("faults") or []:
+        ax.axvspan(
+            fault["start_s"] / 60, fault["end_s"] / 60, color=FAULT_COLOR, alpha=0.15, lw=0, label=str(fault["what"])
+        )
+
+
+def hit_ratio_figure(result: dict[str, Any]) -> Any:
+    series = result["runs"]["cached"]["series"]
+    t = _minutes(series)
+    fig, ax = _figure(8, 4)
+    shade_windows(ax, result)
     shares = {tier: [_share(row, tier) for row in series] for tier in ("l0", "l1", "l2", "negative")}
     ax.stackplot(t, *shares.values(), labels=["L0", "L1", "L2", "negative cache"], alpha=0.75)
     ax.plot(t, [row["mw_hit_ratio"] for row in series], color="black", lw=1.2, label="mw_hit_ratio")
@@ -44,42 +80,79 @@ def write_plots(result: dict[str, Any], out: Path) -> dict[str, Path]:
         ax.axhline(value, ls="--", lw=0.8, color="grey")
         ax.text(t[0] if t else 0, value + 0.01, name, fontsize=7, color="grey")
     ax.set(xlabel="simulated minutes", ylabel="share of requests", ylim=(0, 1.05), title="Hit ratio per tier")
-    ax.legend(loc="lower right", fontsize=7)
-    paths["hit_ratio"] = _save(fig, out / PLOTS["hit_ratio"])
+    ax.legend(**LEGEND)
+    return fig
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(t, [row["mlt_qps"] for row in series], label="with cache")
+
+def mlt_qps_figure(result: dict[str, Any]) -> Any:
+    series = result["runs"]["cached"]["series"]
+    baseline = result["runs"].get("baseline")
+    fig, ax = _figure(8, 4)
+    shade_windows(ax, result)
+    ax.plot(_minutes(series), [row["mlt_qps"] for row in series], label="with cache")
     if baseline is not None:
-        bt = [row["t"] / 60 for row in baseline["series"]]
-        ax.plot(bt, [row["mlt_qps"] for row in baseline["series"]], label="caching disabled (MW_ENABLED=false)")
+        ax.plot(
+            _minutes(baseline["series"]),
+            [row["mlt_qps"] for row in baseline["series"]],
+            label="caching disabled\n(MW_ENABLED=false)",
+        )
     ax.set(xlabel="simulated minutes", ylabel="Mlt queries / s", title="Mlt QPS with and without the cache")
     ax.set_yscale("symlog")
-    ax.legend(fontsize=7)
-    paths["mlt_qps"] = _save(fig, out / PLOTS["mlt_qps"])
+    ax.legend(**LEGEND)
+    return fig
 
-    fig, ax = plt.subplots(figsize=(8, 4))
+
+def l0_size_figure(result: dict[str, Any]) -> Any:
+    cached = result["runs"]["cached"]
+    series = cached["series"]
+    t = _minutes(series)
+    fig, ax = _figure(8, 4)
+    shade_windows(ax, result)
     ax.plot(t, [row["l0_items_max"] for row in series], label="largest agent L0")
     ax.plot(t, [row["l0_items_mean"] for row in series], label="mean agent L0")
     ax.axhline(cached["l0"]["bound_items"], color="red", ls="--", label="bound")
     ax.set(xlabel="simulated minutes", ylabel="items", title="L0 size against its bound")
-    ax.legend(fontsize=7)
-    paths["l0_size"] = _save(fig, out / PLOTS["l0_size"])
+    ax.legend(**LEGEND)
+    return fig
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    hist = cached["loads"]["loads_per_expiry_histogram"]
-    keys = [int(k) for k in hist] or [1]
-    ax.bar(
-        [str(k) for k in keys],
-        [hist.get(str(k), 0) for k in keys],
-        color=["tab:green" if k == 1 else "tab:red" for k in keys],
-    )
-    ax.set(
-        xlabel="Mlt loads in one expiry of a key", ylabel="expiries (key generations)", title="Loads per key per expiry"
-    )
-    ax.set_yscale("log")
-    paths["loads_per_expiry"] = _save(fig, out / PLOTS["loads_per_expiry"])
-    plt.close("all")
-    return paths
+
+def loads_per_expiry_figure(result: dict[str, Any]) -> Any:
+    hist = {int(k): v for k, v in result["runs"]["cached"]["loads"]["loads_per_expiry_histogram"].items()}
+    bars = bar_groups(hist or {1: 0})
+    labels = list(bars)
+    counts = [count for _, count in bars.values()]
+    colors = ["tab:green" if low == 1 else "tab:red" for low, _ in bars.values()]
+    title = "Loads per key per expiry"
+    xlabel, ylabel = "Mlt loads in one expiry of a key", "expiries (key generations)"
+    if len(bars) <= VERTICAL_MAX_BARS and max(map(len, labels)) <= VERTICAL_MAX_LABEL:
+        fig, ax = _figure(6, 4)
+        ax.bar(labels, counts, color=colors)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.set_yscale("log")
+        return fig
+    # Many bars or long bin labels: horizontal bars, one label per row, the figure as tall as the rows need.
+    fig, ax = _figure(6, max(4.0, 1.2 + 0.3 * len(bars)))
+    ax.barh(labels, counts, color=colors)
+    ax.invert_yaxis()
+    ax.set(xlabel=ylabel, ylabel=xlabel, title=title)
+    ax.set_xscale("log")
+    return fig
+
+
+def bar_groups(hist: dict[int, int]) -> dict[str, tuple[int, int]]:
+    """Bar label -> (lowest loads in the bar, expiries): one bar per count, or power-of-two bins when there are many.
+
+    1 stays its own bar (the healthy case); the bins are 2, 3-4, 5-8, ... so a long tail stays a handful of bars.
+    """
+    if len(hist) <= MAX_PLAIN_BARS:
+        return {str(k): (k, hist[k]) for k in sorted(hist)}
+    groups: dict[str, tuple[int, int]] = {}
+    for k in sorted(hist):
+        high = k if k <= 2 else 1 << (k - 1).bit_length()  # the power of two at or above k
+        low = k if k <= 2 else high // 2 + 1
+        label = str(low) if low == high else f"{low}-{high}"
+        groups[label] = (low, groups.get(label, (low, 0))[1] + hist[k])
+    return groups
 
 
 def _share(row: dict[str, Any], tier: str) -> float:
@@ -87,8 +160,7 @@ def _share(row: dict[str, Any], tier: str) -> float:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 
