@@ -142,8 +142,10 @@ def probe_redis(url: str, timeout_s: float = 5.0) -> str | None:
     try:
         with redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s) as client:
             client.ping()
-    except (redis.RedisError, OSError, ValueError) as exc:  # ValueError: a URL redis-py cannot parse
-        return _unreachable("Redis", url, exc)
+    except ValueError as exc:  # redis-py cannot parse the URL
+        return _problem("Redis", url, "is not a valid URL", exc)
+    except (redis.RedisError, OSError) as exc:
+        return _problem("Redis", url, "is unreachable", exc)
     return None
 
 
@@ -154,14 +156,16 @@ def probe_postgres(dsn: str, timeout_s: int = 5) -> str | None:
     try:
         with psycopg.connect(dsn, connect_timeout=timeout_s):
             pass
-    except (psycopg.Error, OSError) as exc:  # psycopg.ProgrammingError: a DSN libpq cannot parse
-        return _unreachable("PostgreSQL", dsn, exc)
+    except psycopg.ProgrammingError as exc:  # libpq cannot parse the DSN
+        return _problem("PostgreSQL", dsn, "is not a valid DSN", exc)
+    except (psycopg.Error, OSError) as exc:
+        return _problem("PostgreSQL", dsn, "is unreachable", exc)
     return None
 
 
-def _unreachable(what: str, url: str, exc: BaseException) -> str:
+def _problem(what: str, url: str, problem: str, exc: BaseException) -> str:
     reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
-    return f"{what} at {mask_url(url)} is unreachable: {mask_url(reason)}"
+    return f"{what} at {mask_url(url)} {problem}: {mask_url(reason)}"
 
 
 def _start(stack: contextlib.ExitStack, kind: str) -> Any:

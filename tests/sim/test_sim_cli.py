@@ -105,6 +105,24 @@ def test_unreachable_postgres_exits_2_naming_it_without_password(
     assert "pa%3Ass" not in err and "pa:ss" not in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--redis-url", "redis://me:pw@h:port_x/0"], "Redis at redis://me:***@h:port_x/0 is not a valid URL"),
+        (["--redis-url", "http://me:pw@h"], "Redis at http://me:***@h is not a valid URL"),
+        (
+            ["--redis-url", "redis://127.0.0.1:1", "--mlt-dsn", "postgresql://me:pw@h/db?bogus=1"],
+            "PostgreSQL at postgresql://me:***@h/db?bogus=1 is not a valid DSN",
+        ),
+    ],
+)
+def test_malformed_server_urls_exit_2(
+    flags: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _exit_2(["run", "hot-key-herd", *QUICK, "--backend", "redis", *flags, "--out", str(tmp_path)], capsys)
+    assert expected in err and ":pw@" not in err
+
+
 def test_unreachable_postgres_beside_a_real_redis_exits_2(
     mw_redis_url: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
