@@ -36,12 +36,7 @@ Loader = Callable[[], Any]
 
 
 class MwManager:
-    """The working memory of one agent ("organ").
-
-    ``config`` defaults to :meth:`MwConfig.from_env` read now. ``node`` names the node whose L1 this
-    agent shares (default: one per process). ``clock`` is the time seam every expiry reads. ``l1``
-    gives a node made here a node tier that lives elsewhere (the Ray node actor), see ``Cluster.node``.
-    """
+    """The working memory of one agent ("organ"); the arguments are those of :class:`AgentTiers`."""
 
     def __init__(
         self,
