@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -382,7 +383,10 @@ def hold(agent: AgentTiers, read: Read, lkey: str, token: bytes) -> Steps:
     except Exception:
         yield from release(agent, lkey, token)
         raise
-    except BaseException:  # cancelled, or the plan dropped (GeneratorExit): no driver to run an effect
+    except GeneratorExit:  # the plan dropped: no driver to run an effect, maybe the garbage collector's thread
+        release_aside(leases, telemetry, lkey, token)
+        raise
+    except BaseException:  # cancelled: no driver to run an effect
         release_now(leases, telemetry, lkey, token)
         raise
     fill = fill_for(agent, read, loaded, token)
@@ -418,6 +422,28 @@ def release_now(leases: Leases, telemetry: Telemetry, lkey: str, token: bytes) -
         leases.release(lkey, token)
     except Exception:
         telemetry.l2_errors += 1
+
+
+RELEASE_WAIT_S = 2.0
+"""How long a dropped plan's close waits for its lease release before it lets the release finish alone."""
+
+
+def release_aside(leases: Leases, telemetry: Telemetry, lkey: str, token: bytes) -> None:
+    """Release a dropped plan's lease from a thread of its own, waited for a bounded time.
+
+    The garbage collector closes a dropped plan in whatever thread it runs, maybe one that holds a
+    lock the release needs (the embedded server's, a connection pool's): releasing inline could
+    deadlock. Waiting keeps the release as prompt as an inline one whenever nothing is held.
+    """
+    try:
+        releaser = threading.Thread(
+            target=release_now, args=(leases, telemetry, lkey, token), daemon=True, name="mw-lease-release"
+        )
+        releaser.start()
+    except RuntimeError:  # interpreter shutdown: no new threads
+        release_now(leases, telemetry, lkey, token)
+        return
+    releaser.join(RELEASE_WAIT_S)
 
 
 def lead_if_free(agent: AgentTiers, read: Read) -> Generator[Effect, Any, Outcome | None]:

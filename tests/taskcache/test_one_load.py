@@ -304,3 +304,41 @@ def test_a_plan_dropped_after_its_manager_releases_its_lease_quietly(make_manage
     again = other.begin_load("doc", "orphan", "1")
     assert again.state == "lead", "the dropped plan's lease was released"
     assert other.finish_load(again, "v") is True
+
+
+def test_a_plan_closed_where_a_lock_its_release_needs_is_held_does_not_deadlock(make_manager: Make) -> None:
+    """The collector closes a dropped plan in whatever thread it runs, maybe while another thread holds
+    the embedded server's lock and waits on this one (CI hung so, once in six suite runs). Here another
+    thread holds that lock until the drop has returned: an inline release would wait for it, a release
+    aside lets the drop return, and the lease is released once the lock is free."""
+    import gc
+
+    m = make_manager("a", lease_ttl_s=30)
+    if not m.l2.embedded:
+        pytest.skip("the embedded server's lock; a real Redis has none in this process")
+    plan = m.begin_load("doc", "locked", "1")
+    assert plan.state == "lead"
+    order: list[str] = []
+    holding, dropped = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with m.l2.atomic:
+            holding.set()
+            dropped.wait(20)
+            order.append("lock let go")
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert holding.wait(20)
+    del plan
+    gc.collect()
+    order.append("drop returned")
+    dropped.set()
+    holder.join()
+    assert order == ["drop returned", "lock let go"], "the drop waited for a lock another thread held"
+    for _ in range(2000):
+        again = m.begin_load("doc", "locked", "1")
+        if again.state == "lead":
+            break
+        time.sleep(0.01)
+    assert again.state == "lead", "the dropped plan's lease was never released"
