@@ -99,16 +99,18 @@ class AgentTiers:
         return self.l0_get(K.organ_key(self.organ_id, item_id))
 
     # --- what a read from L1/L2 fills ----------------------------------------------------------------
-    def accept(self, key: str, data: bytes, gen: int, *, from_l2: bool, recheck: bool = False) -> Any:
+    def accept(self, key: str, data: bytes, gen: int, *, from_l2: bool, counted: bool = False) -> Any:
         """Decode an envelope read from L1/L2 and fill the tiers above; a corrupt or expired one is a miss.
 
         ``gen`` is the cluster generation noted before the read: if anything was dropped since, the
-        value is returned but not kept (it may be what an invalidation just removed).
+        value is returned but not kept (it may be what an invalidation just removed). ``counted``: the
+        read was already counted as a miss (a value found after the lease, or the holder's): it is
+        neither an L2 hit nor, when corrupt, a second corrupt entry, so hits + misses stay the reads.
         """
         try:
             value, expire_at, delta, size = self.cluster.codec.decode_sized(data)
         except CodecError as exc:
-            if recheck:  # the same corrupt entry, seen again after the lease: counted once per read
+            if counted:
                 return MISS
             self.telemetry.corrupt_entries += 1
             log.warning("Corrupt cache entry %s in %s treated as a miss: %s", key, "L2" if from_l2 else "L1", exc)
@@ -117,7 +119,7 @@ class AgentTiers:
             return MISS
         if expire_at is not None and expire_at <= self.clock():
             return MISS
-        if from_l2:
+        if from_l2 and not counted:
             self.telemetry.l2_hits += 1
         cluster = self.cluster
         if cluster.generation != gen:

@@ -342,6 +342,15 @@ class MwManager:
         self._count_task(outcome.hit)
         return outcome.value  # type: ignore[no-any-return]
 
+    def begin_task(self, task_id: object) -> LoadPlan:
+        """``get_task`` in steps (see :meth:`begin_load`): counted as ``get_task`` counts it, and a row
+        given to :meth:`finish_load` without a TTL gets its status TTL, as a row ``get_task`` loads."""
+        key = K.task_key(task_id)
+        self._hot_add(key)
+        plan = self._reads.begin(key, self._task_fill_ttl)
+        self._count_task(plan.state in ("hit", "negative"))
+        return plan
+
     async def get_task_async(self, task_id: object) -> dict[str, Any] | None:
         key = K.task_key(task_id)
         mlt, telemetry = self.cluster.mlt, self.telemetry

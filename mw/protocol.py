@@ -333,7 +333,7 @@ def recheck(agent: AgentTiers, key: str, lkey: str, token: bytes) -> Generator[E
         return MISS
     found = MISS
     if data is not None:
-        found = agent.accept(key, data, gen, from_l2=True, recheck=True)
+        found = agent.accept(key, data, gen, from_l2=True, counted=True)
     if found is MISS and agent.is_negative(neg):
         found = None
     if found is not MISS:
@@ -356,7 +356,7 @@ def wait_for_holder(agent: AgentTiers, read: Read, lkey: str, nkey: str) -> Gene
             agent.telemetry.l2_errors += 1
             return MISS
         if data is not None:
-            value = agent.accept(key, data, gen, from_l2=True)
+            value = agent.accept(key, data, gen, from_l2=True, counted=True)
             if value is not MISS:
                 return value
         if agent.is_negative(neg):

@@ -157,13 +157,13 @@ class ReadThrough:
         return await self.get_async(key, loader, ttl_s, ttl_for, xfetch=True)
 
     # --- split phase -----------------------------------------------------------------------------
-    def begin(self, key: str) -> LoadPlan:
+    def begin(self, key: str, ttl_for: TTLFor | None = None) -> LoadPlan:
         agent = self._agent
         if agent.enabled:
             value = agent.l0_get(key)
             if value is not MISS:
                 return LoadPlan("hit", key, value)
-        read = P.Read(key, deadline=agent.clock() + agent.config.load_timeout_s, now=agent.clock)
+        read = P.Read(key, ttl_for=ttl_for, deadline=agent.clock() + agent.config.load_timeout_s, now=agent.clock)
         return drive.begin(agent, P.read_through(agent, read), read)
 
     def poll(self, plan: LoadPlan) -> LoadPlan:

@@ -11,8 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from mw.telemetry import METRIC_FIELDS
-
 OUTCOMES = ("l0", "l1", "l2", "negative", "coalesced", "load")
 """How a read ended: answered by a tier, by the negative cache, by another agent's load (waited), or by its own load."""
 
@@ -38,6 +36,33 @@ class Outcomes:
     @property
     def cache_answered(self) -> int:
         return self.l0 + self.l1 + self.l2 + self.negative
+
+
+class Seen:
+    """How one agent's reads ended, as the simulator saw them: its own count, kept beside the runtime's.
+
+    The tier that answered a hit is the one that held the key when the read began (``l0``/``l1``/``l2``);
+    ``coalesced`` and ``load`` are the reads no tier answered (the runtime's misses).
+    """
+
+    __slots__ = ("coalesced", "l0", "l1", "l2", "load", "negative", "task_evictions", "task_hits", "task_misses")
+
+    def __init__(self) -> None:
+        self.l0 = self.l1 = self.l2 = self.negative = self.coalesced = self.load = 0
+        self.task_hits = self.task_misses = self.task_evictions = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def observed_hit_ratio(counts: dict[str, int]) -> float:
+    """Tier answers over tier answers and misses: the checklist's hit ratio, from what the simulator saw.
+
+    A negative-cache answer is neither (as the runtime counts it: its hit ratio is about values).
+    """
+    hits = counts["l0"] + counts["l1"] + counts["l2"]
+    total = hits + counts["coalesced"] + counts["load"]
+    return hits / total if total else 0.0
 
 
 def request_hit_ratio(counts: dict[str, int]) -> float:
@@ -216,9 +241,45 @@ class TaskTTLs:
         }
 
 
+HEARTBEAT_FIELDS: dict[str, type] = {
+    "mw_hit_ratio": float,
+    "mw_l0_hits": int,
+    "mw_l1_hits": int,
+    "mw_l2_hits": int,
+    "mw_task_cache_hits": int,
+    "mw_task_evictions": int,
+    "mw_hot_items": list,
+    "mw_misses": int,
+    "mw_task_cache_misses": int,
+    "mw_negative_cache_hits": int,
+    "mw_l0_items": int,
+}
+"""The fields a heartbeat's ``memory_metrics`` must carry: the checklist's "Telemetry Verification" example (the
+first seven), then the ones whose values are checked against the simulator's own counts. The simulator's copy, on
+purpose: a field the runtime stops sending fails here even if the runtime's own list lost it too."""
+
+RATIO_TOLERANCE = 0.01
+"""How far a reported hit ratio may be from the observed one (the runtime rounds to 6 places)."""
+
+
+def expected_heartbeat(seen: Seen, l0_items: int) -> dict[str, int]:
+    """The counter values a heartbeat sent now must carry, from what the simulator saw of that agent."""
+    return {
+        "mw_l0_hits": seen.l0,
+        "mw_l1_hits": seen.l1,
+        "mw_l2_hits": seen.l2,
+        "mw_misses": seen.coalesced + seen.load,
+        "mw_negative_cache_hits": seen.negative,
+        "mw_task_cache_hits": seen.task_hits,
+        "mw_task_cache_misses": seen.task_misses,
+        "mw_task_evictions": seen.task_evictions,
+        "mw_l0_items": l0_items,
+    }
+
+
 @dataclass
 class Heartbeats:
-    """Every agent's ``memory_metrics`` at its heartbeat interval: all checklist fields, with their types."""
+    """Every agent's ``memory_metrics`` at its heartbeat interval: the fields, their types and their values."""
 
     every_s: float
     sent: Counter[str] = field(default_factory=Counter)
@@ -226,13 +287,17 @@ class Heartbeats:
     invalid_count: int = 0
     expected: int = 0
     missing: int = 0
+    untrue: list[dict[str, Any]] = field(default_factory=list)
+    untrue_count: int = 0
+    """Heartbeats with a value that disagrees with the simulator's own count for that agent."""
     last: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def beat(self, agent: str, metrics: dict[str, Any]) -> None:
+    def beat(self, agent: str, metrics: dict[str, Any], seen: Seen | None = None, l0_items: int = 0) -> None:
+        """One heartbeat; with ``seen``, its values are judged against what the simulator saw of ``agent``."""
         self.sent[agent] += 1
         problems = [
             name
-            for name, kind in METRIC_FIELDS.items()
+            for name, kind in HEARTBEAT_FIELDS.items()
             if name not in metrics or not isinstance(metrics[name], kind) or isinstance(metrics[name], bool)
         ]
         ratio = metrics.get("mw_hit_ratio")
@@ -242,7 +307,23 @@ class Heartbeats:
             self.invalid_count += 1
             if len(self.invalid) < MAX_EXAMPLES:
                 self.invalid.append({"agent": agent, "problems": problems})
+        elif seen is not None:
+            self._judge_values(agent, metrics, seen, l0_items)
         self.last[agent] = metrics
+
+    def _judge_values(self, agent: str, metrics: dict[str, Any], seen: Seen, l0_items: int) -> None:
+        wrong = {
+            name: [metrics[name], want]
+            for name, want in expected_heartbeat(seen, l0_items).items()
+            if metrics[name] != want
+        }
+        want_ratio = observed_hit_ratio(seen.as_dict())
+        if abs(metrics["mw_hit_ratio"] - want_ratio) > RATIO_TOLERANCE:
+            wrong["mw_hit_ratio"] = [metrics["mw_hit_ratio"], round(want_ratio, 6)]
+        if wrong:
+            self.untrue_count += 1
+            if len(self.untrue) < MAX_EXAMPLES:
+                self.untrue.append({"agent": agent, "reported_vs_seen": wrong})
 
     def account(self, lifetimes: dict[str, float]) -> None:
         """Expected heartbeats: one per interval strictly inside each agent's life (a run stops before ``until``)."""
@@ -271,6 +352,8 @@ class Heartbeats:
             "missing": self.missing,
             "invalid": self.invalid_count,
             "invalid_examples": self.invalid,
+            "untrue": self.untrue_count,
+            "untrue_examples": self.untrue,
             "fleet": self.fleet(),
         }
 

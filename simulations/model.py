@@ -18,9 +18,8 @@ from mw import MwConfig, MwManager
 from mw.mlt import MISSING, MltStore
 from mw.protocol import POLL_S
 from mw.readthrough import LoadPlan
-from mw.tasks import task_ttl_s
 from simulations.distributions import Latency
-from simulations.measure import DoublePrefix, Heartbeats, LoadTracker, Outcomes, StaleLog, TaskTTLs
+from simulations.measure import DoublePrefix, Heartbeats, LoadTracker, Outcomes, Seen, StaleLog, TaskTTLs
 from simulations.scenario import Scenario
 from simulations.truth import Truth
 
@@ -35,16 +34,20 @@ TASK_KIND, TASK_SCOPE = "task", "by_id"
 
 
 class Agent:
-    __slots__ = ("alive", "born", "died", "manager", "name", "node", "rng")
+    __slots__ = ("alive", "born", "died", "l0", "l1", "manager", "name", "node", "rng", "seen")
 
     def __init__(self, name: str, node: str, manager: MwManager, rng: random.Random, born: float) -> None:
         self.name = name
         self.node = node
         self.manager = manager
+        self.l0 = manager.l0
+        self.l1 = manager.l1
         self.rng = rng
         self.alive = True
         self.born = born
         self.died: float | None = None
+        self.seen = Seen()
+        """What this agent's reads ended with, counted by the simulator (the runtime counts its own)."""
 
 
 class Model:
@@ -112,24 +115,50 @@ class Model:
         return self.retired + self.agents
 
     # --- the read path --------------------------------------------------------------------------------
-    def lookup(self, agent: Agent, kind: str, scope: str, item_id: str) -> LoadPlan:
-        """``begin_load``, counting which tier answered a hit (the runtime's tier counters tell which one moved)."""
-        m = agent.manager
-        t = m.telemetry
-        l0, l1 = t.l0_hits, t.l1_hits
-        plan = m.begin_load(kind, scope, item_id)
+    def lookup(self, agent: Agent, kind: str, scope: str, item_id: str, key: str) -> LoadPlan:
+        """``begin_load``; a hit is credited to the tier that held ``key`` when the read began (looked at, not
+        asked: the runtime's tier counters are what the telemetry check compares against this)."""
+        tier = self._holder(agent, key)
+        plan = agent.manager.begin_load(kind, scope, item_id)
+        self._began(agent, plan.state, tier)
+        return plan
+
+    def lookup_task(self, agent: Agent, task_id: str, key: str) -> LoadPlan:
+        """``begin_task``: the runtime's own status TTL applies to what the read loads."""
+        tier = self._holder(agent, key)
+        plan = agent.manager.begin_task(task_id)
         state = plan.state
+        self._began(agent, state, tier)
+        if state == "hit" or state == "negative":
+            agent.seen.task_hits += 1
+        else:
+            agent.seen.task_misses += 1
+        return plan
+
+    def _holder(self, agent: Agent, key: str) -> int:
+        """0, 1, 2: the first tier holding an unexpired copy of ``key`` (L2 if neither local tier does)."""
+        if key in agent.l0:
+            return 0
+        expire_at = agent.l1.expire_at(key)
+        if expire_at is not None and expire_at > self.clock():
+            return 1
+        return 2
+
+    def _began(self, agent: Agent, state: str, tier: int) -> None:
+        o, seen = self.outcomes, agent.seen
         if state == "hit":
-            o = self.outcomes
-            if t.l0_hits != l0:
+            if tier == 0:
                 o.l0 += 1
-            elif t.l1_hits != l1:
+                seen.l0 += 1
+            elif tier == 1:
                 o.l1 += 1
+                seen.l1 += 1
             else:
                 o.l2 += 1
+                seen.l2 += 1
         elif state == "negative":
-            self.outcomes.negative += 1
-        return plan
+            o.negative += 1
+            seen.negative += 1
 
     def resolve(self, agent: Agent, plan: LoadPlan, load: Loader, ttl_for: TTLFor | None = None) -> Process:
         """Finish a ``lead`` or ``wait`` plan in simulated time; the process's value is what the read returns."""
@@ -140,11 +169,14 @@ class Model:
             plan = agent.manager.poll_load(plan)
         if plan.state == "hit":
             self.outcomes.coalesced += 1
+            agent.seen.coalesced += 1
             return plan.value
         if plan.state == "negative":
             self.outcomes.coalesced += 1
+            agent.seen.coalesced += 1
             return None
         self.outcomes.load += 1
+        agent.seen.load += 1
         return (yield from self._lead(agent, plan, load, ttl_for))
 
     def _lead(self, agent: Agent, plan: LoadPlan, load: Loader, ttl_for: TTLFor | None) -> Process:
@@ -190,10 +222,6 @@ class Model:
                 self._task_cached(agent, key, value, valid_until - now)
 
     # --- tasks ----------------------------------------------------------------------------------------
-    def task_ttl(self, row: Any) -> float | None:
-        """The TTL ``get_task`` would give a row loaded from Mlt (the runtime jitters it below this)."""
-        return None if row is None else task_ttl_s(row, self.config, self.clock())
-
     def _task_cached(self, agent: Agent, key: str, row: dict[str, Any], ttl_s: float) -> None:
         status = str(row.get("status", ""))
         self.task_ttls.cached(status, ttl_s)

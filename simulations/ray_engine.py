@@ -142,9 +142,9 @@ class SimShard:
                         return
                     self.item_reads.append((key[len(self.item_prefix) :], version, started, self.wall_now()))
 
-            def lookup(self, agent: Any, kind: str, scope: str, item_id: str) -> Any:
+            def lookup(self, agent: Any, kind: str, scope: str, item_id: str, key: str) -> Any:
                 started = self.wall_now()
-                plan = super().lookup(agent, kind, scope, item_id)
+                plan = super().lookup(agent, kind, scope, item_id, key)
                 if plan.state == "hit":
                     self._item_read(plan.key, plan.value, started)
                 return plan
@@ -243,6 +243,7 @@ class SimShard:
                 "died": a.died,
                 "alive": a.alive,
                 "telemetry": {name: getattr(a.manager.telemetry, name) for name in COUNTERS},
+                "seen": a.seen.as_dict(),
                 "hot": a.manager.get_hot_items(10),
             }
             for a in model.all_agents()
@@ -332,6 +333,7 @@ class _AgentRecord:
     died: float | None
     alive: bool
     manager: Any
+    seen: Any
 
 
 @dataclass
@@ -468,6 +470,8 @@ def _merge(
         heartbeats.sent.update(hb.sent)
         heartbeats.invalid_count += hb.invalid_count
         heartbeats.invalid.extend(hb.invalid[: MAX_EXAMPLES - len(heartbeats.invalid)])
+        heartbeats.untrue_count += hb.untrue_count
+        heartbeats.untrue.extend(hb.untrue[: MAX_EXAMPLES - len(heartbeats.untrue)])
         heartbeats.last.update(hb.last)
         dp: DoublePrefix = r["double_prefix"]
         double_prefix.l2_keys |= dp.l2_keys
@@ -483,7 +487,7 @@ def _merge(
                 telemetry=SimpleNamespace(**a["telemetry"]),
                 get_hot_items=lambda top_n=10, hot=hot: hot[:top_n],
             )
-            record = _AgentRecord(a["name"], a["born"], a["died"], a["alive"], manager)
+            record = _AgentRecord(a["name"], a["born"], a["died"], a["alive"], manager, SimpleNamespace(**a["seen"]))
             (agents if a["alive"] else retired).append(record)
     model = _MergedModel(
         config=config,

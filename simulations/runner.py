@@ -19,6 +19,7 @@ import simpy
 import simpy.rt
 
 from mw.telemetry import hit_ratio
+from simulations import telemetry_truth
 from simulations import workloads as W
 from simulations.backends import Backend
 from simulations.logwatch import LogWatch
@@ -129,6 +130,7 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
     measured = _measured(sampler)
     requests = sum(measured[o] for o in ("l0", "l1", "l2", "negative", "coalesced", "load"))
     hits = measured["l0_hits"] + measured["l1_hits"] + measured["l2_hits"]
+    truth = telemetry_truth.compare(model.all_agents(), measured, measured)
     lifetimes = {a.name: (run.duration_s if a.died is None else a.died) - a.born for a in model.all_agents()}
     model.heartbeats.account(lifetimes)
     telemetry = [a.manager.telemetry for a in model.all_agents()]
@@ -152,6 +154,7 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
         "agents": {"started": len(lifetimes), "live_at_end": len(model.agents)},
         "requests": {"total": all_requests, "measured": requests, "outcomes": model.outcomes.as_dict()},
         "hit_ratio": {
+            "observed": truth["hit_ratio"]["observed"],
             "mw_hit_ratio": round(hit_ratio(hits, measured["misses"]), 6),
             "request_hit_ratio": round((requests - measured["coalesced"] - measured["load"]) / requests, 6)
             if requests
@@ -166,9 +169,10 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
         "l0": {
             "max_items": sampler.l0_max_items,
             "max_bytes": sampler.l0_max_bytes,
-            "bound_items": scenario.l0_bound_items,
-            "bound_bytes": scenario.l0_bound_bytes,
+            "bound_items": scenario.targets.l0_max_items,
+            "bound_bytes": scenario.targets.l0_max_bytes,
         },
+        "telemetry_truth": truth,
         "heartbeats": model.heartbeats.summary(),
         "double_prefix": model.double_prefix.summary(),
         "negative_cache_hits": totals["negative_cache_hits"],
@@ -210,7 +214,7 @@ def run_scenario(
     if scenario.prewarm.compare and scenario.prewarm.every_s > 0:
         runs["no_prewarm"] = engine(scenario, backend, options("no_prewarm", prewarm=False), progress)
     cached = runs["cached"]
-    verdict = judge(cached, scenario.targets)
+    verdict = judge(cached, scenario.targets, tasks=scenario.tasks.enabled)
     mlt: dict[str, Any] = {"queries_cached": cached["mlt_queries"]}
     if "baseline" in runs:
         base = runs["baseline"]["mlt_queries"]

@@ -1,8 +1,8 @@
 """Scenarios: a TOML file says what load to run and which checklist targets the run must meet.
 
 Every table maps to a frozen dataclass below; an unknown key is an error naming it (a typo must not silently turn a
-workload or a check off). ``[runtime]`` holds :class:`mw.MwConfig` overrides, ``[targets]`` the verdict's thresholds;
-a target left out (or set to ``false``) is not checked. The bundled scenarios live in ``simulations/scenarios/``.
+workload or a check off). ``[runtime]`` holds :class:`mw.MwConfig` overrides, ``[targets]`` the verdict's thresholds,
+which start at the checklist's and may only be tightened. The bundled scenarios live in ``simulations/scenarios/``.
 """
 
 from __future__ import annotations
@@ -153,18 +153,57 @@ class FaultSpec:
 
 @dataclass(frozen=True)
 class Targets:
-    """The checklist's targets; ``None`` (or ``false``) leaves a check out of the verdict."""
+    """The checklist's targets, always judged. A scenario's ``[targets]`` may only make them stricter: a looser
+    value, or ``false`` on a check, is a :class:`ScenarioError` naming the key, its value and the checklist's."""
 
-    hit_ratio_week1: float | None = 0.70
+    hit_ratio_week1: float = 0.70
+    """Success Metrics, Week 1: hit ratio > 70 %."""
     hit_ratio_week2: float | None = None
-    running_ttl_max_s: float | None = 30.0
+    """Week 2+: hit ratio > 80 %; judged when a scenario states it (then at least 0.80)."""
+    running_ttl_max_s: float = 30.0
+    """The checklist's ``MW_TASK_TTL_RUNNING_S=30``: no running task is served from a cache longer."""
     no_double_prefix: bool = True
     heartbeats: bool = True
-    l0_max_items: int | None = None
-    """Default: the scenario's ``runtime.l0_max_items``."""
-    l0_max_bytes: int | None = None
-    max_loads_per_key_per_expiry: int | None = 1
-    max_stale_reads: int | None = 0
+    l0_max_items: int = MwConfig.l0_max_items
+    """The scenario's memory budget per agent's L0 (items); the runtime's default bound unless it states less."""
+    l0_max_bytes: int = MwConfig.l0_max_bytes
+    max_loads_per_key_per_expiry: int = 1
+    max_stale_reads: int = 0
+
+    def __post_init__(self) -> None:
+        for name, floor in CHECKLIST_TARGETS.items():
+            value = getattr(self, name)
+            if name == "hit_ratio_week2" and value is None:
+                continue
+            if value is None or value is False:
+                raise ScenarioError(f"{name} = false: the checklist's target ({floor!r}) cannot be turned off")
+            if isinstance(floor, bool):
+                stricter, bound = value is True, "true"
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ScenarioError(f"{name} = {value!r} is not a number")
+            elif name in _AT_LEAST:
+                stricter, bound = value >= floor, f"at least {floor!r}"
+            else:
+                stricter, bound = value <= floor, f"at most {floor!r}"
+            if not stricter:
+                raise ScenarioError(
+                    f"{name} = {value!r} loosens the checklist's target: it may only be tightened ({bound})"
+                )
+
+
+CHECKLIST_TARGETS: dict[str, float | int | bool] = {
+    "hit_ratio_week1": 0.70,
+    "hit_ratio_week2": 0.80,
+    "running_ttl_max_s": 30.0,
+    "no_double_prefix": True,
+    "heartbeats": True,
+    "l0_max_items": MwConfig.l0_max_items,
+    "l0_max_bytes": MwConfig.l0_max_bytes,
+    "max_loads_per_key_per_expiry": 1,
+    "max_stale_reads": 0,
+}
+"""The fixed targets (the checklist's, and the runtime's default L0 bound as the largest memory budget)."""
+_AT_LEAST = {"hit_ratio_week1", "hit_ratio_week2"}
 
 
 @dataclass(frozen=True)
@@ -194,16 +233,6 @@ class Scenario:
             config = config.replace(task_ttls_s={**config.task_ttls_s, **ttls})
         return config
 
-    @property
-    def l0_bound_items(self) -> int:
-        bound = self.targets.l0_max_items
-        return int(bound if bound is not None else self.runtime.get("l0_max_items", MwConfig.l0_max_items))
-
-    @property
-    def l0_bound_bytes(self) -> int:
-        bound = self.targets.l0_max_bytes
-        return int(bound if bound is not None else self.runtime.get("l0_max_bytes", MwConfig.l0_max_bytes))
-
     def with_overrides(self, **sections: dict[str, Any]) -> Scenario:
         """A copy with some fields of some tables replaced, e.g. ``with_overrides(run={"agents": 10})``."""
         changes: dict[str, Any] = {}
@@ -214,8 +243,12 @@ class Scenario:
                 changes["runtime"] = {**self.runtime, **values}
                 continue
             current = getattr(self, section)
-            _check_keys(self.source or self.name, section, values, type(current))
-            changes[section] = dataclasses.replace(current, **values)
+            where = self.source or self.name
+            _check_keys(where, section, values, type(current))
+            try:
+                changes[section] = dataclasses.replace(current, **values)
+            except ScenarioError as exc:
+                raise ScenarioError(f"{where}: [{section}] {exc}") from None
         return dataclasses.replace(self, **changes)
 
 
@@ -247,10 +280,10 @@ def _section(where: str, name: str, raw: Any) -> Any:
     if not isinstance(raw, dict):
         raise ScenarioError(f"{where}: [{name}] must be a table")
     _check_keys(where, name, raw, cls)
-    bools = {f.name for f in dataclasses.fields(cls) if f.type in ("bool", bool)}
-    # TOML has no null: ``false`` on a threshold means "not checked".
-    values = {k: None if v is False and k not in bools else v for k, v in raw.items()}
-    return cls(**values)
+    try:
+        return cls(**raw)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{where}: [{name}] {exc}") from None
 
 
 def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:

@@ -23,7 +23,7 @@ from typing import Any
 from mw import keys as K
 from mw.keys import global_typed_key
 from simulations.distributions import Zipf
-from simulations.model import TASK_KIND, TASK_SCOPE, Agent, Model, Process
+from simulations.model import Agent, Model, Process
 from simulations.scenario import HerdSpec, ItemsSpec, TasksSpec
 
 log = logging.getLogger("simulations")
@@ -44,6 +44,7 @@ class Catalog:
         self.popularity = Zipf(spec.catalog, spec.zipf_alpha)
         self.absent_popularity = Zipf(len(self.absent), spec.zipf_alpha)
         self.index = {item_id: i for i, item_id in enumerate(self.ids)}
+        self.keys = {item_id: global_typed_key(spec.kind, spec.scope, item_id) for item_id in self.ids + self.absent}
         self.written: set[str] = set()
         """Items written during the run: only their reads can be stale, so only they are judged."""
 
@@ -69,7 +70,7 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
         return
     kind, scope = spec.kind, spec.scope
     popularity, absent_popularity = catalog.popularity, catalog.absent_popularity
-    ids, absent, written = catalog.ids, catalog.absent, catalog.written
+    ids, absent, written, keys = catalog.ids, catalog.absent, catalog.written, catalog.keys
     outcomes = model.outcomes
     lookup, resolve = model.lookup, model.resolve
     write_fraction, absent_fraction = spec.write_fraction, spec.absent_fraction
@@ -100,7 +101,7 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
                 item_id = absent[absent_popularity.item(rng)]
             else:
                 item_id = ids[popularity.item(rng)]
-            plan = lookup(me, kind, scope, item_id)
+            plan = lookup(me, kind, scope, item_id, keys[item_id])
             state = plan.state
             if state == "hit":
                 if item_id in written:
@@ -139,7 +140,7 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
 
 
 def herd_read(model: Model, me: Agent, item_id: str, herd: HerdSpec) -> Process:
-    plan = model.lookup(me, HERD_KIND, HERD_SCOPE, item_id)
+    plan = model.lookup(me, HERD_KIND, HERD_SCOPE, item_id, global_typed_key(HERD_KIND, HERD_SCOPE, item_id))
     if plan.state in ("lead", "wait"):
         ttl = herd.ttl_s
         yield from model.resolve(me, plan, model.mlt_item(HERD_KIND, HERD_SCOPE, item_id), lambda _value: ttl)
@@ -265,7 +266,11 @@ class Tasks:
         now = model.env.now
         model.truth.superseded(task_id, stored["version"], now, now)
         owner = self.owners[task_id]
-        (owner.manager if owner.alive else model.admin).invalidate_task(task_id)
+        if owner.alive:
+            owner.manager.invalidate_task(task_id)
+            owner.seen.task_evictions += 1
+        else:
+            model.admin.invalidate_task(task_id)
         if model.caching:
             model.loads.invalidated(K.task_key(task_id))
         self.transitions += 1
@@ -292,18 +297,14 @@ class Tasks:
         task_id = pool[rng.randrange(len(pool))]
         model.outcomes.task_reads += 1
         started = model.env.now
-        plan = model.lookup(me, TASK_KIND, TASK_SCOPE, task_id)
-        telemetry = me.manager.telemetry
+        plan = model.lookup_task(me, task_id, K.task_key(task_id))
         if plan.state == "hit":
-            telemetry.task_cache_hits += 1
             row = plan.value
         elif plan.state == "negative":
-            telemetry.task_cache_hits += 1
             return
         else:
-            telemetry.task_cache_misses += 1
             store = model.store
-            row = yield from model.resolve(me, plan, lambda: store.get_task(task_id), model.task_ttl)
+            row = yield from model.resolve(me, plan, lambda: store.get_task(task_id))
         if row is not None:
             model.task_served(me, plan.key, row, started)
 
@@ -354,7 +355,7 @@ def heartbeat(model: Model, me: Agent, every_s: float) -> Process:
         yield model.env.timeout(every_s)
         if not me.alive:
             return
-        model.heartbeats.beat(me.name, me.manager.memory_metrics())
+        model.heartbeats.beat(me.name, me.manager.memory_metrics(), me.seen, len(me.l0))
 
 
 def double_prefix_writer(model: Model, every_s: float, kind: str, scope: str) -> Process:

@@ -9,6 +9,7 @@ import pytest
 
 import mw
 from mw import MwManager
+from mw.faults import Act, injected
 from mw.telemetry import METRIC_FIELDS, HeavyHitters
 
 Make = Callable[..., MwManager]
@@ -103,3 +104,42 @@ def test_process_metrics_sum_every_agents_l0(make_manager: Make) -> None:
     b.set_item("z", 3)
     metrics = mw.process_memory_metrics()
     assert metrics["mw_l0_items"] >= 3 and metrics["mw_l0_max_items"] >= 2 * a.config.l0_max_items
+
+
+def _counted(m: MwManager) -> int:
+    t = m.telemetry
+    return t.l0_hits + t.l1_hits + t.l2_hits + t.misses + t.negative_cache_hits
+
+
+def test_a_read_answered_by_the_lease_holder_is_counted_once_as_a_miss(make_manager: Make) -> None:
+    """A waiter that finds the holder's value in L2 missed: it is not also an L2 hit (hits + misses == reads).
+
+    ``b`` has a cluster of its own (another process): it waits on the cluster lease, not on ``a``'s flight.
+    """
+    a, b = make_manager("a"), make_manager("b", node="n2", hot_items_capacity=77)
+    lead = a.begin_load("doc", "s", "x")
+    wait = b.begin_load("doc", "s", "x")
+    assert (lead.state, wait.state) == ("lead", "wait")
+    assert a.finish_load(lead, "v")
+    assert b.poll_load(wait).state == "hit"
+    assert (b.telemetry.misses, b.telemetry.l2_hits) == (1, 0)
+    assert _counted(a) == 1 and _counted(b) == 1
+    assert b.memory_metrics()["mw_hit_ratio"] == 0.0
+
+
+def test_a_value_found_again_after_taking_the_lease_is_counted_once(make_manager: Make) -> None:
+    """Check-after-lock: a value that landed between a caller's L2 miss and its lease is served as that miss."""
+    a, b = make_manager("a"), make_manager("b", node="n2", hot_items_capacity=77)
+    lead = a.begin_load("doc", "s", "x")
+    landed: list[bool] = []
+
+    def land_first(point: str, _key: str | None) -> Act | None:
+        if point != "protocol.acquire" or landed:
+            return None
+        return Act(lambda: landed.append(a.finish_load(lead, "v")))
+
+    with injected(land_first):
+        plan = b.begin_load("doc", "s", "x")
+    assert landed == [True]
+    assert plan.state == "hit" and b.telemetry.lease_rechecks == 1
+    assert (b.telemetry.misses, b.telemetry.l2_hits) == (1, 0) and _counted(b) == 1

@@ -37,12 +37,6 @@ def test_mistakes_are_named(data: dict[str, object], words: str) -> None:
         parse_scenario(data, "test.toml")
 
 
-def test_false_turns_a_threshold_off() -> None:
-    scenario = parse_scenario({"name": "x", "targets": {"running_ttl_max_s": False, "heartbeats": False}})
-    assert scenario.targets.running_ttl_max_s is None
-    assert scenario.targets.heartbeats is False
-
-
 def test_stale_reads_are_judged_by_the_bounds() -> None:
     truth = Truth()
     truth.created("t1")

@@ -45,6 +45,23 @@ def test_status_ttl_is_the_real_redis_pttl(make_manager: Make, status: str, ttl:
     assert ttl * 1000 - 200 < pttl <= ttl * 1000
 
 
+@pytest.mark.parametrize(("status", "ttl"), [("running", 10), ("completed", 600), ("failed", 300)])
+def test_a_row_loaded_in_steps_gets_its_status_ttl_and_counts_as_get_task(
+    make_manager: Make, status: str, ttl: int
+) -> None:
+    """``begin_task``/``finish_load`` (the simulator's path) apply the runtime's status TTL, not the caller's."""
+    a, b = make_manager("a", ttl_jitter=0.0), make_manager("b", node="n2", ttl_jitter=0.0)
+    row = _row(status)
+    plan = a.begin_task(row["id"])
+    assert plan.state == "lead" and a.finish_load(plan, row)
+    pttl = a.l2.pttl(K.task_key(row["id"]))
+    assert ttl * 1000 - 200 < pttl <= ttl * 1000
+    assert b.begin_task(row["id"]).value == row
+    assert (a.telemetry.task_cache_misses, a.telemetry.task_cache_hits) == (1, 0)
+    assert (b.telemetry.task_cache_misses, b.telemetry.task_cache_hits) == (0, 1)
+    assert b.begin_task("absent-task").state == "lead" and b.telemetry.task_cache_misses == 1
+
+
 def test_ttl_env_overrides_reach_the_cache(make_manager: Make, monkeypatch: pytest.MonkeyPatch) -> None:
     from mw import MwConfig
 
