@@ -95,19 +95,15 @@ def resolve(
     for status, ttl in defaults.task_ttls_s.items():
         rows[f"{TTLS}.{status}"] = [(DEFAULT, ttl)]
     forced = simulator or {}
-    layers: list[tuple[str, Mapping[str, Any]]] = [
-        (SCENARIO, runtime),
-        (SIMULATOR, {k: f.value for k, f in forced.items()}),
-        (OVERRIDE, overrides or {}),
+    layers = [
+        {name: (SCENARIO, value) for name, value in _flat(SCENARIO, runtime).items()},
+        {name: (ENV_PREFIX + variable(name), _env_value(from_env, name)) for name in rows if _given(env, name)},
+        {name: (SIMULATOR, value) for name, value in _flat(SIMULATOR, {k: f.value for k, f in forced.items()}).items()},
+        {name: (OVERRIDE, value) for name, value in _flat(OVERRIDE, overrides or {}).items()},
     ]
-    for source, values in layers:
-        for name, value in _flat(source, values).items():
-            rows.setdefault(name, [(DEFAULT, None)]).append((source, value))
-        if source == SCENARIO:
-            for name in rows:
-                raw = env.get(variable(name))
-                if raw is not None and raw.strip() != "":
-                    rows[name].append((ENV_PREFIX + variable(name), _env_value(from_env, name)))
+    for layer in layers:
+        for name, entry in layer.items():
+            rows.setdefault(name, [(DEFAULT, None)]).append(entry)
     whys = {name: f.why for name, f in forced.items()}
     settings = {name: _setting(name, chain, env, whys) for name, chain in rows.items()}
     values: dict[str, Any] = {f.name: settings[f.name].value for f in fields}
@@ -193,6 +189,12 @@ def _flat(source: str, values: Mapping[str, Any]) -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def _given(env: Mapping[str, str], name: str) -> bool:
+    """As ``MwConfig.from_env`` reads it: an empty variable is not set."""
+    raw = env.get(variable(name))
+    return raw is not None and raw.strip() != ""
 
 
 def _env_value(from_env: MwConfig, name: str) -> Any:
