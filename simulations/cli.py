@@ -4,8 +4,10 @@ mw-sim run simulations/scenarios/staging-synthetic.toml [--agents N --nodes M --
            [--backend embedded|redis|containers --redis-url URL --mlt-dsn DSN] [--realtime FACTOR] [--out DIR]
 mw-sim list
 
-Exit codes: 0 every check passed, 1 a check failed, 2 the command, the scenario or a server is wrong (one line on
-stderr, no traceback). Any other exception is a bug and ends in its traceback.
+Exit codes: 0 every check passed, 1 a check failed, 2 the command, the scenario, an MW_* variable or a server is
+wrong (one line on stderr, no traceback). Any other exception is a bug and ends in its traceback.
+
+MW_* variables in the environment override the scenario's [runtime]; the report lists every setting with its source.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import shlex
 import sys
 import time
@@ -23,6 +26,7 @@ from typing import Any
 from mw.errors import ConfigError, MltUnavailable, TierUnavailable
 from simulations.backends import BACKENDS, BackendUnavailable, mask_url, open_backend
 from simulations.scenario import ScenarioError, bundled, load_scenario
+from simulations.settings import resolve
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -195,6 +199,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if v is not None
     }
     scenario = scenario.with_overrides(run=run)
+    resolve(scenario.runtime)  # a bad MW_* variable is a ConfigError naming it: exit 2 before any server starts
     console = Console()
     if not console.is_terminal:
         console = Console(width=150)
@@ -215,6 +220,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             f"{scenario.run.duration_s:g} simulated s, seed {scenario.run.seed}"
         )
         console.print(f"backend: {backend.description}; engine: {args.engine}")
+        env = [f"{k}={mask_url(v.strip())}" for k, v in sorted(os.environ.items()) if k.startswith("MW_") and v.strip()]
+        if env:
+            console.print(
+                f"MW_* in the environment: {', '.join(env)} (the report's Configuration says what applied)",
+                markup=False,
+            )
         with LiveProgress(console, disable=args.quiet) as progress:
             result = run_scenario(
                 scenario,

@@ -27,6 +27,7 @@ passed to ``ray.init`` (``"auto"``: the cluster this machine belongs to; ``None`
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -40,6 +41,7 @@ from mw.telemetry import COUNTERS, hit_ratio
 from simulations.backends import Backend
 from simulations.measure import MAX_EXAMPLES, DoublePrefix, Heartbeats, LoadTracker, Outcomes, StaleLog, TaskTTLs
 from simulations.scenario import Scenario
+from simulations.settings import for_run
 from simulations.truth import Truth
 
 log = logging.getLogger("simulations")
@@ -71,6 +73,8 @@ class ShardSpec:
     factor: float
     l1: str = "actor"
     log_dir: str | None = None
+    environ: dict[str, str] = field(default_factory=dict)
+    """The driver's ``MW_*`` variables: a shard on another host configures itself as the driver's report says."""
 
     @property
     def writer(self) -> bool:
@@ -114,8 +118,15 @@ class SimShard:
         scenario = _shard_scenario(spec)
         self.scenario = scenario
         rng_seed = f"{scenario.run.seed}:runtime:{spec.label}:{spec.index}"
-        overrides = {"pubsub": True, "rng_seed": rng_seed, **spec.overrides}
-        config = scenario.config(**spec.settings, enabled=spec.caching, **overrides)
+        config = for_run(
+            scenario.runtime,
+            spec.settings,
+            caching=spec.caching,
+            rng_seed=rng_seed,
+            pubsub=True,
+            overrides=spec.overrides,
+            environ=spec.environ,
+        ).config
         self.env = env = simpy.rt.RealtimeEnvironment(factor=spec.factor, strict=False)
 
         class ShardModel(Model):
@@ -595,7 +606,16 @@ def run_on_ray(
     namespace = stores.settings()["namespace"]
     try:
         _ensure_ray(address, runtime_env)
-        config = scenario.config(**stores.settings(), enabled=options.caching, **{"pubsub": True, **options.overrides})
+        environ = {k: v for k, v in os.environ.items() if k.startswith("MW_")}
+        config = for_run(
+            scenario.runtime,
+            stores.settings(),
+            caching=options.caching,
+            rng_seed=None,
+            pubsub=True,
+            overrides=options.overrides,
+            environ=environ,
+        ).config
         t_seed = time.perf_counter()
         _seed(scenario, stores.mlt_dsn)
         seed_s = time.perf_counter() - t_seed
@@ -621,6 +641,7 @@ def run_on_ray(
                 factor=factor,
                 l1=l1,
                 log_dir=None if options.log_dir is None else str(options.log_dir),
+                environ=environ,
             )
             for i in range(n)
         ]

@@ -1,10 +1,16 @@
-"""The outputs of an invocation: ``result.json``, ``report.md`` and PNG plots (matplotlib, Agg) in one folder."""
+"""The outputs of an invocation: ``result.json``, ``report.md`` and PNG plots (matplotlib, Agg) in one folder.
+
+Nothing written carries a password: every string of the result is passed through
+:func:`simulations.backends.mask_url` first (the command line and the run overrides may quote a server URL).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+from simulations.backends import mask_url
 
 PLOTS = {
     "hit_ratio": "hit_ratio.png",
@@ -16,11 +22,23 @@ PLOTS = {
 
 def write_all(result: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
+    result = masked(result)
     paths = {"json": out / "result.json", "markdown": out / "report.md"}
     paths["json"].write_text(json.dumps(result, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     plots = write_plots(result, out)
     paths["markdown"].write_text(markdown(result, {k: p.name for k, p in plots.items()}), encoding="utf-8")
     return {**paths, **plots}
+
+
+def masked(value: Any) -> Any:
+    """``value`` with every string in it (keys too) passed through :func:`mask_url`."""
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, dict):
+        return {masked(k): masked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [masked(v) for v in value]
+    return value
 
 
 # --- plots ----------------------------------------------------------------------------------------------
@@ -189,6 +207,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
             f"| {c['title']} | {c['target']} | {c['observed']} | {'pass' if c['passed'] else '**FAIL**'} | "
             f"{c['shortfall']} |"
         )
+    lines += _config_section(result)
     hr = cached["hit_ratio"]
     mlt = result["mlt"]
     lines += [
@@ -285,3 +304,50 @@ def _tasks_section(run: dict[str, Any]) -> list[str]:
             f"{row['max_l2_life_s'] or '-'} |"
         )
     return lines
+
+
+# Sources a reader must see first: what the environment and the overrides changed against the scenario.
+SOURCE_ORDER = ("env", "override", "simulator", "scenario", "default")
+
+
+def _config_section(result: dict[str, Any]) -> list[str]:
+    """The cached run's effective configuration, each value with its source; defaults on one line at the end."""
+    rows: dict[str, dict[str, Any]] = result["runs"]["cached"]["config"]
+    rank = {name: SOURCE_ORDER.index(row["source"].split()[0]) for name, row in rows.items()}
+    lines = [
+        "",
+        "## Configuration",
+        "",
+        "Effective settings of the cached run, lowest layer first: MwConfig default < scenario `[runtime]` < `MW_*` "
+        "environment < simulator < override. Rows the environment or an override set come first, in bold.",
+        "",
+        "| setting | value | source | note |",
+        "|---|---|---|---|",
+    ]
+    defaults = []
+    for name in sorted(rows, key=lambda n: rank[n]):
+        row = rows[name]
+        if row["source"] == "default":
+            defaults.append(f"`{name}={json.dumps(row['value'])}`")
+            continue
+        source = f"**{row['source']}**" if rank[name] < 2 else row["source"]
+        lines.append(f"| `{name}` | {_value(row['value'])} | {source} | {_cell(row.get('note', ''))} |")
+    if defaults:
+        lines += ["", f"Defaults: {', '.join(defaults)}."]
+    for label, run in result["runs"].items():
+        differs = [
+            f"`{name}` {_value(row['value'])} ({row['source']})"
+            for name, row in run["config"].items()
+            if name not in ("namespace", "rng_seed") and row["value"] != rows.get(name, {}).get("value")
+        ]
+        if label != "cached" and differs:
+            lines += ["", f"The {label} run differs in (besides its own namespace and seed): {', '.join(differs)}."]
+    return lines
+
+
+def _value(value: Any) -> str:
+    return f"`{json.dumps(value)}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")

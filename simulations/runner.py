@@ -26,6 +26,7 @@ from simulations.logwatch import LogWatch
 from simulations.model import START_EPOCH, Model
 from simulations.scenario import Scenario
 from simulations.series import Sampler
+from simulations.settings import for_run, reported
 
 Progress = Callable[[str, float, float, float], None]
 """``(run label, simulated now, duration, running hit ratio)``."""
@@ -47,7 +48,9 @@ def run_once(
 ) -> dict[str, Any]:
     stores = backend.stores(options.label)
     rng_seed = f"{scenario.run.seed}:runtime:{options.label}"
-    config = scenario.config(**stores.settings(), enabled=options.caching, rng_seed=rng_seed, **options.overrides)
+    config = for_run(
+        scenario.runtime, stores.settings(), caching=options.caching, rng_seed=rng_seed, overrides=options.overrides
+    ).config
     if options.realtime:
         env: simpy.Environment = simpy.rt.RealtimeEnvironment(factor=options.realtime, strict=False)
         start_epoch = time.time()
@@ -141,16 +144,7 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
         "label": options.label,
         "caching": options.caching,
         "prewarm": options.prewarm and scenario.prewarm.every_s > 0,
-        "config": {
-            "l0_max_items": config.l0_max_items,
-            "l0_max_bytes": config.l0_max_bytes,
-            "l1_ttl_s": config.l1_ttl_s,
-            "l2_ttl_s": config.l2_ttl_s,
-            "ttl_jitter": config.ttl_jitter,
-            "negative_cache": config.negative_cache,
-            "stampede_protection": config.stampede_protection,
-            "task_ttls_s": dict(config.task_ttls_s),
-        },
+        "config": reported(config, scenario.runtime, caching=options.caching, overrides=options.overrides),
         "agents": {"started": len(lifetimes), "live_at_end": len(model.agents)},
         "requests": {"total": all_requests, "measured": requests, "outcomes": model.outcomes.as_dict()},
         "hit_ratio": {

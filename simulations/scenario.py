@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mw import MwConfig
+from simulations.settings import WHY_NO_BUS, Forced, resolve
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -224,14 +226,12 @@ class Scenario:
     faults: FaultSpec = field(default_factory=FaultSpec)
     targets: Targets = field(default_factory=Targets)
 
-    def config(self, **extra: Any) -> MwConfig:
-        """The runtime configuration of this scenario (``extra`` wins: backend URLs, namespace, broken settings)."""
-        settings = {"pubsub": False, **self.runtime, **extra}
-        ttls = settings.pop("task_ttls_s", None)
-        config = MwConfig.from_env({}, **settings)
-        if ttls:
-            config = config.replace(task_ttls_s={**config.task_ttls_s, **ttls})
-        return config
+    def config(self, environ: Mapping[str, str] | None = None, **extra: Any) -> MwConfig:
+        """This scenario's runtime configuration: ``MW_*`` in ``environ`` (default ``os.environ``) over ``[runtime]``,
+        the simulator's ``pubsub=False``, then ``extra`` (backend URLs, broken settings). Runs layer their own
+        settings with :func:`simulations.settings.for_run`, which also says where each value came from."""
+        forced = {"pubsub": Forced(False, WHY_NO_BUS)}
+        return resolve(self.runtime, simulator=forced, overrides=extra, environ=environ).config
 
     def with_overrides(self, **sections: dict[str, Any]) -> Scenario:
         """A copy with some fields of some tables replaced, e.g. ``with_overrides(run={"agents": 10})``."""
@@ -304,7 +304,7 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
             kwargs[name] = _section(source, name, data[name])
     scenario = Scenario(**kwargs)
     try:
-        scenario.config()
+        scenario.config(environ={})  # the file alone: an MW_* variable is the run's business, not the file's
     except Exception as exc:
         raise ScenarioError(f"{source}: [runtime] {exc}") from exc
     return scenario

@@ -38,7 +38,7 @@ def small(**run: Any) -> Any:
     )
 
 
-DATA_KEYED = ("task_ttls", "loads_per_expiry_histogram", "task_ttls_s")
+DATA_KEYED = ("task_ttls", "loads_per_expiry_histogram")
 """Dicts keyed by what happened (task statuses seen, histogram buckets), not fields."""
 
 

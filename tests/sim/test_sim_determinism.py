@@ -8,11 +8,12 @@ from simhelpers import Run, small
 
 
 def numbers(result: dict[str, Any]) -> dict[str, Any]:
-    """Everything but the wall-clock figures."""
+    """Everything but the wall-clock figures and the run's namespace (unique per run by design: no run sees another's
+    keys)."""
 
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k != "wall"}
+            return {k: strip(v) for k, v in value.items() if k not in ("wall", "namespace")}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
