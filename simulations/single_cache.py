@@ -131,7 +131,5 @@ class SingleCaches:
                 }
         for bound in ("items", "bytes"):
             if bound in out:
-                out[bound]["s3fifo_minus_lru"] = round(
-                    out[bound]["s3fifo"]["hit_ratio"] - out[bound]["lru"]["hit_ratio"], 6
-                )
+                out[bound]["s3fifo_minus_lru"] = ratio(out[bound]["s3fifo"]["hits"] - out[bound]["lru"]["hits"], n)
         return out
