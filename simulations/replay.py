@@ -84,7 +84,7 @@ def index_trace(path: Path, fmt: str, max_items: int, max_bytes: int | None) -> 
         key, size = request.key, request.size
         if key not in sizes:
             sizes[key] = UNSIZED_BYTES if size is None else size
-        caches.access(key, size)
+        caches.access(key, sizes[key] if index.sized else None)  # the size Mlt holds, as the fleet sees it
         index.end = request.time
         index.requests += 1
     if caches is None:

@@ -5,6 +5,10 @@ paper would print for the same trace: one cache of L0's capacity, every request 
 pairs are kept: bounded by items only (sizes ignored, libCacheSim's ``--ignore-obj-size``), and, when the trace has
 sizes, bounded as L0 is, by its items *and* bytes with each object charged its size (an object larger than the byte
 bound is never admitted, as in L0). Both policies see the same requests in the same order.
+
+Sizes here are the trace's bytes (an object keeps the size of its first request, the value Mlt is seeded with),
+not the memory L0 charges for a value (its ``memory_size`` plus an entry overhead), so the byte-bounded pair is the
+trace's figure, close to but not the fleet's L0.
 """
 
 from __future__ import annotations

@@ -382,3 +382,16 @@ def test_figures_match_libcachesim_on_the_written_trace(tmp_path: Path) -> None:
     reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE)
     miss_ratio, _ = lcs.LRU(50).process_trace(reader)
     assert caches.summary()["items"]["lru"]["hit_ratio"] == pytest.approx(1 - miss_ratio, abs=1e-6)
+
+
+def test_an_object_keeps_its_first_size(tmp_path: Path) -> None:
+    # 10 bytes: a b c of 4 each, c evicts a; a is asked again at 9 bytes but Mlt (and the comparison) hold its 4:
+    # a evicts b only, and c still hits. Charged 9, a would have evicted c too.
+    from simulations.replay import index_trace
+
+    trace = tmp_path / "resized.csv"
+    trace.write_text("0,a,4\n1,b,4\n2,c,4\n3,a,9\n4,c,4\n")
+    index = index_trace(trace, "csv", max_items=10, max_bytes=10)
+    assert index.sizes == {"a": 4, "b": 4, "c": 4}
+    assert index.single_cache["bytes"]["lru"]["hits"] == 1
+    assert index.single_cache["bytes"]["lru"]["byte_hit_ratio"] == round(4 / 20, 6)
