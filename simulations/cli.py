@@ -19,12 +19,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mw.errors import ConfigError, MltUnavailable, TierUnavailable
 from simulations.backends import BACKENDS, BackendUnavailable, mask_url, open_backend
 from simulations.scenario import Scenario, ScenarioError, bundled, load_scenario
 from simulations.trace import FORMATS, TraceError, guess_format
+
+if TYPE_CHECKING:
+    from simulations.runner import Workload
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -249,7 +252,7 @@ def _execute(
     backend_name: str,
     *,
     engine: Any = None,
-    workload: Any = None,
+    workload: Workload | None = None,
     extra: dict[str, Any] | None = None,
 ) -> int:
     """Run ``scenario`` on the backend, write the outputs, print the verdict; the exit code of the verdict."""
