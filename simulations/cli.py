@@ -17,9 +17,9 @@ import logging
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mw.errors import ConfigError, MltUnavailable, TierUnavailable
 from simulations.backends import BACKENDS, BackendUnavailable, mask_url, open_backend
@@ -41,6 +41,14 @@ class MissingExtra(ImportError):
         self.missing = missing
         self.extra = extra
         super().__init__(f"mw-sim run needs {', '.join(missing)}: pip install 'pytest-mw[{extra}]'")
+
+
+class Plan(NamedTuple):
+    """What an invocation runs: the scenario, a workload in place of its synthetic one, keys added to the result."""
+
+    scenario: Scenario
+    workload: Workload | None = None
+    extra: dict[str, Any] | None = None
 
 
 # Usage and infrastructure errors: exit 2 with one line. Anything else is a bug and keeps its traceback.
@@ -197,7 +205,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         # fakeredis lives in one process: agents spread over Ray actors need a real Redis and PostgreSQL.
         backend_name = args.backend or "containers"
         engine = functools.partial(run_on_ray, address=args.address, shards=args.shards, speed=args.speed)
-    return _execute(args, argv, scenario, backend_name, engine=engine)
+    return _execute(args, argv, backend_name, lambda: Plan(scenario), engine=engine)
 
 
 def _replay(args: argparse.Namespace, argv: list[str]) -> int:
@@ -209,12 +217,14 @@ def _replay(args: argparse.Namespace, argv: list[str]) -> int:
     from simulations.replay import TraceReplay, index_trace, replay_scenario
 
     fmt = guess_format(args.trace, args.format)
-    config = base.config()
-    index = index_trace(args.trace, fmt, config.l0_max_items, config.l0_max_bytes)
-    scenario = _with_fleet_flags(replay_scenario(base, index), args)
-    workload = TraceReplay(index, scenario)
-    extra = {"replay": index.summary()}
-    return _execute(args, argv, scenario, args.backend or "embedded", workload=workload, extra=extra)
+
+    def plan() -> Plan:  # once the backend is up: a wrong server is named before a long pass over the trace
+        config = base.config()
+        index = index_trace(args.trace, fmt, config.l0_max_items, config.l0_max_bytes)
+        scenario = _with_fleet_flags(replay_scenario(base, index), args)
+        return Plan(scenario, TraceReplay(index, scenario), {"replay": index.summary()})
+
+    return _execute(args, argv, args.backend or "embedded", plan)
 
 
 def _check_fleet_flags(args: argparse.Namespace) -> None:
@@ -248,14 +258,12 @@ def _with_fleet_flags(scenario: Scenario, args: argparse.Namespace, **run: Any) 
 def _execute(
     args: argparse.Namespace,
     argv: list[str],
-    scenario: Scenario,
     backend_name: str,
+    plan: Callable[[], Plan],
     *,
     engine: Any = None,
-    workload: Workload | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> int:
-    """Run ``scenario`` on the backend, write the outputs, print the verdict; the exit code of the verdict."""
+    """Open the backend, run what ``plan`` says on it, write the outputs, print the verdict; the verdict's exit code."""
     from rich.console import Console
 
     from simulations.progress import LiveProgress
@@ -268,6 +276,7 @@ def _execute(
         console = Console(width=150)
     started = time.perf_counter()
     with open_backend(backend_name, args.redis_url, args.mlt_dsn) as backend:
+        scenario, workload, extra = plan()
         console.print(
             f"[bold]mw-sim[/] {scenario.name}: {scenario.run.agents} agents on {scenario.run.nodes} nodes, "
             f"{scenario.run.duration_s:g} simulated s, seed {scenario.run.seed}"
@@ -284,8 +293,7 @@ def _execute(
                 run=engine,
                 workload=workload,
             )
-    for key, value in (extra or {}).items():
-        result[key] = value
+    result.update(extra or {})
     result["command"] = "mw-sim " + shlex.join(argv)
     result["wall_total_s"] = round(time.perf_counter() - started, 3)
     paths = write_all(result, args.out)

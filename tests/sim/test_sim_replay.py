@@ -395,3 +395,10 @@ def test_an_object_keeps_its_first_size(tmp_path: Path) -> None:
     assert index.sizes == {"a": 4, "b": 4, "c": 4}
     assert index.single_cache["bytes"]["lru"]["hits"] == 1
     assert index.single_cache["bytes"]["lru"]["byte_hit_ratio"] == round(4 / 20, 6)
+
+
+def test_a_wrong_backend_is_named_before_the_trace_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The index pass over a large trace takes minutes: a flag the backend refuses must not wait for it.
+    missing = str(tmp_path / "none.csv")
+    err = _exit_2(["replay", missing, *QUICK, "--redis-url", "redis://x:pw@h/0", "--out", str(tmp_path)], capsys)
+    assert "--redis-url: only with --backend redis" in err and "pw" not in err
