@@ -1,7 +1,8 @@
-"""``mw-sim``: run a scenario and print its verdict, or list scenarios.
+"""``mw-sim``: run a scenario or replay a trace and print its verdict, or list scenarios.
 
 mw-sim run simulations/scenarios/staging-synthetic.toml [--agents N --nodes M --duration S --seed K]
            [--backend embedded|redis|containers --redis-url URL --mlt-dsn DSN] [--realtime FACTOR] [--out DIR]
+mw-sim replay TRACE [--format oracle-general|csv] [--scenario BASE] [--agents N --nodes M --seed K ...] [--out DIR]
 mw-sim list
 
 Exit codes: 0 every check passed, 1 a check failed, 2 the command, the scenario, an MW_* variable or a server is
@@ -19,14 +20,18 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mw.errors import ConfigError, MltUnavailable, TierUnavailable
 from simulations.backends import BACKENDS, BackendUnavailable, mask_url, open_backend
-from simulations.scenario import ScenarioError, bundled, load_scenario
+from simulations.scenario import Scenario, ScenarioError, bundled, load_scenario
 from simulations.settings import resolve
+from simulations.trace import FORMATS, TraceError, guess_format
+
+if TYPE_CHECKING:
+    from simulations.runner import Workload
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -42,8 +47,16 @@ class MissingExtra(ImportError):
         super().__init__(f"mw-sim run needs {', '.join(missing)}: pip install 'pytest-mw[{extra}]'")
 
 
+class Plan(NamedTuple):
+    """What an invocation runs: the scenario, a workload in place of its synthetic one, keys added to the result."""
+
+    scenario: Scenario
+    workload: Workload | None = None
+    extra: dict[str, Any] | None = None
+
+
 # Usage and infrastructure errors: exit 2 with one line. Anything else is a bug and keeps its traceback.
-_EXIT_2 = (ScenarioError, ConfigError, BackendUnavailable, MissingExtra, TierUnavailable, MltUnavailable)
+_EXIT_2 = (ScenarioError, TraceError, ConfigError, BackendUnavailable, MissingExtra, TierUnavailable, MltUnavailable)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,26 +66,38 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario (a path, or the name of a bundled one)")
     run.add_argument("scenario")
-    run.add_argument("--agents", type=int)
-    run.add_argument("--nodes", type=int)
     run.add_argument("--duration", type=float, help="simulated seconds")
-    run.add_argument("--warmup", type=float, help="simulated seconds before hit ratios are measured")
-    run.add_argument("--seed", type=int)
-    run.add_argument(
-        "--backend", choices=BACKENDS, default=None, help="default: embedded (containers with --engine ray)"
-    )
+    _fleet_options(run, "default: embedded (containers with --engine ray)")
     run.add_argument("--engine", choices=("simpy", "ray"), default="simpy", help="ray: agents as Ray actors, real time")
     run.add_argument("--address", help="with --engine ray: the Ray cluster (e.g. auto); default: a local Ray")
     run.add_argument("--shards", type=int, help="with --engine ray: actors the agents are split over")
     run.add_argument("--speed", type=float, help="with --engine ray: simulated seconds per wall second")
-    run.add_argument("--redis-url", help="with --backend redis: an existing Redis (keys go under a run namespace)")
-    run.add_argument("--mlt-dsn", help="with --backend redis: postgresql://... (a database per run is created)")
-    run.add_argument("--realtime", type=float, metavar="FACTOR", help="simpy.rt: wall seconds per simulated second")
-    run.add_argument("--no-baseline", action="store_true", help="skip the caching-disabled baseline run")
-    run.add_argument("--out", type=Path, default=Path("mw-sim-out"), help="folder for result.json, report.md, plots")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay = sub.add_parser("replay", help="replay a cache trace through the fleet (libCacheSim oracleGeneral or CSV)")
+    replay.add_argument("trace", type=Path)
+    replay.add_argument(
+        "--format", choices=FORMATS, help="default: csv for *.csv, oracle-general for *.bin / *oracleGeneral*"
+    )
+    replay.add_argument("--scenario", help="runtime settings, Mlt latency, fleet and targets (default: the defaults)")
+    _fleet_options(replay, "default: embedded")
     sub.add_parser("list", help="list the bundled scenarios")
     return parser
+
+
+def _fleet_options(command: argparse.ArgumentParser, backend_help: str) -> None:
+    """The options ``run`` and ``replay`` share: the fleet, the seed, the backend, the outputs."""
+    command.add_argument("--agents", type=int)
+    command.add_argument("--nodes", type=int)
+    command.add_argument("--warmup", type=float, help="simulated seconds before hit ratios are measured")
+    command.add_argument("--seed", type=int)
+    command.add_argument("--backend", choices=BACKENDS, default=None, help=backend_help)
+    command.add_argument("--redis-url", help="with --backend redis: an existing Redis (keys go under a run namespace)")
+    command.add_argument("--mlt-dsn", help="with --backend redis: postgresql://... (a database per run is created)")
+    command.add_argument("--realtime", type=float, metavar="FACTOR", help="simpy.rt: wall seconds per simulated second")
+    command.add_argument("--no-baseline", action="store_true", help="skip the caching-disabled baseline run")
+    command.add_argument(
+        "--out", type=Path, default=Path("mw-sim-out"), help="folder for result.json, report.md, plots"
+    )
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list()
+        if args.command == "replay":
+            return _replay(args, argv if argv is not None else sys.argv[1:])
         return _run(args, argv if argv is not None else sys.argv[1:])
     except _EXIT_2 as exc:
         print(f"mw-sim: {_one_line(exc)}", file=sys.stderr)
@@ -91,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 def _one_line(exc: BaseException) -> str:
     """The error on one line, passwords masked; the runtime's errors keep their type name (it says which tier)."""
     text = " ".join(str(exc).split())
-    if not isinstance(exc, (ScenarioError, BackendUnavailable, MissingExtra)):
+    if not isinstance(exc, (ScenarioError, TraceError, BackendUnavailable, MissingExtra)):
         text = f"{type(exc).__name__}: {text}"
     return mask_url(text)
 
@@ -166,44 +193,14 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     _require(SIM_EXTRA, "sim")
     if args.engine == "ray":
         _require(("ray",), "ray")
-    from rich.console import Console
-
-    from simulations.progress import LiveProgress
-    from simulations.report import write_all
-    from simulations.runner import run_scenario
-    from simulations.verdict import Check
-
-    for flag, value, low in (("--agents", args.agents, 1), ("--nodes", args.nodes, 1)):
-        if value is not None and value < low:
-            raise ScenarioError(f"{flag} {value}: must be at least {low}")
-    for flag, value in (("--duration", args.duration), ("--realtime", args.realtime), ("--speed", args.speed)):
+    _check_fleet_flags(args)
+    for flag, value in (("--duration", args.duration), ("--speed", args.speed)):
         if value is not None and value <= 0:
             raise ScenarioError(f"{flag} {value}: must be positive")
-    if args.warmup is not None and args.warmup < 0:
-        raise ScenarioError(f"--warmup {args.warmup}: cannot be negative")
-    try:
-        scenario = load_scenario(args.scenario)
-    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not UTF-8
-        raise ScenarioError(f"{args.scenario}: cannot read the scenario: {exc}") from exc
-    if args.out.exists() and not args.out.is_dir():
-        raise ScenarioError(f"--out {args.out}: exists and is not a directory")
-    run: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "agents": args.agents,
-            "nodes": args.nodes,
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "seed": args.seed,
-        }.items()
-        if v is not None
-    }
-    scenario = scenario.with_overrides(run=run)
+    scenario = _load(args.scenario)
+    _check_out(args)
+    scenario = _with_fleet_flags(scenario, args, duration_s=args.duration)
     resolve(scenario.runtime)  # a bad MW_* variable is a ConfigError naming it: exit 2 before any server starts
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=150)
-    started = time.perf_counter()
     engine = None
     backend_name = args.backend or "embedded"
     if args.engine == "ray":
@@ -214,12 +211,84 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         # fakeredis lives in one process: agents spread over Ray actors need a real Redis and PostgreSQL.
         backend_name = args.backend or "containers"
         engine = functools.partial(run_on_ray, address=args.address, shards=args.shards, speed=args.speed)
+    return _execute(args, argv, backend_name, lambda: Plan(scenario), engine=engine)
+
+
+def _replay(args: argparse.Namespace, argv: list[str]) -> int:
+    """``mw-sim replay``: index the trace (its span, objects, the single-cache comparison), then run it like ``run``."""
+    _require(SIM_EXTRA, "sim")
+    _check_fleet_flags(args)
+    base = Scenario(name="replay") if args.scenario is None else _load(args.scenario)
+    resolve(base.runtime)
+    _check_out(args)
+    from simulations.replay import TraceReplay, index_trace, replay_scenario
+
+    fmt = guess_format(args.trace, args.format)
+
+    def plan() -> Plan:  # once the backend is up: a wrong server is named before a long pass over the trace
+        config = base.config()
+        index = index_trace(args.trace, fmt, config.l0_max_items, config.l0_max_bytes)
+        scenario = _with_fleet_flags(replay_scenario(base, index), args)
+        return Plan(scenario, TraceReplay(index, scenario), {"replay": index.summary()})
+
+    return _execute(args, argv, args.backend or "embedded", plan)
+
+
+def _check_fleet_flags(args: argparse.Namespace) -> None:
+    for flag, value, low in (("--agents", args.agents, 1), ("--nodes", args.nodes, 1)):
+        if value is not None and value < low:
+            raise ScenarioError(f"{flag} {value}: must be at least {low}")
+    if args.realtime is not None and args.realtime <= 0:
+        raise ScenarioError(f"--realtime {args.realtime}: must be positive")
+    if args.warmup is not None and args.warmup < 0:
+        raise ScenarioError(f"--warmup {args.warmup}: cannot be negative")
+
+
+def _load(name_or_path: str) -> Scenario:
+    try:
+        return load_scenario(name_or_path)
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not UTF-8
+        raise ScenarioError(f"{name_or_path}: cannot read the scenario: {exc}") from exc
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    if args.out.exists() and not args.out.is_dir():
+        raise ScenarioError(f"--out {args.out}: exists and is not a directory")
+
+
+def _with_fleet_flags(scenario: Scenario, args: argparse.Namespace, **run: Any) -> Scenario:
+    """``scenario`` with the command line's ``[run]`` values (``--agents``, ``--nodes``, ``--warmup``, ``--seed``)."""
+    flags = {"agents": args.agents, "nodes": args.nodes, "warmup_s": args.warmup, "seed": args.seed, **run}
+    return scenario.with_overrides(run={k: v for k, v in flags.items() if v is not None})
+
+
+def _execute(
+    args: argparse.Namespace,
+    argv: list[str],
+    backend_name: str,
+    plan: Callable[[], Plan],
+    *,
+    engine: Any = None,
+) -> int:
+    """Open the backend, run what ``plan`` says on it, write the outputs, print the verdict; the verdict's exit code."""
+    from rich.console import Console
+
+    from simulations.progress import LiveProgress
+    from simulations.report import write_all
+    from simulations.runner import run_scenario
+    from simulations.verdict import Check
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)
+    started = time.perf_counter()
     with open_backend(backend_name, args.redis_url, args.mlt_dsn) as backend:
+        scenario, workload, extra = plan()
         console.print(
             f"[bold]mw-sim[/] {scenario.name}: {scenario.run.agents} agents on {scenario.run.nodes} nodes, "
             f"{scenario.run.duration_s:g} simulated s, seed {scenario.run.seed}"
         )
-        console.print(f"backend: {backend.description}; engine: {args.engine}")
+        console.print(f"backend: {backend.description}; engine: {getattr(args, 'engine', 'simpy')}")
         env = [f"{k}={mask_url(v.strip())}" for k, v in sorted(os.environ.items()) if k.startswith("MW_") and v.strip()]
         if env:
             console.print(
@@ -235,12 +304,16 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 progress=progress.update,
                 baseline=False if args.no_baseline else None,
                 run=engine,
+                workload=workload,
             )
+    result.update(extra or {})
     result["command"] = "mw-sim " + shlex.join(argv)
     result["wall_total_s"] = round(time.perf_counter() - started, 3)
     paths = write_all(result, args.out)
     checks = [Check(**c) for c in result["verdict"]["checks"]]
     _print_verdict(console, result, checks)
+    if "replay" in result:
+        _print_single_cache(console, result["replay"]["single_cache"])
     console.print(f"report: {paths['markdown']}  result: {paths['json']}  ({result['wall_total_s']:.1f} s wall)")
     return EXIT_PASS if result["verdict"]["passed"] else EXIT_FAIL
 
@@ -261,6 +334,20 @@ def _print_verdict(console: Any, result: dict[str, Any], checks: list[Any]) -> N
     for c in checks:
         table.add_row(c.title, c.target, c.observed, "[green]pass[/]" if c.passed else "[bold red]FAIL[/]", c.shortfall)
     console.print(table)
+
+
+def _print_single_cache(console: Any, single: dict[str, Any]) -> None:
+    """The trace's hit ratio in one cache of L0's capacity: the L0 policy next to LRU."""
+    items = single["items"]
+    line = (
+        f"one cache of {items['max_items']} items over the whole trace: S3-FIFO {items['s3fifo']['hit_ratio']:.4f}, "
+        f"LRU {items['lru']['hit_ratio']:.4f}"
+    )
+    if "bytes" in single:
+        b = single["bytes"]
+        line += f"; bounded by {b['max_bytes']} bytes too: S3-FIFO {b['s3fifo']['hit_ratio']:.4f}, LRU "
+        line += f"{b['lru']['hit_ratio']:.4f}"
+    console.print(line)
 
 
 if __name__ == "__main__":

@@ -235,6 +235,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
             f"- prewarm: {cached['prewarmed']} items prewarmed; hit ratio {prewarm['with']:.4f} with, "
             f"{prewarm['without']:.4f} without ({prewarm['delta']:+.4f})"
         )
+    lines += _replay_section(result)
     lines += ["", f"![hit ratio per tier]({plots['hit_ratio']})", f"![Mlt QPS]({plots['mlt_qps']})", ""]
     lines += _tasks_section(cached)
     stale = cached["stale"]
@@ -279,6 +280,42 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def _replay_section(result: dict[str, Any]) -> list[str]:
+    """A replay's trace, and its hit ratio in one cache of L0's capacity under the L0 policy and under LRU."""
+    replay = result.get("replay")
+    if not replay:
+        return []
+    single = replay["single_cache"]
+    lines = [
+        "",
+        "## Trace replay",
+        "",
+        f"- trace: `{replay['trace']}` ({replay['format']}), {replay['requests']} requests to {replay['objects']} "
+        f"objects over {replay['span_s']:g} s"
+        + (f", {replay['bytes_of_objects']} bytes of objects" if replay["sized"] else ", no sizes"),
+        f"- fleet `mw_hit_ratio` (above, after the warm-up): "
+        f"{result['runs']['cached']['hit_ratio']['mw_hit_ratio']:.4f}",
+        "",
+        "One cache of L0's capacity over the whole trace (every request a lookup, a miss an insert):",
+        "",
+        "| bound | S3-FIFO (L0 policy) | LRU | S3-FIFO - LRU |",
+        "|---|---|---|---|",
+    ]
+    bounds = [("items", f"{single['items']['max_items']} items")]
+    if "bytes" in single:
+        bounds.append(("bytes", f"{single['bytes']['max_items']} items and {single['bytes']['max_bytes']} bytes"))
+    for bound, label in bounds:
+        row = single[bound]
+        cells = []
+        for name in ("s3fifo", "lru"):
+            cell = f"{row[name]['hit_ratio']:.4f}"
+            if "byte_hit_ratio" in row[name]:
+                cell += f" (bytes {row[name]['byte_hit_ratio']:.4f})"
+            cells.append(cell)
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {row['s3fifo_minus_lru']:+.4f} |")
+    return lines
 
 
 def _outcomes(o: dict[str, int]) -> str:

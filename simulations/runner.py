@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
 import simpy.rt
@@ -32,6 +32,14 @@ Progress = Callable[[str, float, float, float], None]
 """``(run label, simulated now, duration, running hit ratio)``."""
 
 
+class Workload(Protocol):
+    """A run's load in place of the scenario's synthetic one (``mw-sim replay``): Mlt's rows, then the processes."""
+
+    def seed(self, model: Model) -> None: ...
+
+    def start(self, model: Model) -> None: ...
+
+
 @dataclass
 class RunOptions:
     label: str = "cached"
@@ -41,6 +49,8 @@ class RunOptions:
     """``MwConfig`` settings that replace the scenario's (how the tests break a configuration on purpose)."""
     realtime: float | None = None
     log_dir: Path | None = None
+    workload: Workload | None = None
+    """Seeds Mlt and starts the run's processes instead of the catalog and ``workloads.start_all``."""
 
 
 def run_once(
@@ -84,7 +94,10 @@ def _simulate(model: Model, scenario: Scenario, options: RunOptions, progress: P
     env, run = model.env, scenario.run
     started = time.perf_counter()
     catalog = W.Catalog(scenario.items, run.seed)
-    catalog.seed_mlt(model)
+    if options.workload is None:
+        catalog.seed_mlt(model)
+    else:
+        options.workload.seed(model)
     if scenario.herd.enabled:
         W.seed_herd(model, scenario.herd)
         model.on_fill[W.HERD_KIND] = W.HerdScheduler(model, scenario.herd).on_fill
@@ -92,7 +105,10 @@ def _simulate(model: Model, scenario: Scenario, options: RunOptions, progress: P
     seeded = time.perf_counter()
     sampler = Sampler(model, run.sample_s)
 
-    W.start_all(model, scenario, catalog, tasks, prewarming=options.prewarm and options.caching)
+    if options.workload is None:
+        W.start_all(model, scenario, catalog, tasks, prewarming=options.prewarm and options.caching)
+    else:
+        options.workload.start(model)
 
     def on_sample(_row: dict[str, Any]) -> None:
         if progress is not None:
@@ -191,16 +207,22 @@ def run_scenario(
     progress: Progress | None = None,
     baseline: bool | None = None,
     run: Callable[..., dict[str, Any]] | None = None,
+    workload: Workload | None = None,
 ) -> dict[str, Any]:
     """The cached run, the caching-disabled baseline, a run without prewarming if asked, and the verdict.
 
     ``run`` is the engine: :func:`run_once` (SimPy, the default) or ``simulations.ray_engine.run_on_ray``.
+    ``workload`` replaces the scenario's synthetic load in every run (SimPy engine only).
     """
+    if workload is not None and run is not None:
+        raise ValueError("a workload runs on the SimPy engine only (run_once), not on a custom engine")
     engine = run_once if run is None else run
     from simulations.verdict import judge
 
     def options(label: str, **kw: Any) -> RunOptions:
-        return RunOptions(label, overrides=dict(overrides or {}), realtime=realtime, log_dir=log_dir, **kw)
+        return RunOptions(
+            label, overrides=dict(overrides or {}), realtime=realtime, log_dir=log_dir, workload=workload, **kw
+        )
 
     runs = {"cached": engine(scenario, backend, options("cached"), progress)}
     if scenario.run.baseline if baseline is None else baseline:
