@@ -148,3 +148,23 @@ def test_overrides_cannot_loosen_targets_either() -> None:
     scenario = parse_scenario({"name": "x"}, "x.toml")
     with pytest.raises(ScenarioError, match=re.escape("x.toml: [targets] running_ttl_max_s = 60 loosens")):
         scenario.with_overrides(targets={"running_ttl_max_s": 60})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fails"),
+    [
+        ("MW_STAMPEDE_PROTECTION", "false", "no_db_stampede"),
+        ("MW_NEGATIVE_CACHE", "false", "no_db_stampede"),
+        ("MW_TASK_TTL_RUNNING_S", "100", "running_ttl"),
+        ("MW_L0_MAX_ITEMS", "100000", "l0_bounded"),
+    ],
+)
+def test_the_runtimes_own_switches_in_the_environment_fail_their_check_on_staging_synthetic(
+    simulate: Run, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fails: str
+) -> None:
+    wide = {"reads_per_agent_s": 6.0, "focus_fraction": 0.0, "zipf_alpha": 0.9}
+    items = wide if variable == "MW_L0_MAX_ITEMS" else {}
+    run = {"duration_s": 400.0} if variable == "MW_TASK_TTL_RUNNING_S" else {}
+    assert failed(simulate("staging-synthetic", items=items, run=run)) == set()
+    monkeypatch.setenv(variable, value)
+    assert failed(simulate("staging-synthetic", items=items, run=run)) == {fails}
