@@ -561,10 +561,16 @@ def _ensure_ray(address: str | None, runtime_env: dict[str, Any] | None) -> None
 
 def default_shards(agents: int) -> int:
     """One shard per CPU of the cluster (at least 1, at most one per agent)."""
+
+    return max(1, min(agents, int(_cluster_cpus())))
+
+
+def _cluster_cpus() -> float:
+    """The cluster's CPUs (Ray's ``cluster_resources`` is untyped: typed here, once)."""
     import ray
 
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, min(agents, cpus))
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    return float(resources.get("CPU", 1))
 
 
 def run_on_ray(
@@ -621,7 +627,7 @@ def run_on_ray(
         seed_s = time.perf_counter() - t_seed
         n = max(1, min(run.agents, shards or default_shards(run.agents)))
         sizes = [run.agents // n + (1 if i < run.agents % n else 0) for i in range(n)]
-        cpus = float(ray.cluster_resources().get("CPU", 1))
+        cpus = _cluster_cpus()
         Shard = ray.remote(SimShard).options(
             max_concurrency=2, num_cpus=min(1.0, cpus / n), scheduling_strategy="SPREAD"
         )

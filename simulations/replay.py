@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mw.keys import global_typed_key
 from mw.readthrough import LoadPlan
 from simulations import workloads as W
 from simulations.model import Agent, Model, Process
@@ -145,13 +146,18 @@ class TraceReplay:
         rng = random.Random(f"{model.seed}:replay")
         pick = rng.randrange
         lookup, kind, scope, start = model.lookup, self.kind, self.scope, self.index.start
+        keys: dict[str, str] = {}
         for request in requests:
             wait = request.time - start - env.now
             if wait > 0:
                 yield env.timeout(wait)
             me = agents[pick(len(agents))]
             outcomes.item_reads += 1
-            plan = lookup(me, kind, scope, request.key)
+            item_id = request.key
+            key = keys.get(item_id)
+            if key is None:
+                key = keys[item_id] = global_typed_key(kind, scope, item_id)
+            plan = lookup(me, kind, scope, item_id, key)
             if plan.state != "hit" and plan.state != "negative":
                 env.process(self.resolve(model, me, plan, request.key))
 

@@ -134,8 +134,11 @@ def test_requests_are_spread_over_agents_and_nodes(tmp_path: Path) -> None:
 
 
 def without_wall(value: Any) -> Any:
+    """A result without what differs between two runs by design: wall figures, the command, the run's namespace."""
     if isinstance(value, dict):
-        return {k: without_wall(v) for k, v in value.items() if k not in ("wall", "wall_total_s", "command")}
+        return {
+            k: without_wall(v) for k, v in value.items() if k not in ("wall", "wall_total_s", "command", "namespace")
+        }
     if isinstance(value, list):
         return [without_wall(v) for v in value]
     return value
@@ -160,7 +163,11 @@ def test_base_scenario_gives_runtime_and_targets(tmp_path: Path) -> None:
     code, result = replay(tmp_path, trace, "--scenario", str(base), "--no-baseline", "--warmup", "3")
     assert code == EXIT_FAIL
     assert [c["name"] for c in result["verdict"]["checks"] if not c["passed"]] == ["hit_ratio_week1"]
-    assert result["runs"]["cached"]["config"]["l0_max_items"] == 5
+    assert result["runs"]["cached"]["config"]["l0_max_items"] == {
+        "value": 5,
+        "source": "scenario",
+        "note": "the default is 10000",
+    }
     assert result["replay"]["single_cache"]["items"]["max_items"] == 5
     assert result["params"]["warmup_s"] == 3
     assert "base.toml" in result["description"]
