@@ -323,7 +323,11 @@ def _print_verdict(console: Any, result: dict[str, Any], checks: list[Any]) -> N
 
     cached = result["runs"]["cached"]
     mlt = result["mlt"]
-    summary = f"mw_hit_ratio {cached['hit_ratio']['mw_hit_ratio']:.4f}, Mlt queries {mlt['queries_cached']}"
+    hr = cached["hit_ratio"]
+    summary = (
+        f"hit ratio {hr['observed']:.4f} (runtime's mw_hit_ratio {hr['mw_hit_ratio']:.4f}), "
+        f"Mlt queries {mlt['queries_cached']}"
+    )
     if "reduction" in mlt:
         summary += f" vs {mlt['queries_baseline']} uncached ({mlt['reduction']:.1%} fewer)"
     console.print(summary)

@@ -214,8 +214,9 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
         "",
         "## Cache effectiveness",
         "",
-        f"- `mw_hit_ratio` (runtime counters, simulated s {hr['window'][0]:g}-{hr['window'][1]:g}): "
-        f"**{hr['mw_hit_ratio']:.4f}**; requests answered without a load of their own: {hr['request_hit_ratio']:.4f}",
+        f"- hit ratio observed by the simulator (judged; simulated s {hr['window'][0]:g}-{hr['window'][1]:g}): "
+        f"**{hr['observed']:.4f}**; the runtime's `mw_hit_ratio` over the same window {hr['mw_hit_ratio']:.4f}; "
+        f"requests answered without a load of their own: {hr['request_hit_ratio']:.4f}",
         f"- tier shares of requests: L0 {hr['tier_share']['l0']:.3f}, L1 {hr['tier_share']['l1']:.3f}, "
         f"L2 {hr['tier_share']['l2']:.3f}; negative-cache hits {cached['negative_cache_hits']}",
         f"- Mlt queries: {mlt['queries_cached']} with the cache"
