@@ -530,10 +530,9 @@ def _seed(scenario: Scenario, mlt_dsn: str) -> None:
 
     store = open_store(mlt_dsn)
     try:
-        holder = SimpleNamespace(store=store)
-        W.Catalog(scenario.items, scenario.run.seed).seed_mlt(holder)  # type: ignore[arg-type]
+        W.Catalog(scenario.items, scenario.run.seed).seed_store(store)
         if scenario.herd.enabled:
-            W.seed_herd(holder, scenario.herd)  # type: ignore[arg-type]
+            W.seed_herd_store(store, scenario.herd)
     finally:
         store.close()
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from mw import keys as K
 from mw.keys import global_typed_key
+from mw.mlt import MltStore
 from simulations.distributions import Zipf
 from simulations.model import TASK_KIND, TASK_SCOPE, Agent, Model, Process
 from simulations.scenario import FaultSpec, HerdSpec, ItemsSpec, TasksSpec
@@ -53,10 +54,13 @@ class Catalog:
         return f"{version}|" + "x" * self.sizes[self.index[item_id]]
 
     def seed_mlt(self, model: Model) -> None:
+        self.seed_store(model.store)
+        self.seed_truth(model)
+
+    def seed_store(self, store: MltStore) -> None:
         kind, scope = self.spec.kind, self.spec.scope
         for item_id in self.ids:
-            model.store.put_item(kind, scope, item_id, self.value(item_id, 1))
-        self.seed_truth(model)
+            store.put_item(kind, scope, item_id, self.value(item_id, 1))
 
     def seed_truth(self, model: Model) -> None:
         """The catalog exists from now on (the absent ids never do); writes are judged by their writer's bound."""
@@ -195,9 +199,13 @@ def herd_value(i: int) -> str:
 
 
 def seed_herd(model: Model, herd: HerdSpec) -> None:
-    for i in range(herd.keys):
-        model.store.put_item(HERD_KIND, HERD_SCOPE, f"h{i}", herd_value(i))
+    seed_herd_store(model.store, herd)
     seed_herd_truth(model, herd)
+
+
+def seed_herd_store(store: MltStore, herd: HerdSpec) -> None:
+    for i in range(herd.keys):
+        store.put_item(HERD_KIND, HERD_SCOPE, f"h{i}", herd_value(i))
 
 
 def seed_herd_truth(model: Model, herd: HerdSpec) -> None:
