@@ -153,17 +153,37 @@ class LoadTracker:
         }
 
 
+STALE_CLASSES = ("task", "item", "herd")
+"""What the stale-read oracle judges: task rows, catalog items (present and absent ids), the herd's hot keys."""
+
+
+def _per_class() -> dict[str, int]:
+    return dict.fromkeys(STALE_CLASSES, 0)
+
+
 @dataclass
 class StaleLog:
-    """Every task and item read judged against :class:`simulations.truth.Truth`."""
+    """Every task, item and herd read judged against :class:`simulations.truth.Truth`: values, ``None`` and
+    negative-cache answers alike. An example's ``returned``/``current`` version 0 means absent."""
 
-    checked: dict[str, int] = field(default_factory=lambda: {"task": 0, "item": 0})
-    within_bounds: dict[str, int] = field(default_factory=lambda: {"task": 0, "item": 0})
-    beyond_bounds: dict[str, int] = field(default_factory=lambda: {"task": 0, "item": 0})
+    checked: dict[str, int] = field(default_factory=_per_class)
+    within_bounds: dict[str, int] = field(default_factory=_per_class)
+    beyond_bounds: dict[str, int] = field(default_factory=_per_class)
+    absent_answers: dict[str, int] = field(default_factory=_per_class)
+    """Reads judged whose answer was ``None`` or the negative cache (included in ``checked``)."""
+    tolerance_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STALE_CLASSES, 0.0))
+    """The tolerance each class was judged with (:attr:`simulations.truth.Truth.lag_s`)."""
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self, what: str, verdict: int, record: str, version: int, current: int, now: float) -> None:
         self.checked[what] += 1
+        if version == 0:
+            self.absent_answers[what] += 1
+        if verdict:
+            self.flag(what, verdict, record, version, current, now)
+
+    def flag(self, what: str, verdict: int, record: str, version: int, current: int, now: float) -> None:
+        """A stale answer (``verdict`` 1: within the bounds, 2: beyond them); the caller counted it as checked."""
         if verdict == 1:
             self.within_bounds[what] += 1
         elif verdict == 2:
@@ -180,6 +200,8 @@ class StaleLog:
     def summary(self) -> dict[str, Any]:
         return {
             "checked": dict(self.checked),
+            "absent_answers": dict(self.absent_answers),
+            "tolerance_s": dict(self.tolerance_s),
             "stale_within_bounds": dict(self.within_bounds),
             "stale_beyond_bounds": dict(self.beyond_bounds),
             "violations": self.violations,

@@ -228,19 +228,41 @@ class Model:
         if status == "running":
             self.task_ttls.probed(status, agent.manager.l2.pttl(key), ttl_s)
 
-    def task_served(self, agent: Agent, key: str, row: dict[str, Any], started_at: float) -> None:
-        """Judge a task row a read returned: staleness against Mlt's versions, remaining life against the status TTL."""
-        record = row["id"]
-        verdict = self.truth.judge(record, row["version"], started_at)
-        self.stale.record("task", verdict, record, row["version"], self.truth.version(record), self.env.now)
+    def task_served(self, agent: Agent, key: str, record: str, row: dict[str, Any] | None, started_at: float) -> None:
+        """Judge a task read: a row against Mlt's versions and its remaining life against the status TTL; ``None``
+        (or a negative answer) against the task's existence."""
+        truth, stale = self.truth, self.stale
+        stale.checked["task"] += 1
+        if row is None:
+            stale.absent_answers["task"] += 1
+            verdict = truth.judge_absent(record, started_at)
+            if verdict:
+                stale.flag("task", verdict, record, 0, truth.version(record), self.env.now)
+            return
+        version = row["version"]
+        verdict = truth.judge(record, version, started_at)
+        if verdict:
+            stale.flag("task", verdict, record, version, truth.version(record), self.env.now)
         expire_at = agent.manager.l0.expire_at(key)
         if expire_at is not None:
             self.task_ttls.served(str(row.get("status", "")), expire_at - self.clock())
 
-    def item_served(self, record: str, value: str, started_at: float) -> None:
-        version = int(value[: value.index("|")])
-        verdict = self.truth.judge(record, version, started_at)
-        self.stale.record("item", verdict, record, version, self.truth.version(record), self.env.now)
+    def item_served(self, record: str, value: str | None, started_at: float, what: str = "item") -> None:
+        """Judge an item or herd read: a value (``"<version>|..."``) against Mlt's versions, ``None`` (or a negative
+        answer) against the record's existence. A fresh value costs a dict lookup and a compare."""
+        truth, stale = self.truth, self.stale
+        stale.checked[what] += 1
+        if value is not None and truth.latest.get(record) == value:
+            return
+        if value is None:
+            stale.absent_answers[what] += 1
+            version = 0
+            verdict = truth.judge_absent(record, started_at)
+        else:
+            version = int(value[: value.index("|")])
+            verdict = truth.judge(record, version, started_at)
+        if verdict:
+            stale.flag(what, verdict, record, version, truth.version(record), self.env.now)
 
     def mlt_item(self, kind: str, scope: str, item_id: str) -> Loader:
         store = self.store

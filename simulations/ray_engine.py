@@ -181,7 +181,9 @@ class SimShard:
 
         run = scenario.run
         catalog = W.Catalog(scenario.items, run.seed)  # Mlt was seeded by the driver
+        catalog.seed_truth(model)
         if scenario.herd.enabled:
+            W.seed_herd_truth(model, scenario.herd)
             model.on_fill[W.HERD_KIND] = W.HerdScheduler(model, scenario.herd).on_fill
         self.tasks = tasks = W.Tasks(model, scenario.tasks) if scenario.tasks.enabled else None
         if tasks is not None:
@@ -331,9 +333,9 @@ class _RecordingTruth(Truth):
         self._wall_now = wall_now
         self.writes: list[tuple[str, int, float]] = []
 
-    def superseded(self, record: str, new_version: int, at: float, deadline: float) -> None:
+    def superseded(self, record: str, new_version: int, at: float, deadline: float, value: object = None) -> None:
         self.writes.append((record, new_version, self._wall_now()))
-        super().superseded(record, new_version, at, deadline)
+        super().superseded(record, new_version, at, deadline, value)
 
 
 # --- on the driver -----------------------------------------------------------------------------------------------
@@ -424,17 +426,22 @@ def _judge_items(results: list[dict[str, Any]], bound_sim_s: float) -> StaleLog:
     """Every item read of every shard against every write; tasks stay judged in the shard that runs them.
 
     A reader in the writer's process must see a write at once (its tiers are dropped before the write returns);
-    a reader elsewhere gets ``bound_sim_s`` for the invalidation to arrive. As in the SimPy engine, reads of an
-    item are judged from its first write on.
+    a reader elsewhere gets ``bound_sim_s`` for the invalidation to arrive. Item reads are judged from the item's
+    first write on (a shard records values only, not ``None``: the SimPy engine judges those too).
     """
     stale = StaleLog()
+    local = ("task", "herd")  # a shard's own tasks, and hot keys that nobody writes: judged where they are read
     for r in results:
         s: StaleLog = r["stale"]
-        stale.checked["task"] += s.checked.get("task", 0)
-        stale.within_bounds["task"] += s.within_bounds.get("task", 0)
-        stale.beyond_bounds["task"] += s.beyond_bounds.get("task", 0)
-        stale.examples.extend(e for e in s.examples if e.get("what") == "task")
+        for what in local:
+            stale.checked[what] += s.checked.get(what, 0)
+            stale.absent_answers[what] += s.absent_answers.get(what, 0)
+            stale.within_bounds[what] += s.within_bounds.get(what, 0)
+            stale.beyond_bounds[what] += s.beyond_bounds.get(what, 0)
+            stale.tolerance_s[what] = s.tolerance_s.get(what, 0.0)
+        stale.examples.extend(e for e in s.examples if e.get("what") in local)
     stale.examples = stale.examples[:MAX_EXAMPLES]
+    stale.tolerance_s["item"] = bound_sim_s
     writes = sorted((at, record, version) for r in results for record, version, at in r["item_writes"])
     strict, relaxed = Truth(), Truth()
     first: dict[str, float] = {}
@@ -538,10 +545,9 @@ def _seed(scenario: Scenario, mlt_dsn: str) -> None:
 
     store = open_store(mlt_dsn)
     try:
-        holder = SimpleNamespace(store=store)
-        W.Catalog(scenario.items, scenario.run.seed).seed_mlt(holder)  # type: ignore[arg-type]
+        W.Catalog(scenario.items, scenario.run.seed).seed_store(store)
         if scenario.herd.enabled:
-            W.seed_herd(holder, scenario.herd)  # type: ignore[arg-type]
+            W.seed_herd_store(store, scenario.herd)
     finally:
         store.close()
 

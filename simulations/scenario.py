@@ -80,6 +80,9 @@ class ItemsSpec:
     drift_every_s: float = 300.0
     drift_step: int = 50
     """Every ``drift_every_s`` the popularity ranking shifts by this many items: new keys become hot."""
+    invalidation_delay_s: float = 0.0
+    """Simulated time from a write's Mlt commit to its write-through reaching the caches (a writer in another
+    process, heard over the bus). 0: at once, judged with tolerance 0; otherwise with ``truth.BUS_LAG_S``."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ class TasksSpec:
     retry_backoff_s: float = 10.0
     recent_finished: int = 500
     """Finished tasks stay readable: reads pick among the live ones and this many recently finished."""
+    invalidation_delay_s: float = 0.0
+    """Simulated time from a status change in Mlt to its ``invalidate_task`` (the task's worker in another process,
+    heard over the bus). 0: at once, judged with tolerance 0; otherwise with ``truth.BUS_LAG_S``."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,11 @@ class FaultSpec:
     """Deliberate defects, for proving the verdict fails: never on in a bundled scenario."""
 
     double_prefix_writer: bool = False
+    mark_present_absent: bool = False
+    """Buggy user code: every ``every_s`` drops a popular present item and marks it absent (``set_negative_cache``
+    without asking the store)."""
+    skip_invalidation: bool = False
+    """Writers change Mlt and never tell the caches (no write-through, no ``invalidate_task``)."""
     every_s: float = 60.0
 
 

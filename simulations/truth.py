@@ -1,9 +1,18 @@
-"""What Mlt holds, version by version, so that every value a read returns can be judged.
+"""What Mlt holds, version by version and since when, so that every answer a read returns can be judged.
 
-The simulator is Mlt's only writer, so it knows when each version of a record was superseded and when the caches were
-told (the invalidation or the write-through that followed). A read that *started* after that deadline and still
-returned the old version is a stale read beyond the bounds; one that started between the Mlt write and the deadline is
-stale within the bounds (allowed: e.g. a writer that relies on the TTL instead of invalidating).
+The simulator is Mlt's only writer, so it knows when each record came to exist, when each version was superseded, and
+how long the runtime may still serve the old answer: the *tolerance* of the record's class (:attr:`Truth.lag_s`), the
+documented bound of the writer's way to the caches. A writer in the reader's process drops every copy before it
+returns (``docs/runtime.md``: tolerance 0); one whose invalidation reaches this process over the bus gets
+:data:`BUS_LAG_S`. An answer is judged against the moment its read *started*:
+
+* a value of the current version, or of an older one superseded after the read started: fresh;
+* an older version, from a read that started within the tolerance after the write: stale within the bounds;
+* an older version later than that, a value of a record that never existed, ``None`` (or a negative-cache answer)
+  for a record that existed before the read started by more than the tolerance: stale beyond the bounds.
+
+Records are never deleted in the simulator: existence starts at creation (items seeded at t=0, tasks when created) and
+ids that Mlt never had (the absent pool) never exist, so ``None`` is their only right answer.
 """
 
 from __future__ import annotations
@@ -13,13 +22,25 @@ from dataclasses import dataclass, field
 
 INF = math.inf
 
+FRESH, WITHIN, BEYOND = 0, 1, 2
+"""The verdicts of :meth:`Truth.judge` and :meth:`Truth.judge_absent`."""
+
+BUS_LAG_S = 0.25
+"""The invalidation lag the runtime is held to for a writer in another process (pub/sub; ``docs/ray.md``'s
+``lag_bound_s``): a copy may be served this long after the write. In-process writers are held to 0."""
+
 
 @dataclass
 class Versions:
-    """One record: ``deadlines[v - 1]`` is when version ``v`` stopped being an acceptable answer (``inf``: current)."""
+    """One record: ``deadlines[v - 1]`` is when version ``v`` stopped being an acceptable answer (``inf``: current).
+
+    ``born`` is when the record came to exist; ``None`` is an acceptable answer until ``born_deadline``.
+    """
 
     superseded_at: list[float] = field(default_factory=lambda: [INF])
     deadlines: list[float] = field(default_factory=lambda: [INF])
+    born: float = -INF
+    born_deadline: float = -INF
 
     @property
     def current(self) -> int:
@@ -27,38 +48,66 @@ class Versions:
 
 
 class Truth:
-    """Versions of items and tasks over simulated time."""
+    """Existence and versions of items and tasks over simulated time, with the tolerance of each record class."""
 
     def __init__(self) -> None:
         self.records: dict[str, Versions] = {}
+        self.current: dict[str, int] = {}
+        """The current version by record (a fresh version's one dict lookup)."""
+        self.latest: dict[str, object] = {}
+        """The current value of records written with one (items): a fresh value is judged by a lookup and a compare,
+        without parsing the version out of it."""
+        self.lag_s: dict[str, float] = {"item": 0.0, "task": 0.0, "herd": 0.0}
+        """Tolerance by record class: how long after an Mlt change the previous answer is still within the bounds.
+        The workloads set it from their writers (0: in-process, at once; :data:`BUS_LAG_S`: over the bus)."""
 
-    def created(self, record: str, version: int = 1) -> None:
-        versions = Versions()
+    def created(
+        self, record: str, version: int = 1, at: float = -INF, deadline: float | None = None, value: object = None
+    ) -> None:
+        """``record`` exists from ``at`` with ``version`` (``value``); ``None`` for it is acceptable until ``deadline``
+        (default ``at``)."""
+        versions = Versions(born=at, born_deadline=at if deadline is None else deadline)
         for _ in range(version - 1):
             versions.superseded_at.insert(0, -INF)
             versions.deadlines.insert(0, -INF)
         self.records[record] = versions
+        self.current[record] = versions.current
+        if value is not None:
+            self.latest[record] = value
 
-    def superseded(self, record: str, new_version: int, at: float, deadline: float) -> None:
-        """``new_version`` was written at ``at``; older copies are acceptable until ``deadline``."""
+    def superseded(self, record: str, new_version: int, at: float, deadline: float, value: object = None) -> None:
+        """``new_version`` (``value``) was written at ``at``; older copies are acceptable until ``deadline``."""
         versions = self.records.setdefault(record, Versions())
         while versions.current < new_version:
             versions.superseded_at[-1] = at
             versions.deadlines[-1] = deadline
             versions.superseded_at.append(INF)
             versions.deadlines.append(INF)
+        self.current[record] = versions.current
+        if value is not None:
+            self.latest[record] = value
+        else:
+            self.latest.pop(record, None)
 
     def judge(self, record: str, version: int, started_at: float) -> int:
-        """0: fresh; 1: stale within the bounds; 2: stale beyond them (a violation)."""
-        versions = self.records.get(record)
-        if versions is None or version >= versions.current:
-            return 0
-        if version < 1:
-            return 2
+        """A read that started at ``started_at`` returned ``version`` of ``record``: FRESH, WITHIN or BEYOND."""
+        current = self.current.get(record, 0)
+        if version >= current > 0:
+            return FRESH
+        if current == 0 or version < 1:
+            return BEYOND  # a value of a record that never existed, or of a version never written
+        versions = self.records[record]
         if versions.superseded_at[version - 1] > started_at:
-            return 0
-        return 1 if started_at <= versions.deadlines[version - 1] else 2
+            return FRESH
+        return WITHIN if started_at <= versions.deadlines[version - 1] else BEYOND
+
+    def judge_absent(self, record: str, started_at: float) -> int:
+        """A read that started at ``started_at`` answered that ``record`` does not exist (``None`` or negative)."""
+        versions = self.records.get(record)
+        if versions is None or started_at < versions.born:
+            return FRESH
+        return WITHIN if started_at <= versions.born_deadline else BEYOND
 
     def version(self, record: str) -> int:
-        versions = self.records.get(record)
-        return 0 if versions is None else versions.current
+        """Mlt's current version of ``record`` (0: it does not exist)."""
+        return self.current.get(record, 0)

@@ -22,9 +22,11 @@ from typing import Any
 
 from mw import keys as K
 from mw.keys import global_typed_key
+from mw.mlt import MltStore
 from simulations.distributions import Zipf
 from simulations.model import Agent, Model, Process
-from simulations.scenario import HerdSpec, ItemsSpec, TasksSpec
+from simulations.scenario import FaultSpec, HerdSpec, ItemsSpec, TasksSpec
+from simulations.truth import BUS_LAG_S
 
 log = logging.getLogger("simulations")
 app_log = logging.getLogger("app.writer")
@@ -46,16 +48,35 @@ class Catalog:
         self.index = {item_id: i for i, item_id in enumerate(self.ids)}
         self.keys = {item_id: global_typed_key(spec.kind, spec.scope, item_id) for item_id in self.ids + self.absent}
         self.written: set[str] = set()
-        """Items written during the run: only their reads can be stale, so only they are judged."""
+        """Items written during the run."""
 
     def value(self, item_id: str, version: int) -> str:
         """An immutable value that names its version (``"3|xxx..."``), so the truth can judge any copy."""
         return f"{version}|" + "x" * self.sizes[self.index[item_id]]
 
     def seed_mlt(self, model: Model) -> None:
+        self.seed_store(model.store)
+        self.seed_truth(model)
+
+    def seed_store(self, store: MltStore) -> None:
         kind, scope = self.spec.kind, self.spec.scope
         for item_id in self.ids:
-            model.store.put_item(kind, scope, item_id, self.value(item_id, 1))
+            store.put_item(kind, scope, item_id, self.value(item_id, 1))
+
+    def seed_truth(self, model: Model) -> None:
+        """The catalog exists from now on (the absent ids never do); writes are judged by their writer's bound."""
+        tolerate(model, "item", self.spec.invalidation_delay_s)
+        now, created, value = model.env.now, model.truth.created, self.value
+        for item_id in self.ids:
+            created(item_id, 1, now, None, value(item_id, 1))
+
+
+def tolerate(model: Model, what: str, delay_s: float) -> None:
+    """The tolerance of a record class: a writer that tells the caches at once is held to the in-process bound (0),
+    one whose invalidation arrives ``delay_s`` later (over the bus) to :data:`simulations.truth.BUS_LAG_S`."""
+    lag = BUS_LAG_S if delay_s > 0 else 0.0
+    model.truth.lag_s[what] = lag
+    model.stale.tolerance_s[what] = lag
 
 
 def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: HerdSpec) -> Process:
@@ -70,9 +91,9 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
         return
     kind, scope = spec.kind, spec.scope
     popularity, absent_popularity = catalog.popularity, catalog.absent_popularity
-    ids, absent, written, keys = catalog.ids, catalog.absent, catalog.written, catalog.keys
+    ids, absent, keys = catalog.ids, catalog.absent, catalog.keys
     outcomes = model.outcomes
-    lookup, resolve = model.lookup, model.resolve
+    lookup, resolve, served = model.lookup, model.resolve, model.item_served
     write_fraction, absent_fraction = spec.write_fraction, spec.absent_fraction
     zipf_writes = spec.write_popularity == "zipf"
     focus_fraction, focus_every = spec.focus_fraction, spec.focus_every_s
@@ -101,16 +122,16 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
                 item_id = absent[absent_popularity.item(rng)]
             else:
                 item_id = ids[popularity.item(rng)]
+            started = env.now
             plan = lookup(me, kind, scope, item_id, keys[item_id])
             state = plan.state
             if state == "hit":
-                if item_id in written:
-                    model.item_served(item_id, plan.value, env.now)
-            elif state != "negative":
-                started = env.now
+                served(item_id, plan.value, started)
+            elif state == "negative":
+                served(item_id, None, started)
+            else:
                 value = yield from resolve(me, plan, model.mlt_item(kind, scope, item_id))
-                if value is not None and item_id in written:
-                    model.item_served(item_id, value, started)
+                served(item_id, value, started)
         elif u < item_rate + task_rate:
             assert tasks is not None
             yield from tasks.read(me)
@@ -120,35 +141,78 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
 
 
 def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
-    """Mlt first, then the sanctioned global write: every other copy in the fleet is dropped, this one replaced."""
+    """Mlt first, then the sanctioned global write: every other copy in the fleet is dropped, this one replaced.
+
+    With ``items.invalidation_delay_s`` the caches hear of it that much later (a writer in another process);
+    with ``faults.skip_invalidation`` never (a defect: the truth still holds the writer to its bound).
+    """
     spec = catalog.spec
     version = max(1, model.truth.version(item_id)) + 1
     value = catalog.value(item_id, version)
     stored = model.store.put_item(spec.kind, spec.scope, item_id, value)
     if stored != version:
         raise RuntimeError(f"Mlt gave {item_id} version {stored}, the simulator expected {version}")
-    me.manager.set_global_item_typed(spec.kind, spec.scope, item_id, value)
     now = model.env.now
-    model.truth.superseded(item_id, version, now, now)
+    truth = model.truth
+    truth.superseded(item_id, version, now, now + truth.lag_s["item"], value)
     catalog.written.add(item_id)
     model.outcomes.writes += 1
+    if model.scenario.faults.skip_invalidation:
+        return
+    if spec.invalidation_delay_s > 0:
+        model.env.process(_write_through_later(model, me, spec, item_id, value))
+    else:
+        _write_through(model, me, spec, item_id, value)
+
+
+def _write_through_later(model: Model, me: Agent, spec: ItemsSpec, item_id: str, value: str) -> Process:
+    yield model.env.timeout(spec.invalidation_delay_s)
+    _write_through(model, me if me.alive else None, spec, item_id, value)
+
+
+def _write_through(model: Model, me: Agent | None, spec: ItemsSpec, item_id: str, value: str) -> None:
+    manager = model.admin if me is None else me.manager
+    manager.set_global_item_typed(spec.kind, spec.scope, item_id, value)
     if model.caching:
         key = global_typed_key(spec.kind, spec.scope, item_id)
-        expire_at = me.manager.l0.expire_at(key)
+        expire_at = manager.l0.expire_at(key)
         if expire_at is not None:
             model.loads.refreshed(key, expire_at - model.start_epoch)
 
 
 def herd_read(model: Model, me: Agent, item_id: str, herd: HerdSpec) -> Process:
+    """A read of a hot key, judged like an item read (a hot key is never written: any other answer is stale)."""
+    started = model.env.now
     plan = model.lookup(me, HERD_KIND, HERD_SCOPE, item_id, global_typed_key(HERD_KIND, HERD_SCOPE, item_id))
-    if plan.state in ("lead", "wait"):
+    state = plan.state
+    if state == "hit":
+        value = plan.value
+    elif state == "negative":
+        value = None
+    else:
         ttl = herd.ttl_s
-        yield from model.resolve(me, plan, model.mlt_item(HERD_KIND, HERD_SCOPE, item_id), lambda _value: ttl)
+        value = yield from model.resolve(me, plan, model.mlt_item(HERD_KIND, HERD_SCOPE, item_id), lambda _v: ttl)
+    model.item_served(item_id, value, started, "herd")
+
+
+def herd_value(i: int) -> str:
+    return f"1|hot-{i}"
 
 
 def seed_herd(model: Model, herd: HerdSpec) -> None:
+    seed_herd_store(model.store, herd)
+    seed_herd_truth(model, herd)
+
+
+def seed_herd_store(store: MltStore, herd: HerdSpec) -> None:
     for i in range(herd.keys):
-        model.store.put_item(HERD_KIND, HERD_SCOPE, f"h{i}", f"1|hot-{i}")
+        store.put_item(HERD_KIND, HERD_SCOPE, f"h{i}", herd_value(i))
+
+
+def seed_herd_truth(model: Model, herd: HerdSpec) -> None:
+    now = model.env.now
+    for i in range(herd.keys):
+        model.truth.created(f"h{i}", 1, now, None, herd_value(i))
 
 
 class HerdScheduler:
@@ -200,6 +264,7 @@ class Tasks:
         self.owners: dict[str, Agent] = {}
         self.created = 0
         self.transitions = 0
+        tolerate(model, "task", spec.invalidation_delay_s)
 
     # --- writers --------------------------------------------------------------------------------------
     def creator(self) -> Process:
@@ -222,7 +287,8 @@ class Tasks:
         row = {"id": task_id, "status": "created", "owner": owner.name, "attempt": 0, "created_at": now}
         row["updated_at"] = now
         stored = model.store.put_task(row)
-        model.truth.created(task_id, stored["version"])
+        at = model.env.now
+        model.truth.created(task_id, stored["version"], at, at + model.truth.lag_s["task"])
         self.rows[task_id] = stored
         self.owners[task_id] = owner
         ttl = owner.manager.cache_task_row(stored)
@@ -256,7 +322,11 @@ class Tasks:
         self._retire(task_id)
 
     def _move(self, task_id: str, status: str, **fields: Any) -> None:
-        """Mlt write, then ``invalidate_task`` (what ``MwManager.update_task_status`` does, with the sim's clock)."""
+        """Mlt write, then ``invalidate_task`` (what ``MwManager.update_task_status`` does, with the sim's clock).
+
+        With ``tasks.invalidation_delay_s`` the invalidation comes that much later (the task's worker in another
+        process, heard over the bus); with ``faults.skip_invalidation`` never (a defect).
+        """
         model = self.model
         row = dict(self.rows[task_id])
         row.pop("version", None)
@@ -264,8 +334,23 @@ class Tasks:
         stored = model.store.put_task(row)
         self.rows[task_id] = stored
         now = model.env.now
-        model.truth.superseded(task_id, stored["version"], now, now)
+        truth = model.truth
+        truth.superseded(task_id, stored["version"], now, now + truth.lag_s["task"])
+        self.transitions += 1
+        if model.scenario.faults.skip_invalidation:
+            return
         owner = self.owners[task_id]
+        if self.spec.invalidation_delay_s > 0:
+            model.env.process(self._invalidate_later(task_id, owner))
+        else:
+            self._invalidate(task_id, owner)
+
+    def _invalidate_later(self, task_id: str, owner: Agent) -> Process:
+        yield self.model.env.timeout(self.spec.invalidation_delay_s)
+        self._invalidate(task_id, owner)
+
+    def _invalidate(self, task_id: str, owner: Agent) -> None:
+        model = self.model
         if owner.alive:
             owner.manager.invalidate_task(task_id)
             owner.seen.task_evictions += 1
@@ -273,7 +358,6 @@ class Tasks:
             model.admin.invalidate_task(task_id)
         if model.caching:
             model.loads.invalidated(K.task_key(task_id))
-        self.transitions += 1
 
     def _retire(self, task_id: str) -> None:
         slot = self._slot.pop(task_id)
@@ -301,12 +385,11 @@ class Tasks:
         if plan.state == "hit":
             row = plan.value
         elif plan.state == "negative":
-            return
+            row = None
         else:
             store = model.store
             row = yield from model.resolve(me, plan, lambda: store.get_task(task_id))
-        if row is not None:
-            model.task_served(me, plan.key, row, started)
+        model.task_served(me, plan.key, task_id, row, started)
 
 
 def bursts(model: Model, every_s: float, length_s: float, factor: float) -> Process:
@@ -370,6 +453,20 @@ def double_prefix_writer(model: Model, every_s: float, kind: str, scope: str) ->
         n += 1
 
 
+def present_marked_absent(model: Model, faults: FaultSpec, catalog: Catalog) -> Process:
+    """Buggy user code that takes a present item for deleted: drops it everywhere and marks it absent."""
+    spec, rng = catalog.spec, random.Random(f"{model.seed}:mark-absent")
+    admin = model.admin
+    while True:
+        yield model.env.timeout(faults.every_s)
+        item_id = catalog.ids[catalog.popularity.item(rng)]
+        admin.del_global_item_typed(spec.kind, spec.scope, item_id)
+        admin.set_negative_cache(spec.kind, spec.scope, item_id)
+        if model.caching:
+            model.loads.invalidated(global_typed_key(spec.kind, spec.scope, item_id))
+        log.info("Marked %s absent", item_id)
+
+
 def start_all(
     model: Model, scenario: Any, catalog: Catalog, tasks: Tasks | None, *, prewarming: bool
 ) -> Callable[[Agent], None]:
@@ -398,4 +495,6 @@ def start_all(
         env.process(prewarm(model, p.every_s, p.top_n))
     if scenario.faults.double_prefix_writer:
         env.process(double_prefix_writer(model, scenario.faults.every_s, scenario.items.kind, scenario.items.scope))
+    if scenario.faults.mark_present_absent:
+        env.process(present_marked_absent(model, scenario.faults, catalog))
     return start
