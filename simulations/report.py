@@ -244,9 +244,11 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
         "",
         "## Stale reads",
         "",
-        f"Every task row and every read of an item written during the run is judged against Mlt's versions: "
-        f"{stale['checked']['task']} task and {stale['checked']['item']} item reads; stale within the bounds "
-        f"{sum(stale['stale_within_bounds'].values())}, beyond them **{stale['violations']}**.",
+        "Every read is judged against Mlt's versions and existence, values, `None` and negative-cache answers alike "
+        f"({', '.join(f'{n} {what}' for what, n in stale['checked'].items())} reads, "
+        f"{sum(stale.get('absent_answers', {}).values())} of them absent answers; tolerance "
+        f"{', '.join(f'{what} {t:g} s' for what, t in stale.get('tolerance_s', {}).items()) or 'none'}): "
+        f"stale within the bounds {sum(stale['stale_within_bounds'].values())}, beyond them **{stale['violations']}**.",
     ]
     for ex in stale["examples"]:
         lines.append(
