@@ -119,6 +119,13 @@ class AgentTiers:
             return MISS
         if expire_at is not None and expire_at <= self.clock():
             return MISS
+        if from_l2:
+            cluster = self.cluster
+            pending = cluster.pending
+            # A write or delete L2 missed: the copy there is old until the replay deletes it, and a copy read
+            # before a replay that ran since may be one it deleted.
+            if (pending and pending.deletes(key)) or cluster.replay_generation > gen:
+                return MISS
         if from_l2 and not counted:
             self.telemetry.l2_hits += 1
         cluster = self.cluster
@@ -155,9 +162,12 @@ class AgentTiers:
             self.deltas.clear()
         self.deltas[key] = delta
 
-    def is_negative(self, data: bytes | None) -> bool:
-        """Whether a negative-cache marker read from a tier is valid and unexpired."""
+    def is_negative(self, data: bytes | None, nkey: str | None = None) -> bool:
+        """Whether a negative-cache marker read from a tier (under ``nkey``, if from L2) is valid and unexpired."""
         if data is None:
+            return False
+        pending = self.cluster.pending
+        if nkey is not None and pending and pending.deletes(nkey):
             return False
         try:
             _, expire_at = self.cluster.codec.decode(data)

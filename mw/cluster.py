@@ -72,6 +72,9 @@ class Cluster:
         """Writes and deletes that could not reach L2, replayed once it answers (see the module doc)."""
         self.replays = 0
         """Replays sent (each one L2 round trip)."""
+        self.replay_generation = 0
+        """The generation right after the last replayed delete landed: a read begun before it may hold what it
+        deleted (see :meth:`AgentTiers.accept`)."""
         self._replay_lock = threading.Lock()
         self._replaying = False
         self._last_try = 0.0
@@ -188,6 +191,7 @@ class Cluster:
         try:
             if batch.deletes:
                 l2.delete(list(batch.deletes), publish=message)
+                self.replay_generation = self.bump()
             elif message is not None:
                 l2.publish(*message)
         except TierUnavailable as exc:

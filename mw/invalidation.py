@@ -89,7 +89,8 @@ class PendingInvalidations:
     """Changes of one cluster that could not reach L2, kept until it answers again (bounded).
 
     A write is never kept for replay (a late replay could overwrite a newer write): only its keys, which
-    other processes must drop. A delete is kept whole (its L2 keys, leases included), since deleting again
+    other processes must drop, and a delete of the L2 copy it could not replace. A delete is kept whole
+    (its L2 keys, leases included), since deleting again
     is always safe. A later change that does reach L2 settles the keys it covered.
     """
 
@@ -99,6 +100,9 @@ class PendingInvalidations:
         self._lock = threading.Lock()
         self._batch = Unreached()
         self._sending = False
+        self._on_its_way: Unreached | None = None
+        self._settled: set[str] = set()
+        """Keys of the batch on its way that L2 has taken a newer value for since (its delete is moot)."""
         self.lost_deletes = 0
         """Delete keys not kept because ``max_deletes`` were already pending."""
 
@@ -106,6 +110,13 @@ class PendingInvalidations:
         """Anything pending, or a replay of it still on its way."""
         b = self._batch
         return bool(self._sending or b.keys or b.deletes or b.seqs or b.flush)
+
+    def deletes(self, key: str) -> bool:
+        """Whether a delete of ``key`` in L2 is pending (or on its way): what L2 holds under it is not to be served."""
+        on_its_way = self._on_its_way
+        if key in self._batch.deletes:
+            return True
+        return on_its_way is not None and key in on_its_way.deletes and key not in self._settled
 
     def add(self, keys: Iterable[str], seq: int | None = None, deletes: Iterable[str] = ()) -> None:
         with self._lock:
@@ -141,6 +152,8 @@ class PendingInvalidations:
             for key in keys:
                 b.keys.pop(key, None)
                 b.deletes.pop(key, None)
+            if self._on_its_way is not None:
+                self._settled.update(keys)
 
     def take(self) -> Unreached | None:
         """Everything pending, to send; ``None`` if nothing is, or another replay is on its way.
@@ -152,16 +165,21 @@ class PendingInvalidations:
                 return None
             batch, self._batch = self._batch, Unreached()
             self._sending = True
+            self._on_its_way = batch
             return batch
 
     def sent(self) -> None:
         with self._lock:
             self._sending = False
+            self._on_its_way = None
+            self._settled.clear()
 
     def restore(self, batch: Unreached, seq: int | None = None) -> None:
         """Put back a batch whose replay failed (``seq``: the number its own message spent)."""
         with self._lock:
             self._sending = False
+            self._on_its_way = None
+            self._settled.clear()
             if seq is not None:
                 batch.seqs.add(seq)
             self._merge(batch)

@@ -248,13 +248,14 @@ def l2_value(agent: AgentTiers, key: str) -> Generator[Effect, Any, Any]:
 def negative_hit(agent: AgentTiers, key: str) -> Generator[Effect, Any, bool]:
     nkey = K.negative_key(key)
     data = yield L1Get(nkey)
-    if data is None:
+    from_l2 = data is None
+    if from_l2:
         try:
             (data,) = yield L2Read([nkey])
         except L2_FAULTS:
             agent.telemetry.l2_errors += 1
             data = None
-    if agent.is_negative(data):
+    if agent.is_negative(data, nkey if from_l2 else None):
         agent.telemetry.negative_cache_hits += 1
         return True
     return False
@@ -334,7 +335,7 @@ def recheck(agent: AgentTiers, key: str, lkey: str, token: bytes) -> Generator[E
     found = MISS
     if data is not None:
         found = agent.accept(key, data, gen, from_l2=True, counted=True)
-    if found is MISS and agent.is_negative(neg):
+    if found is MISS and agent.is_negative(neg, K.negative_key(key)):
         found = None
     if found is not MISS:
         agent.telemetry.lease_rechecks += 1
@@ -359,7 +360,7 @@ def wait_for_holder(agent: AgentTiers, read: Read, lkey: str, nkey: str) -> Gene
             value = agent.accept(key, data, gen, from_l2=True, counted=True)
             if value is not MISS:
                 return value
-        if agent.is_negative(neg):
+        if agent.is_negative(neg, nkey):
             return None
         if holder is None:
             return MISS
@@ -556,6 +557,8 @@ def after_fill(agent: AgentTiers, key: str, filled: bool, fill: Filling, delta: 
     if fill.negative:
         cluster.drop_local([fill.effect.target])  # a stale negative copy in this node's L1 goes too
         return
+    if cluster.pending and fill.effect.lease_key:  # L2 took a fresh value: a delete it missed is moot now
+        cluster.pending.settle([key])
     if cluster.generation != gen:
         return
     agent.node.l1.set(key, fill.effect.data, fill.expire_at)

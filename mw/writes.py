@@ -71,15 +71,17 @@ def _write_failed(tiers: AgentTiers, key: str, neg: str, publish: tuple[str, byt
     """Serve no value L2 never took: the copies here go, other processes drop theirs once L2 is back.
 
     A write that timed out may have landed, so this process's own copy is unknown too. The write
-    itself is never replayed: a late replay could overwrite a newer write.
+    itself is never replayed (a late replay could overwrite a newer write), but a delete of what L2
+    still holds is: the value it replaced, its negative marker and its lease (a fill loaded before the
+    write is refused). Without it every reader after the outage would get the old value for its TTL.
     """
     first = not tiers.cluster.pending
     (log.warning if first else log.debug)(
-        "Write of %s could not reach L2: dropped from this process's tiers; other processes drop their "
-        "copies once L2 answers",
+        "Write of %s could not reach L2: dropped from this process's tiers; its old L2 copy is deleted and "
+        "other processes drop theirs once L2 answers",
         key,
     )
-    tiers.cluster.unreached([key, neg], publish)
+    tiers.cluster.unreached([key, neg], publish, [key, neg, K.lease_key(key)])
 
 
 def _delete_plan(tiers: AgentTiers, keys: list[str]) -> tuple[list[str], list[str], tuple[str, bytes] | None]:

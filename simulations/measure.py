@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +81,12 @@ class LoadTracker:
     negative TTL.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, outages: Sequence[tuple[float, float]] = ()) -> None:
+        self.outages = list(outages)
+        """``(start, end)`` of the windows L2 is down: no cluster-wide copy or lease exists then, so a node reloads
+        a key its L1 lost (one load per key per expiry *of that node's copy*), and what it loads never reaches L2:
+        inside a window only a load while another one of the key is in flight counts, and its fill opens no
+        generation for the readers after."""
         self.in_flight: dict[str, int] = {}
         self.valid_until: dict[str, float] = {}
         self.gen_loads: dict[str, int] = {}
@@ -94,9 +100,13 @@ class LoadTracker:
         self.series: list[tuple[float, int]] = []
         """(time, loads of that generation) for every generation that needed more than one load."""
 
+    def _in_outage(self, now: float) -> bool:
+        return any(start <= now < end for start, end in self.outages)
+
     def started(self, key: str, now: float) -> None:
         self.loads += 1
-        if self.in_flight.get(key, 0) > 0 or now < self.valid_until.get(key, -math.inf):
+        cached = now < self.valid_until.get(key, -math.inf) and not (self.outages and self._in_outage(now))
+        if self.in_flight.get(key, 0) > 0 or cached:
             n = self.gen_loads.get(key, 0) + 1
             self.stampede_loads += 1
             if len(self.examples) < MAX_EXAMPLES:
@@ -113,7 +123,7 @@ class LoadTracker:
         self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
         if absent:
             self.gen_absent[key] = True
-        if valid_until is not None:
+        if valid_until is not None and not (self.outages and self._in_outage(now)):
             self.valid_until[key] = max(valid_until, self.valid_until.get(key, -math.inf))
 
     def refreshed(self, key: str, valid_until: float) -> None:
@@ -388,10 +398,13 @@ class DoublePrefix:
     log_lines: int = 0
     log_examples: list[str] = field(default_factory=list)
     scans: int = 0
+    scans_failed: int = 0
+    """Scans L2 did not answer (a fault window)."""
 
     def summary(self) -> dict[str, Any]:
         return {
             "scans": self.scans,
+            "scans_failed": self.scans_failed,
             "l2_keys": len(self.l2_keys),
             "l2_examples": sorted(self.l2_keys)[:MAX_EXAMPLES],
             "log_lines": self.log_lines,

@@ -15,6 +15,7 @@ from typing import Any
 import simpy
 
 from mw import MwConfig, MwManager
+from mw.errors import TierUnavailable
 from mw.mlt import MISSING, MltStore
 from mw.protocol import POLL_S
 from mw.readthrough import LoadPlan
@@ -70,7 +71,7 @@ class Model:
         self.latency = Latency(scenario.mlt, random.Random(f"{self.seed}:latency"))
         self.truth = Truth()
         self.outcomes = Outcomes()
-        self.loads = LoadTracker()
+        self.loads = LoadTracker([(w.at_s, w.end_s) for w in scenario.faults if w.kind == "l2_down"])
         self.stale = StaleLog()
         self.task_ttls = TaskTTLs()
         self.heartbeats = Heartbeats(scenario.heartbeat.every_s)
@@ -226,7 +227,11 @@ class Model:
         status = str(row.get("status", ""))
         self.task_ttls.cached(status, ttl_s)
         if status == "running":
-            self.task_ttls.probed(status, agent.manager.l2.pttl(key), ttl_s)
+            try:
+                pttl = agent.manager.l2.pttl(key)
+            except TierUnavailable:  # L2 down (a fault window): the row is in no L2 copy to probe
+                return
+            self.task_ttls.probed(status, pttl, ttl_s)
 
     def task_served(self, agent: Agent, key: str, record: str, row: dict[str, Any] | None, started_at: float) -> None:
         """Judge a task read: a row against Mlt's versions and its remaining life against the status TTL; ``None``

@@ -40,7 +40,7 @@ from typing import Any, cast
 from mw.telemetry import COUNTERS, hit_ratio
 from simulations.backends import Backend
 from simulations.measure import MAX_EXAMPLES, DoublePrefix, Heartbeats, LoadTracker, Outcomes, StaleLog, TaskTTLs
-from simulations.scenario import Scenario
+from simulations.scenario import Scenario, ScenarioError
 from simulations.settings import for_run
 from simulations.truth import Truth
 
@@ -98,7 +98,7 @@ def _shard_scenario(spec: ShardSpec) -> Scenario:
     return s.with_overrides(
         run={"agents": spec.agents, "nodes": 1},
         items=items,
-        faults={"double_prefix_writer": s.faults.double_prefix_writer and spec.writer},
+        defects={"double_prefix_writer": s.defects.double_prefix_writer and spec.writer},
     )
 
 
@@ -606,6 +606,8 @@ def run_on_ray(
             "the ray engine needs a Redis and an Mlt every shard reaches: --backend containers (local), or "
             "--backend redis --redis-url redis://HOST:PORT --mlt-dsn postgresql://... for a multi-node cluster"
         )
+    if scenario.faults:
+        raise ScenarioError(f"{scenario.name}: [[faults]] are applied in simulated time, on the SimPy engine only")
     run = scenario.run
     factor = options.realtime or 1.0 / (speed or DEFAULT_SPEED)
     stores = backend.stores(options.label)

@@ -107,7 +107,7 @@ def replay_scenario(base: Scenario, index: TraceIndex) -> Scenario:
         bursts={"every_s": 0.0},
         churn={"every_s": 0.0},
         prewarm={"every_s": 0.0, "compare": False},
-        faults={"double_prefix_writer": False},
+        defects={"double_prefix_writer": False},
         heartbeat={"every_s": heartbeat_s},
     )
     description = (

@@ -8,6 +8,7 @@ generator, and simulated time starts at a fixed epoch. Wall-clock figures are ke
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,13 +19,15 @@ from typing import Any, Protocol
 import simpy
 import simpy.rt
 
+from mw.faults import injected
 from mw.telemetry import hit_ratio
 from simulations import telemetry_truth
 from simulations import workloads as W
 from simulations.backends import Backend
+from simulations.fault_windows import WindowInjector, described
 from simulations.logwatch import LogWatch
 from simulations.model import START_EPOCH, Model
-from simulations.scenario import Scenario
+from simulations.scenario import Scenario, ScenarioError
 from simulations.series import Sampler
 from simulations.settings import for_run, reported
 
@@ -67,12 +70,20 @@ def run_once(
     else:
         env = simpy.Environment()
         start_epoch = START_EPOCH
+    if scenario.faults and config.tier_retry_s != 0:
+        raise ScenarioError(
+            f"{scenario.source or scenario.name}: [[faults]] need tier_retry_s = 0, the run has "
+            f"{config.tier_retry_s:g} (MW_TIER_RETRY_S?): the retry window is wall time"
+        )
     model = Model(env, scenario, config, start_epoch=start_epoch)
+    injector = WindowInjector(scenario.faults, lambda: env.now)
     log_path = None if options.log_dir is None else options.log_dir / f"{options.label}.log"
     try:
-        with LogWatch(model.double_prefix, log_path) as watch:
+        faults = injected(injector) if scenario.faults else contextlib.nullcontext()
+        with LogWatch(model.double_prefix, log_path) as watch, faults:
             outcome = _simulate(model, scenario, options, progress)
         summary = _summarise(model, scenario, options, outcome)
+        summary["faults"] = {"windows": described(scenario.faults), "failed_l2_calls": injector.failed_calls}
         summary["log_lines"] = watch.lines
         return summary
     finally:
@@ -252,6 +263,7 @@ def run_scenario(
         "deterministic": backend.deterministic and not realtime and engine is run_once,
         "engine": "simpy" if engine is run_once else getattr(getattr(engine, "func", engine), "__name__", "custom"),
         "verdict": verdict.as_dict(),
+        "faults": described(scenario.faults),
         "mlt": mlt,
         "runs": runs,
     }

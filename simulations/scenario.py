@@ -152,7 +152,7 @@ class HeartbeatSpec:
 
 
 @dataclass(frozen=True)
-class FaultSpec:
+class DefectSpec:
     """Deliberate defects, for proving the verdict fails: never on in a bundled scenario."""
 
     double_prefix_writer: bool = False
@@ -162,6 +162,35 @@ class FaultSpec:
     skip_invalidation: bool = False
     """Writers change Mlt and never tell the caches (no write-through, no ``invalidate_task``)."""
     every_s: float = 60.0
+
+
+FAULT_KINDS = {"l2_down": "Redis down"}
+"""``[[faults]]`` kinds the simulator applies in simulated time, and how reports name them."""
+FAULT_KINDS_LATER = ("l2_slow", "mlt_down", "pubsub_dropped", "agent_crash")
+"""Kinds of the issue's list not applied yet: refused by name rather than silently ignored."""
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    """One ``[[faults]]`` entry: at simulated ``at_s``, for ``for_s`` seconds, the fault ``kind``."""
+
+    kind: str
+    at_s: float
+    for_s: float
+
+    @property
+    def end_s(self) -> float:
+        return self.at_s + self.for_s
+
+    def __post_init__(self) -> None:
+        if self.kind in FAULT_KINDS_LATER:
+            raise ScenarioError(f"kind = {self.kind!r} is not applied by the simulator yet ({', '.join(FAULT_KINDS)})")
+        if self.kind not in FAULT_KINDS:
+            raise ScenarioError(f"kind = {self.kind!r} is not a fault kind ({', '.join(FAULT_KINDS)})")
+        for name in ("at_s", "for_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ScenarioError(f"{name} = {value!r}: a number of simulated seconds >= 0")
 
 
 @dataclass(frozen=True)
@@ -234,8 +263,9 @@ class Scenario:
     churn: ChurnSpec = field(default_factory=ChurnSpec)
     prewarm: PrewarmSpec = field(default_factory=PrewarmSpec)
     heartbeat: HeartbeatSpec = field(default_factory=HeartbeatSpec)
-    faults: FaultSpec = field(default_factory=FaultSpec)
+    defects: DefectSpec = field(default_factory=DefectSpec)
     targets: Targets = field(default_factory=Targets)
+    faults: tuple[FaultWindow, ...] = ()
 
     def config(self, environ: Mapping[str, str] | None = None, **extra: Any) -> MwConfig:
         """This scenario's runtime configuration: ``MW_*`` in ``environ`` (default ``os.environ``) over ``[runtime]``,
@@ -273,7 +303,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "churn": ChurnSpec,
     "prewarm": PrewarmSpec,
     "heartbeat": HeartbeatSpec,
-    "faults": FaultSpec,
+    "defects": DefectSpec,
     "targets": Targets,
 }
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(MwConfig)}
@@ -297,11 +327,30 @@ def _section(where: str, name: str, raw: Any) -> Any:
         raise ScenarioError(f"{where}: [{name}] {exc}") from None
 
 
+def _faults(where: str, raw: Any, runtime: dict[str, Any]) -> tuple[FaultWindow, ...]:
+    if not isinstance(raw, list) or not all(isinstance(entry, dict) for entry in raw):
+        raise ScenarioError(f"{where}: faults must be an array of tables ([[faults]])")
+    windows = []
+    for n, entry in enumerate(raw, 1):
+        _check_keys(where, f"[faults] #{n}", entry, FaultWindow)
+        try:
+            windows.append(FaultWindow(**entry))
+        except TypeError as exc:
+            raise ScenarioError(f"{where}: [[faults]] #{n}: {exc}") from None
+        except ScenarioError as exc:
+            raise ScenarioError(f"{where}: [[faults]] #{n}: {exc}") from None
+    if windows and runtime.get("tier_retry_s") != 0:
+        # The tier's retry window runs on the wall clock: in simulated time it would stretch a fault by an amount
+        # that depends on the machine's speed. With 0 every call tries again, so a fault ends when its window does.
+        raise ScenarioError(f"{where}: [[faults]] need [runtime] tier_retry_s = 0 (the retry window is wall time)")
+    return tuple(windows)
+
+
 def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
     """Build a scenario from parsed TOML; every problem is a :class:`ScenarioError` naming ``source`` and the key."""
     if "name" not in data or not isinstance(data["name"], str):
         raise ScenarioError(f'{source}: a scenario needs a top-level name = "..."')
-    unknown = sorted(set(data) - {"name", "description", "runtime", *_SECTIONS})
+    unknown = sorted(set(data) - {"name", "description", "runtime", "faults", *_SECTIONS})
     if unknown:
         raise ScenarioError(f"{source}: unknown table or key {unknown[0]!r}")
     runtime = dict(data.get("runtime", {}))
@@ -310,6 +359,7 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         raise ScenarioError(f"{source}: [runtime] {bad[0]!r} is not an MwConfig setting")
     kwargs: dict[str, Any] = {"name": data["name"], "description": data.get("description", ""), "source": source}
     kwargs["runtime"] = runtime
+    kwargs["faults"] = _faults(source, data.get("faults", []), runtime)
     for name in _SECTIONS:
         if name in data:
             kwargs[name] = _section(source, name, data[name])

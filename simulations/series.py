@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mw.errors import TierUnavailable
 from mw.keys import DOUBLE_PREFIX
 from simulations.measure import OUTCOMES
 from simulations.model import Model, Process
@@ -50,7 +51,11 @@ class Sampler:
 
     def scan_l2(self) -> None:
         model = self.model
-        found = model.admin.l2.scan_keys(f"*{DOUBLE_PREFIX}*")
+        try:
+            found = model.admin.l2.scan_keys(f"*{DOUBLE_PREFIX}*")
+        except TierUnavailable:  # L2 down (a fault window): this scan could not look
+            model.double_prefix.scans_failed += 1
+            return
         model.double_prefix.scans += 1
         model.double_prefix.l2_keys.update(found)
 

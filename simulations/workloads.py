@@ -25,7 +25,7 @@ from mw.keys import global_typed_key
 from mw.mlt import MltStore
 from simulations.distributions import Zipf
 from simulations.model import Agent, Model, Process
-from simulations.scenario import FaultSpec, HerdSpec, ItemsSpec, TasksSpec
+from simulations.scenario import DefectSpec, HerdSpec, ItemsSpec, TasksSpec
 from simulations.truth import BUS_LAG_S
 
 log = logging.getLogger("simulations")
@@ -144,7 +144,7 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
     """Mlt first, then the sanctioned global write: every other copy in the fleet is dropped, this one replaced.
 
     With ``items.invalidation_delay_s`` the caches hear of it that much later (a writer in another process);
-    with ``faults.skip_invalidation`` never (a defect: the truth still holds the writer to its bound).
+    with ``defects.skip_invalidation`` never (a defect: the truth still holds the writer to its bound).
     """
     spec = catalog.spec
     version = max(1, model.truth.version(item_id)) + 1
@@ -157,7 +157,7 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
     truth.superseded(item_id, version, now, now + truth.lag_s["item"], value)
     catalog.written.add(item_id)
     model.outcomes.writes += 1
-    if model.scenario.faults.skip_invalidation:
+    if model.scenario.defects.skip_invalidation:
         return
     if spec.invalidation_delay_s > 0:
         model.env.process(_write_through_later(model, me, spec, item_id, value))
@@ -178,6 +178,8 @@ def _write_through(model: Model, me: Agent | None, spec: ItemsSpec, item_id: str
         expire_at = manager.l0.expire_at(key)
         if expire_at is not None:
             model.loads.refreshed(key, expire_at - model.start_epoch)
+        else:  # no tier kept the write (L2 down): the old copies are gone, the next read loads
+            model.loads.invalidated(key)
 
 
 def herd_read(model: Model, me: Agent, item_id: str, herd: HerdSpec) -> Process:
@@ -325,7 +327,7 @@ class Tasks:
         """Mlt write, then ``invalidate_task`` (what ``MwManager.update_task_status`` does, with the sim's clock).
 
         With ``tasks.invalidation_delay_s`` the invalidation comes that much later (the task's worker in another
-        process, heard over the bus); with ``faults.skip_invalidation`` never (a defect).
+        process, heard over the bus); with ``defects.skip_invalidation`` never (a defect).
         """
         model = self.model
         row = dict(self.rows[task_id])
@@ -337,7 +339,7 @@ class Tasks:
         truth = model.truth
         truth.superseded(task_id, stored["version"], now, now + truth.lag_s["task"])
         self.transitions += 1
-        if model.scenario.faults.skip_invalidation:
+        if model.scenario.defects.skip_invalidation:
             return
         owner = self.owners[task_id]
         if self.spec.invalidation_delay_s > 0:
@@ -453,12 +455,12 @@ def double_prefix_writer(model: Model, every_s: float, kind: str, scope: str) ->
         n += 1
 
 
-def present_marked_absent(model: Model, faults: FaultSpec, catalog: Catalog) -> Process:
+def present_marked_absent(model: Model, defects: DefectSpec, catalog: Catalog) -> Process:
     """Buggy user code that takes a present item for deleted: drops it everywhere and marks it absent."""
     spec, rng = catalog.spec, random.Random(f"{model.seed}:mark-absent")
     admin = model.admin
     while True:
-        yield model.env.timeout(faults.every_s)
+        yield model.env.timeout(defects.every_s)
         item_id = catalog.ids[catalog.popularity.item(rng)]
         admin.del_global_item_typed(spec.kind, spec.scope, item_id)
         admin.set_negative_cache(spec.kind, spec.scope, item_id)
@@ -493,8 +495,8 @@ def start_all(
     p = scenario.prewarm
     if prewarming and p.every_s > 0:
         env.process(prewarm(model, p.every_s, p.top_n))
-    if scenario.faults.double_prefix_writer:
-        env.process(double_prefix_writer(model, scenario.faults.every_s, scenario.items.kind, scenario.items.scope))
-    if scenario.faults.mark_present_absent:
-        env.process(present_marked_absent(model, scenario.faults, catalog))
+    if scenario.defects.double_prefix_writer:
+        env.process(double_prefix_writer(model, scenario.defects.every_s, scenario.items.kind, scenario.items.scope))
+    if scenario.defects.mark_present_absent:
+        env.process(present_marked_absent(model, scenario.defects, catalog))
     return start

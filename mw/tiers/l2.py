@@ -158,8 +158,11 @@ class RedisTier:
             raise TierUnavailable(f"L2 {self.describe()} is marked down after a failure")
 
     def _failed(self, exc: BaseException) -> TierUnavailable:
+        was_up = not self._down_until
         self._down_until = time.monotonic() + self._retry_s
-        log.warning(
+        # Once per outage at WARNING: with a short retry window every call of an outage fails again.
+        log.log(
+            logging.WARNING if was_up else logging.DEBUG,
             "L2 %s failed: %s: %s (skipping L2 for %.1fs)",
             self.describe(),
             type(exc).__name__,

@@ -85,7 +85,7 @@ def test_ray_engine_gives_the_simpy_engines_summary_and_verdict(backend: Backend
 
 
 def test_ray_engine_verdict_catches_a_double_prefix_writer(backend: Backend) -> None:
-    scenario = small(agents=4, duration_s=60.0).with_overrides(faults={"double_prefix_writer": True, "every_s": 10.0})
+    scenario = small(agents=4, duration_s=60.0).with_overrides(defects={"double_prefix_writer": True, "every_s": 10.0})
     summary = run_on_ray(scenario, backend, RunOptions("cached"), speed=20)
     verdict = {c.name: c for c in judge(summary, scenario.targets).checks}
     assert not verdict["no_double_prefix"].passed

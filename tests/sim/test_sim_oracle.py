@@ -123,7 +123,7 @@ def test_delayed_item_write_through_within_the_bound_passes(simulate: Run) -> No
 def test_a_present_item_cached_as_absent_fails_no_stale_reads(simulate: Run) -> None:
     intact = simulate("staging-synthetic")
     assert check(intact, "no_stale_reads")["passed"]
-    broken = simulate("staging-synthetic", faults={"mark_present_absent": True, "every_s": 20.0})
+    broken = simulate("staging-synthetic", defects={"mark_present_absent": True, "every_s": 20.0})
     assert failed(broken) == {"no_stale_reads"}
     stale = broken["runs"]["cached"]["stale"]
     assert stale["stale_beyond_bounds"]["item"] > 0
@@ -131,7 +131,7 @@ def test_a_present_item_cached_as_absent_fails_no_stale_reads(simulate: Run) -> 
 
 
 def test_task_rows_served_after_a_skipped_invalidation_fail_no_stale_reads(simulate: Run) -> None:
-    broken = simulate("task-churn", faults={"skip_invalidation": True})
+    broken = simulate("task-churn", defects={"skip_invalidation": True})
     row = check(broken, "no_stale_reads")
     assert not row["passed"] and row["shortfall"].endswith("reads")
     stale = broken["runs"]["cached"]["stale"]
@@ -140,7 +140,7 @@ def test_task_rows_served_after_a_skipped_invalidation_fail_no_stale_reads(simul
 
 
 def test_items_served_after_a_skipped_write_through_fail_no_stale_reads(simulate: Run) -> None:
-    broken = simulate("staging-synthetic", items=HOT_WRITES, faults={"skip_invalidation": True})
+    broken = simulate("staging-synthetic", items=HOT_WRITES, defects={"skip_invalidation": True})
     assert not check(broken, "no_stale_reads")["passed"]
     assert broken["runs"]["cached"]["stale"]["stale_beyond_bounds"]["item"] > 0
 

@@ -17,7 +17,7 @@ def test_every_bundled_scenario_loads_and_states_targets() -> None:
         scenario = load_scenario(path)
         assert scenario.description.strip()
         assert scenario.targets.hit_ratio_week1 is not None
-        assert not scenario.faults.double_prefix_writer
+        assert not scenario.defects.double_prefix_writer
         scenario.config()
     assert load_scenario("week2-prewarm").targets.hit_ratio_week2 == 0.80
 

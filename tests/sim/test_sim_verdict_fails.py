@@ -46,7 +46,7 @@ def test_stampede_protection_off_fails_no_db_stampede(simulate: Run) -> None:
 
 
 def test_double_prefixing_writer_fails_no_double_prefix(simulate: Run) -> None:
-    broken = simulate("staging-synthetic", faults={"double_prefix_writer": True, "every_s": 30.0})
+    broken = simulate("staging-synthetic", defects={"double_prefix_writer": True, "every_s": 30.0})
     assert failed(broken) == {"no_double_prefix"}
     found = broken["runs"]["cached"]["double_prefix"]
     assert found["l2_keys"] > 0

@@ -1,0 +1,66 @@
+"""The L2 copy a write could not replace: never served after the outage, deleted once L2 answers.
+
+Found by ``mw-sim run redis-outage``: a write made while L2 was down left the old value in L2, and every reader
+after the outage got it for its whole TTL. An outage here is the fault seam failing every L2 call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from mw import MwManager
+from mw import keys as K
+from mw.faults import Fail, injected
+from mw.tiers import MISS
+
+Make = Callable[..., MwManager]
+KEY = K.global_typed_key("doc", "s", "1")
+
+
+@pytest.fixture
+def down() -> Callable[[], Iterator[None]]:
+    def fail_l2(point: str, _key: str | None) -> Fail | None:
+        return Fail(ConnectionError("Redis down (injected)")) if point.startswith("l2.") else None
+
+    return lambda: injected(fail_l2)  # type: ignore[return-value]
+
+
+def test_a_write_l2_missed_leaves_no_old_value_to_serve(make_manager: Make, down: Callable[[], object]) -> None:
+    a = make_manager("a", tier_retry_s=0.0)
+    b = make_manager("b", node="n2", tier_retry_s=0.0)
+    a.set_global_item_typed("doc", "s", "1", "v1")
+    with down():  # type: ignore[attr-defined]
+        a.set_global_item_typed("doc", "s", "1", "v2")
+    assert a.cluster.pending.deletes(KEY), "the old copy is to be deleted"
+    assert a.l2.get(KEY) is not None, "L2 still holds v1 until the replay"
+    assert b.get_item_typed("doc", "s", "1") is None, "v1 is not served (Mlt has no such item here: absent)"
+    a.cluster.replay()
+    assert a.l2.get(KEY) is None and not a.cluster.pending.deletes(KEY)
+
+
+def test_a_fresh_fill_settles_the_pending_delete(make_manager: Make, down: Callable[[], object]) -> None:
+    """A lease holder's fill put a fresh value in L2: it is served, not ignored until the replay lands."""
+    a = make_manager("a", tier_retry_s=0.0)
+    b = make_manager("b", node="n2", tier_retry_s=0.0)
+    a.set_global_item_typed("doc", "s", "1", "v1")
+    with down():  # type: ignore[attr-defined]
+        a.set_global_item_typed("doc", "s", "1", "v2")
+    assert b.get_or_load("doc", "s", "1", lambda: "v2") == "v2"
+    assert not a.cluster.pending.deletes(KEY)
+    c = make_manager("c", node="n3", tier_retry_s=0.0)
+    assert c.get_item_typed("doc", "s", "1") == "v2" and c.telemetry.l2_hits == 1
+
+
+def test_a_read_begun_before_a_replay_does_not_serve_what_it_deleted(make_manager: Make) -> None:
+    """The replay runs on a thread of its own: a read that got the old copy just before its DEL landed drops it."""
+    a = make_manager("a", tier_retry_s=0.0)
+    a.set_global_item_typed("doc", "s", "1", "v1")
+    data = a.l2.get(KEY)
+    assert data is not None
+    gen = a.cluster.generation
+    a.cluster.unreached([KEY], None, [KEY])
+    a.cluster.replay()
+    assert a.tiers.accept(KEY, data, gen, from_l2=True) is MISS
+    assert a.tiers.accept(KEY, data, a.cluster.generation, from_l2=True) == "v1", "a read begun after it is served"
