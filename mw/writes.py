@@ -93,7 +93,7 @@ def _delete_plan(tiers: AgentTiers, keys: list[str]) -> tuple[list[str], list[st
     """
     shared = [k for k in keys if not K.is_internal(k)]
     negs = [K.negative_key(k) for k in shared]
-    dropped = [*keys, *negs]
+    dropped = list(dict.fromkeys([*keys, *negs]))  # a caller may name a marker too (``task_keys``): once each
     tiers.cluster.drop_local(dropped)
     return dropped, [*negs, *(K.lease_key(k) for k in shared)], tiers.cluster.inv_message(dropped)
 
