@@ -99,18 +99,21 @@ class AgentTiers:
         return self.l0_get(K.organ_key(self.organ_id, item_id))
 
     # --- what a read from L1/L2 fills ----------------------------------------------------------------
-    def accept(self, key: str, data: bytes, gen: int, *, from_l2: bool, counted: bool = False) -> Any:
+    def accept(
+        self, key: str, data: bytes, gen: int, *, from_l2: bool, counted: bool = False, recheck: bool = False
+    ) -> Any:
         """Decode an envelope read from L1/L2 and fill the tiers above; a corrupt or expired one is a miss.
 
         ``gen`` is the cluster generation noted before the read: if anything was dropped since, the
         value is returned but not kept (it may be what an invalidation just removed). ``counted``: the
-        read was already counted as a miss (a value found after the lease, or the holder's): it is
-        neither an L2 hit nor, when corrupt, a second corrupt entry, so hits + misses stay the reads.
+        read was already counted as a miss (a value found after the lease, or the holder's): it is not
+        an L2 hit too, so hits + misses stay the reads. ``recheck``: the same entry the read's first
+        look saw, a corrupt one already counted.
         """
         try:
             value, expire_at, delta, size = self.cluster.codec.decode_sized(data)
         except CodecError as exc:
-            if counted:
+            if recheck:
                 return MISS
             self.telemetry.corrupt_entries += 1
             log.warning("Corrupt cache entry %s in %s treated as a miss: %s", key, "L2" if from_l2 else "L1", exc)

@@ -368,7 +368,7 @@ class LoadPlan:
     ``lead`` (this caller must load, then call ``finish_load``) or ``wait`` (call ``poll_load`` later).
     """
 
-    __slots__ = ("_effect", "_read", "_steps", "filled", "key", "state", "token", "value")
+    __slots__ = ("_effect", "_read", "_steps", "filled", "key", "shared", "state", "token", "value")
 
     def __init__(self, state: str, key: str, value: Any = None, token: bytes | None = None) -> None:
         self.state = state
@@ -376,6 +376,8 @@ class LoadPlan:
         self.value = value
         self.token = token
         self.filled = False
+        self.shared = False
+        """A ``hit``/``negative`` that is another caller's load (this read missed every tier: a miss)."""
         self._steps: Steps | None = None
         self._effect: Effect | None = None
         self._read: Read | None = None
@@ -447,7 +449,7 @@ def _no_loader() -> Any:
 
 def _done(plan: LoadPlan, outcome: Outcome) -> LoadPlan:
     plan._steps = plan._effect = plan._read = None
-    plan.value, plan.filled = outcome.value, outcome.filled
+    plan.value, plan.filled, plan.shared = outcome.value, outcome.filled, outcome.state == "shared"
     if outcome.state == "negative" or (outcome.state == "shared" and outcome.value is None):
         plan.state = "negative"
     else:

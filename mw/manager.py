@@ -348,7 +348,7 @@ class MwManager:
         key = K.task_key(task_id)
         self._hot_add(key)
         plan = self._reads.begin(key, self._task_fill_ttl)
-        self._count_task(plan.state in ("hit", "negative"))
+        self._count_task(plan.state in ("hit", "negative") and not plan.shared)
         return plan
 
     async def get_task_async(self, task_id: object) -> dict[str, Any] | None:

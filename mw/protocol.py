@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -334,7 +335,7 @@ def recheck(agent: AgentTiers, key: str, lkey: str, token: bytes) -> Generator[E
         return MISS
     found = MISS
     if data is not None:
-        found = agent.accept(key, data, gen, from_l2=True, counted=True)
+        found = agent.accept(key, data, gen, from_l2=True, counted=True, recheck=True)
     if found is MISS and agent.is_negative(neg, K.negative_key(key)):
         found = None
     if found is not MISS:
@@ -436,6 +437,9 @@ def release_aside(leases: Leases, telemetry: Telemetry, lkey: str, token: bytes)
     lock the release needs (the embedded server's, a connection pool's): releasing inline could
     deadlock. Waiting keeps the release as prompt as an inline one whenever nothing is held.
     """
+    if sys.is_finalizing():  # no new threads (``start`` may block for good): nothing else runs now either
+        release_now(leases, telemetry, lkey, token)
+        return
     try:
         releaser = threading.Thread(
             target=release_now, args=(leases, telemetry, lkey, token), daemon=True, name="mw-lease-release"

@@ -80,6 +80,8 @@ class Model:
         self.retired: list[Agent] = []
         self.landed: dict[str, simpy.Event] = {}
         self.rate_factor = 1.0
+        self.l1_visible = True
+        """Whether the simulator can look into the node tiers itself (not Ray's node actors)."""
         self.on_fill: dict[str, Callable[[Agent, str, float], None]] = {}
         """Hooks by item kind, called after a load filled a key (the herd schedules itself on expiry)."""
         self._agent_seq = 0
@@ -119,34 +121,55 @@ class Model:
     def lookup(self, agent: Agent, kind: str, scope: str, item_id: str, key: str) -> LoadPlan:
         """``begin_load``; a hit is credited to the tier that held ``key`` when the read began (looked at, not
         asked: the runtime's tier counters are what the telemetry check compares against this)."""
-        tier = self._holder(agent, key)
-        plan = agent.manager.begin_load(kind, scope, item_id)
-        self._began(agent, plan.state, tier)
-        return plan
+        return self._begin(agent, key, lambda: agent.manager.begin_load(kind, scope, item_id))
 
     def lookup_task(self, agent: Agent, task_id: str, key: str) -> LoadPlan:
         """``begin_task``: the runtime's own status TTL applies to what the read loads."""
-        tier = self._holder(agent, key)
-        plan = agent.manager.begin_task(task_id)
+        plan = self._begin(agent, key, lambda: agent.manager.begin_task(task_id))
         state = plan.state
-        self._began(agent, state, tier)
-        if state == "hit" or state == "negative":
+        if (state == "hit" or state == "negative") and not plan.shared:
             agent.seen.task_hits += 1
         else:
             agent.seen.task_misses += 1
         return plan
 
+    def _begin(self, agent: Agent, key: str, begin: Callable[[], LoadPlan]) -> LoadPlan:
+        tier = self._holder(agent, key)
+        if tier >= 0:
+            plan = begin()
+        else:
+            before = agent.manager.telemetry.l1_hits
+            plan = begin()
+            tier = 1 if agent.manager.telemetry.l1_hits != before else 2
+        self._began(agent, plan, tier)
+        return plan
+
     def _holder(self, agent: Agent, key: str) -> int:
-        """0, 1, 2: the first tier holding an unexpired copy of ``key`` (L2 if neither local tier does)."""
+        """0, 1, 2: the first tier holding an unexpired copy of ``key`` (L2 if neither local tier does); -1 when
+        the node tier is another process's (Ray's node actor: a look would be a remote call that the runtime
+        counts), and then the L1/L2 split of a hit is read from the runtime's L1 counter."""
         if key in agent.l0:
             return 0
+        if not self.l1_visible:
+            return -1
         expire_at = agent.l1.expire_at(key)
         if expire_at is not None and expire_at > self.clock():
             return 1
         return 2
 
-    def _began(self, agent: Agent, state: str, tier: int) -> None:
+    def _began(self, agent: Agent, plan: LoadPlan, tier: int) -> None:
+        """Count how the read began: a tier's answer, a negative one, or a miss (another caller's value counts as
+        a miss answered by it at once; a ``wait``/``lead`` one ends in :meth:`resolve`)."""
         o, seen = self.outcomes, agent.seen
+        state = plan.state
+        if state != "hit" and state != "negative":
+            seen.missed += 1
+            return
+        if plan.shared:
+            seen.missed += 1
+            o.coalesced += 1
+            seen.coalesced += 1
+            return
         if state == "hit":
             if tier == 0:
                 o.l0 += 1
@@ -157,7 +180,7 @@ class Model:
             else:
                 o.l2 += 1
                 seen.l2 += 1
-        elif state == "negative":
+        else:
             o.negative += 1
             seen.negative += 1
 

@@ -135,6 +135,7 @@ class SimShard:
             def __init__(self) -> None:
                 super().__init__(env, scenario, config, start_epoch=spec.start_epoch)
                 self._agent_seq = spec.index * AGENT_STRIDE  # agent names (and RNG streams) unique in the fleet
+                self.l1_visible = spec.l1 != "actor"
                 self.loads = _RecordingLoads(lambda: env.now)
                 self.truth = _RecordingTruth(self.wall_now)
                 self.item_prefix = f"global:item:{scenario.items.kind}:{scenario.items.scope}:"

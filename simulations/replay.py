@@ -5,7 +5,7 @@ object and its size (what Mlt is seeded with) and the single-cache comparison of
 (:mod:`simulations.single_cache`). Then each run (cached, baseline) reads it again through :class:`TraceReplay`, a
 :class:`simulations.runner.Workload`: every request is issued at its time (relative to the first request) by an agent
 drawn from a stream seeded by the scenario's seed, through ``Model.lookup`` / ``Model.resolve`` like every synthetic
-read, so it is counted, its loads judged, and its hit ratio is the fleet's ``mw_hit_ratio``.
+read, so it is counted, its loads judged, and its hit ratio is the fleet's observed one (the judged figure).
 
 :func:`replay_scenario` turns a base scenario (``--scenario``, else the defaults) into the scenario of the replay: its
 duration is the trace's span, its warm-up 10 % of it, the synthetic processes (tasks, herd, bursts, churn, prewarm,

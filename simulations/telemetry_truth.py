@@ -17,7 +17,7 @@ COUNTER_MAP: dict[str, tuple[str, ...]] = {
     "l0_hits": ("l0",),
     "l1_hits": ("l1",),
     "l2_hits": ("l2",),
-    "misses": ("coalesced", "load"),
+    "misses": ("missed",),
     "negative_cache_hits": ("negative",),
     "task_cache_hits": ("task_hits",),
     "task_cache_misses": ("task_misses",),

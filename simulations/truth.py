@@ -92,9 +92,9 @@ class Truth:
     def judge(self, record: str, version: int, started_at: float) -> int:
         """A read that started at ``started_at`` returned ``version`` of ``record``: FRESH, WITHIN or BEYOND."""
         current = self.current.get(record, 0)
-        if version >= current > 0:
+        if version == current > 0:
             return FRESH
-        if current == 0 or version < 1:
+        if current == 0 or version < 1 or version > current:
             return BEYOND  # a value of a record that never existed, or of a version never written
         versions = self.records[record]
         if versions.superseded_at[version - 1] > started_at:

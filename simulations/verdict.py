@@ -104,9 +104,12 @@ def judge(run: dict[str, Any], targets: Targets, *, tasks: bool = True) -> Verdi
             "no_stale_reads",
             "No stale reads beyond TTL/invalidation bounds",
             f"<= {limit}",
-            f"{n} of {checked} reads judged ({within} stale within the bounds)",
+            f"{n} of {checked} reads judged ({within} stale within the bounds)"
+            if checked
+            else "not exercised: no read could be judged",
             n <= limit,
             "" if n <= limit else f"+{n - limit} reads",
+            exercised=checked > 0,
         )
     )
     return Verdict(checks)

@@ -96,7 +96,9 @@ def test_a_get_task_policy_that_keeps_running_rows_long_fails_running_ttl(
     simulate: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The row's TTL is the runtime's own policy (``begin_task``), seen in the tiers; the simulator computes none."""
-    monkeypatch.setattr(MwManager, "_task_ttl", lambda self, row: 600.0 if row.get("status") == "running" else 10.0)
+    import mw.manager
+
+    monkeypatch.setattr(mw.manager, "cache_ttl_s", lambda row, *_: 600.0 if row.get("status") == "running" else 10.0)
     broken = simulate("task-churn")
     assert failed(broken) == {"running_ttl"}
     row = check(broken, "running_ttl")
@@ -168,3 +170,17 @@ def test_the_runtimes_own_switches_in_the_environment_fail_their_check_on_stagin
     assert failed(simulate("staging-synthetic", items=items, run=run)) == set()
     monkeypatch.setenv(variable, value)
     assert failed(simulate("staging-synthetic", items=items, run=run)) == {fails}
+
+
+def test_heartbeats_sent_while_reads_wait_on_a_slow_mlt_tell_the_truth(simulate: Run) -> None:
+    """The runtime counts a miss when the read begins; so does the simulator, or a heartbeat sent while a read
+    waits for a slow load would look like a lie."""
+    result = simulate(
+        "hot-key-herd",
+        run={"agents": 20, "duration_s": 60.0, "warmup_s": 10.0},
+        mlt={"median_ms": 3000.0, "p99_ms": 6000.0},
+        heartbeat={"every_s": 2.0},
+    )
+    hb = result["runs"]["cached"]["heartbeats"]
+    assert hb["sent"] > 200 and hb["untrue"] == 0, hb["untrue_examples"]
+    assert check(result, "telemetry_truth")["passed"]
