@@ -27,12 +27,18 @@ def down() -> Callable[[], Iterator[None]]:
     return lambda: injected(fail_l2)  # type: ignore[return-value]
 
 
-def test_a_write_l2_missed_leaves_no_old_value_to_serve(make_manager: Make, down: Callable[[], object]) -> None:
+def _v2_written_while_down(make_manager: Make, down: Callable[[], object]) -> tuple[MwManager, MwManager]:
+    """``a`` wrote v1, then v2 while L2 was down; ``b`` is another node of the same process."""
     a = make_manager("a", tier_retry_s=0.0)
     b = make_manager("b", node="n2", tier_retry_s=0.0)
     a.set_global_item_typed("doc", "s", "1", "v1")
     with down():  # type: ignore[attr-defined]
         a.set_global_item_typed("doc", "s", "1", "v2")
+    return a, b
+
+
+def test_a_write_l2_missed_leaves_no_old_value_to_serve(make_manager: Make, down: Callable[[], object]) -> None:
+    a, b = _v2_written_while_down(make_manager, down)
     assert a.cluster.pending.deletes(KEY), "the old copy is to be deleted"
     assert a.l2.get(KEY) is not None, "L2 still holds v1 until the replay"
     assert b.get_item_typed("doc", "s", "1") is None, "v1 is not served (Mlt has no such item here: absent)"
@@ -42,11 +48,7 @@ def test_a_write_l2_missed_leaves_no_old_value_to_serve(make_manager: Make, down
 
 def test_a_fresh_fill_settles_the_pending_delete(make_manager: Make, down: Callable[[], object]) -> None:
     """A lease holder's fill put a fresh value in L2: it is served, not ignored until the replay lands."""
-    a = make_manager("a", tier_retry_s=0.0)
-    b = make_manager("b", node="n2", tier_retry_s=0.0)
-    a.set_global_item_typed("doc", "s", "1", "v1")
-    with down():  # type: ignore[attr-defined]
-        a.set_global_item_typed("doc", "s", "1", "v2")
+    a, b = _v2_written_while_down(make_manager, down)
     assert b.get_or_load("doc", "s", "1", lambda: "v2") == "v2"
     assert not a.cluster.pending.deletes(KEY)
     c = make_manager("c", node="n3", tier_retry_s=0.0)
