@@ -679,6 +679,7 @@ def run_on_ray(
         wall = {"seed_s": round(seed_s, 3), "simulate_s": round(simulate_s, 3), "prepare_s": round(prepare_s, 3)}
         summary = _summarise(model, scenario, options, Outcome(sampler, tasks, wall))  # type: ignore[arg-type]
         summary["log_lines"] = sum(r["log_lines"] for r in results)
+        summary["faults"] = {"windows": [], "failed_l2_calls": 0}  # faults run on the SimPy engine only
         summary["engine"] = _engine(results, ready, address, factor, l1, lag_bound_s)
         return summary
     finally:

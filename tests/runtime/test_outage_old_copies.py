@@ -52,7 +52,8 @@ def test_a_fresh_fill_settles_the_pending_delete(make_manager: Make, down: Calla
     assert b.get_or_load("doc", "s", "1", lambda: "v2") == "v2"
     assert not a.cluster.pending.deletes(KEY)
     c = make_manager("c", node="n3", tier_retry_s=0.0)
-    assert c.get_item_typed("doc", "s", "1") == "v2" and c.telemetry.l2_hits == 1
+    # The replay (a thread of its own) may still delete the fresh copy: harmless, a miss; never the old value.
+    assert c.get_or_load("doc", "s", "1", lambda: "v2") == "v2"
 
 
 def test_a_read_begun_before_a_replay_does_not_serve_what_it_deleted(make_manager: Make) -> None:
