@@ -32,6 +32,7 @@ import logging
 import math
 import sys
 import threading
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -429,6 +430,11 @@ def release_now(leases: Leases, telemetry: Telemetry, lkey: str, token: bytes) -
 RELEASE_WAIT_S = 2.0
 """How long a dropped plan's close waits for its lease release before it lets the release finish alone."""
 
+_release_stalls = threading.local()
+"""Per thread: when a wait for a release last ran out. The collector may close many plans in one pass in a thread
+that holds the lock their releases need: after one wait runs out, the others in that pass do not wait (waiting
+2 s each stalled that thread past a lease's life, and another caller loaded the key it was loading)."""
+
 
 def release_aside(leases: Leases, telemetry: Telemetry, lkey: str, token: bytes) -> None:
     """Release a dropped plan's lease from a thread of its own, waited for a bounded time.
@@ -448,7 +454,12 @@ def release_aside(leases: Leases, telemetry: Telemetry, lkey: str, token: bytes)
     except RuntimeError:  # interpreter shutdown: no new threads
         release_now(leases, telemetry, lkey, token)
         return
+    stalled = getattr(_release_stalls, "at", None)
+    if stalled is not None and time.monotonic() - stalled < RELEASE_WAIT_S:
+        return
     releaser.join(RELEASE_WAIT_S)
+    if releaser.is_alive():
+        _release_stalls.at = time.monotonic()
 
 
 def lead_if_free(agent: AgentTiers, read: Read) -> Generator[Effect, Any, Outcome | None]:

@@ -241,6 +241,7 @@ class SimShard:
                 simulate_s = time.perf_counter() - started
             return self._result(late, simulate_s)
         finally:
+            model.finish_leads()
             for agent in list(model.agents):
                 agent.manager.close()
             if self.tier is not None:

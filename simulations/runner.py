@@ -87,6 +87,7 @@ def run_once(
         summary["log_lines"] = watch.lines
         return summary
     finally:
+        model.finish_leads()
         for agent in list(model.agents):
             agent.manager.close()
         model.admin.close()
