@@ -123,11 +123,18 @@ class Model:
     def lookup(self, agent: Agent, kind: str, scope: str, item_id: str, key: str) -> LoadPlan:
         """``begin_load``; a hit is credited to the tier that held ``key`` when the read began (looked at, not
         asked: the runtime's tier counters are what the telemetry check compares against this)."""
-        return self._begin(agent, key, lambda: agent.manager.begin_load(kind, scope, item_id))
+        tier = self._holder(agent, key)
+        before = agent.manager.telemetry.l1_hits if tier < 0 else 0
+        plan = agent.manager.begin_load(kind, scope, item_id)
+        self._began(agent, plan, tier if tier >= 0 else self._l1_or_l2(agent, before))
+        return plan
 
     def lookup_task(self, agent: Agent, task_id: str, key: str) -> LoadPlan:
         """``begin_task``: the runtime's own status TTL applies to what the read loads."""
-        plan = self._begin(agent, key, lambda: agent.manager.begin_task(task_id))
+        tier = self._holder(agent, key)
+        before = agent.manager.telemetry.l1_hits if tier < 0 else 0
+        plan = agent.manager.begin_task(task_id)
+        self._began(agent, plan, tier if tier >= 0 else self._l1_or_l2(agent, before))
         state = plan.state
         if (state == "hit" or state == "negative") and not plan.shared:
             agent.seen.task_hits += 1
@@ -135,16 +142,10 @@ class Model:
             agent.seen.task_misses += 1
         return plan
 
-    def _begin(self, agent: Agent, key: str, begin: Callable[[], LoadPlan]) -> LoadPlan:
-        tier = self._holder(agent, key)
-        if tier >= 0:
-            plan = begin()
-        else:
-            before = agent.manager.telemetry.l1_hits
-            plan = begin()
-            tier = 1 if agent.manager.telemetry.l1_hits != before else 2
-        self._began(agent, plan, tier)
-        return plan
+    @staticmethod
+    def _l1_or_l2(agent: Agent, l1_hits_before: int) -> int:
+        """Where a node tier cannot be looked into: L1 if the runtime's L1 counter moved during the read."""
+        return 1 if agent.manager.telemetry.l1_hits != l1_hits_before else 2
 
     def _holder(self, agent: Agent, key: str) -> int:
         """0, 1, 2: the first tier holding an unexpired copy of ``key`` (L2 if neither local tier does); -1 when
