@@ -189,19 +189,23 @@ def test_env_secrets_are_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert_no_secret(tmp_path, "hunter2", "hunter3")
 
 
-def planted(url: str, user: str, secret: str) -> tuple[str, str]:
-    """``url`` with ``user:secret`` in it (a local test server trusts local connections and accepts it); a server that
-    checks its own password keeps it, which is then the secret to look for."""
+def planted(url: str, user: str, secret: str) -> tuple[str, list[str]]:
+    """``url`` with ``user:secret`` in it (a local test server trusts local connections and accepts it), and what an
+    output must never hold: the secret, raw and percent-encoded. A server that checks its own password keeps it; that
+    password may be an ordinary word (a container's ``postgres:postgres``), so it is looked for where a URL puts it."""
     parts = urlsplit(url)
-    secret = parts.password or secret
+    own = parts.password
+    secret = own or secret
     netloc = f"{quote(parts.username or user, safe='')}:{quote(secret, safe='')}@{parts.hostname}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc)), secret
+    forms = {secret, quote(secret, safe="")}
+    needles = [f":{form}@" for form in forms] if own else sorted(forms)
+    return urlunsplit(parts._replace(netloc=netloc)), needles
 
 
 def test_server_secrets_are_masked(mw_redis_url: Any, mw_postgres_dsn: str, tmp_path: Path) -> None:
-    redis_url, redis_secret = planted(mw_redis_url.url, "default", "s3cr3t/r@dis")
-    dsn, pg_secret = planted(str(mw_postgres_dsn), "postgres", "s3cr3t/p@stgres")
-    secrets = [s for secret in (redis_secret, pg_secret) for s in (secret, quote(secret, safe=""))]
+    redis_url, redis_needles = planted(mw_redis_url.url, "default", "s3cr3t/r@dis")
+    dsn, pg_needles = planted(str(mw_postgres_dsn), "postgres", "s3cr3t/p@stgres")
+    secrets = [*redis_needles, *pg_needles]
     flags = ["--no-baseline", "--backend", "redis", "--redis-url", redis_url, "--mlt-dsn", dsn]
     assert main(["run", "hot-key-herd", *QUICK, *flags, "--out", str(tmp_path / "cli")]) in (EXIT_PASS, EXIT_FAIL)
     config = json.loads((tmp_path / "cli" / "result.json").read_text())["runs"]["cached"]["config"]
