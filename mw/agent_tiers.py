@@ -34,6 +34,8 @@ class AgentTiers:
     ``config`` defaults to :meth:`MwConfig.from_env` read now. ``node`` names the node whose L1 this
     agent shares (default: one per process). ``clock`` is the time seam every expiry reads. ``l1``
     gives a node made here a node tier that lives elsewhere (the Ray node actor), see ``Cluster.node``.
+    ``cluster``: the process this agent lives in (``mw.cluster.cluster_for(..., name=...)``), instead of the
+    one of ``config`` and ``clock``; ``config`` and ``clock`` then default to its own and may not differ.
     """
 
     def __init__(
@@ -44,10 +46,19 @@ class AgentTiers:
         node: str = DEFAULT_NODE,
         clock: Clock | None = None,
         l1: Any = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.organ_id = K.check_component("organ_id", organ_id)
-        self.config = MwConfig.from_env() if config is None else config
-        self.cluster: Cluster = cluster_for(self.config, clock)
+        if cluster is not None:
+            if config is not None and config != cluster.config:
+                raise ValueError(f"config differs from the configuration of cluster {cluster.name!r}")
+            if clock is not None and clock is not cluster.clock:
+                raise ValueError(f"clock is not the clock of cluster {cluster.name!r}")
+            self.config = cluster.config
+            self.cluster: Cluster = cluster
+        else:
+            self.config = MwConfig.from_env() if config is None else config
+            self.cluster = cluster_for(self.config, clock)
         self.clock = self.cluster.clock
         self.node = self.cluster.node(node, l1)
         self.enabled = self.config.enabled

@@ -1,9 +1,14 @@
 """What managers share: a cluster (L2 connection pool, Mlt pool, codec, clock) and its nodes (L1 each).
 
 Managers built in one process from equal configuration (and the same clock) get the same cluster, so
-they share one Redis pool, one Mlt pool and the default node's L1. The simulator asks for several
-named nodes in one cluster; each has its own L1. The cluster also knows every live manager, which is
-how a delete or a write on one agent reaches the L0 of every other agent in the process.
+they share one Redis pool, one Mlt pool and the default node's L1. A cluster may have several named
+nodes, each with its own L1. The cluster also knows every live manager, which is how a delete or a
+write on one agent reaches the L0 of every other agent in the process.
+
+A cluster stands for one process. ``cluster_for(..., name=...)`` makes clusters that share nothing but
+the servers in one process, as separate processes would (the simulator's nodes, one cluster each), and
+``transport=`` gives one a bus that another carrier than Redis pub/sub carries
+(:class:`mw.invalidation.BusTransport`).
 
 A write or delete that could not reach L2 is dropped from this process's tiers at once and kept in the
 cluster's :class:`PendingInvalidations`; once L2 answers again (``RedisTier.on_recovered``, the next
@@ -14,6 +19,7 @@ the bus (``MW_PUBSUB=false``) only deletes are replayed, on the next write or de
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -27,7 +33,7 @@ from mw.codec import Codec
 from mw.config import MwConfig
 from mw.errors import TierUnavailable
 from mw.flight import Flight
-from mw.invalidation import LANDED_CHANNEL, InvalidationBus, PendingInvalidations
+from mw.invalidation import LANDED_CHANNEL, BusTransport, InvalidationBus, PendingInvalidations
 from mw.lease import Leases
 from mw.mlt import MltStore, open_store
 from mw.tiers.l0 import HolderIndex, L0Cache
@@ -37,6 +43,8 @@ from mw.tiers.l2 import RedisTier
 log = logging.getLogger("mw.cluster")
 
 DEFAULT_NODE = "local"
+DEFAULT_CLUSTER = "process"
+"""The name of a process's cluster when nobody asks for another one."""
 
 
 class Node:
@@ -49,9 +57,21 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, config: MwConfig, clock: Clock) -> None:
+    """One process's shared tiers (see the module doc); ``name`` tells clusters of one configuration apart."""
+
+    def __init__(
+        self,
+        config: MwConfig,
+        clock: Clock,
+        *,
+        name: str = DEFAULT_CLUSTER,
+        transport: BusTransport | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.name = name
+        self.transport = transport
+        """What carries this cluster's bus messages; ``None``: Redis pub/sub, with a subscriber thread."""
         self.codec = Codec(config.codec, config.compress_min_bytes, config.max_value_bytes)
         self._lock = threading.Lock()
         self._l2: RedisTier | None = None
@@ -94,8 +114,15 @@ class Cluster:
                     if c.pubsub:
                         wait_s = max(0.05, 2 * c.redis_timeout_s)
                         bus = self._bus = InvalidationBus(
-                            l2, self.drop_local, self.flush_local, timeout_s=wait_s, on_tick=self._tick
+                            l2,
+                            self.drop_local,
+                            self.flush_local,
+                            timeout_s=wait_s,
+                            on_tick=self._tick,
+                            transport=self.transport,
                         )
+                        if self.transport is not None:
+                            l2.publisher = functools.partial(self.transport.send, bus)
                     l2.on_recovered.append(self._l2_recovered)
                     self._l2 = l2
             # Waited for outside the lock: a Redis that does not answer must not hold up other users.
@@ -108,7 +135,7 @@ class Cluster:
         if self.closed:
             self.closed = False
             with _registry_lock:
-                _clusters.setdefault((self.config, id(self.clock)), self)
+                _clusters.setdefault((self.config, id(self.clock), self.name), self)
                 _clocks[id(self.clock)] = self.clock
 
     @property
@@ -295,21 +322,32 @@ class Cluster:
             self._l2 = self._mlt = None
 
 
-_clusters: dict[tuple[MwConfig, int], Cluster] = {}
+_clusters: dict[tuple[MwConfig, int, str], Cluster] = {}
 _clocks: dict[int, Clock] = {}
 _registry_lock = threading.Lock()
 
 
-def cluster_for(config: MwConfig, clock: Clock | None = None) -> Cluster:
-    """The process's cluster for this configuration and clock, made on first use."""
+def cluster_for(
+    config: MwConfig,
+    clock: Clock | None = None,
+    *,
+    name: str = DEFAULT_CLUSTER,
+    transport: BusTransport | None = None,
+) -> Cluster:
+    """The cluster ``name`` for this configuration and clock, made on first use (with ``transport``).
+
+    Asking for an existing open cluster with another transport is a ``ValueError``: its bus is made already.
+    """
     clock = system_clock if clock is None else clock
-    key = (config, id(clock))
+    key = (config, id(clock), name)
     with _registry_lock:
         cluster = _clusters.get(key)
         if cluster is None or cluster.closed:
-            cluster = Cluster(config, clock)
+            cluster = Cluster(config, clock, name=name, transport=transport)
             _clusters[key] = cluster
             _clocks[id(clock)] = clock  # keeps the clock alive so its id is not reused while keyed
+        elif transport is not None and cluster.transport is not transport:
+            raise ValueError(f"cluster {name!r} exists with another bus transport ({cluster.transport!r})")
         return cluster
 
 

@@ -21,6 +21,12 @@ afresh (never taken for a gap), and forgetting one with an open hole flushes.
 
 The same thread receives ``mw:landed`` messages (a lease holder filled a key) and wakes the
 waiters registered for that key, in this process's threads and event loops.
+
+A :class:`BusTransport` replaces Redis pub/sub as the carrier (the simulator's, which must stay
+single-threaded and replay under a seed): then no subscriber thread runs; the messages L2 commands
+carry are handed to the transport once Redis took the command, the transport hands other clusters'
+messages to :meth:`InvalidationBus.deliver` (the same receive path: sequences, gaps, flushes), and
+calls :meth:`InvalidationBus.check` where the thread would look for holes. Time is the transport's.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from mw.tiers.l2 import RedisTier
 
@@ -235,8 +241,31 @@ class Waiters:
             wake()
 
 
+class BusTransport(Protocol):
+    """What carries a cluster's bus messages instead of Redis pub/sub (see the module doc)."""
+
+    def now(self) -> float:
+        """The transport's time in seconds: message stamps, lag and the gap grace are measured on it."""
+        ...
+
+    def attach(self, bus: InvalidationBus) -> None:
+        """``bus`` receives from now on (:meth:`InvalidationBus.deliver`) what other buses send."""
+        ...
+
+    def detach(self, bus: InvalidationBus) -> None:
+        """``bus`` receives no more."""
+        ...
+
+    def send(self, bus: InvalidationBus, channel: str, payload: bytes) -> None:
+        """``bus`` published ``payload`` on ``channel`` (logical name); Redis took the command carrying it."""
+        ...
+
+
 class InvalidationBus:
-    """Publisher and subscriber of one cluster. ``drop`` and ``flush`` act on the local tiers."""
+    """Publisher and subscriber of one cluster. ``drop`` and ``flush`` act on the local tiers.
+
+    ``transport``: another carrier than Redis pub/sub (no subscriber thread; see the module doc).
+    """
 
     def __init__(
         self,
@@ -248,8 +277,14 @@ class InvalidationBus:
         on_tick: Callable[[], object] | None = None,
         max_origins: int = MAX_ORIGINS,
         origin_idle_s: float = ORIGIN_IDLE_S,
+        transport: BusTransport | None = None,
     ) -> None:
         self.l2 = l2
+        self.transport = transport
+        self._now: Callable[[], float] = time.monotonic if transport is None else transport.now
+        """Gap grace and idle origins are measured on this."""
+        self._stamp: Callable[[], float] = time.time if transport is None else transport.now
+        """Messages are stamped, and their lag measured, on this (another process compares the stamp)."""
         self.timeout_s = timeout_s
         self.origin = uuid.uuid4().hex[:16]
         self._seq = itertools.count(1)
@@ -279,12 +314,12 @@ class InvalidationBus:
     # --- publishing ------------------------------------------------------------------------------------
     def message(self, keys: Iterable[str]) -> tuple[str, bytes]:
         """The (channel, payload) to publish with a command that changes ``keys``."""
-        body = {"o": self.origin, "s": next(self._seq), "k": list(keys), "t": time.time()}
+        body = {"o": self.origin, "s": next(self._seq), "k": list(keys), "t": self._stamp()}
         return INV_CHANNEL, json.dumps(body, separators=(",", ":")).encode()
 
     def replay_message(self, batch: Unreached) -> tuple[str, bytes]:
         """The message that stands for the lost ones of ``batch``: their keys and numbers, or a flush."""
-        body: dict[str, Any] = {"o": self.origin, "s": next(self._seq), "k": list(batch.keys), "t": time.time()}
+        body: dict[str, Any] = {"o": self.origin, "s": next(self._seq), "k": list(batch.keys), "t": self._stamp()}
         if batch.flush:
             body["f"] = 1
         elif batch.seqs:
@@ -303,6 +338,12 @@ class InvalidationBus:
         Not answering in time is not an error: the thread keeps trying, and flushes the local tiers when it
         first subscribes after copies may have been served (messages before that could not be received).
         """
+        if self.transport is not None:
+            if not self._ready.is_set():
+                self.transport.attach(self)
+                self._ready.set()
+                self.connected = True
+            return True
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=f"mw-inv-{self.origin[:6]}", daemon=True)
@@ -325,6 +366,12 @@ class InvalidationBus:
         self._wake.set()
 
     def stop(self) -> None:
+        if self.transport is not None:
+            if self._ready.is_set():
+                self.transport.detach(self)
+            self.connected = False
+            self._stop.set()
+            return
         self._stop.set()
         self._wake.set()
         if self._thread is not None and self._ready.is_set():
@@ -406,6 +453,22 @@ class InvalidationBus:
             finally:
                 self._close_pubsub()
 
+    # --- a transport's receive path ---------------------------------------------------------------------
+    def deliver(self, channel: str, payload: bytes) -> None:
+        """A message a transport carried to this bus (``channel`` logical), received as the subscriber receives one."""
+        if self._stop.is_set():
+            return
+        if channel == INV_CHANNEL:
+            self._on_invalidation(payload)
+        elif channel == LANDED_CHANNEL:
+            self.waiters.wake(payload.decode())
+
+    def check(self) -> None:
+        """Count holes open longer than ``GAP_GRACE_S`` as losses (a flush each) and forget idle origins: what the
+        subscriber thread does between messages, for a transport to call as often."""
+        if not self._stop.is_set():
+            self._check_gaps()
+
     def _tick(self) -> None:
         """Let the cluster retry what could not reach L2 (it rate-limits itself)."""
         if self._on_tick is not None:
@@ -438,7 +501,7 @@ class InvalidationBus:
         self._drop(keys)
         if flush:
             self._flush_all(f"{origin} could not reach L2 with more changes than it could list")
-        self.lag.add(time.time() - sent)
+        self.lag.add(self._stamp() - sent)
         self._sequence(origin, seq, covers, flush=flush)
 
     def _sequence(self, origin: str, seq: int, covers: Iterable[int] = (), *, flush: bool = False) -> None:
@@ -447,7 +510,7 @@ class InvalidationBus:
 
         ``covers``: numbers of lost messages this one stands for; ``flush``: it stands for every earlier one.
         """
-        now = time.monotonic()
+        now = self._now()
         state = self._origins.get(origin)
         if state is None:  # new, or forgotten: nothing to compare with, so never a gap
             self._origins[origin] = _Origin(seq + 1, now)
@@ -492,7 +555,7 @@ class InvalidationBus:
                 self._flush_all(f"forgot {origin} with message {state.next} missing")
 
     def _check_gaps(self) -> None:
-        now = time.monotonic()
+        now = self._now()
         for origin, state in list(self._holes.items()):
             if state.since is not None and now - state.since > GAP_GRACE_S:
                 missing = state.next

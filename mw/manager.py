@@ -21,7 +21,7 @@ from mw import protocol as P
 from mw.agent_tiers import AgentTiers
 from mw.claims import Claims
 from mw.clock import Clock
-from mw.cluster import DEFAULT_NODE
+from mw.cluster import DEFAULT_NODE, Cluster
 from mw.config import MwConfig
 from mw.prewarm import prewarm
 from mw.readthrough import LoadPlan, ReadThrough
@@ -46,8 +46,9 @@ class MwManager:
         node: str = DEFAULT_NODE,
         clock: Clock | None = None,
         l1: Any = None,
+        cluster: Cluster | None = None,
     ) -> None:
-        tiers = AgentTiers(organ_id, config, node=node, clock=clock, l1=l1)
+        tiers = AgentTiers(organ_id, config, node=node, clock=clock, l1=l1, cluster=cluster)
         self.tiers = tiers
         """The agent's view of the tiers, which the protocol's steps read and fill (tests drive them with it)."""
         self._reads = ReadThrough(tiers)

@@ -1,5 +1,9 @@
 """The simulated fleet: agents (real ``MwManager`` objects) on nodes, one L2, one Mlt, and the read path in sim time.
 
+Each node is a cluster of its own (``mw.cluster.cluster_for(..., name=node)``), as a process of its own would be: a
+write reaches the tiers of the other nodes only over the bus (:mod:`simulations.sim_bus`, or Redis pub/sub when no
+simulated bus is given).
+
 A read first asks the runtime's split-phase read-through (``begin_load``). A hit is answered at once. A miss that
 leads queries the real Mlt, then holds its lease for a simulated latency before ``finish_load``, so agents arriving
 in that window really find the lease held and wait in simulated time (woken when the leader lands, or by polling as
@@ -15,7 +19,9 @@ from typing import Any
 import simpy
 
 from mw import MwConfig, MwManager
+from mw.cluster import Cluster, cluster_for
 from mw.errors import TierUnavailable
+from mw.invalidation import BusTransport
 from mw.mlt import MISSING, MltStore
 from mw.protocol import POLL_S
 from mw.readthrough import LoadPlan
@@ -61,6 +67,8 @@ class Model:
         config: MwConfig,
         *,
         start_epoch: float = START_EPOCH,
+        bus: BusTransport | None = None,
+        cross_node_lag_s: float = 0.0,
     ) -> None:
         self.env = env
         self.scenario = scenario
@@ -88,6 +96,18 @@ class Model:
         """Hooks by item kind, called after a load filled a key (the herd schedules itself on expiry)."""
         self._agent_seq = 0
         self._nodes = [f"node-{i}" for i in range(max(1, scenario.run.nodes))]
+        self.bus = bus
+        """What carries the nodes' invalidations (``None``: Redis pub/sub, each cluster's subscriber thread)."""
+        self.cross_node_lag_s = cross_node_lag_s if len(self._nodes) > 1 else 0.0
+        """The tolerance of a writer on another node: the bound of the bus's lag (0 with one node: every writer is
+        in the reader's process)."""
+        self.clusters: dict[str, Cluster] = {
+            node: cluster_for(config, self.clock, name=node, transport=bus) for node in self._nodes
+        }
+        """One cluster per node, as one process per node would have."""
+        if bus is not None:
+            for cluster in self.clusters.values():  # every bus listens from the start, in node order
+                _ = cluster.bus
         self.caching = config.enabled
         self.negative_ttl_s = config.negative_ttl_s
         first = self._manager("bootstrap", self._nodes[0])
@@ -98,7 +118,12 @@ class Model:
 
     # --- agents ---------------------------------------------------------------------------------------
     def _manager(self, name: str, node: str) -> MwManager:
-        return MwManager(name, self.config, node=node, clock=self.clock)
+        return MwManager(name, node=node, cluster=self.clusters[node])
+
+    def close_clusters(self) -> None:
+        """Close every node's cluster (pools, connections, its bus)."""
+        for cluster in self.clusters.values():
+            cluster.close()
 
     def add_agent(self) -> Agent:
         seq = self._agent_seq

@@ -9,6 +9,7 @@ generator, and simulated time starts at a fixed epoch. Wall-clock figures are ke
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from simulations.model import START_EPOCH, Model
 from simulations.scenario import Scenario, ScenarioError
 from simulations.series import Sampler
 from simulations.settings import for_run, reported
+from simulations.sim_bus import SimBus
+from simulations.truth import BUS_LAG_S
 
 Progress = Callable[[str, float, float, float], None]
 """``(run label, simulated now, duration, running hit ratio)``."""
@@ -75,7 +78,26 @@ def run_once(
             f"{scenario.source or scenario.name}: [[faults]] need tier_retry_s = 0, the run has "
             f"{config.tier_retry_s:g} (MW_TIER_RETRY_S?): the retry window is wall time"
         )
-    model = Model(env, scenario, config, start_epoch=start_epoch)
+    drops = [(w.at_s, w.end_s) for w in scenario.faults if w.kind == "pubsub_dropped"]
+    bus = None
+    if not (options.realtime and backend.name != "embedded"):  # there, the real bus: Redis pub/sub
+        bus = SimBus(env, lambda: start_epoch + env.now, random.Random(f"{scenario.run.seed}:bus"), drops=drops)
+    elif drops:
+        raise ScenarioError(
+            f"{scenario.source or scenario.name}: pubsub_dropped needs the simulated bus; with --realtime on "
+            f"{backend.name} the nodes use Redis pub/sub"
+        )
+    model = Model(
+        env,
+        scenario,
+        config,
+        start_epoch=start_epoch,
+        bus=bus,
+        cross_node_lag_s=BUS_LAG_S if bus is None else bus.lag.max_s,
+    )
+    if bus is not None:
+        bus.truth = model.truth
+        env.process(bus.run())
     injector = WindowInjector(scenario.faults, lambda: env.now)
     log_path = None if options.log_dir is None else options.log_dir / f"{options.label}.log"
     try:
@@ -84,6 +106,8 @@ def run_once(
             outcome = _simulate(model, scenario, options, progress)
         summary = _summarise(model, scenario, options, outcome)
         summary["faults"] = {"windows": described(scenario.faults), "failed_l2_calls": injector.failed_calls}
+        if bus is not None:
+            summary["faults"]["dropped_messages"] = bus.dropped
         summary["log_lines"] = watch.lines
         return summary
     finally:
@@ -91,7 +115,7 @@ def run_once(
         for agent in list(model.agents):
             agent.manager.close()
         model.admin.close()
-        model.cluster.close()
+        model.close_clusters()
         stores.cleanup()
 
 
@@ -165,8 +189,15 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
     lifetimes = {a.name: (run.duration_s if a.died is None else a.died) - a.born for a in model.all_agents()}
     model.heartbeats.account(lifetimes)
     telemetry = [a.manager.telemetry for a in model.all_agents()]
-    all_requests = sum(totals[o] for o in ("l0", "l1", "l2", "negative", "coalesced", "load"))
     config = model.config
+    bus = model.bus
+    buses = [c.bus for c in model.clusters.values() if c.bus is not None]
+    bus_summary: dict[str, Any] = {"pubsub": config.pubsub}
+    if isinstance(bus, SimBus):
+        bus_summary.update(bus.summary())
+    else:
+        bus_summary.update(transport="redis", flushes=sum(b.flushes for b in buses))
+    all_requests = sum(totals[o] for o in ("l0", "l1", "l2", "negative", "coalesced", "load"))
     wall["requests_per_s"] = round(all_requests / wall["simulate_s"], 1) if wall["simulate_s"] else 0.0
     return {
         "label": options.label,
@@ -202,6 +233,7 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
         "lease_waits": sum(t.lease_waits for t in telemetry),
         "stale_sets_prevented": sum(t.stale_sets_prevented for t in telemetry),
         "tier_errors": totals["l2_errors"] + totals["mlt_errors"],
+        "bus": bus_summary,
         "hot_items": _hot_items(model),
         "tasks": {"created": tasks.created, "transitions": tasks.transitions} if tasks is not None else {},
         "series": sampler.rows,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mw import MwConfig
-from simulations.settings import WHY_NO_BUS, Forced, resolve
+from simulations.settings import resolve
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -164,9 +164,9 @@ class DefectSpec:
     every_s: float = 60.0
 
 
-FAULT_KINDS = {"l2_down": "Redis down"}
+FAULT_KINDS = {"l2_down": "Redis down", "pubsub_dropped": "bus messages dropped"}
 """``[[faults]]`` kinds the simulator applies in simulated time, and how reports name them."""
-FAULT_KINDS_LATER = ("l2_slow", "mlt_down", "pubsub_dropped", "agent_crash")
+FAULT_KINDS_LATER = ("l2_slow", "mlt_down", "agent_crash")
 """Kinds of the issue's list not applied yet: refused by name rather than silently ignored."""
 
 
@@ -269,10 +269,9 @@ class Scenario:
 
     def config(self, environ: Mapping[str, str] | None = None, **extra: Any) -> MwConfig:
         """This scenario's runtime configuration: ``MW_*`` in ``environ`` (default ``os.environ``) over ``[runtime]``,
-        the simulator's ``pubsub=False``, then ``extra`` (backend URLs, broken settings). Runs layer their own
-        settings with :func:`simulations.settings.for_run`, which also says where each value came from."""
-        forced = {"pubsub": Forced(False, WHY_NO_BUS)}
-        return resolve(self.runtime, simulator=forced, overrides=extra, environ=environ).config
+        then ``extra`` (backend URLs, broken settings). Runs layer their own settings with
+        :func:`simulations.settings.for_run`, which also says where each value came from."""
+        return resolve(self.runtime, overrides=extra, environ=environ).config
 
     def with_overrides(self, **sections: dict[str, Any]) -> Scenario:
         """A copy with some fields of some tables replaced, e.g. ``with_overrides(run={"agents": 10})``."""

@@ -3,8 +3,9 @@
 Layers, lowest first: :class:`mw.MwConfig`'s defaults < the scenario's ``[runtime]`` < ``MW_*`` variables in the
 environment (parsed by ``MwConfig.from_env``, so a bad value is mw's :class:`~mw.errors.ConfigError` naming the
 variable) < what the simulator must set (each run's backend stores, ``enabled=False`` for the baseline, the per-run
-``rng_seed``, ``pubsub``) < explicit overrides (tests breaking a configuration on purpose). A run that silently
-ignored ``MW_TASK_TTL_RUNNING_S=100`` would pass while production fails; here it runs with 100 s and says so.
+``rng_seed``; ``pubsub`` on the Ray engine only) < explicit overrides (tests breaking a configuration on purpose). A
+run that silently ignored ``MW_TASK_TTL_RUNNING_S=100`` would pass while production fails; here it runs with 100 s
+and says so.
 
 Task TTLs layer per status: ``MW_TASK_TTL_RUNNING_S`` alone changes only ``running``. ``MW_ENABLED=false`` is
 honoured in the cached run too (its checks then fail: that is what such a deployment would get).
@@ -29,9 +30,6 @@ TTLS = "task_ttls_s"
 WHY_STORES = "the backend gives every run its own Redis namespace and Mlt database (--backend)"
 WHY_BASELINE = "the baseline run measures Mlt without the cache"
 WHY_SEED = "the simulator seeds every run's random stream from the scenario's seed, so a run replays exactly"
-WHY_NO_BUS = (
-    "the simulated nodes share one in-process cluster, so a bus has nothing to carry (a simulated bus comes later)"
-)
 WHY_BUS = "the Ray engine's shards are separate processes: invalidations travel on the Redis bus"
 
 
@@ -119,11 +117,15 @@ def for_run(
     *,
     caching: bool,
     rng_seed: int | str | None,
-    pubsub: bool = False,
+    pubsub: bool | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Effective:
-    """A simulated run's configuration: ``stores`` are the backend's settings for it (URLs and namespace)."""
+    """A simulated run's configuration: ``stores`` are the backend's settings for it (URLs and namespace).
+
+    ``pubsub``: forced (the Ray engine's shards need the bus); ``None`` leaves it to the layers below (the SimPy
+    engine's nodes are clusters of their own, joined by the simulated bus: ``MW_PUBSUB=false`` is honoured).
+    """
     return resolve(
         runtime,
         simulator=simulator_settings(stores, caching=caching, rng_seed=rng_seed, pubsub=pubsub),
@@ -133,11 +135,12 @@ def for_run(
 
 
 def simulator_settings(
-    stores: Mapping[str, Any], *, caching: bool, rng_seed: int | str | None, pubsub: bool = False
+    stores: Mapping[str, Any], *, caching: bool, rng_seed: int | str | None, pubsub: bool | None = None
 ) -> dict[str, Forced]:
     forced = {name: Forced(value, WHY_STORES) for name, value in stores.items()}
     forced["rng_seed"] = Forced(rng_seed, WHY_SEED)
-    forced["pubsub"] = Forced(pubsub, WHY_BUS if pubsub else WHY_NO_BUS)
+    if pubsub is not None:
+        forced["pubsub"] = Forced(pubsub, WHY_BUS)
     if not caching:
         forced["enabled"] = Forced(False, WHY_BASELINE)
     return forced
@@ -148,6 +151,7 @@ def reported(
     runtime: Mapping[str, Any],
     *,
     caching: bool,
+    pubsub: bool | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
@@ -162,7 +166,7 @@ def reported(
         stores,
         caching=caching,
         rng_seed=config.rng_seed,
-        pubsub=config.pubsub,
+        pubsub=pubsub,
         overrides=overrides,
         environ=environ,
     )

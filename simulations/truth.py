@@ -60,6 +60,8 @@ class Truth:
         self.lag_s: dict[str, float] = {"item": 0.0, "task": 0.0, "herd": 0.0}
         """Tolerance by record class: how long after an Mlt change the previous answer is still within the bounds.
         The workloads set it from their writers (0: in-process, at once; :data:`BUS_LAG_S`: over the bus)."""
+        self._holds: dict[tuple[str, int], list[float]] = {}
+        """Versions held open by lost invalidations: ``[losses holding it, the deadline it gets when released]``."""
 
     def created(
         self, record: str, version: int = 1, at: float = -INF, deadline: float | None = None, value: object = None
@@ -107,6 +109,33 @@ class Truth:
         if versions is None or started_at < versions.born:
             return FRESH
         return WITHIN if started_at <= versions.born_deadline else BEYOND
+
+    def hold(self, record: str, now: float) -> list[tuple[str, int]]:
+        """The invalidation of ``record`` sent at ``now`` was lost: every older version still acceptable now stays
+        acceptable until :meth:`release` (the receivers cannot know yet). Returns the versions held."""
+        versions = self.records.get(record)
+        if versions is None:
+            return []
+        held = []
+        for v in range(1, versions.current):
+            deadline = versions.deadlines[v - 1]
+            if deadline >= now:
+                entry = self._holds.setdefault((record, v), [0, deadline])
+                entry[0] += 1
+                versions.deadlines[v - 1] = INF
+                held.append((record, v))
+        return held
+
+    def release(self, held: list[tuple[str, int]], deadline: float) -> None:
+        """The loss behind ``held`` (from :meth:`hold`) is detectable now: those versions are acceptable until
+        ``deadline`` (or their own, if later), once no other loss holds them."""
+        for record, v in held:
+            entry = self._holds[(record, v)]
+            entry[0] -= 1
+            entry[1] = max(entry[1], deadline)
+            if entry[0] == 0:
+                del self._holds[(record, v)]
+                self.records[record].deadlines[v - 1] = entry[1]
 
     def version(self, record: str) -> int:
         """Mlt's current version of ``record`` (0: it does not exist)."""

@@ -73,8 +73,9 @@ class Catalog:
 
 def tolerate(model: Model, what: str, delay_s: float) -> None:
     """The tolerance of a record class: a writer that tells the caches at once is held to the in-process bound (0),
-    one whose invalidation arrives ``delay_s`` later (over the bus) to :data:`simulations.truth.BUS_LAG_S`."""
-    lag = BUS_LAG_S if delay_s > 0 else 0.0
+    one whose invalidation arrives ``delay_s`` later (over the bus) to :data:`simulations.truth.BUS_LAG_S`; with more
+    than one node, a writer on another node to the bus's bound (``Model.cross_node_lag_s``)."""
+    lag = max(BUS_LAG_S if delay_s > 0 else 0.0, model.cross_node_lag_s)
     model.truth.lag_s[what] = lag
     model.stale.tolerance_s[what] = lag
 

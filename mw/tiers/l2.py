@@ -115,6 +115,9 @@ class RedisTier:
         self._timeout_s = timeout_s
         self._retry_s = retry_s
         self._down_until = 0.0
+        self.publisher: Callable[[str, bytes], None] | None = None
+        """Set: messages (``publish=`` of a write or delete, :meth:`publish`) are handed to it, with the logical
+        channel, once Redis took the command, instead of ``PUBLISH`` (a bus transport, see :mod:`mw.invalidation`)."""
         self.on_recovered: list[Any] = []
         """Called (no arguments) by the first call that succeeds after the tier was marked down."""
         self.key_errors = 0
@@ -346,7 +349,24 @@ class RedisTier:
         self._seen("write", (key,))
         self._seen("delete", clear)
         with self.atomic:
-            self._call("l2.set", (key,), lambda c: self._pipeline(c, key, data, ttl_ms, clear, (), publish).execute())
+            self._call(
+                "l2.set",
+                (key,),
+                lambda c: self._sent(self._pipeline(c, key, data, ttl_ms, clear, (), publish), publish),
+            )
+
+    def _sent(self, pipe: Any, publish: tuple[str, bytes] | None) -> Any:
+        """Execute ``pipe``; then hand its message to the publisher, if one carries messages instead of Redis."""
+        results = pipe.execute()
+        if publish is not None and self.publisher is not None:
+            self.publisher(*publish)
+        return results
+
+    async def _asent(self, pipe: Any, publish: tuple[str, bytes] | None) -> Any:
+        results = await pipe.execute()
+        if publish is not None and self.publisher is not None:
+            self.publisher(*publish)
+        return results
 
     def _pipeline(
         self,
@@ -367,7 +387,7 @@ class RedisTier:
             pipe.delete(*[self.phys(k) for k in delete])
         if key is not None:
             pipe.set(self.phys(key), data, px=ttl_ms)
-        if publish is not None:
+        if publish is not None and self.publisher is None:
             pipe.publish(self.phys(publish[0]), publish[1])
         return pipe
 
@@ -381,11 +401,15 @@ class RedisTier:
             return 0
         with self.atomic:
             results = self._call(
-                "l2.delete", keys, lambda c: self._pipeline(c, None, None, 0, also, keys, publish).execute()
+                "l2.delete", keys, lambda c: self._sent(self._pipeline(c, None, None, 0, also, keys, publish), publish)
             )
         return int(results[1 if also else 0])
 
     def publish(self, channel: str, message: bytes) -> None:
+        publisher = self.publisher
+        if publisher is not None:
+            self._call("l2.publish", (channel,), lambda _c: publisher(channel, message))
+            return
         phys = self.phys(channel)
         self._call("l2.publish", (channel,), lambda c: c.publish(phys, message))
 
@@ -430,7 +454,7 @@ class RedisTier:
         self._seen("delete", clear)
 
         def command(c: Any) -> Awaitable[Any]:
-            return self._pipeline(c, key, data, ttl_ms, clear, (), publish).execute()  # type: ignore[no-any-return]
+            return self._asent(self._pipeline(c, key, data, ttl_ms, clear, (), publish), publish)
 
         await self._acall("l2.set", (key,), command)
 
@@ -444,7 +468,7 @@ class RedisTier:
             return 0
 
         def command(c: Any) -> Awaitable[Any]:
-            return self._pipeline(c, None, None, 0, also, keys, publish).execute()  # type: ignore[no-any-return]
+            return self._asent(self._pipeline(c, None, None, 0, also, keys, publish), publish)
 
         results = await self._acall("l2.delete", keys, command)
         return int(results[1 if also else 0])

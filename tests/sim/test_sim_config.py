@@ -71,13 +71,16 @@ def test_the_simulator_beats_the_env_and_overrides_beat_everything(monkeypatch: 
     assert rows["namespace"]["note"].startswith("MW_NAMESPACE=prod in the environment not applied: the backend")
 
 
-def test_pubsub_stays_off_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MW_PUBSUB", "true")
-    rows = effective()
-    assert rows["pubsub"]["value"] is False and rows["pubsub"]["source"] == "simulator"
-    assert rows["pubsub"]["note"] == f"MW_PUBSUB=true in the environment not applied: {settings.WHY_NO_BUS}"
+def test_pubsub_is_on_and_the_env_or_the_scenario_may_turn_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulated nodes are clusters of their own joined by the simulated bus: nothing forces ``pubsub``."""
+    monkeypatch.delenv("MW_PUBSUB", raising=False)
+    assert effective()["pubsub"] == {"value": True, "source": "default"}
+    assert effective({"pubsub": False})["pubsub"] == {"value": False, "source": "scenario", "note": "the default is True"}
     monkeypatch.setenv("MW_PUBSUB", "false")
-    assert "note" not in effective()["pubsub"]  # asked for what it got: nothing to explain
+    assert effective()["pubsub"] == {"value": False, "source": "env MW_PUBSUB", "note": "the default is True"}
+    ray = effective(pubsub=True)["pubsub"]  # the Ray engine's shards are processes: it forces the bus on
+    assert ray["value"] is True and ray["source"] == "simulator"
+    assert ray["note"] == f"MW_PUBSUB=false in the environment not applied: {settings.WHY_BUS}"
 
 
 def test_every_setting_has_a_source_and_its_variable() -> None:
@@ -151,7 +154,7 @@ def test_cli_reports_env_rows_first(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     table = [line for line in section.splitlines() if line.startswith("| `")]
     assert table[0] == "| `task_ttls_s.running` | `100.0` | **env MW_TASK_TTL_RUNNING_S** | the default is 10.0 |"
     pubsub = next(line for line in table if line.startswith("| `pubsub`"))
-    assert "| simulator | MW_PUBSUB=true in the environment not applied: the simulated nodes share" in pubsub
+    assert pubsub == "| `pubsub` | `true` | **env MW_PUBSUB** |  |", "asked for what it got: nothing to explain"
 
 
 @pytest.mark.parametrize(
