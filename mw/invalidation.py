@@ -469,6 +469,13 @@ class InvalidationBus:
         if not self._stop.is_set():
             self._check_gaps()
 
+    def reconnected(self) -> None:
+        """The transport's connection was lost and is back: what it carried meanwhile may be lost, so flush, as the
+        subscriber does when it subscribes again."""
+        if not self._stop.is_set():
+            self._flush_all("transport reconnected; messages of the gap may be lost")
+            self.reconnects += 1
+
     def _tick(self) -> None:
         """Let the cluster retry what could not reach L2 (it rate-limits itself)."""
         if self._on_tick is not None:

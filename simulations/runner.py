@@ -31,7 +31,7 @@ from simulations.model import START_EPOCH, Model
 from simulations.scenario import Scenario, ScenarioError
 from simulations.series import Sampler
 from simulations.settings import for_run, reported
-from simulations.sim_bus import SimBus
+from simulations.sim_bus import CHECK_EVERY_S, SimBus
 from simulations.truth import BUS_LAG_S
 
 Progress = Callable[[str, float, float, float], None]
@@ -62,6 +62,12 @@ class RunOptions:
 def run_once(
     scenario: Scenario, backend: Backend, options: RunOptions, progress: Progress | None = None
 ) -> dict[str, Any]:
+    simulated_bus = not (options.realtime and backend.name != "embedded")  # else the real bus: Redis pub/sub
+    if not simulated_bus and any(w.kind == "pubsub_dropped" for w in scenario.faults):
+        raise ScenarioError(
+            f"{scenario.source or scenario.name}: pubsub_dropped needs the simulated bus; with --realtime on "
+            f"{backend.name} the nodes use Redis pub/sub"
+        )
     stores = backend.stores(options.label)
     rng_seed = f"{scenario.run.seed}:runtime:{options.label}"
     config = for_run(
@@ -79,14 +85,11 @@ def run_once(
             f"{config.tier_retry_s:g} (MW_TIER_RETRY_S?): the retry window is wall time"
         )
     drops = [(w.at_s, w.end_s) for w in scenario.faults if w.kind == "pubsub_dropped"]
+    outages = [(w.at_s, w.end_s) for w in scenario.faults if w.kind == "l2_down"]
     bus = None
-    if not (options.realtime and backend.name != "embedded"):  # there, the real bus: Redis pub/sub
-        bus = SimBus(env, lambda: start_epoch + env.now, random.Random(f"{scenario.run.seed}:bus"), drops=drops)
-    elif drops:
-        raise ScenarioError(
-            f"{scenario.source or scenario.name}: pubsub_dropped needs the simulated bus; with --realtime on "
-            f"{backend.name} the nodes use Redis pub/sub"
-        )
+    if simulated_bus:
+        rng = random.Random(f"{scenario.run.seed}:bus")
+        bus = SimBus(env, lambda: start_epoch + env.now, rng, drops=drops, outages=outages)
     model = Model(
         env,
         scenario,
@@ -98,6 +101,8 @@ def run_once(
     if bus is not None:
         bus.truth = model.truth
         env.process(bus.run())
+        if scenario.run.nodes > 1:
+            model.truth.outages = [(start, end + CHECK_EVERY_S + 1e-6) for start, end in outages]
     injector = WindowInjector(scenario.faults, lambda: env.now)
     log_path = None if options.log_dir is None else options.log_dir / f"{options.label}.log"
     try:

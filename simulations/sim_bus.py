@@ -13,6 +13,11 @@ flush of the receiver's local tiers :data:`mw.invalidation.GAP_GRACE_S` after th
 hole shows only then); the oracle holds the versions a dropped message invalidated to exactly that, and no longer:
 their deadline is open while the drop is unseen and set, when the origin's next message is published, to its last
 arrival plus the grace and one check interval (:meth:`simulations.truth.Truth.hold`).
+
+While L2 is down (``l2_down``) no node can publish, and none is subscribed: a node keeps its copies (the runtime's
+documented limit) until its bus is back, at the first check after the window, and flushes then
+(:meth:`~mw.invalidation.InvalidationBus.reconnected`). The oracle holds cross-node readers of a write made in the
+window to that instant (:attr:`simulations.truth.Truth.outages`).
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ class SimBus:
         *,
         lag: BusLag | None = None,
         drops: Sequence[tuple[float, float]] = (),
+        outages: Sequence[tuple[float, float]] = (),
         truth: Truth | None = None,
     ) -> None:
         self.env = env
@@ -95,6 +101,9 @@ class SimBus:
         self._draw = self.lag.sampler(rng)
         self.drops = list(drops)
         """``(start, end)`` of the ``pubsub_dropped`` windows, simulated seconds."""
+        self.outages = sorted(end for _, end in outages)
+        """Ends of the ``l2_down`` windows: the buses lost their connection with Redis and have it back at the first
+        check from then on (:meth:`~mw.invalidation.InvalidationBus.reconnected`: a flush each)."""
         self.truth = truth
         self.buses: list[InvalidationBus] = []
         """The attached buses, in attach order (the order of their deliveries and checks)."""
@@ -170,7 +179,8 @@ class SimBus:
             held.extend(truth.hold(record, now))
 
     def run(self) -> Any:
-        """The buses' gap checks every :data:`CHECK_EVERY_S`, and the messages other threads sent meanwhile."""
+        """The buses' gap checks every :data:`CHECK_EVERY_S`, their reconnection after L2 was down, and the messages
+        other threads sent meanwhile."""
         while True:
             yield self.env.timeout(CHECK_EVERY_S)
             if self._inbox:
@@ -178,7 +188,13 @@ class SimBus:
                     waiting, self._inbox = self._inbox, []
                 for bus, channel, payload in waiting:
                     self._send(bus, channel, payload)
+            reconnect = False
+            while self.outages and self.outages[0] <= self.env.now:
+                self.outages.pop(0)
+                reconnect = True
             for bus in list(self.buses):
+                if reconnect:
+                    bus.reconnected()
                 bus.check()
 
     def summary(self) -> dict[str, Any]:

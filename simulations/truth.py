@@ -60,6 +60,9 @@ class Truth:
         self.lag_s: dict[str, float] = {"item": 0.0, "task": 0.0, "herd": 0.0}
         """Tolerance by record class: how long after an Mlt change the previous answer is still within the bounds.
         The workloads set it from their writers (0: in-process, at once; :data:`BUS_LAG_S`: over the bus)."""
+        self.outages: list[tuple[float, float]] = []
+        """``(start, until)``: a version superseded in ``[start, until)`` stays acceptable until ``until`` (L2 down
+        with more than one node: the other nodes hear of the write only when their bus is back, and flush then)."""
         self._holds: dict[tuple[str, int], list[float]] = {}
         """Versions held open by lost invalidations: ``[losses holding it, the deadline it gets when released]``."""
 
@@ -80,6 +83,9 @@ class Truth:
     def superseded(self, record: str, new_version: int, at: float, deadline: float, value: object = None) -> None:
         """``new_version`` (``value``) was written at ``at``; older copies are acceptable until ``deadline``."""
         versions = self.records.setdefault(record, Versions())
+        for start, until in self.outages:
+            if start <= at < until:
+                deadline = max(deadline, until)
         while versions.current < new_version:
             versions.superseded_at[-1] = at
             versions.deadlines[-1] = deadline

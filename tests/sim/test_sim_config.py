@@ -75,7 +75,8 @@ def test_pubsub_is_on_and_the_env_or_the_scenario_may_turn_it_off(monkeypatch: p
     """The simulated nodes are clusters of their own joined by the simulated bus: nothing forces ``pubsub``."""
     monkeypatch.delenv("MW_PUBSUB", raising=False)
     assert effective()["pubsub"] == {"value": True, "source": "default"}
-    assert effective({"pubsub": False})["pubsub"] == {"value": False, "source": "scenario", "note": "the default is True"}
+    off = {"value": False, "source": "scenario", "note": "the default is True"}
+    assert effective({"pubsub": False})["pubsub"] == off
     monkeypatch.setenv("MW_PUBSUB", "false")
     assert effective()["pubsub"] == {"value": False, "source": "env MW_PUBSUB", "note": "the default is True"}
     ray = effective(pubsub=True)["pubsub"]  # the Ray engine's shards are processes: it forces the bus on

@@ -159,6 +159,7 @@ def test_overrides_cannot_loosen_targets_either() -> None:
         ("MW_NEGATIVE_CACHE", "false", "no_db_stampede"),
         ("MW_TASK_TTL_RUNNING_S", "100", "running_ttl"),
         ("MW_L0_MAX_ITEMS", "100000", "l0_bounded"),
+        ("MW_PUBSUB", "false", "no_stale_reads"),  # other nodes never hear of a write: their copies live to their TTL
     ],
 )
 def test_the_runtimes_own_switches_in_the_environment_fail_their_check_on_staging_synthetic(
