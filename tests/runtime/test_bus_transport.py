@@ -8,7 +8,9 @@ tracking, gap detection and flushes are the runtime's. Runs on fakeredis and on 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -179,3 +181,39 @@ def test_a_malformed_delivery_flushes(nodes: tuple[Cluster, Cluster]) -> None:
     b.bus.deliver(INV_CHANNEL, b"garbage")
     assert b.bus.flushes == 1 and len(reader.l0) == 0
     reader.close()
+
+
+def measure_bus_lag(writer: MwManager, reader: MwManager, n: int) -> dict[str, float]:
+    """Publish-to-apply lag of ``n`` invalidations from ``writer``'s cluster to ``reader``'s over Redis pub/sub (the
+    receiver's own figures, ``bus.lag``): the helper behind the simulated bus's defaults, on the test's server."""
+    bus = reader.cluster.bus
+    assert bus is not None and bus.start(5.0)
+    before = bus.received
+    for i in range(n):
+        writer.del_global_item_typed("doc", "lag", f"k{i}")
+    deadline = time.monotonic() + 30
+    while bus.received < before + n and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return bus.lag.summary()
+
+
+@pytest.mark.mw_real_servers
+def test_named_clusters_on_a_real_redis_hear_each_other_over_pub_sub(
+    mw_redis_url: Any, record_property: Callable[[str, object], None]
+) -> None:
+    """Without a transport, named clusters are processes on the real bus; the lag they measure is reported, never
+    asserted (wall time)."""
+    config = MwConfig.from_env({}, redis_url=mw_redis_url.url, namespace=mw_redis_url.namespace.rstrip(":"))
+    a, b = cluster_for(config, name="lag-a"), cluster_for(config, name="lag-b")
+    try:
+        writer, reader = MwManager("w", cluster=a), MwManager("r", cluster=b)
+        assert a.bus is not None and b.bus is not None and a.bus.transport is None
+        lag = measure_bus_lag(writer, reader, 300)
+        record_property("bus_lag", lag)
+        print(f"bus lag over {mw_redis_url.url}: {lag}")
+        assert lag["count"] == 300 and b.bus.flushes == 0
+        writer.close()
+        reader.close()
+    finally:
+        a.close()
+        b.close()
