@@ -21,13 +21,13 @@ import simpy
 from mw import MwConfig, MwManager
 from mw.cluster import Cluster, cluster_for
 from mw.errors import TierUnavailable
-from mw.invalidation import BusTransport
 from mw.mlt import MISSING, MltStore
 from mw.protocol import POLL_S
 from mw.readthrough import LoadPlan
 from simulations.distributions import Latency
 from simulations.measure import DoublePrefix, Heartbeats, LoadTracker, Outcomes, Seen, StaleLog, TaskTTLs
 from simulations.scenario import Scenario
+from simulations.sim_bus import SimBus
 from simulations.truth import Truth
 
 Loader = Callable[[], Any]
@@ -67,7 +67,7 @@ class Model:
         config: MwConfig,
         *,
         start_epoch: float = START_EPOCH,
-        bus: BusTransport | None = None,
+        bus: SimBus | None = None,
         cross_node_lag_s: float = 0.0,
     ) -> None:
         self.env = env
@@ -119,6 +119,16 @@ class Model:
     # --- agents ---------------------------------------------------------------------------------------
     def _manager(self, name: str, node: str) -> MwManager:
         return MwManager(name, node=node, cluster=self.clusters[node])
+
+    def bus_summary(self) -> dict[str, Any]:
+        """``result["runs"][...]["bus"]``: the simulated bus's figures, or the Redis buses' flushes."""
+        summary: dict[str, Any] = {"pubsub": self.config.pubsub}
+        if self.bus is not None:
+            summary.update(self.bus.summary())
+        else:
+            buses = [c.bus for c in self.clusters.values() if c.bus is not None]
+            summary.update(transport="redis", flushes=sum(b.flushes for b in buses))
+        return summary
 
     def close_clusters(self) -> None:
         """Close every node's cluster (pools, connections, its bus)."""

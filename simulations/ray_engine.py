@@ -364,9 +364,14 @@ class _MergedModel:
     double_prefix: DoublePrefix
     agents: list[_AgentRecord]
     retired: list[_AgentRecord] = field(default_factory=list)
+    bus_flushes: int = 0
 
     def all_agents(self) -> list[_AgentRecord]:
         return self.retired + self.agents
+
+    def bus_summary(self) -> dict[str, Any]:
+        """The shards' buses are Redis pub/sub (their lag is in ``ray.shards``)."""
+        return {"pubsub": self.config.pubsub, "transport": "redis", "flushes": self.bus_flushes}
 
 
 @dataclass
@@ -519,6 +524,7 @@ def _merge(
         double_prefix=double_prefix,
         agents=agents,
         retired=retired,
+        bus_flushes=sum(r["bus_flushes"] for r in results),
     )
     warms = [r["warm"] for r in results]
     sampler = _MergedSampler(

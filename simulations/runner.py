@@ -195,13 +195,6 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
     model.heartbeats.account(lifetimes)
     telemetry = [a.manager.telemetry for a in model.all_agents()]
     config = model.config
-    bus = model.bus
-    buses = [c.bus for c in model.clusters.values() if c.bus is not None]
-    bus_summary: dict[str, Any] = {"pubsub": config.pubsub}
-    if isinstance(bus, SimBus):
-        bus_summary.update(bus.summary())
-    else:
-        bus_summary.update(transport="redis", flushes=sum(b.flushes for b in buses))
     all_requests = sum(totals[o] for o in ("l0", "l1", "l2", "negative", "coalesced", "load"))
     wall["requests_per_s"] = round(all_requests / wall["simulate_s"], 1) if wall["simulate_s"] else 0.0
     return {
@@ -238,7 +231,7 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
         "lease_waits": sum(t.lease_waits for t in telemetry),
         "stale_sets_prevented": sum(t.stale_sets_prevented for t in telemetry),
         "tier_errors": totals["l2_errors"] + totals["mlt_errors"],
-        "bus": bus_summary,
+        "bus": model.bus_summary(),
         "hot_items": _hot_items(model),
         "tasks": {"created": tasks.created, "transitions": tasks.transitions} if tasks is not None else {},
         "series": sampler.rows,
