@@ -195,6 +195,8 @@ class StaleLog:
     """Reads judged whose answer was ``None`` or the negative cache (included in ``checked``)."""
     tolerance_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STALE_CLASSES, 0.0))
     """The tolerance each class was judged with (:attr:`simulations.truth.Truth.lag_s`)."""
+    tolerance_same_node_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STALE_CLASSES, 0.0))
+    """The tolerance of a reader on the writer's node (:attr:`simulations.truth.Truth.local_lag_s`)."""
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self, what: str, verdict: int, record: str, version: int, current: int, now: float) -> None:
@@ -224,6 +226,7 @@ class StaleLog:
             "checked": dict(self.checked),
             "absent_answers": dict(self.absent_answers),
             "tolerance_s": dict(self.tolerance_s),
+            "tolerance_same_node_s": dict(self.tolerance_same_node_s),
             "stale_within_bounds": dict(self.within_bounds),
             "stale_beyond_bounds": dict(self.beyond_bounds),
             "violations": self.violations,

@@ -27,7 +27,7 @@ from mw.readthrough import LoadPlan
 from simulations.distributions import Latency
 from simulations.measure import DoublePrefix, Heartbeats, LoadTracker, Outcomes, Seen, StaleLog, TaskTTLs
 from simulations.scenario import Scenario
-from simulations.sim_bus import SimBus
+from simulations.sim_bus import SimBus, redis_bus_summary
 from simulations.truth import Truth
 
 Loader = Callable[[], Any]
@@ -96,6 +96,12 @@ class Model:
         """Hooks by item kind, called after a load filled a key (the herd schedules itself on expiry)."""
         self._agent_seq = 0
         self._nodes = [f"node-{i}" for i in range(max(1, scenario.run.nodes))]
+        self.admin_node = self._nodes[0]
+        """The node of :attr:`admin` (the simulator's own writes when their agent is gone)."""
+        self.reader: str | None = None
+        """The node of the read that :meth:`lookup` or :meth:`resolve` just answered, for :meth:`item_served` called
+        right after it (no other process runs in between): the oracle holds a reader on the writer's node to that
+        writer's in-process bound."""
         self.bus = bus
         """What carries the nodes' invalidations (``None``: Redis pub/sub, each cluster's subscriber thread)."""
         self.cross_node_lag_s = cross_node_lag_s if len(self._nodes) > 1 else 0.0
@@ -122,13 +128,15 @@ class Model:
 
     def bus_summary(self) -> dict[str, Any]:
         """``result["runs"][...]["bus"]``: the simulated bus's figures, or the Redis buses' flushes."""
-        summary: dict[str, Any] = {"pubsub": self.config.pubsub}
         if self.bus is not None:
-            summary.update(self.bus.summary())
-        else:
-            buses = [c.bus for c in self.clusters.values() if c.bus is not None]
-            summary.update(transport="redis", flushes=sum(b.flushes for b in buses))
-        return summary
+            return {**self.bus.summary(), "pubsub": self.config.pubsub}
+        buses = [c.bus for c in self.clusters.values() if c.bus is not None]
+        return redis_bus_summary(
+            self.config.pubsub,
+            [b.lag.summary() for b in buses],
+            sum(b.received for b in buses),
+            sum(b.flushes for b in buses),
+        )
 
     def close_clusters(self) -> None:
         """Close every node's cluster (pools, connections, its bus)."""
@@ -162,6 +170,7 @@ class Model:
         before = agent.manager.telemetry.l1_hits if tier < 0 else 0
         plan = agent.manager.begin_load(kind, scope, item_id)
         self._began(agent, plan, tier if tier >= 0 else self._l1_or_l2(agent, before))
+        self.reader = agent.node
         return plan
 
     def lookup_task(self, agent: Agent, task_id: str, key: str) -> LoadPlan:
@@ -224,6 +233,11 @@ class Model:
 
     def resolve(self, agent: Agent, plan: LoadPlan, load: Loader, ttl_for: TTLFor | None = None) -> Process:
         """Finish a ``lead`` or ``wait`` plan in simulated time; the process's value is what the read returns."""
+        value = yield from self._resolve(agent, plan, load, ttl_for)
+        self.reader = agent.node
+        return value
+
+    def _resolve(self, agent: Agent, plan: LoadPlan, load: Loader, ttl_for: TTLFor | None) -> Process:
         while plan.state == "wait":
             landed = self.landed.get(plan.key)
             poll = self.env.timeout(POLL_S)
@@ -321,7 +335,7 @@ class Model:
                 stale.flag("task", verdict, record, 0, truth.version(record), self.env.now)
             return
         version = row["version"]
-        verdict = truth.judge(record, version, started_at)
+        verdict = truth.judge(record, version, started_at, agent.node)
         if verdict:
             stale.flag("task", verdict, record, version, truth.version(record), self.env.now)
         expire_at = agent.manager.l0.expire_at(key)
@@ -333,6 +347,7 @@ class Model:
         answer) against the record's existence. A fresh value costs a dict lookup and a compare."""
         truth, stale = self.truth, self.stale
         stale.checked[what] += 1
+        reader, self.reader = self.reader, None
         if value is not None and truth.latest.get(record) == value:
             return
         if value is None:
@@ -341,7 +356,7 @@ class Model:
             verdict = truth.judge_absent(record, started_at)
         else:
             version = int(value[: value.index("|")])
-            verdict = truth.judge(record, version, started_at)
+            verdict = truth.judge(record, version, started_at, reader)
         if verdict:
             stale.flag(what, verdict, record, version, truth.version(record), self.env.now)
 

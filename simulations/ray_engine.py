@@ -42,6 +42,7 @@ from simulations.backends import Backend
 from simulations.measure import MAX_EXAMPLES, DoublePrefix, Heartbeats, LoadTracker, Outcomes, StaleLog, TaskTTLs
 from simulations.scenario import Scenario, ScenarioError
 from simulations.settings import for_run
+from simulations.sim_bus import redis_bus_summary
 from simulations.truth import Truth
 
 log = logging.getLogger("simulations")
@@ -273,6 +274,7 @@ class SimShard:
             "lag_s": {"p50": lags[len(lags) // 2], "p99": lags[int(0.99 * (len(lags) - 1))], "max": lags[-1]},
             "bus_lag": None if bus is None else bus.lag.summary(),
             "bus_flushes": 0 if bus is None else bus.flushes,
+            "bus_received": 0 if bus is None else bus.received,
             "node_tier": None if self.tier is None else self.tier.stats(),
             "agents": agents,
             "outcomes": model.outcomes.as_dict(),
@@ -335,9 +337,11 @@ class _RecordingTruth(Truth):
         self._wall_now = wall_now
         self.writes: list[tuple[str, int, float]] = []
 
-    def superseded(self, record: str, new_version: int, at: float, deadline: float, value: object = None) -> None:
+    def superseded(
+        self, record: str, new_version: int, at: float, deadline: float, value: object = None, **writer: Any
+    ) -> None:
         self.writes.append((record, new_version, self._wall_now()))
-        super().superseded(record, new_version, at, deadline, value)
+        super().superseded(record, new_version, at, deadline, value, **writer)
 
 
 # --- on the driver -----------------------------------------------------------------------------------------------
@@ -364,14 +368,17 @@ class _MergedModel:
     double_prefix: DoublePrefix
     agents: list[_AgentRecord]
     retired: list[_AgentRecord] = field(default_factory=list)
-    bus_flushes: int = 0
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    """The shards' results (their buses' figures)."""
 
     def all_agents(self) -> list[_AgentRecord]:
         return self.retired + self.agents
 
     def bus_summary(self) -> dict[str, Any]:
-        """The shards' buses are Redis pub/sub (their lag is in ``ray.shards``)."""
-        return {"pubsub": self.config.pubsub, "transport": "redis", "flushes": self.bus_flushes}
+        """The shards' buses are Redis pub/sub."""
+        lags = [r["bus_lag"] for r in self.shards if r["bus_lag"]]
+        received = sum(r["bus_received"] for r in self.shards)
+        return redis_bus_summary(self.config.pubsub, lags, received, sum(r["bus_flushes"] for r in self.shards))
 
 
 @dataclass
@@ -524,7 +531,7 @@ def _merge(
         double_prefix=double_prefix,
         agents=agents,
         retired=retired,
-        bus_flushes=sum(r["bus_flushes"] for r in results),
+        shards=results,
     )
     warms = [r["warm"] for r in results]
     sampler = _MergedSampler(

@@ -39,6 +39,10 @@ class Versions:
 
     superseded_at: list[float] = field(default_factory=lambda: [INF])
     deadlines: list[float] = field(default_factory=lambda: [INF])
+    writers: list[str | None] = field(default_factory=lambda: [None])
+    """``writers[v - 1]``: the node whose writer superseded version ``v`` (``None``: unknown, or current)."""
+    local_deadlines: list[float] = field(default_factory=lambda: [INF])
+    """``local_deadlines[v - 1]``: when version ``v`` stopped being acceptable to a reader on its writer's node."""
     born: float = -INF
     born_deadline: float = -INF
 
@@ -60,6 +64,8 @@ class Truth:
         self.lag_s: dict[str, float] = {"item": 0.0, "task": 0.0, "herd": 0.0}
         """Tolerance by record class: how long after an Mlt change the previous answer is still within the bounds.
         The workloads set it from their writers (0: in-process, at once; :data:`BUS_LAG_S`: over the bus)."""
+        self.local_lag_s: dict[str, float] = {"item": 0.0, "task": 0.0, "herd": 0.0}
+        """The tolerance for a reader on the writer's own node (its process): 0 unless the writer is elsewhere."""
         self.outages: list[tuple[float, float]] = []
         """``(start, until)``: a version superseded in ``[start, until)`` stays acceptable until ``until`` (L2 down
         with more than one node: the other nodes hear of the write only when their bus is back, and flush then)."""
@@ -75,30 +81,49 @@ class Truth:
         for _ in range(version - 1):
             versions.superseded_at.insert(0, -INF)
             versions.deadlines.insert(0, -INF)
+            versions.writers.insert(0, None)
+            versions.local_deadlines.insert(0, -INF)
         self.records[record] = versions
         self.current[record] = versions.current
         if value is not None:
             self.latest[record] = value
 
-    def superseded(self, record: str, new_version: int, at: float, deadline: float, value: object = None) -> None:
-        """``new_version`` (``value``) was written at ``at``; older copies are acceptable until ``deadline``."""
+    def superseded(
+        self,
+        record: str,
+        new_version: int,
+        at: float,
+        deadline: float,
+        value: object = None,
+        *,
+        writer: str | None = None,
+        local_deadline: float | None = None,
+    ) -> None:
+        """``new_version`` (``value``) was written at ``at``; older copies are acceptable until ``deadline``, and to a
+        reader on the ``writer``'s node (its process) until ``local_deadline`` (default ``deadline``)."""
         versions = self.records.setdefault(record, Versions())
+        local = deadline if local_deadline is None else local_deadline
         for start, until in self.outages:
             if start <= at < until:
                 deadline = max(deadline, until)
         while versions.current < new_version:
             versions.superseded_at[-1] = at
             versions.deadlines[-1] = deadline
+            versions.writers[-1] = writer
+            versions.local_deadlines[-1] = local
             versions.superseded_at.append(INF)
             versions.deadlines.append(INF)
+            versions.writers.append(None)
+            versions.local_deadlines.append(INF)
         self.current[record] = versions.current
         if value is not None:
             self.latest[record] = value
         else:
             self.latest.pop(record, None)
 
-    def judge(self, record: str, version: int, started_at: float) -> int:
-        """A read that started at ``started_at`` returned ``version`` of ``record``: FRESH, WITHIN or BEYOND."""
+    def judge(self, record: str, version: int, started_at: float, reader: str | None = None) -> int:
+        """A read that started at ``started_at`` on node ``reader`` returned ``version`` of ``record``: FRESH, WITHIN or
+        BEYOND. A reader on the writer's node is held to the in-process bound of that write."""
         current = self.current.get(record, 0)
         if version == current > 0:
             return FRESH
@@ -107,7 +132,11 @@ class Truth:
         versions = self.records[record]
         if versions.superseded_at[version - 1] > started_at:
             return FRESH
-        return WITHIN if started_at <= versions.deadlines[version - 1] else BEYOND
+        if reader is not None and reader == versions.writers[version - 1]:
+            deadline = versions.local_deadlines[version - 1]
+        else:
+            deadline = versions.deadlines[version - 1]
+        return WITHIN if started_at <= deadline else BEYOND
 
     def judge_absent(self, record: str, started_at: float) -> int:
         """A read that started at ``started_at`` answered that ``record`` does not exist (``None`` or negative)."""

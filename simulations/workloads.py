@@ -75,9 +75,12 @@ def tolerate(model: Model, what: str, delay_s: float) -> None:
     """The tolerance of a record class: a writer that tells the caches at once is held to the in-process bound (0),
     one whose invalidation arrives ``delay_s`` later (over the bus) to :data:`simulations.truth.BUS_LAG_S`; with more
     than one node, a writer on another node to the bus's bound (``Model.cross_node_lag_s``)."""
-    lag = max(BUS_LAG_S if delay_s > 0 else 0.0, model.cross_node_lag_s)
+    local = BUS_LAG_S if delay_s > 0 else 0.0
+    lag = max(local, model.cross_node_lag_s)
     model.truth.lag_s[what] = lag
+    model.truth.local_lag_s[what] = local
     model.stale.tolerance_s[what] = lag
+    model.stale.tolerance_same_node_s[what] = local
 
 
 def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: HerdSpec) -> Process:
@@ -155,7 +158,15 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
         raise RuntimeError(f"Mlt gave {item_id} version {stored}, the simulator expected {version}")
     now = model.env.now
     truth = model.truth
-    truth.superseded(item_id, version, now, now + truth.lag_s["item"], value)
+    truth.superseded(
+        item_id,
+        version,
+        now,
+        now + truth.lag_s["item"],
+        value,
+        writer=me.node,
+        local_deadline=now + truth.local_lag_s["item"],
+    )
     catalog.written.add(item_id)
     model.outcomes.writes += 1
     if model.scenario.defects.skip_invalidation:
@@ -338,11 +349,13 @@ class Tasks:
         self.rows[task_id] = stored
         now = model.env.now
         truth = model.truth
-        truth.superseded(task_id, stored["version"], now, now + truth.lag_s["task"])
+        owner = self.owners[task_id]
+        writer = owner.node if owner.alive else model.admin_node  # who invalidates it (below)
+        lag, local = truth.lag_s["task"], truth.local_lag_s["task"]
+        truth.superseded(task_id, stored["version"], now, now + lag, writer=writer, local_deadline=now + local)
         self.transitions += 1
         if model.scenario.defects.skip_invalidation:
             return
-        owner = self.owners[task_id]
         if self.spec.invalidation_delay_s > 0:
             model.env.process(self._invalidate_later(task_id, owner))
         else:

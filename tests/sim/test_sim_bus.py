@@ -21,7 +21,7 @@ from simulations.runner import run_scenario
 from simulations.scenario import FaultWindow, ScenarioError, parse_scenario
 from simulations.settings import for_run
 from simulations.sim_bus import BUS_LAG_P50_S, BUS_LAG_P99_S, BusLag, SimBus, record_of
-from simulations.truth import BUS_LAG_S
+from simulations.truth import BEYOND, BUS_LAG_S, FRESH, WITHIN, Truth
 
 HOT_WRITES = {"write_fraction": 0.05, "write_popularity": "zipf"}
 """Enough writes of items other nodes hold for a lost message to matter in a small run."""
@@ -140,3 +140,27 @@ def test_pubsub_dropped_needs_the_simulated_bus() -> None:
     backend = Backend("redis", redis_url="redis://127.0.0.1:1", description="a real Redis")
     with pytest.raises(ScenarioError, match="pubsub_dropped needs the simulated bus"):
         run_scenario(scenario, backend, baseline=False, realtime=1000.0)
+
+
+def test_a_reader_on_the_writers_node_is_held_to_the_in_process_bound_others_to_the_bus() -> None:
+    truth = Truth()
+    truth.created("i1", 1, 0.0)
+    truth.superseded("i1", 2, 10.0, 10.0 + BUS_LAG_S, writer="node-0", local_deadline=10.0)
+    assert truth.judge("i1", 1, 10.1, "node-0") == BEYOND, "its own node dropped every copy before the write returned"
+    assert truth.judge("i1", 1, 10.1, "node-1") == WITHIN, "another node hears of it over the bus"
+    assert truth.judge("i1", 1, 10.1) == WITHIN and truth.judge("i1", 1, 10.3, "node-1") == BEYOND
+    assert truth.judge("i1", 1, 9.9, "node-0") == FRESH
+
+
+def test_a_lost_message_holds_its_versions_until_released_and_no_longer() -> None:
+    truth = Truth()
+    truth.created("i1", 1, 0.0)
+    truth.superseded("i1", 2, 10.0, 10.25)
+    held = truth.hold("i1", 10.0)
+    assert held == [("i1", 1)] and truth.judge("i1", 1, 50.0) == WITHIN, "unknown yet when the loss shows"
+    again = truth.hold("i1", 11.0)  # a second loss holds it too
+    truth.release(held, 12.0)
+    assert truth.judge("i1", 1, 50.0) == WITHIN, "still held by the second loss"
+    truth.release(again, 13.0)
+    assert truth.judge("i1", 1, 12.9) == WITHIN and truth.judge("i1", 1, 13.1) == BEYOND
+    assert truth.hold("i1", 20.0) == [], "a version past its deadline is not revived"
