@@ -111,8 +111,6 @@ def run_once(
             outcome = _simulate(model, scenario, options, progress)
         summary = _summarise(model, scenario, options, outcome)
         summary["faults"] = {"windows": described(scenario.faults), "failed_l2_calls": injector.failed_calls}
-        if bus is not None:
-            summary["faults"]["dropped_messages"] = bus.dropped
         summary["log_lines"] = watch.lines
         return summary
     finally:
