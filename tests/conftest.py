@@ -30,9 +30,9 @@ def base_config(backend: str, request: pytest.FixtureRequest) -> MwConfig:
     ns = f"t{uuid.uuid4().hex[:12]}"
     if backend == "embedded":
         return MwConfig.from_env({}, namespace=ns)
-    redis = request.getfixturevalue("mw_redis_url")
-    dsn = request.getfixturevalue("mw_postgres_dsn")
-    return MwConfig.from_env({}, redis_url=redis.url, mlt_dsn=str(dsn), namespace=redis.namespace.rstrip(":"))
+    redis_url = str(request.getfixturevalue("mw_redis_url"))
+    dsn = str(request.getfixturevalue("mw_postgres_dsn"))
+    return MwConfig.from_env({}, redis_url=redis_url, mlt_dsn=dsn, namespace=request.getfixturevalue("mw_namespace"))
 
 
 @pytest.fixture
