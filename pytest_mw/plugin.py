@@ -86,6 +86,23 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
+    """A failed comparison with a fixture's URL or DSN shows both sides with passwords masked.
+
+    pytest's own string diff would print the values in full, password included.
+    """
+    from pytest_mw.servers.clients import SecretURL
+    from pytest_mw.servers.readiness import mask_password
+
+    if not isinstance(left, SecretURL) and not isinstance(right, SecretURL):
+        return None
+    shown = [repr(mask_password(v)) if isinstance(v, str) else repr(v) for v in (left, right)]
+    lines = [f"{shown[0]} {op} {shown[1]}", "(mw: a URL/DSN is compared with its password masked)"]
+    if shown[0] == shown[1] and left != right:
+        lines.append("the two differ only in their password")
+    return lines
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """``@pytest.mark.mw_backend("fakeredis", "redis")`` runs the test once per backend."""
     if "mw_backend" not in metafunc.fixturenames:

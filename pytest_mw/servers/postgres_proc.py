@@ -87,7 +87,8 @@ def find_postgres_bindir(
     ``fallbacks``. ``ExecutableNotFound`` lists every place, with why it did not do.
     """
     if bindir is not None:
-        given = os.path.dirname(bindir) if os.path.isfile(bindir) else bindir
+        names_a_binary = os.path.isfile(bindir) or os.path.basename(bindir.rstrip("/")) in BINARIES
+        given = os.path.dirname(bindir) if names_a_binary else bindir
         label = bindir if given == bindir else f"{bindir} (its directory {given})"
         places: list[tuple[str | None, str]] = [(given, label)]
     else:
