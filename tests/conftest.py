@@ -8,7 +8,6 @@ per-test key namespace and a per-test database, so no test sees another's data.
 from __future__ import annotations
 
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,16 +16,6 @@ import pytest
 import mw
 from mw import MwConfig, MwManager
 from mw.clock import ManualClock
-
-
-@pytest.fixture(autouse=True)
-def _nested_runs_without_an_asyncio_ini() -> None:
-    """A pytester run has no ini file, so pytest-asyncio (a test extra) warns that its loop scope is unset; under
-    ``-W error`` that warning would stop every nested run. Only that warning is silenced, for this test only."""
-    warnings.filterwarnings(
-        "ignore", message='The configuration option "asyncio_default_fixture_loop_scope" is unset', category=Warning
-    )
-
 
 BACKENDS = ["embedded", pytest.param("real", marks=pytest.mark.mw_real_servers)]
 
