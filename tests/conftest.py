@@ -7,6 +7,7 @@ per-test key namespace and a per-test database, so no test sees another's data.
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +17,15 @@ import pytest
 import mw
 from mw import MwConfig, MwManager
 from mw.clock import ManualClock
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """pyproject.toml sets pytest-asyncio's options; where the test extra's pytest-asyncio is not installed yet, they
+    would be unknown options, which ``-W error`` turns into an internal error before any test runs."""
+    if importlib.util.find_spec("pytest_asyncio") is None:
+        parser.addini("asyncio_mode", "pytest-asyncio's mode (pytest-asyncio is not installed)")
+        parser.addini("asyncio_default_fixture_loop_scope", "pytest-asyncio's loop scope (not installed)")
+
 
 BACKENDS = ["embedded", pytest.param("real", marks=pytest.mark.mw_real_servers)]
 
