@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from mw.cluster import Cluster, live_clusters, live_l0s, live_l1s
-from mw.telemetry import hit_ratio, hot_list, invalidation_lag, process_telemetry, task_ttls
+from mw.telemetry import Histogram, hit_ratio, hot_list, invalidation_lag, process_telemetry, task_ttls
 
 
 class HistogramValue(NamedTuple):
@@ -169,6 +169,14 @@ def _ttl_limits(clusters: list[Cluster]) -> list[tuple[tuple[str, ...], float | 
         out.append(((status,), max(cfg.task_ttl_s(status) for cfg in configs)))
     out.append(((task_ttls.statuses[-1],), max(cfg.task_ttl_s(None) for cfg in configs)))
     return out
+
+
+def histograms() -> dict[str, list[tuple[tuple[str, ...], Histogram]]]:
+    """The runtime's histograms behind each histogram family, with their label values (for push-style exports)."""
+    return {
+        "mw_invalidation_lag_seconds": [((), invalidation_lag)],
+        "mw_task_cache_ttl_seconds": [((status,), task_ttls.ttls[status]) for status in task_ttls.statuses],
+    }
 
 
 def series_names() -> set[str]:
