@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mw.telemetry import invalidation_lag
 from mw.tiers.l2 import RedisTier
 
 log = logging.getLogger("mw.invalidation")
@@ -438,7 +439,9 @@ class InvalidationBus:
         self._drop(keys)
         if flush:
             self._flush_all(f"{origin} could not reach L2 with more changes than it could list")
-        self.lag.add(time.time() - sent)
+        lag = max(0.0, time.time() - sent)
+        self.lag.add(lag)
+        invalidation_lag.observe(lag)
         self._sequence(origin, seq, covers, flush=flush)
 
     def _sequence(self, origin: str, seq: int, covers: Iterable[int] = (), *, flush: bool = False) -> None:
