@@ -57,6 +57,7 @@ class Seen:
         "load",
         "missed",
         "negative",
+        "refreshes",
         "task_evictions",
         "task_hits",
         "task_misses",
@@ -65,6 +66,8 @@ class Seen:
     def __init__(self) -> None:
         self.l0 = self.l1 = self.l2 = self.negative = self.coalesced = self.load = self.missed = 0
         self.task_hits = self.task_misses = self.task_evictions = 0
+        self.refreshes = 0
+        """L0 hits that ``begin_get_or_load`` handed back to be refreshed early (XFetch): the agent loads them."""
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -198,6 +201,12 @@ class LoadTracker:
             self.gen_absent[key] = True
         if valid_until is not None and not (self.outages and self._in_outage(now)):
             self.valid_until[key] = max(valid_until, self.valid_until.get(key, -math.inf))
+
+    def refreshing(self, key: str) -> None:
+        """An early refresh (XFetch) of a cached value starts: one load before the copy expires, by design; it
+        opens the key's next generation (a load of it already in flight still counts as a stampede load)."""
+        self._close(key)
+        self.valid_until.pop(key, None)
 
     def refreshed(self, key: str, valid_until: float) -> None:
         """A write-through replaced the cached value: the key is cached until ``valid_until``."""

@@ -152,6 +152,32 @@ class Model:
             agent.seen.task_misses += 1
         return plan
 
+    def lookup_or_load(
+        self, agent: Agent, kind: str, scope: str, item_id: str, key: str, ttl_s: float
+    ) -> tuple[LoadPlan, bool]:
+        """``begin_get_or_load``, counted as :meth:`lookup` is, and whether it is an early refresh (XFetch).
+
+        A refresh is a ``lead`` plan for a key some tier answered: a hit for the runtime, loaded by :meth:`refresh`.
+        It is told from a miss's ``lead`` by L0: the hit is there (it was, or the read from L1/L2 just filled it),
+        a miss leaves nothing.
+        """
+        tier = self._holder(agent, key)
+        before = agent.manager.telemetry.l1_hits if tier < 0 else 0
+        plan = agent.manager.begin_get_or_load(kind, scope, item_id, ttl_s)
+        tier = tier if tier >= 0 else self._l1_or_l2(agent, before)
+        if plan.state == "lead" and key in agent.l0:
+            self._began(agent, LoadPlan("hit", key), tier)
+            agent.seen.refreshes += 1
+            return plan, True
+        self._began(agent, plan, tier)
+        return plan, False
+
+    def refresh(self, agent: Agent, plan: LoadPlan, load: Loader) -> Process:
+        """Load an early refresh's value in simulated time and finish its plan (which then holds the value)."""
+        if self.caching:
+            self.loads.refreshing(plan.key)
+        return (yield from self._lead(agent, plan, load, None))
+
     def lookup_many(self, agent: Agent, kind: str, scope: str, item_ids: list[str], keys: list[str]) -> dict[str, Any]:
         """``get_many_typed`` of distinct ids, counted per key as the runtime counts a batch: a tier's hit, else a
         miss (left out of the answer). The tier of each is looked at before the call, as for :meth:`lookup`.

@@ -97,7 +97,7 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
     kind, scope = spec.kind, spec.scope
     popularity, absent_popularity = catalog.popularity, catalog.absent_popularity
     ids, absent, keys = catalog.ids, catalog.absent, catalog.keys
-    outcomes, counts = model.outcomes, model.operations.counts
+    outcomes, counts, stale_beyond = model.outcomes, model.operations.counts, model.operations.stale_beyond
     lookup, resolve, served = model.lookup, model.resolve, model.item_served
     write_fraction, absent_fraction = spec.write_fraction, spec.absent_fraction
     zipf_writes = spec.write_popularity == "zipf"
@@ -145,18 +145,20 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
                 plan = lookup(me, kind, scope, item_id, keys[item_id])
                 state = plan.state
                 if state == "hit":
-                    served(item_id, plan.value, started)
+                    verdict = served(item_id, plan.value, started)
                 elif state == "negative":
-                    served(item_id, None, started)
+                    verdict = served(item_id, None, started)
                 else:
                     value = yield from resolve(me, plan, model.mlt_item(kind, scope, item_id))
-                    served(item_id, value, started)
+                    verdict = served(item_id, value, started)
+                if verdict == BEYOND:
+                    stale_beyond[op] += 1
             elif op == "get_many_typed":
                 yield from batch_read(model, me, catalog, [pick_read() for _ in range(mix.batch_size)])
             elif op == "get_or_load":
                 outcomes.item_reads += 1
                 counts[op] += 1
-                yield from read_by_key(model, me, kind, scope, pick_read(), mix.get_or_load_ttl_s, op)
+                yield from get_or_load(model, me, kind, scope, pick_read(), mix.get_or_load_ttl_s)
             else:
                 delete_item(model, me, catalog, pick_write(), op)
         elif u < item_rate + task_rate:
@@ -168,11 +170,8 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
             yield from herd_read(model, me, f"h{rng.randrange(herd.keys)}", herd)
 
 
-def read_by_key(
-    model: Model, me: Agent, kind: str, scope: str, item_id: str, ttl_s: float | None, op: str, what: str = "item"
-) -> Process:
-    """A read by key through the split-phase read-through, judged by the oracle; with ``ttl_s``, what it loads is
-    filled with the caller's TTL (``get_or_load(..., ttl_s=)``, driven in steps)."""
+def read_by_key(model: Model, me: Agent, kind: str, scope: str, item_id: str, op: str) -> Process:
+    """A read by key through the split-phase read-through (``begin_load``), judged by the oracle."""
     started = model.env.now
     plan = model.lookup(me, kind, scope, item_id, global_typed_key(kind, scope, item_id))
     state = plan.state
@@ -181,10 +180,28 @@ def read_by_key(
     elif state == "negative":
         value = None
     else:
-        ttl_for = None if ttl_s is None else (lambda _v: ttl_s)
-        value = yield from model.resolve(me, plan, model.mlt_item(kind, scope, item_id), ttl_for)
-    if model.item_served(item_id, value, started, what) == BEYOND:
+        value = yield from model.resolve(me, plan, model.mlt_item(kind, scope, item_id))
+    if model.item_served(item_id, value, started) == BEYOND:
         model.operations.stale_beyond[op] += 1
+
+
+def get_or_load(model: Model, me: Agent, kind: str, scope: str, item_id: str, ttl_s: float) -> Process:
+    """``get_or_load(..., ttl_s=)`` in steps (``begin_get_or_load``): what it loads is filled with the caller's
+    TTL, and an L0 hit XFetch wants refreshed is loaded again before it expires. Judged by the oracle."""
+    started = model.env.now
+    plan, early = model.lookup_or_load(me, kind, scope, item_id, global_typed_key(kind, scope, item_id), ttl_s)
+    state = plan.state
+    load = model.mlt_item(kind, scope, item_id)
+    if state == "hit":
+        value = plan.value
+    elif state == "negative":
+        value = None
+    elif early:
+        value = yield from model.refresh(me, plan, load)
+    else:
+        value = yield from model.resolve(me, plan, load)
+    if model.item_served(item_id, value, started) == BEYOND:
+        model.operations.stale_beyond["get_or_load"] += 1
 
 
 def batch_read(model: Model, me: Agent, catalog: Catalog, drawn: list[str]) -> Process:
@@ -205,7 +222,7 @@ def batch_read(model: Model, me: Agent, catalog: Catalog, drawn: list[str]) -> P
         return
     ops.batch_followups += len(left)
     process = model.env.process
-    reads = [process(read_by_key(model, me, spec.kind, spec.scope, i, None, "get_many_typed")) for i in left]
+    reads = [process(read_by_key(model, me, spec.kind, spec.scope, i, "get_many_typed")) for i in left]
     yield model.env.all_of(reads)
 
 

@@ -105,6 +105,37 @@ def test_a_read_with_the_callers_ttl_keeps_the_copy_that_long(simulate: Run) -> 
     assert short["runs"]["cached"]["loads"]["loads"] > 2 * long["runs"]["cached"]["loads"]["loads"]
 
 
+EAGER = {"xfetch_beta": 1000.0}
+"""XFetch refreshes a hit long before it expires: ``get_or_load``'s early refresh happens all the time."""
+
+
+def test_early_refreshes_of_get_or_load_are_counted_and_no_stampede(simulate: Run) -> None:
+    mix = {"get_item_typed": 0, "get_or_load": 1, "get_or_load_ttl_s": 20.0}
+    result = simulate("staging-synthetic", mix=mix, tasks=NO_TASKS, runtime=EAGER)
+    assert failed(result) == set()
+    run = result["runs"]["cached"]
+    assert run["telemetry_truth"]["counters"]["early_refreshes"]["observed"] > 50
+    assert run["loads"]["stampede_loads"] == 0, "one refresh opens the next generation; it is no second load"
+
+
+def test_a_runtime_that_hides_its_early_refreshes_fails_telemetry_truth(
+    simulate: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = MwManager.finish_load
+
+    def hiding(self: MwManager, plan: Any, value: Any, ttl_s: float | None = None, delta: float = 0.0) -> bool:
+        before = self.telemetry.early_refreshes
+        filled = real(self, plan, value, ttl_s, delta)
+        self.telemetry.early_refreshes = before
+        return filled
+
+    monkeypatch.setattr(MwManager, "finish_load", hiding)
+    mix = {"get_item_typed": 0, "get_or_load": 1, "get_or_load_ttl_s": 20.0}
+    broken = simulate("staging-synthetic", mix=mix, tasks=NO_TASKS, runtime=EAGER)
+    assert failed(broken) == {"telemetry_truth"}
+    assert broken["runs"]["cached"]["telemetry_truth"]["mismatched_counters"] == ["early_refreshes"]
+
+
 @pytest.mark.parametrize("api", ["del_global_item_typed", "del_global_key"])
 def test_deletes_that_skip_the_cache_fail_no_stale_reads(simulate: Run, api: str) -> None:
     deletes = {"get_item_typed": 8, api: 1}
@@ -114,6 +145,7 @@ def test_deletes_that_skip_the_cache_fail_no_stale_reads(simulate: Run, api: str
     broken = simulate("staging-synthetic", mix=deletes, tasks=NO_TASKS, defects={"skip_invalidation": True})
     assert "no_stale_reads" in failed(broken)
     assert ops(broken)["counts"][api] == 0, "the defect never reaches the cache"
+    assert ops(broken)["stale_beyond_bounds"]["get_item_typed"] > 0, "reads by key return the deleted value"
     example = broken["runs"]["cached"]["stale"]["examples"][0]
     assert example["returned"] < example["current"]
 
