@@ -611,6 +611,11 @@ def run_on_ray(
     ``options`` is a :class:`simulations.runner.RunOptions`; its ``realtime`` (wall seconds per simulated second)
     wins over ``speed`` (simulated seconds per wall second, default :data:`DEFAULT_SPEED`).
     """
+    if not scenario.mix.by_key_only:  # its shards record reads by key for the cross-shard item judgement only
+        raise ScenarioError(
+            f"{scenario.name}: [mix] batches, get_or_load and deletes run on the SimPy engine only "
+            "(the Ray engine judges item reads by key across shards)"
+        )
     import ray
 
     from simulations.runner import Outcome, _summarise

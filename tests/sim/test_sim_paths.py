@@ -237,3 +237,17 @@ def test_the_truth_of_a_deleted_and_recreated_record() -> None:
     assert truth.judge_absent("a", 15.0) == FRESH and truth.judge_absent("a", 20.1) == WITHIN
     assert truth.judge_absent("a", 21.0) == BEYOND and truth.judge("a", 3, 21.0) == FRESH
     assert truth.judge("a", 1, 21.0) == BEYOND
+
+
+def test_the_ray_engine_refuses_a_mix_it_would_not_judge() -> None:
+    from simulations.backends import Backend
+    from simulations.ray_engine import run_on_ray
+    from simulations.runner import RunOptions
+
+    scenario = parse_scenario({"name": "x", "mix": {"get_many_typed": 1}})
+    with pytest.raises(ScenarioError, match=r"x: \[mix\] batches, get_or_load and deletes run on the SimPy engine"):
+        run_on_ray(scenario, Backend("embedded"), RunOptions())
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'pytest-mw[ray]'")
+    tasks_only = parse_scenario({"name": "x", "mix": {"task_updates": "update_task_status"}})
+    with pytest.raises(ValueError, match="needs a Redis"):  # past the mix check: task changes are judged in a shard
+        run_on_ray(tasks_only, Backend("embedded"), RunOptions())
