@@ -185,12 +185,11 @@ class Model:
         The ids the agent's L0 holds go first (a batch's order is the caller's; a dict comes back): the runtime
         fills L0 from L1 as it walks the batch, and a fill must not evict a key counted as an L0 hit further on.
         """
+        if not self.l1_visible:
+            raise RuntimeError("a batch's tiers are looked at per key: the Ray engine runs no batches")
         tiers = [self._holder(agent, key) for key in keys]
         order = sorted(range(len(keys)), key=lambda i: tiers[i] != 0)
-        telemetry = agent.manager.telemetry
-        before = telemetry.l1_hits
         found = agent.manager.get_many_typed(kind, scope, [item_ids[i] for i in order])
-        node_hits = telemetry.l1_hits - before  # where the node tier cannot be looked into (Ray)
         o, seen = self.outcomes, agent.seen
         for i in order:
             if item_ids[i] not in found:
@@ -198,9 +197,6 @@ class Model:
                 o.batch_missed += 1
                 continue
             tier = tiers[i]
-            if tier < 0:
-                tier = 1 if node_hits > 0 else 2
-                node_hits -= tier == 1
             if tier == 0:
                 o.l0 += 1
                 seen.l0 += 1

@@ -5,6 +5,7 @@ and each has a defect that a check catches."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from simhelpers import Run, failed
 from test_sim_determinism import differences, numbers
 
 from mw import MwManager
+from mw import keys as K
 from simulations.scenario import MIX_OPERATIONS, ScenarioError, parse_scenario
 from simulations.truth import BEYOND, FRESH, WITHIN, Truth
 
@@ -251,3 +253,46 @@ def test_the_ray_engine_refuses_a_mix_it_would_not_judge() -> None:
     tasks_only = parse_scenario({"name": "x", "mix": {"task_updates": "update_task_status"}})
     with pytest.raises(ValueError, match="needs a Redis"):  # past the mix check: task changes are judged in a shard
         run_on_ray(tasks_only, Backend("embedded"), RunOptions())
+
+
+def test_a_batch_asks_for_what_l0_holds_first(base_model: Any) -> None:
+    """The runtime fills L0 from L1 as it walks a batch: asked first, an L1 hit would evict an id L0 held further
+    on, which the simulator had counted as an L0 hit. Asked in L0-first order the counts agree."""
+    model = base_model
+    me = model.add_agent()
+    ids = ["in-l1", "b", "c"]
+    keys = [K.global_typed_key("doc", "shared", i) for i in ids]
+    model.admin.set_global_item_typed("doc", "shared", "in-l1", "1|a")  # node-0's L1 (and L2), not this L0
+    for item_id in ("b", "c"):
+        me.manager.set_global_item_typed("doc", "shared", item_id, f"1|{item_id}")
+    assert [key in me.l0 for key in keys] == [False, True, True]
+    found = model.lookup_many(me, "doc", "shared", ids, keys)
+    assert set(found) == set(ids)
+    telemetry, seen = me.manager.telemetry, me.seen
+    assert (seen.l0, seen.l1, seen.l2, seen.missed) == (2, 1, 0, 0)
+    assert (telemetry.l0_hits, telemetry.l1_hits, telemetry.l2_hits, telemetry.misses) == (2, 1, 0, 0)
+    other = model.add_agent()  # node-1: the same ids in the caller's order show the hazard
+    for item_id in ("b", "c"):
+        other.manager.set_global_item_typed("doc", "shared", item_id, f"1|{item_id}")
+    other.l1.set(keys[0], me.l1.get(keys[0]), me.l1.expire_at(keys[0]))
+    other.manager.get_many_typed("doc", "shared", ids)
+    assert other.manager.telemetry.l0_hits < 2, "an L1 fill evicted an id L0 held"
+
+
+@pytest.fixture
+def base_model() -> Iterator[Any]:
+    """A model with a two-item L0 per agent, on the embedded backend, closed afterwards."""
+    import uuid
+
+    import simpy
+
+    from mw import MwConfig
+    from simulations.model import Model
+
+    config = MwConfig.from_env({}, namespace=f"paths{uuid.uuid4().hex[:10]}", l0_max_items=2, ttl_jitter=0.0)
+    model = Model(simpy.Environment(), parse_scenario({"name": "x"}), config)
+    yield model
+    for agent in model.agents:
+        agent.manager.close()
+    model.admin.close()
+    model.cluster.close()
