@@ -204,6 +204,7 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
         "tier_errors": totals["l2_errors"] + totals["mlt_errors"],
         "hot_items": _hot_items(model),
         "tasks": {"created": tasks.created, "transitions": tasks.transitions} if tasks is not None else {},
+        "operations": model.operations.summary(),
         "series": sampler.rows,
         "wall": wall,
     }

@@ -11,8 +11,11 @@ returns (``docs/runtime.md``: tolerance 0); one whose invalidation reaches this 
 * an older version later than that, a value of a record that never existed, ``None`` (or a negative-cache answer)
   for a record that existed before the read started by more than the tolerance: stale beyond the bounds.
 
-Records are never deleted in the simulator: existence starts at creation (items seeded at t=0, tasks when created) and
-ids that Mlt never had (the absent pool) never exist, so ``None`` is their only right answer.
+Existence starts at creation (items seeded at t=0, tasks when created); ids that Mlt never had (the absent pool) never
+exist, so ``None`` is their only right answer. A delete (``[mix]``'s deletes) supersedes the current version by an
+*absent* one that no value names, and opens a span in which ``None`` is the answer; a later write re-creates the
+record with the next version and closes the span (``None`` then stays acceptable for the tolerance). ``None`` is fresh
+if the record did not exist at some instant between the read's start and its judgement.
 """
 
 from __future__ import annotations
@@ -41,10 +44,18 @@ class Versions:
     deadlines: list[float] = field(default_factory=lambda: [INF])
     born: float = -INF
     born_deadline: float = -INF
+    absent: list[list[float]] = field(default_factory=list)
+    """``[deleted_at, recreated_at, deadline]`` per delete: the record did not exist in between (``inf``: still
+    gone), and ``None`` stays acceptable until ``deadline``."""
 
     @property
     def current(self) -> int:
         return len(self.deadlines)
+
+    @property
+    def gone(self) -> bool:
+        """Deleted and not re-created: the current version is the absent one."""
+        return bool(self.absent) and self.absent[-1][1] == INF
 
 
 class Truth:
@@ -60,6 +71,8 @@ class Truth:
         self.lag_s: dict[str, float] = {"item": 0.0, "task": 0.0, "herd": 0.0}
         """Tolerance by record class: how long after an Mlt change the previous answer is still within the bounds.
         The workloads set it from their writers (0: in-process, at once; :data:`BUS_LAG_S`: over the bus)."""
+        self.mlt_base: dict[str, int] = {}
+        """Mlt numbers a record re-created after a delete from 1 again: the simulator's version is Mlt's plus this."""
 
     def created(
         self, record: str, version: int = 1, at: float = -INF, deadline: float | None = None, value: object = None
@@ -78,6 +91,8 @@ class Truth:
     def superseded(self, record: str, new_version: int, at: float, deadline: float, value: object = None) -> None:
         """``new_version`` (``value``) was written at ``at``; older copies are acceptable until ``deadline``."""
         versions = self.records.setdefault(record, Versions())
+        if versions.gone:  # a write re-creates a deleted record
+            versions.absent[-1][1:] = [at, deadline]
         while versions.current < new_version:
             versions.superseded_at[-1] = at
             versions.deadlines[-1] = deadline
@@ -89,11 +104,24 @@ class Truth:
         else:
             self.latest.pop(record, None)
 
+    def deleted(self, record: str, at: float, deadline: float) -> bool:
+        """``record`` was deleted from Mlt at ``at``; its last value is acceptable until ``deadline``.
+
+        False (nothing recorded) if it did not exist."""
+        versions = self.records.get(record)
+        if versions is None or versions.gone:
+            return False
+        absent_version = versions.current + 1
+        self.superseded(record, absent_version, at, deadline)
+        versions.absent.append([at, INF, INF])
+        self.mlt_base[record] = absent_version
+        return True
+
     def judge(self, record: str, version: int, started_at: float) -> int:
         """A read that started at ``started_at`` returned ``version`` of ``record``: FRESH, WITHIN or BEYOND."""
         current = self.current.get(record, 0)
         if version == current > 0:
-            return FRESH
+            return BEYOND if self.records[record].gone else FRESH  # no value names the absent version
         if current == 0 or version < 1 or version > current:
             return BEYOND  # a value of a record that never existed, or of a version never written
         versions = self.records[record]
@@ -106,8 +134,17 @@ class Truth:
         versions = self.records.get(record)
         if versions is None or started_at < versions.born:
             return FRESH
-        return WITHIN if started_at <= versions.born_deadline else BEYOND
+        within = started_at <= versions.born_deadline
+        for _deleted_at, recreated_at, deadline in versions.absent:
+            if recreated_at > started_at:  # gone at some instant since the read started (a span never opens later)
+                return FRESH
+            within = within or started_at <= deadline
+        return WITHIN if within else BEYOND
 
     def version(self, record: str) -> int:
-        """Mlt's current version of ``record`` (0: it does not exist)."""
+        """The current version of ``record`` (0: it never existed; a deleted record's is its absent version)."""
         return self.current.get(record, 0)
+
+    def exists(self, record: str) -> bool:
+        versions = self.records.get(record)
+        return versions is not None and not versions.gone
