@@ -23,6 +23,7 @@ log = logging.getLogger("mw")
 
 
 def _retire(l0: L0Cache, node: Any, telemetry: Telemetry) -> None:
+    telemetry.l0_evictions = l0.evictions  # the process totals keep a closed agent's evictions too
     l0.clear()
     node.l0s.discard(l0)
     process_telemetry.retire(telemetry)

@@ -36,6 +36,7 @@ from mw.flight import Flight
 from mw.invalidation import LANDED_CHANNEL, BusTransport, InvalidationBus, PendingInvalidations
 from mw.lease import Leases
 from mw.mlt import MltStore, open_store
+from mw.telemetry import RecentLoads
 from mw.tiers.l0 import HolderIndex, L0Cache
 from mw.tiers.l1 import L1Cache
 from mw.tiers.l2 import RedisTier
@@ -82,6 +83,8 @@ class Cluster:
         self.flight = Flight()
         self.rng = random.Random(config.rng_seed)  # never the global stream: other code must not shift it
         self.holders = HolderIndex()
+        self.loads = RecentLoads()
+        """Until when each recently loaded key's value lives: a load before then is a repeated load."""
         self.generation = 0
         """Bumped by every local drop or flush. A reader notes it before it reads L1/L2 and fills the tiers
         above only if nothing was dropped meanwhile: a copy read before an invalidation is never put back
@@ -149,6 +152,11 @@ class Cluster:
         _ = self.l2
         assert self._leases is not None
         return self._leases
+
+    @property
+    def started_bus(self) -> InvalidationBus | None:
+        """The bus if L2 was opened already (telemetry reads it without opening a connection)."""
+        return self._bus
 
     def inv_message(self, keys: list[str]) -> tuple[str, bytes] | None:
         bus = self.bus
@@ -278,6 +286,7 @@ class Cluster:
         keys = list(keys)
         self.bump()
         self.flight.forget(keys)
+        self.loads.forget(keys)
         dropped = 0
         for node in list(self.nodes.values()):
             for key in keys:
@@ -300,6 +309,7 @@ class Cluster:
         and forget every load in flight (any of them may have read what a missed message invalidated)."""
         self.bump()
         self.flight.forget_all()
+        self.loads.clear()
         dropped = 0
         for node in list(self.nodes.values()):
             dropped += node.l1.clear()
@@ -349,6 +359,12 @@ def cluster_for(
         elif transport is not None and cluster.transport is not transport:
             raise ValueError(f"cluster {name!r} exists with another bus transport ({cluster.transport!r})")
         return cluster
+
+
+def live_clusters() -> list[Cluster]:
+    """Every open cluster of the process (for process-wide telemetry: buses, node tiers, configurations)."""
+    with _registry_lock:
+        return list(_clusters.values())
 
 
 def live_l0s() -> list[L0Cache]:

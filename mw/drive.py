@@ -26,7 +26,7 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mw.errors import LoadTimeout
+from mw.errors import LoadTimeout, MltUnavailable
 from mw.faults import apoint, point
 from mw.flight import ABANDONED, Entry
 from mw.protocol import (
@@ -180,6 +180,9 @@ def _do_sync(agent: AgentTiers, effect: Effect, read: Read, loader: Loader) -> A
         started = time.perf_counter()
         try:
             value = loader()
+        except MltUnavailable:
+            agent.telemetry.mlt_errors += 1
+            raise
         finally:
             if extender is not None:
                 extender.stop()
@@ -324,6 +327,9 @@ async def _do_async(agent: AgentTiers, effect: Effect, read: Read, loader: Loade
             value = loader()
             if inspect.isawaitable(value):
                 value = await value
+        except MltUnavailable:
+            agent.telemetry.mlt_errors += 1
+            raise
         finally:
             if extender is not None:
                 extender.stop()

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mw.telemetry import invalidation_lag
 from mw.tiers.l2 import RedisTier
 
 log = logging.getLogger("mw.invalidation")
@@ -508,7 +509,9 @@ class InvalidationBus:
         self._drop(keys)
         if flush:
             self._flush_all(f"{origin} could not reach L2 with more changes than it could list")
-        self.lag.add(self._stamp() - sent)
+        lag = max(0.0, self._stamp() - sent)
+        self.lag.add(lag)
+        invalidation_lag.observe(lag)
         self._sequence(origin, seq, covers, flush=flush)
 
     def _sequence(self, origin: str, seq: int, covers: Iterable[int] = (), *, flush: bool = False) -> None:

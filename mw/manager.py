@@ -190,6 +190,17 @@ class MwManager:
         self._hot_add(key)
         return self._reads.begin(key)
 
+    def begin_get_or_load(self, kind: str, scope: str, item_id: str, ttl_s: float | None = None) -> LoadPlan:
+        """:meth:`get_or_load` in steps (see :meth:`begin_load`), with its XFetch early refresh and ``ttl_s``.
+
+        An L0 hit XFetch wants refreshed comes back as a ``lead`` plan, finished as a miss is (and then a ``hit``
+        with the loaded value); ``finish_load`` without a TTL fills with ``ttl_s``.
+        """
+        key = K.global_typed_key(kind, scope, item_id)
+        ttl = None if ttl_s is None else check_ttl(ttl_s)
+        self._hot_add(key)
+        return self._reads.begin_with_l0(key, ttl)
+
     def poll_load(self, plan: LoadPlan) -> LoadPlan:
         """Re-check a ``wait`` plan: ``hit``/``negative`` once the holder filled, ``lead`` if it may load now."""
         return self._reads.poll(plan)

@@ -43,6 +43,7 @@ from mw.errors import CodecError, L2CommandError, LoadTimeout, TaskRowError, Tie
 from mw.faults import INJECTORS
 from mw.flight import ABANDONED, Entry
 from mw.refresh import jittered, xfetch_due
+from mw.telemetry import task_ttls
 from mw.tiers import MISS
 from mw.tiers.l0 import private_copy
 
@@ -267,6 +268,7 @@ def miss(agent: AgentTiers, read: Read) -> Steps:
     """Every tier missed: one load for the process (single flight) and the cluster (the lease)."""
     key = read.key
     if not agent.config.stampede_protection:
+        count_load(agent, key)
         loaded = yield Load(key, None, None)
         filled = fill_unleased(agent, read, loaded, "all", agent.cluster.generation)
         return Outcome(loaded.value, "loaded", filled)
@@ -281,8 +283,10 @@ def miss(agent: AgentTiers, read: Read) -> Steps:
         if got is ABANDONED:
             continue
         if got is ALONE:
+            count_load(agent, key)
             loaded = yield Load(key, None, None)
             return Outcome(loaded.value, "loaded")
+        agent.telemetry.coalesced += 1
         return Outcome(private_copy(got), "shared")
     try:
         outcome = yield from leased(agent, read)
@@ -311,17 +315,28 @@ def leased(agent: AgentTiers, read: Read) -> Steps:
             token = _UNREACHABLE
         if token is _UNREACHABLE:  # loaded outside the except clause: a suspended handler keeps its exception,
             gen = agent.cluster.generation  # whose traceback keeps the driver's frames (a dropped plan) alive
+            count_load(agent, key)
             loaded = yield Load(key, None, None)
             return Outcome(loaded.value, "loaded", fill_unleased(agent, read, loaded, "local", gen))
         if token is not None:
             found = yield from recheck(agent, key, lkey, token)
             if found is not MISS:
                 return Outcome(found, "shared")
+            count_load(agent, key)
             return (yield from hold(agent, read, lkey, token))
         telemetry.lease_waits += 1
         found = yield from wait_for_holder(agent, read, lkey, nkey)
         if found is not MISS:
             return Outcome(found, "shared")
+
+
+def count_load(agent: AgentTiers, key: str) -> None:
+    """A miss's load of a key whose last load's value should still be cached is a repeated load (counted).
+
+    Not called for early refreshes and prewarming, which reload before expiry on purpose.
+    """
+    if agent.cluster.loads.repeated(key, agent.clock()):
+        agent.telemetry.repeated_loads += 1
 
 
 def recheck(agent: AgentTiers, key: str, lkey: str, token: bytes) -> Generator[Effect, Any, Any]:
@@ -559,6 +574,7 @@ def fill_for(agent: AgentTiers, read: Read, loaded: Loaded, token: bytes = b"") 
         agent.telemetry.uncacheable += 1
         log.warning("Loaded value for %s is returned but not cached: %s", key, exc)
         return None
+    task_ttls.observe(key, value, ttl, agent.config)
     return Filling(Fill(lkey, token, key, K.negative_key(key), data, lease_ms(ttl), key), expire_at, value, size, False)
 
 
@@ -569,6 +585,8 @@ def after_fill(agent: AgentTiers, key: str, filled: bool, fill: Filling, delta: 
         log.info("Fill of %s refused: invalidated while loading (stale set prevented)", key)
         return
     cluster = agent.cluster
+    now = agent.clock()
+    cluster.loads.loaded(key, now + agent.config.negative_ttl_s if fill.negative else fill.expire_at, now)
     if fill.negative:
         cluster.drop_local([fill.effect.target])  # a stale negative copy in this node's L1 goes too
         return
@@ -596,6 +614,7 @@ def fill_unleased(agent: AgentTiers, read: Read, loaded: Loaded, where: str, gen
             return False
         if where == "all":
             writes.write(agent, key, value, ttl, broadcast=False)
+            agent.cluster.loads.loaded(key, agent.clock() + ttl, agent.clock())
             return True
         expire_at = agent.clock() + ttl
         data, size = agent.cluster.codec.encode_sized(value, expire_at, key)
@@ -603,6 +622,7 @@ def fill_unleased(agent: AgentTiers, read: Read, loaded: Loaded, where: str, gen
         agent.telemetry.uncacheable += 1
         log.warning("Loaded value for %s is returned but not cached: %s", key, exc)
         return False
+    task_ttls.observe(key, value, ttl, agent.config)
     fill = Filling(Fill("", b"", key, "", data, 0, key), expire_at, value, size, False)
     after_fill(agent, key, True, fill, 0.0, gen)
     return True

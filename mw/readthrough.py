@@ -44,8 +44,10 @@ class ReadThrough:
         xfetch: bool = False,
         loads: bool = True,
         loop: asyncio.AbstractEventLoop | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> P.Read:
-        now = time.monotonic
+        """``clock``: the deadline's clock (default ``time.monotonic``; split-phase reads use the manager's)."""
+        now = time.monotonic if clock is None else clock
         return P.Read(
             key,
             ttl_s,
@@ -109,17 +111,36 @@ class ReadThrough:
         read = self._read(key, ttl_s, ttl_for, fallback=fallback, xfetch=xfetch, loads=loads)
         return drive.run_sync(self._agent, P.read_through(self._agent, read), read, loader)
 
-    def get_with_l0(self, key: str, loader: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> P.Outcome:
-        """The whole read, L0 included, with XFetch on hits (``get_or_load``, ``get_task``)."""
+    def with_l0(
+        self,
+        key: str,
+        ttl_s: float | None,
+        ttl_for: TTLFor | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> tuple[Any, P.Read | None, P.Steps | None]:
+        """The whole read, L0 included, with XFetch on hits (``get_or_load``, ``get_task``), for every driver.
+
+        ``(value, None, None)`` for an L0 hit that needs no refresh (no read is built on that path); else the read
+        and its steps: an early refresh of a hit XFetch wants refreshed (:func:`mw.protocol.refresh`, which keeps
+        the hit if someone else is loading), or L1 -> L2 -> one load.
+        """
         agent = self._agent
         if agent.enabled:
             value = agent.l0_get(key)
             if value is not MISS:
                 if not P.refresh_due(agent, key):
-                    return P.Outcome(value, "hit")
-                read = self._read(key, ttl_s, ttl_for)
-                return drive.run_sync(agent, P.refresh(agent, read, value), read, loader)
-        return self.get(key, loader, ttl_s, ttl_for, xfetch=True)
+                    return value, None, None
+                read = self._read(key, ttl_s, ttl_for, loop=loop, clock=clock)
+                return value, read, P.refresh(agent, read, value)
+        read = self._read(key, ttl_s, ttl_for, xfetch=True, loop=loop, clock=clock)
+        return MISS, read, P.read_through(agent, read)
+
+    def get_with_l0(self, key: str, loader: Loader, ttl_s: float | None, ttl_for: TTLFor | None) -> P.Outcome:
+        value, read, steps = self.with_l0(key, ttl_s, ttl_for)
+        if read is None or steps is None:
+            return P.Outcome(value, "hit")
+        return drive.run_sync(self._agent, steps, read, loader)
 
     def lead_if_free(self, key: str, loader: Loader, ttl_for: TTLFor | None) -> P.Outcome | None:
         """Load ``key`` now unless someone is loading it (prewarm); ``None`` if someone is."""
@@ -146,15 +167,10 @@ class ReadThrough:
     async def get_with_l0_async(
         self, key: str, loader: Loader, ttl_s: float | None, ttl_for: TTLFor | None
     ) -> P.Outcome:
-        agent = self._agent
-        if agent.enabled:
-            value = agent.l0_get(key)
-            if value is not MISS:
-                if not P.refresh_due(agent, key):
-                    return P.Outcome(value, "hit")
-                read = self._read(key, ttl_s, ttl_for, loop=asyncio.get_running_loop())
-                return await drive.run_async(agent, P.refresh(agent, read, value), read, loader)
-        return await self.get_async(key, loader, ttl_s, ttl_for, xfetch=True)
+        value, read, steps = self.with_l0(key, ttl_s, ttl_for, loop=asyncio.get_running_loop())
+        if read is None or steps is None:
+            return P.Outcome(value, "hit")
+        return await drive.run_async(self._agent, steps, read, loader)
 
     # --- split phase -----------------------------------------------------------------------------
     def begin(self, key: str, ttl_for: TTLFor | None = None) -> LoadPlan:
@@ -165,6 +181,15 @@ class ReadThrough:
                 return LoadPlan("hit", key, value)
         read = P.Read(key, ttl_for=ttl_for, deadline=agent.clock() + agent.config.load_timeout_s, now=agent.clock)
         return drive.begin(agent, P.read_through(agent, read), read)
+
+    def begin_with_l0(self, key: str, ttl_s: float | None) -> LoadPlan:
+        """:meth:`with_l0` in steps: a refresh XFetch wants is a ``lead`` plan that ends ``hit`` (the caller
+        loads, as for a miss); one that someone else is loading is a ``hit`` with the cached value."""
+        agent = self._agent
+        value, read, steps = self.with_l0(key, ttl_s, None, clock=agent.clock)
+        if read is None or steps is None:
+            return LoadPlan("hit", key, value)
+        return drive.begin(agent, steps, read)
 
     def poll(self, plan: LoadPlan) -> LoadPlan:
         return drive.poll(self._agent, plan)

@@ -7,12 +7,16 @@ threads can very rarely be lost; telemetry tolerates that, correctness never dep
 
 from __future__ import annotations
 
+import bisect
+import math
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mw.keys import display_name, is_internal
+from mw.config import TASK_STATUSES, MwConfig
+from mw.keys import display_name, is_internal, task_key
+from mw.tasks import MIN_TASK_TTL_S
 
 COUNTERS = (
     "misses",
@@ -38,6 +42,8 @@ COUNTERS = (
     "uncacheable",
     "lease_rechecks",
     "load_timeouts",
+    "coalesced",
+    "repeated_loads",
 )
 
 METRIC_FIELDS: dict[str, type] = {
@@ -149,6 +155,10 @@ class Telemetry:
     uncacheable: int
     lease_rechecks: int
     load_timeouts: int
+    coalesced: int
+    """Reads served by another caller's load in this process (single-flight followers), no load of their own."""
+    repeated_loads: int
+    """Loads of a key whose previous load's value was still within its TTL (see :class:`RecentLoads`)."""
 
     def __init__(self, hot_capacity: int = 64) -> None:
         for name in COUNTERS:
@@ -263,6 +273,11 @@ class ProcessTelemetry:
                     total[name] += getattr(t, name)
             return _with_hits(total)
 
+    def live_count(self) -> int:
+        """Managers alive in this process."""
+        with self._lock:
+            return len(self._live)
+
     def hot(self, top_n: int) -> list[tuple[str, int]]:
         merged: dict[str, int] = {}
         with self._lock:
@@ -273,3 +288,124 @@ class ProcessTelemetry:
 
 
 process_telemetry = ProcessTelemetry()
+
+
+class RecentLoads:
+    """Per cluster: until when each recently loaded key's value lives, to count repeated loads.
+
+    A load of a key whose last load (in this cluster) filled a value that has not expired yet, and that no
+    write, delete or invalidation dropped since, is a *repeated load*: the per-process view of the
+    invariant "at most one load per key per expiry" (an L2 eviction, a lost lease, a cache switched off in
+    one tier show up here). Early refreshes and prewarming reload on purpose and are not checked.
+
+    Bounded: at most ``capacity`` keys; when full, the expired ones go, and if that is not enough all of
+    them (a repeated load may then go uncounted, a first load is never counted as one).
+    """
+
+    __slots__ = ("_until", "capacity")
+
+    def __init__(self, capacity: int = 16384) -> None:
+        self.capacity = capacity
+        self._until: dict[str, float] = {}
+
+    def loaded(self, key: str, expire_at: float, now: float) -> None:
+        until = self._until
+        if len(until) >= self.capacity and key not in until:
+            kept = {k: t for k, t in list(until.items()) if t > now}
+            self._until = kept if len(kept) < self.capacity else {}
+        self._until[key] = expire_at
+
+    def repeated(self, key: str, now: float) -> bool:
+        until = self._until.get(key)
+        return until is not None and now < until
+
+    def forget(self, keys: Iterable[str]) -> None:
+        until = self._until
+        for key in keys:
+            until.pop(key, None)
+
+    def clear(self) -> None:
+        self._until = {}
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+
+class Histogram:
+    """A cumulative histogram with fixed bounds (seconds), for the Prometheus and OpenTelemetry exports.
+
+    ``listeners`` are called with each observed value (the OpenTelemetry bridge records them; Prometheus
+    reads :meth:`snapshot` at scrape time).
+    """
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        if list(bounds) != sorted(bounds) or not bounds:
+            raise ValueError(f"histogram bounds must be sorted and not empty, got {bounds!r}")
+        self.bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        self.listeners: list[Callable[[float], None]] = []
+
+    def observe(self, value: float) -> None:
+        i = bisect.bisect_left(self.bounds, value)  # the first bucket whose bound is >= value; len(bounds): +Inf
+        with self._lock:
+            self._counts[i] += 1
+            self._sum += value
+        for listener in list(self.listeners):
+            listener(value)
+
+    def snapshot(self) -> tuple[list[tuple[float, int]], float, int]:
+        """``([(upper bound, cumulative count), ..., (inf, count)], sum, count)``."""
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, running = [], 0
+        for bound, n in zip((*self.bounds, math.inf), counts, strict=True):
+            running += n
+            cumulative.append((bound, running))
+        return cumulative, total, running
+
+
+LAG_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+TTL_BUCKETS_S = (1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 86400.0)
+
+invalidation_lag = Histogram(LAG_BUCKETS_S)
+"""Send-to-apply lag of invalidations received from other processes (the bus observes it), process-wide."""
+
+OTHER_STATUS = "other"
+"""The label of task statuses the configuration does not name (row data: never a label value of its own)."""
+
+_TASK_PREFIX = task_key("0")[:-1]
+
+
+class TaskTTLs:
+    """The TTLs this process caches task rows with, per status, and how many exceeded their status's TTL.
+
+    The checklist's "verify running tasks have short TTLs": ``cache_task_row`` and ``get_task`` never exceed
+    ``MW_TASK_TTL_{STATUS}_S`` (jitter is downward); a row written through a generic write
+    (``set_global_item_typed("task", "by_id", ...)`` with a long TTL, the origin system's way) can.
+    """
+
+    def __init__(self, statuses: tuple[str, ...]) -> None:
+        self.statuses = (*statuses, OTHER_STATUS)
+        self.ttls = {s: Histogram(TTL_BUCKETS_S) for s in self.statuses}
+        self.exceeded = dict.fromkeys(self.statuses, 0)
+
+    def label(self, status: object) -> str:
+        low = status.lower() if isinstance(status, str) else ""
+        return low if low in self.ttls else OTHER_STATUS
+
+    def observe(self, key: str, value: Any, ttl_s: float, config: MwConfig) -> None:
+        """Note a fill or write of ``key``; only task rows (a mapping under a task key) are counted."""
+        if not key.startswith(_TASK_PREFIX) or not isinstance(value, Mapping):
+            return
+        status = value.get("status")
+        label = self.label(status)
+        self.ttls[label].observe(ttl_s)
+        limit = config.task_ttl_s(status if isinstance(status, str) else None)
+        if ttl_s > (max(limit, MIN_TASK_TTL_S) if limit > 0 else 0.0):
+            self.exceeded[label] += 1
+
+
+task_ttls = TaskTTLs(TASK_STATUSES)
+"""Process-wide task-row TTLs (see :class:`TaskTTLs`)."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mw import keys as K
 from mw.errors import TierUnavailable
+from mw.telemetry import task_ttls
 from mw.ttl import check_ttl
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def write(tiers: AgentTiers, key: str, value: Any, ttl_s: float | None, *, broad
     cluster = tiers.cluster
     expire_at = tiers.clock() + ttl
     data, size = cluster.codec.encode_sized(value, expire_at, key)
+    task_ttls.observe(key, value, ttl, tiers.config)
     neg = K.negative_key(key)
     publish = None
     clear: tuple[str, ...] = (neg,)

@@ -1,4 +1,5 @@
-"""The Mw fixtures: ``mw_backend``, ``mw_config``, ``mw_clock``, ``mw_factory``, ``mw``, ``mw_keys``, ``mw_log_check``.
+"""The Mw fixtures: ``mw_backend``, ``mw_namespace``, ``mw_config``, ``mw_clock``, ``mw_factory``, ``mw``, ``mw_keys``,
+``mw_log_check``, and the raw clients ``mw_redis`` and ``mw_postgres``.
 
 Every test gets its own key namespace (and, on PostgreSQL, its own database), so tests never see each other's data
 and cleanup never touches anyone else's keys. The runtime is imported inside the fixtures, never at plugin import.
@@ -6,7 +7,6 @@ and cleanup never touches anyone else's keys. The runtime is imported inside the
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,9 @@ import pytest
 from pytest_mw.options import BACKEND_CHOICES, MLT_CHOICES, mw_options
 
 if TYPE_CHECKING:
+    import psycopg
+    import redis
+
     from mw import ManualClock, MwConfig, MwManager
     from pytest_mw.checks import LogCheck
     from pytest_mw.recorder import KeyRecorder
@@ -98,11 +101,21 @@ def _clean_embedded(namespace: str) -> None:
 
 
 @pytest.fixture
-def mw_config(request: pytest.FixtureRequest, mw_backend: str) -> Iterator[MwConfig]:
-    """An ``MwConfig`` for this test on the chosen backend, with a namespace of its own; clusters closed after.
+def mw_namespace() -> str:
+    """This test's key namespace, ``mwt:<uuid hex>``: the ``MwConfig.namespace`` of ``mw_config``, and the prefix
+    (``f"{mw_namespace}:{key}"``) of every key ``mw_redis``/``mw_redis_url`` clean up. Unique per test and per
+    xdist worker, so tests sharing one server never see each other's keys."""
+    from pytest_mw.servers.clients import unique_namespace
+
+    return unique_namespace()
+
+
+@pytest.fixture
+def mw_config(request: pytest.FixtureRequest, mw_backend: str, mw_namespace: str) -> Iterator[MwConfig]:
+    """An ``MwConfig`` for this test on the chosen backend, in ``mw_namespace``; clusters closed after.
 
     ``fakeredis``: the embedded fake Redis and an in-memory SQLite Mlt. ``redis``: the session's real Redis
-    (``mw_redis_url``: a per-test key prefix, deleted afterwards) and a per-test PostgreSQL database
+    (``mw_redis_url``: keys under ``mw_namespace`` deleted afterwards) and a per-test PostgreSQL database
     (``mw_postgres_dsn``), unless ``--mw-mlt sqlite``. ``MW_*`` environment variables are not read, so a developer's
     shell cannot change test results; ``@pytest.mark.mw_config(l1_ttl_s=5, ...)`` changes fields.
     """
@@ -113,18 +126,16 @@ def mw_config(request: pytest.FixtureRequest, mw_backend: str) -> Iterator[MwCon
     mlt = mlt_of(request.node, mw_backend)
     mlt_dsn = str(request.getfixturevalue("mw_postgres_dsn")) if mlt == "postgres" else None
     if mw_backend == "redis":
-        redis_ns = request.getfixturevalue("mw_redis_url")
-        namespace = redis_ns.namespace.rstrip(":")
-        config = MwConfig.from_env({}, redis_url=redis_ns.url, mlt_dsn=mlt_dsn, namespace=namespace, **changes)
+        redis_url = str(request.getfixturevalue("mw_redis_url"))
+        config = MwConfig.from_env({}, redis_url=redis_url, mlt_dsn=mlt_dsn, namespace=mw_namespace, **changes)
     else:
-        namespace = f"mwt:{uuid.uuid4().hex}"
-        config = MwConfig.from_env({}, mlt_dsn=mlt_dsn, namespace=namespace, **changes)
+        config = MwConfig.from_env({}, mlt_dsn=mlt_dsn, namespace=mw_namespace, **changes)
     try:
         yield config
     finally:
         mw.close_all()
         if config.redis_url is None:
-            _clean_embedded(namespace)
+            _clean_embedded(mw_namespace)
 
 
 @pytest.fixture
@@ -214,3 +225,48 @@ def mw_log_check(request: pytest.FixtureRequest) -> LogCheck:
     from pytest_mw.checks import log_check_for
 
     return log_check_for(request.node)
+
+
+# --- raw clients -----------------------------------------------------------------------------------------------------
+@pytest.fixture
+def mw_redis(request: pytest.FixtureRequest, mw_backend: str, mw_namespace: str) -> Iterator[redis.Redis]:
+    """A redis-py client on the L2 the ``mw`` fixtures use, for looking at (or planting) raw keys; closed after.
+
+    A plain ``redis.Redis`` like pytest-redis's ``redisdb`` (bytes replies): on ``fakeredis`` a ``FakeRedis`` on
+    the embedded server, on ``redis`` the session's real server (``mw_redis_url``). Keys are not prefixed for you:
+    this test's are ``f"{mw_namespace}:{key}"`` (``mw``'s too), and every key under ``mw_namespace`` is deleted at
+    teardown, never ``FLUSHALL``, since the server is shared with other tests and xdist workers.
+    """
+    if mw_backend == "redis":
+        import redis as redis_py
+
+        client = redis_py.Redis.from_url(str(request.getfixturevalue("mw_redis_url")))
+        try:
+            yield client
+        finally:
+            client.close()  # mw_redis_url's teardown deletes the namespace's keys
+        return
+    import fakeredis
+
+    from mw.tiers.l2 import embedded_server
+
+    fake = fakeredis.FakeRedis(server=embedded_server())
+    try:
+        yield fake
+    finally:
+        fake.close()
+        _clean_embedded(mw_namespace)
+
+
+@pytest.fixture
+def mw_postgres(mw_postgres_dsn: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """A psycopg connection to this test's own database (``mw_postgres_dsn``, the ``mw`` fixtures' Mlt when it is
+    PostgreSQL), like pytest-postgresql's ``postgresql``: not autocommit (``commit()`` what other connections must
+    see), closed after the test, and the database dropped."""
+    import psycopg
+
+    conn = psycopg.connect(mw_postgres_dsn)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -29,6 +29,7 @@ class ServerOptions:
     redis_url: str | None = None
     postgres_dsn: str | None = None
     redis_exec: str | None = None
+    postgres_exec: str | None = None
     redis_image: str = DEFAULT_REDIS_IMAGE
     postgres_image: str = DEFAULT_POSTGRES_IMAGE
     require_servers: bool = False
@@ -62,6 +63,12 @@ _OPTIONS = (
         "DSN of a running PostgreSQL to use (noproc); its user needs CREATEDB",
     ),
     _Option("redis_exec", "--mw-redis-exec", "redis-server executable for the process provider"),
+    _Option(
+        "postgres_exec",
+        "--mw-postgres-exec",
+        "pg_ctl for the process provider (its directory must hold initdb too), or that bin directory; default: "
+        "searched in pg_config --bindir, $PATH, /usr/lib/postgresql/*/bin",
+    ),
     _Option(
         "redis_image", "--mw-redis-image", f"Redis image for the container provider (default: {DEFAULT_REDIS_IMAGE})"
     ),

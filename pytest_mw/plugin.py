@@ -27,12 +27,18 @@ from pytest_mw.fixtures import (  # noqa: E402, F401  (fixtures are found as att
     mw_factory,
     mw_keys,
     mw_log_check,
+    mw_namespace,
+    mw_postgres,
+    mw_redis,
 )
 from pytest_mw.options import add_mw_options, add_server_options, mw_options, server_options  # noqa: E402
 from pytest_mw.servers import factories  # noqa: E402
 from pytest_mw.servers.provider import describe  # noqa: E402
 
-REAL_SERVER_FIXTURES = frozenset({"mw_redis_server", "mw_postgres_server", "mw_redis_url", "mw_postgres_dsn"})
+REAL_SERVER_FIXTURES = frozenset(
+    {"mw_redis_server", "mw_postgres_server", "mw_redis_url", "mw_postgres_dsn", "mw_postgres"}
+)
+"""Fixtures that always need a real server (``mw_redis`` follows the backend, so ``mw_backend`` decides for it)."""
 
 MARKERS = (
     "mw_real_servers: the test talks to a real Redis or PostgreSQL (added to tests using the mw_* server "
@@ -67,7 +73,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     o = server_options(config)
     m = mw_options(config)
     redis_plan = describe("redis", o.provider, url=o.redis_url, executable=o.redis_exec, image=o.redis_image)
-    postgres_plan = describe("postgres", o.provider, url=o.postgres_dsn, image=o.postgres_image)
+    postgres_plan = describe(
+        "postgres", o.provider, url=o.postgres_dsn, executable=o.postgres_exec, image=o.postgres_image
+    )
     summary = f"mw servers: provider={o.provider}, require servers={o.require_servers}"
     l2 = "fakeredis (embedded)" if m.backend == "fakeredis" else "redis (real server, see 'mw redis')"
     mlt = m.mlt if m.mlt != "auto" else ("sqlite in memory" if m.backend == "fakeredis" else "postgres")
@@ -75,6 +83,23 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines.append(f"mw checks: strict keys={m.strict_keys}, check logs={m.check_logs}")
     if m.lint:
         lines.append(f"mw lint: {', '.join(os.path.relpath(p, config.rootpath) for p in m.lint)}")
+    return lines
+
+
+def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
+    """A failed comparison with a fixture's URL or DSN shows both sides with passwords masked.
+
+    pytest's own string diff would print the values in full, password included.
+    """
+    from pytest_mw.servers.clients import SecretURL
+    from pytest_mw.servers.readiness import mask_password
+
+    if not isinstance(left, SecretURL) and not isinstance(right, SecretURL):
+        return None
+    shown = [repr(mask_password(v)) if isinstance(v, str) else repr(v) for v in (left, right)]
+    lines = [f"{shown[0]} {op} {shown[1]}", "(mw: a URL/DSN is compared with its password masked)"]
+    if shown[0] == shown[1] and left != right:
+        lines.append("the two differ only in their password")
     return lines
 
 
@@ -144,14 +169,21 @@ def _fail(outcome: Any, text: str) -> None:
         raise failure
 
 
-mw_redis_server = factories.redis_server()
-"""Session: the Redis ``ServerSpec`` chosen by ``--mw-server-provider``."""
-
-mw_postgres_server = factories.postgres_server()
-"""Session: the PostgreSQL ``ServerSpec`` chosen by ``--mw-server-provider``."""
-
-mw_redis_url = factories.redis_url("mw_redis_server")
-"""Per test: ``RedisNamespace`` with ``.url``, ``.namespace``, ``.key()``, ``.client()``; its keys go at teardown."""
-
-mw_postgres_dsn = factories.postgres_dsn("mw_postgres_server")
-"""Per test: DSN of a fresh database, dropped at teardown."""
+mw_redis_server = factories.redis_server(
+    doc="Session: the real Redis (a ``ServerSpec``: ``.url``, ``.provider``) that ``--mw-server-provider`` chooses."
+)
+mw_postgres_server = factories.postgres_server(
+    doc="Session: the real PostgreSQL (a ``ServerSpec``; ``.url`` is the server's admin DSN) that "
+    "``--mw-server-provider`` chooses."
+)
+mw_redis_url = factories.redis_url(
+    "mw_redis_server",
+    doc="Per test: the URL of the session's Redis, a ``str`` whose repr masks the password; every key under "
+    "``mw_namespace`` is deleted at teardown (never FLUSHALL). ``.url``/``.namespace``/``.key()``/``.client()`` "
+    "are deprecated (0.1 API).",
+)
+mw_postgres_dsn = factories.postgres_dsn(
+    "mw_postgres_server",
+    doc="Per test: the DSN of a fresh database, a ``str`` whose repr masks the password (``.dbname`` names the "
+    "database); dropped at teardown, leftover connections too.",
+)

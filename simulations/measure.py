@@ -21,11 +21,13 @@ MAX_EXAMPLES = 10
 class Outcomes:
     """Request counters; the hit-path increments are attribute adds on a slotted object."""
 
-    __slots__ = (*OUTCOMES, "herd_reads", "item_reads", "task_reads", "writes")
+    __slots__ = (*OUTCOMES, "batch_missed", "herd_reads", "item_reads", "task_reads", "writes")
 
     def __init__(self) -> None:
         self.l0 = self.l1 = self.l2 = self.negative = self.coalesced = self.load = 0
         self.item_reads = self.task_reads = self.herd_reads = self.writes = 0
+        self.batch_missed = 0
+        """Keys of a ``get_many_typed`` no tier held: the runtime's misses, each then read by key on its own."""
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -55,6 +57,7 @@ class Seen:
         "load",
         "missed",
         "negative",
+        "refreshes",
         "task_evictions",
         "task_hits",
         "task_misses",
@@ -63,6 +66,8 @@ class Seen:
     def __init__(self) -> None:
         self.l0 = self.l1 = self.l2 = self.negative = self.coalesced = self.load = self.missed = 0
         self.task_hits = self.task_misses = self.task_evictions = 0
+        self.refreshes = 0
+        """L0 hits that ``begin_get_or_load`` handed back to be refreshed early (XFetch): the agent loads them."""
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -74,7 +79,7 @@ def observed_hit_ratio(counts: dict[str, int]) -> float:
     A negative-cache answer is neither (as the runtime counts it: its hit ratio is about values).
     """
     hits = counts["l0"] + counts["l1"] + counts["l2"]
-    total = hits + counts["coalesced"] + counts["load"]
+    total = hits + counts["coalesced"] + counts["load"] + counts.get("batch_missed", 0)
     return hits / total if total else 0.0
 
 
@@ -82,6 +87,65 @@ def request_hit_ratio(counts: dict[str, int]) -> float:
     total = sum(counts[o] for o in OUTCOMES)
     answered = counts["l0"] + counts["l1"] + counts["l2"] + counts["negative"]
     return answered / total if total else 0.0
+
+
+OPERATIONS = (
+    "get_item_typed",
+    "get_many_typed",
+    "get_or_load",
+    "set_global_item_typed",
+    "del_global_item_typed",
+    "del_global_key",
+    "get_task",
+    "cache_task_row",
+    "invalidate_task",
+    "update_task_status",
+    "herd_read",
+    "prewarm",
+    "memory_metrics",
+)
+"""The runtime calls a run makes, as ``result.json`` counts them (``operations``): item reads by key
+(``begin_load``), batches, reads with a caller TTL, writes, deletes, task reads, task caching at creation, task
+status changes (the simulator's ``put_task`` then ``invalidate_task``, or ``update_task_status``), herd reads
+(``begin_load`` with the herd's TTL), prewarming and heartbeats."""
+
+
+class Operations:
+    """How many of each runtime operation ran, and what the oracle found per operation (``[mix]`` is honoured)."""
+
+    __slots__ = ("batch_followups", "batch_keys", "batch_values", "counts", "stale_beyond")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(OPERATIONS, 0)
+        self.batch_keys = 0
+        """Ids asked for by every ``get_many_typed``."""
+        self.batch_values = 0
+        """Ids a batch answered (a tier held them)."""
+        self.batch_followups = 0
+        """Ids a batch left out, then read by key."""
+        self.stale_beyond: dict[str, int] = dict.fromkeys(OPERATIONS, 0)
+        """Answers judged stale beyond the bounds, by the operation that returned them."""
+
+    @classmethod
+    def merged(cls, parts: Sequence[Operations]) -> Operations:
+        """The sum of several runs' counts (the Ray engine's shards)."""
+        out = cls()
+        for part in parts:
+            for name, n in part.counts.items():
+                out.counts[name] = out.counts.get(name, 0) + n
+            for name, n in part.stale_beyond.items():
+                out.stale_beyond[name] = out.stale_beyond.get(name, 0) + n
+            out.batch_keys += part.batch_keys
+            out.batch_values += part.batch_values
+            out.batch_followups += part.batch_followups
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "counts": dict(self.counts),
+            "batch": {"keys": self.batch_keys, "values": self.batch_values, "followups": self.batch_followups},
+            "stale_beyond_bounds": {k: v for k, v in self.stale_beyond.items() if v},
+        }
 
 
 class LoadTracker:
@@ -137,6 +201,12 @@ class LoadTracker:
             self.gen_absent[key] = True
         if valid_until is not None and not (self.outages and self._in_outage(now)):
             self.valid_until[key] = max(valid_until, self.valid_until.get(key, -math.inf))
+
+    def refreshing(self, key: str) -> None:
+        """An early refresh (XFetch) of a cached value starts: one load before the copy expires, by design; it
+        opens the key's next generation (a load of it already in flight still counts as a stampede load)."""
+        self._close(key)
+        self.valid_until.pop(key, None)
 
     def refreshed(self, key: str, valid_until: float) -> None:
         """A write-through replaced the cached value: the key is cached until ``valid_until``."""

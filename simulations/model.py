@@ -25,7 +25,16 @@ from mw.mlt import MISSING, MltStore
 from mw.protocol import POLL_S
 from mw.readthrough import LoadPlan
 from simulations.distributions import Latency
-from simulations.measure import DoublePrefix, Heartbeats, LoadTracker, Outcomes, Seen, StaleLog, TaskTTLs
+from simulations.measure import (
+    DoublePrefix,
+    Heartbeats,
+    LoadTracker,
+    Operations,
+    Outcomes,
+    Seen,
+    StaleLog,
+    TaskTTLs,
+)
 from simulations.scenario import Scenario
 from simulations.sim_bus import SimBus, redis_bus_summary
 from simulations.truth import Truth
@@ -79,6 +88,7 @@ class Model:
         self.latency = Latency(scenario.mlt, random.Random(f"{self.seed}:latency"))
         self.truth = Truth()
         self.outcomes = Outcomes()
+        self.operations = Operations()
         self.loads = LoadTracker([(w.at_s, w.end_s) for w in scenario.faults if w.kind == "l2_down"])
         self.stale = StaleLog()
         self.task_ttls = TaskTTLs()
@@ -185,6 +195,62 @@ class Model:
         else:
             agent.seen.task_misses += 1
         return plan
+
+    def lookup_or_load(
+        self, agent: Agent, kind: str, scope: str, item_id: str, key: str, ttl_s: float
+    ) -> tuple[LoadPlan, bool]:
+        """``begin_get_or_load``, counted as :meth:`lookup` is, and whether it is an early refresh (XFetch).
+
+        A refresh is a ``lead`` plan for a key some tier answered: a hit for the runtime, loaded by :meth:`refresh`.
+        It is told from a miss's ``lead`` by L0: the hit is there (it was, or the read from L1/L2 just filled it),
+        a miss leaves nothing.
+        """
+        tier = self._holder(agent, key)
+        before = agent.manager.telemetry.l1_hits if tier < 0 else 0
+        plan = agent.manager.begin_get_or_load(kind, scope, item_id, ttl_s)
+        tier = tier if tier >= 0 else self._l1_or_l2(agent, before)
+        if plan.state == "lead" and key in agent.l0:
+            self._began(agent, LoadPlan("hit", key), tier)
+            agent.seen.refreshes += 1
+            return plan, True
+        self._began(agent, plan, tier)
+        return plan, False
+
+    def refresh(self, agent: Agent, plan: LoadPlan, load: Loader) -> Process:
+        """Load an early refresh's value in simulated time and finish its plan (which then holds the value)."""
+        if self.caching:
+            self.loads.refreshing(plan.key)
+        return (yield from self._lead(agent, plan, load, None))
+
+    def lookup_many(self, agent: Agent, kind: str, scope: str, item_ids: list[str], keys: list[str]) -> dict[str, Any]:
+        """``get_many_typed`` of distinct ids, counted per key as the runtime counts a batch: a tier's hit, else a
+        miss (left out of the answer). The tier of each is looked at before the call, as for :meth:`lookup`.
+
+        The ids the agent's L0 holds go first (a batch's order is the caller's; a dict comes back): the runtime
+        fills L0 from L1 as it walks the batch, and a fill must not evict a key counted as an L0 hit further on.
+        """
+        if not self.l1_visible:
+            raise RuntimeError("a batch's tiers are looked at per key: the Ray engine runs no batches")
+        tiers = [self._holder(agent, key) for key in keys]
+        order = sorted(range(len(keys)), key=lambda i: tiers[i] != 0)
+        found = agent.manager.get_many_typed(kind, scope, [item_ids[i] for i in order])
+        o, seen = self.outcomes, agent.seen
+        for i in order:
+            if item_ids[i] not in found:
+                seen.missed += 1
+                o.batch_missed += 1
+                continue
+            tier = tiers[i]
+            if tier == 0:
+                o.l0 += 1
+                seen.l0 += 1
+            elif tier == 1:
+                o.l1 += 1
+                seen.l1 += 1
+            else:
+                o.l2 += 1
+                seen.l2 += 1
+        return found
 
     @staticmethod
     def _l1_or_l2(agent: Agent, l1_hits_before: int) -> int:
@@ -342,14 +408,21 @@ class Model:
         if expire_at is not None:
             self.task_ttls.served(str(row.get("status", "")), expire_at - self.clock())
 
-    def item_served(self, record: str, value: str | None, started_at: float, what: str = "item") -> None:
+    def item_served(
+        self, record: str, value: str | None, started_at: float, what: str = "item", reader: str | None = None
+    ) -> int:
         """Judge an item or herd read: a value (``"<version>|..."``) against Mlt's versions, ``None`` (or a negative
-        answer) against the record's existence. A fresh value costs a dict lookup and a compare."""
+        answer) against the record's existence; returns the verdict. A fresh value costs a dict lookup and a compare.
+
+        ``reader``: the reader's node (default: the one of the :meth:`lookup` or :meth:`resolve` that just answered).
+        """
         truth, stale = self.truth, self.stale
         stale.checked[what] += 1
-        reader, self.reader = self.reader, None
+        if reader is None:
+            reader = self.reader
+        self.reader = None
         if value is not None and truth.latest.get(record) == value:
-            return
+            return 0
         if value is None:
             stale.absent_answers[what] += 1
             version = 0
@@ -359,6 +432,7 @@ class Model:
             verdict = truth.judge(record, version, started_at, reader)
         if verdict:
             stale.flag(what, verdict, record, version, truth.version(record), self.env.now)
+        return verdict
 
     def mlt_item(self, kind: str, scope: str, item_id: str) -> Loader:
         store = self.store

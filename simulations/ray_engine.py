@@ -39,7 +39,16 @@ from typing import Any, cast
 
 from mw.telemetry import COUNTERS, hit_ratio
 from simulations.backends import Backend
-from simulations.measure import MAX_EXAMPLES, DoublePrefix, Heartbeats, LoadTracker, Outcomes, StaleLog, TaskTTLs
+from simulations.measure import (
+    MAX_EXAMPLES,
+    DoublePrefix,
+    Heartbeats,
+    LoadTracker,
+    Operations,
+    Outcomes,
+    StaleLog,
+    TaskTTLs,
+)
 from simulations.scenario import Scenario, ScenarioError
 from simulations.settings import for_run
 from simulations.sim_bus import redis_bus_summary
@@ -278,6 +287,7 @@ class SimShard:
             "node_tier": None if self.tier is None else self.tier.stats(),
             "agents": agents,
             "outcomes": model.outcomes.as_dict(),
+            "operations": model.operations,
             "load_events": cast(_RecordingLoads, model.loads).events,
             "item_reads": model.item_reads,
             "item_writes": cast(_RecordingTruth, model.truth).writes,
@@ -370,6 +380,7 @@ class _MergedModel:
     retired: list[_AgentRecord] = field(default_factory=list)
     shards: list[dict[str, Any]] = field(default_factory=list)
     """The shards' results (their buses' figures)."""
+    operations: Operations = field(default_factory=Operations)
 
     def all_agents(self) -> list[_AgentRecord]:
         return self.retired + self.agents
@@ -532,6 +543,7 @@ def _merge(
         agents=agents,
         retired=retired,
         shards=results,
+        operations=Operations.merged([r["operations"] for r in results]),
     )
     warms = [r["warm"] for r in results]
     sampler = _MergedSampler(
@@ -612,6 +624,11 @@ def run_on_ray(
     ``options`` is a :class:`simulations.runner.RunOptions`; its ``realtime`` (wall seconds per simulated second)
     wins over ``speed`` (simulated seconds per wall second, default :data:`DEFAULT_SPEED`).
     """
+    if not scenario.mix.by_key_only:  # its shards record reads by key for the cross-shard item judgement only
+        raise ScenarioError(
+            f"{scenario.name}: [mix] batches, get_or_load and deletes run on the SimPy engine only "
+            "(the Ray engine judges item reads by key across shards)"
+        )
     import ray
 
     from simulations.runner import Outcome, _summarise

@@ -236,6 +236,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
             f"- prewarm: {cached['prewarmed']} items prewarmed; hit ratio {prewarm['with']:.4f} with, "
             f"{prewarm['without']:.4f} without ({prewarm['delta']:+.4f})"
         )
+    lines += _operations_section(cached)
     lines += _replay_section(result)
     lines += ["", f"![hit ratio per tier]({plots['hit_ratio']})", f"![Mlt QPS]({plots['mlt_qps']})", ""]
     lines += _tasks_section(cached)
@@ -318,6 +319,23 @@ def _replay_section(result: dict[str, Any]) -> list[str]:
                 cell += f" (bytes {row[name]['byte_hit_ratio']:.4f})"
             cells.append(cell)
         lines.append(f"| {label} | {cells[0]} | {cells[1]} | {row['s3fifo_minus_lru']:+.4f} |")
+    return lines
+
+
+def _operations_section(run: dict[str, Any]) -> list[str]:
+    """How many of each runtime call the run made (``[mix]`` and the other tables decide the proportions)."""
+    ops = run.get("operations")
+    if not ops:
+        return []
+    lines = ["", "## Operations", "", "| operation | calls | stale beyond the bounds |", "|---|---|---|"]
+    stale = ops.get("stale_beyond_bounds", {})
+    lines += [f"| `{name}` | {n} | {stale.get(name, 0)} |" for name, n in ops["counts"].items() if n]
+    batch = ops["batch"]
+    if batch["keys"]:
+        lines.append(
+            f"\nBatches asked for {batch['keys']} ids: {batch['values']} answered by a tier, {batch['followups']} "
+            "left out and then read by key."
+        )
     return lines
 
 

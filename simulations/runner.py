@@ -232,6 +232,7 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
         "bus": model.bus_summary(),
         "hot_items": _hot_items(model),
         "tasks": {"created": tasks.created, "transitions": tasks.transitions} if tasks is not None else {},
+        "operations": model.operations.summary(),
         "series": sampler.rows,
         "wall": wall,
     }

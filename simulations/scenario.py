@@ -151,6 +151,67 @@ class HeartbeatSpec:
     every_s: float = 30.0
 
 
+MIX_OPERATIONS = ("get_item_typed", "get_many_typed", "get_or_load", "del_global_item_typed", "del_global_key")
+"""The item operations of an agent that ``[mix]`` weighs (its writes are ``[items] write_fraction``)."""
+TASK_UPDATES = ("put_task", "update_task_status")
+
+
+@dataclass(frozen=True)
+class MixSpec:
+    """How an agent's item requests that are not writes split over the runtime's API: relative weights.
+
+    The default is every such request a read by key (``begin_load``, the split-phase ``get_item_typed``), as before
+    the table existed: a run without ``[mix]`` draws the same random numbers and gets the same result.
+    """
+
+    get_item_typed: float = 1.0
+    get_many_typed: float = 0.0
+    """A batch of ``batch_size`` distinct ids in one ``get_many_typed``; what it leaves out is then read by key."""
+    get_or_load: float = 0.0
+    """A read by key whose fill gets the caller's ``get_or_load_ttl_s``."""
+    del_global_item_typed: float = 0.0
+    """Mlt's ``delete_item``, then ``del_global_item_typed`` (a write later re-creates the item)."""
+    del_global_key: float = 0.0
+    """As ``del_global_item_typed``, through ``del_global_key`` with the item's full key."""
+    batch_size: int = 8
+    get_or_load_ttl_s: float = 60.0
+    task_updates: str = "put_task"
+    """How a task changes status: ``put_task`` (the simulator's Mlt write, then ``invalidate_task``) or
+    ``update_task_status`` (the owner's ``MwManager.update_task_status``: both in one public call)."""
+
+    def __post_init__(self) -> None:
+        for name in MIX_OPERATIONS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise ScenarioError(f"{name} = {value!r}: a weight is a number >= 0")
+        if not any(getattr(self, name) for name in MIX_OPERATIONS):
+            raise ScenarioError(f"every weight is 0: at least one of {', '.join(MIX_OPERATIONS)} must be > 0")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ScenarioError(f"batch_size = {self.batch_size!r}: a whole number of ids >= 1")
+        ttl = self.get_or_load_ttl_s
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < float("inf"):
+            raise ScenarioError(f"get_or_load_ttl_s = {ttl!r}: a number of seconds > 0")
+        if self.task_updates not in TASK_UPDATES:
+            raise ScenarioError(f"task_updates = {self.task_updates!r} is not one of {', '.join(TASK_UPDATES)}")
+
+    @property
+    def by_key_only(self) -> bool:
+        """Only reads by key: no draw picks the operation (the result of a scenario without ``[mix]``)."""
+        return not any(getattr(self, name) for name in MIX_OPERATIONS[1:])
+
+    def weights(self) -> list[tuple[str, float]]:
+        """The operations with a weight, each with its cumulative share of 1."""
+        total = sum(getattr(self, name) for name in MIX_OPERATIONS)
+        out, acc = [], 0.0
+        for name in MIX_OPERATIONS:
+            weight = getattr(self, name)
+            if weight:
+                acc += weight / total
+                out.append((name, acc))
+        out[-1] = (out[-1][0], 1.0)
+        return out
+
+
 @dataclass(frozen=True)
 class DefectSpec:
     """Deliberate defects, for proving the verdict fails: never on in a bundled scenario."""
@@ -263,6 +324,7 @@ class Scenario:
     churn: ChurnSpec = field(default_factory=ChurnSpec)
     prewarm: PrewarmSpec = field(default_factory=PrewarmSpec)
     heartbeat: HeartbeatSpec = field(default_factory=HeartbeatSpec)
+    mix: MixSpec = field(default_factory=MixSpec)
     defects: DefectSpec = field(default_factory=DefectSpec)
     targets: Targets = field(default_factory=Targets)
     faults: tuple[FaultWindow, ...] = ()
@@ -289,7 +351,9 @@ class Scenario:
                 changes[section] = dataclasses.replace(current, **values)
             except ScenarioError as exc:
                 raise ScenarioError(f"{where}: [{section}] {exc}") from None
-        return dataclasses.replace(self, **changes)
+        changed = dataclasses.replace(self, **changes)
+        _check_mix(self.source or self.name, changed)
+        return changed
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -302,6 +366,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "churn": ChurnSpec,
     "prewarm": PrewarmSpec,
     "heartbeat": HeartbeatSpec,
+    "mix": MixSpec,
     "defects": DefectSpec,
     "targets": Targets,
 }
@@ -345,6 +410,16 @@ def _faults(where: str, raw: Any, runtime: dict[str, Any]) -> tuple[FaultWindow,
     return tuple(windows)
 
 
+def _check_mix(where: str, scenario: Scenario) -> None:
+    """``update_task_status`` invalidates at once: it cannot be the late writer ``invalidation_delay_s`` models."""
+    delay = scenario.tasks.invalidation_delay_s
+    if scenario.mix.task_updates == "update_task_status" and delay > 0:
+        raise ScenarioError(
+            f"{where}: [mix] task_updates = 'update_task_status' invalidates at once; "
+            f"[tasks] invalidation_delay_s = {delay!r} needs task_updates = 'put_task'"
+        )
+
+
 def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
     """Build a scenario from parsed TOML; every problem is a :class:`ScenarioError` naming ``source`` and the key."""
     if "name" not in data or not isinstance(data["name"], str):
@@ -363,6 +438,7 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         if name in data:
             kwargs[name] = _section(source, name, data[name])
     scenario = Scenario(**kwargs)
+    _check_mix(source, scenario)
     try:
         scenario.config(environ={})  # the file alone: an MW_* variable is the run's business, not the file's
     except Exception as exc:

@@ -22,6 +22,7 @@ COUNTER_MAP: dict[str, tuple[str, ...]] = {
     "task_cache_hits": ("task_hits",),
     "task_cache_misses": ("task_misses",),
     "task_evictions": ("task_evictions",),
+    "early_refreshes": ("refreshes",),
 }
 """Runtime counter -> the observations (fields of :class:`simulations.measure.Seen`) whose sum it must equal."""
 

@@ -11,8 +11,11 @@ returns (``docs/runtime.md``: tolerance 0); one whose invalidation reaches this 
 * an older version later than that, a value of a record that never existed, ``None`` (or a negative-cache answer)
   for a record that existed before the read started by more than the tolerance: stale beyond the bounds.
 
-Records are never deleted in the simulator: existence starts at creation (items seeded at t=0, tasks when created) and
-ids that Mlt never had (the absent pool) never exist, so ``None`` is their only right answer.
+Existence starts at creation (items seeded at t=0, tasks when created); ids that Mlt never had (the absent pool) never
+exist, so ``None`` is their only right answer. A delete (``[mix]``'s deletes) supersedes the current version by an
+*absent* one that no value names, and opens a span in which ``None`` is the answer; a later write re-creates the
+record with the next version and closes the span (``None`` then stays acceptable for the tolerance). ``None`` is fresh
+if the record did not exist at some instant between the read's start and its judgement.
 """
 
 from __future__ import annotations
@@ -45,10 +48,18 @@ class Versions:
     """``local_deadlines[v - 1]``: when version ``v`` stopped being acceptable to a reader on its writer's node."""
     born: float = -INF
     born_deadline: float = -INF
+    absent: list[list[float]] = field(default_factory=list)
+    """``[deleted_at, recreated_at, deadline]`` per delete: the record did not exist in between (``inf``: still
+    gone), and ``None`` stays acceptable until ``deadline``."""
 
     @property
     def current(self) -> int:
         return len(self.deadlines)
+
+    @property
+    def gone(self) -> bool:
+        """Deleted and not re-created: the current version is the absent one."""
+        return bool(self.absent) and self.absent[-1][1] == INF
 
 
 class Truth:
@@ -71,6 +82,8 @@ class Truth:
         with more than one node: the other nodes hear of the write only when their bus is back, and flush then)."""
         self._holds: dict[tuple[str, int], list[float]] = {}
         """Versions held open by lost invalidations: ``[losses holding it, the deadline it gets when released]``."""
+        self.mlt_base: dict[str, int] = {}
+        """Mlt numbers a record re-created after a delete from 1 again: the simulator's version is Mlt's plus this."""
 
     def created(
         self, record: str, version: int = 1, at: float = -INF, deadline: float | None = None, value: object = None
@@ -106,6 +119,8 @@ class Truth:
         for start, until in self.outages:
             if start <= at < until:
                 deadline = max(deadline, until)
+        if versions.gone:  # a write re-creates a deleted record
+            versions.absent[-1][1:] = [at, deadline]
         while versions.current < new_version:
             versions.superseded_at[-1] = at
             versions.deadlines[-1] = deadline
@@ -121,12 +136,25 @@ class Truth:
         else:
             self.latest.pop(record, None)
 
+    def deleted(self, record: str, at: float, deadline: float) -> bool:
+        """``record`` was deleted from Mlt at ``at``; its last value is acceptable until ``deadline``.
+
+        False (nothing recorded) if it did not exist."""
+        versions = self.records.get(record)
+        if versions is None or versions.gone:
+            return False
+        absent_version = versions.current + 1
+        self.superseded(record, absent_version, at, deadline)
+        versions.absent.append([at, INF, INF])
+        self.mlt_base[record] = absent_version
+        return True
+
     def judge(self, record: str, version: int, started_at: float, reader: str | None = None) -> int:
         """A read that started at ``started_at`` on node ``reader`` returned ``version`` of ``record``: FRESH, WITHIN or
         BEYOND. A reader on the writer's node is held to the in-process bound of that write."""
         current = self.current.get(record, 0)
         if version == current > 0:
-            return FRESH
+            return BEYOND if self.records[record].gone else FRESH  # no value names the absent version
         if current == 0 or version < 1 or version > current:
             return BEYOND  # a value of a record that never existed, or of a version never written
         versions = self.records[record]
@@ -143,35 +171,55 @@ class Truth:
         versions = self.records.get(record)
         if versions is None or started_at < versions.born:
             return FRESH
-        return WITHIN if started_at <= versions.born_deadline else BEYOND
+        within = started_at <= versions.born_deadline
+        for _deleted_at, recreated_at, deadline in versions.absent:
+            if recreated_at > started_at:  # gone at some instant since the read started (a span never opens later)
+                return FRESH
+            within = within or started_at <= deadline
+        return WITHIN if within else BEYOND
 
     def hold(self, record: str, now: float) -> list[tuple[str, int]]:
-        """The invalidation of ``record`` sent at ``now`` was lost: every older version still acceptable now stays
-        acceptable until :meth:`release` (the receivers cannot know yet). Returns the versions held."""
+        """The invalidation of ``record`` sent at ``now`` was lost: every older version still acceptable now (and a
+        ``None`` still acceptable after a re-creation) stays acceptable until :meth:`release` (the receivers cannot
+        know yet). Returns what it held: ``(record, v)`` for version ``v``, ``(record, -n)`` for absent span ``n``."""
         versions = self.records.get(record)
         if versions is None:
             return []
         held = []
         for v in range(1, versions.current):
-            deadline = versions.deadlines[v - 1]
-            if deadline >= now:
-                entry = self._holds.setdefault((record, v), [0, deadline])
-                entry[0] += 1
-                versions.deadlines[v - 1] = INF
-                held.append((record, v))
+            if versions.deadlines[v - 1] >= now:
+                held.append(self._hold(versions.deadlines, v - 1, (record, v)))
+        for n, span in enumerate(versions.absent, 1):
+            if span[1] <= now <= span[2]:
+                held.append(self._hold(span, 2, (record, -n)))
         return held
 
+    def _hold(self, deadlines: list[float], index: int, what: tuple[str, int]) -> tuple[str, int]:
+        entry = self._holds.setdefault(what, [0, deadlines[index]])
+        entry[0] += 1
+        deadlines[index] = INF
+        return what
+
     def release(self, held: list[tuple[str, int]], deadline: float) -> None:
-        """The loss behind ``held`` (from :meth:`hold`) is detectable now: those versions are acceptable until
-        ``deadline`` (or their own, if later), once no other loss holds them."""
-        for record, v in held:
-            entry = self._holds[(record, v)]
+        """The loss behind ``held`` (from :meth:`hold`) is detectable now: what it held is acceptable until
+        ``deadline`` (or its own deadline, if later), once no other loss holds it."""
+        for what in held:
+            entry = self._holds[what]
             entry[0] -= 1
             entry[1] = max(entry[1], deadline)
             if entry[0] == 0:
-                del self._holds[(record, v)]
-                self.records[record].deadlines[v - 1] = entry[1]
+                del self._holds[what]
+                record, v = what
+                versions = self.records[record]
+                if v > 0:
+                    versions.deadlines[v - 1] = entry[1]
+                else:
+                    versions.absent[-v - 1][2] = entry[1]
 
     def version(self, record: str) -> int:
-        """Mlt's current version of ``record`` (0: it does not exist)."""
+        """The current version of ``record`` (0: it never existed; a deleted record's is its absent version)."""
         return self.current.get(record, 0)
+
+    def exists(self, record: str) -> bool:
+        versions = self.records.get(record)
+        return versions is not None and not versions.gone

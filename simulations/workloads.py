@@ -4,7 +4,8 @@ Each generator below is one documented behaviour of a fleet; a scenario composes
 
 * :func:`agent` - one agent's requests: item reads (its current focus, else Zipf popularity with a drifting hot set,
   some absent ids), item writes
-  through ``set_global_item_typed`` after the Mlt write, task status reads, reads of the herd's hot keys.
+  through ``set_global_item_typed`` after the Mlt write, task status reads, reads of the herd's hot keys; as
+  ``[mix]`` weighs them, batches (``get_many_typed``), reads with a caller TTL (``get_or_load``) and deletes.
 * :class:`Tasks` - the task lifecycle created -> queued -> running -> completed | failed | retry (-> queued), each
   status written to Mlt and then invalidated through the runtime.
 * :func:`herd_at_expiry` - a crowd of agents reading a hot key at the instant its cached value expires.
@@ -26,7 +27,7 @@ from mw.mlt import MltStore
 from simulations.distributions import Zipf
 from simulations.model import Agent, Model, Process
 from simulations.scenario import DefectSpec, HerdSpec, ItemsSpec, TasksSpec
-from simulations.truth import BUS_LAG_S
+from simulations.truth import BEYOND, BUS_LAG_S
 
 log = logging.getLogger("simulations")
 app_log = logging.getLogger("app.writer")
@@ -84,7 +85,11 @@ def tolerate(model: Model, what: str, delay_s: float) -> None:
 
 
 def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: HerdSpec) -> Process:
-    """One agent: exponential gaps at its total rate, each request drawn by the mix of the scenario's rates."""
+    """One agent: exponential gaps at its total rate, each request drawn by the mix of the scenario's rates.
+
+    An item request that is not a write is a read by key unless ``[mix]`` weighs other operations too: then one
+    more draw picks a batch, a read with the caller's TTL or a delete (a run without ``[mix]`` draws as before).
+    """
     spec = catalog.spec
     env, rng = model.env, me.rng
     item_rate = spec.reads_per_agent_s
@@ -96,15 +101,33 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
     kind, scope = spec.kind, spec.scope
     popularity, absent_popularity = catalog.popularity, catalog.absent_popularity
     ids, absent, keys = catalog.ids, catalog.absent, catalog.keys
-    outcomes = model.outcomes
+    outcomes, counts, stale_beyond = model.outcomes, model.operations.counts, model.operations.stale_beyond
     lookup, resolve, served = model.lookup, model.resolve, model.item_served
     write_fraction, absent_fraction = spec.write_fraction, spec.absent_fraction
     zipf_writes = spec.write_popularity == "zipf"
     focus_fraction, focus_every = spec.focus_fraction, spec.focus_every_s
+    mix = model.scenario.mix
+    weights = None if mix.by_key_only else mix.weights()
     focus: list[str] = []
     refocus_at = 0.0
     expovariate, uniform = rng.expovariate, rng.random
     timeout = env.timeout
+
+    def pick_read() -> str:
+        nonlocal focus, refocus_at
+        u = uniform()
+        if u < focus_fraction:
+            if env.now >= refocus_at:
+                focus = [ids[popularity.item(rng)] for _ in range(spec.focus_size)]
+                refocus_at = env.now + focus_every
+            return focus[rng.randrange(len(focus))]
+        if u < focus_fraction + absent_fraction:
+            return absent[absent_popularity.item(rng)]
+        return ids[popularity.item(rng)]
+
+    def pick_write() -> str:
+        return ids[popularity.item(rng) if zipf_writes else rng.randrange(len(ids))]
+
     while me.alive:
         yield timeout(expovariate(total * model.rate_factor))
         if not me.alive:
@@ -112,36 +135,99 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
         u = uniform() * total
         if u < item_rate:
             if uniform() < write_fraction:
-                pick = popularity.item(rng) if zipf_writes else rng.randrange(len(ids))
-                write_item(model, me, catalog, ids[pick])
+                write_item(model, me, catalog, pick_write())
                 continue
-            outcomes.item_reads += 1
-            u = uniform()
-            if u < focus_fraction:
-                if env.now >= refocus_at:
-                    focus = [ids[popularity.item(rng)] for _ in range(spec.focus_size)]
-                    refocus_at = env.now + focus_every
-                item_id = focus[rng.randrange(len(focus))]
-            elif u < focus_fraction + absent_fraction:
-                item_id = absent[absent_popularity.item(rng)]
+            op = "get_item_typed"
+            if weights is not None:
+                w = uniform()
+                op = next(name for name, upto in weights if w < upto)
+            if op == "get_item_typed":
+                outcomes.item_reads += 1
+                counts[op] += 1
+                item_id = pick_read()
+                started = env.now
+                plan = lookup(me, kind, scope, item_id, keys[item_id])
+                state = plan.state
+                if state == "hit":
+                    verdict = served(item_id, plan.value, started)
+                elif state == "negative":
+                    verdict = served(item_id, None, started)
+                else:
+                    value = yield from resolve(me, plan, model.mlt_item(kind, scope, item_id))
+                    verdict = served(item_id, value, started)
+                if verdict == BEYOND:
+                    stale_beyond[op] += 1
+            elif op == "get_many_typed":
+                yield from batch_read(model, me, catalog, [pick_read() for _ in range(mix.batch_size)])
+            elif op == "get_or_load":
+                outcomes.item_reads += 1
+                counts[op] += 1
+                yield from get_or_load(model, me, kind, scope, pick_read(), mix.get_or_load_ttl_s)
             else:
-                item_id = ids[popularity.item(rng)]
-            started = env.now
-            plan = lookup(me, kind, scope, item_id, keys[item_id])
-            state = plan.state
-            if state == "hit":
-                served(item_id, plan.value, started)
-            elif state == "negative":
-                served(item_id, None, started)
-            else:
-                value = yield from resolve(me, plan, model.mlt_item(kind, scope, item_id))
-                served(item_id, value, started)
+                delete_item(model, me, catalog, pick_write(), op)
         elif u < item_rate + task_rate:
             assert tasks is not None
             yield from tasks.read(me)
         else:
             outcomes.herd_reads += 1
+            counts["herd_read"] += 1
             yield from herd_read(model, me, f"h{rng.randrange(herd.keys)}", herd)
+
+
+def read_by_key(model: Model, me: Agent, kind: str, scope: str, item_id: str, op: str) -> Process:
+    """A read by key through the split-phase read-through (``begin_load``), judged by the oracle."""
+    started = model.env.now
+    plan = model.lookup(me, kind, scope, item_id, global_typed_key(kind, scope, item_id))
+    state = plan.state
+    if state == "hit":
+        value = plan.value
+    elif state == "negative":
+        value = None
+    else:
+        value = yield from model.resolve(me, plan, model.mlt_item(kind, scope, item_id))
+    if model.item_served(item_id, value, started, reader=me.node) == BEYOND:
+        model.operations.stale_beyond[op] += 1
+
+
+def get_or_load(model: Model, me: Agent, kind: str, scope: str, item_id: str, ttl_s: float) -> Process:
+    """``get_or_load(..., ttl_s=)`` in steps (``begin_get_or_load``): what it loads is filled with the caller's
+    TTL, and an L0 hit XFetch wants refreshed is loaded again before it expires. Judged by the oracle."""
+    started = model.env.now
+    plan, early = model.lookup_or_load(me, kind, scope, item_id, global_typed_key(kind, scope, item_id), ttl_s)
+    state = plan.state
+    load = model.mlt_item(kind, scope, item_id)
+    if state == "hit":
+        value = plan.value
+    elif state == "negative":
+        value = None
+    elif early:
+        value = yield from model.refresh(me, plan, load)
+    else:
+        value = yield from model.resolve(me, plan, load)
+    if model.item_served(item_id, value, started, reader=me.node) == BEYOND:
+        model.operations.stale_beyond["get_or_load"] += 1
+
+
+def batch_read(model: Model, me: Agent, catalog: Catalog, drawn: list[str]) -> Process:
+    """One ``get_many_typed`` of the distinct ids drawn; every value it returns is judged, and every id it left out
+    (no tier held it: a miss) is then read by key, all of them at once (SimPy processes the batch waits for)."""
+    spec, ops = catalog.spec, model.operations
+    item_ids = list(dict.fromkeys(drawn))
+    ops.counts["get_many_typed"] += 1
+    ops.batch_keys += len(item_ids)
+    started = model.env.now
+    found = model.lookup_many(me, spec.kind, spec.scope, item_ids, [catalog.keys[i] for i in item_ids])
+    ops.batch_values += len(found)
+    for item_id, value in found.items():
+        if model.item_served(item_id, value, started, reader=me.node) == BEYOND:
+            ops.stale_beyond["get_many_typed"] += 1
+    left = [i for i in item_ids if i not in found]
+    if not left:
+        return
+    ops.batch_followups += len(left)
+    process = model.env.process
+    reads = [process(read_by_key(model, me, spec.kind, spec.scope, i, "get_many_typed")) for i in left]
+    yield model.env.all_of(reads)
 
 
 def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
@@ -154,7 +240,7 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
     version = max(1, model.truth.version(item_id)) + 1
     value = catalog.value(item_id, version)
     stored = model.store.put_item(spec.kind, spec.scope, item_id, value)
-    if stored != version:
+    if stored != version - model.truth.mlt_base.get(item_id, 0):  # a deleted item re-created starts at 1
         raise RuntimeError(f"Mlt gave {item_id} version {stored}, the simulator expected {version}")
     now = model.env.now
     truth = model.truth
@@ -184,6 +270,7 @@ def _write_through_later(model: Model, me: Agent, spec: ItemsSpec, item_id: str,
 
 def _write_through(model: Model, me: Agent | None, spec: ItemsSpec, item_id: str, value: str) -> None:
     manager = model.admin if me is None else me.manager
+    model.operations.counts["set_global_item_typed"] += 1
     manager.set_global_item_typed(spec.kind, spec.scope, item_id, value)
     if model.caching:
         key = global_typed_key(spec.kind, spec.scope, item_id)
@@ -192,6 +279,43 @@ def _write_through(model: Model, me: Agent | None, spec: ItemsSpec, item_id: str
             model.loads.refreshed(key, expire_at - model.start_epoch)
         else:  # no tier kept the write (L2 down): the old copies are gone, the next read loads
             model.loads.invalidated(key)
+
+
+def delete_item(model: Model, me: Agent, catalog: Catalog, item_id: str, op: str) -> None:
+    """Mlt's ``delete_item`` first, then the cache delete ``op`` (``del_global_item_typed`` or ``del_global_key``):
+    every copy in the fleet is dropped and the truth knows the record is gone, so later reads must say ``None``.
+
+    Timed like a write: ``items.invalidation_delay_s`` later (a deleter in another process), or with
+    ``defects.skip_invalidation`` never (a defect: the old value is still judged against the delete).
+    """
+    spec = catalog.spec
+    existed = model.store.delete_item(spec.kind, spec.scope, item_id)
+    now, truth = model.env.now, model.truth
+    if truth.deleted(item_id, now, now + truth.lag_s["item"]) != existed:
+        raise RuntimeError(f"Mlt {'had' if existed else 'did not have'} {item_id}, the simulator thought otherwise")
+    if model.scenario.defects.skip_invalidation:
+        return
+    if spec.invalidation_delay_s > 0:
+        model.env.process(_delete_through_later(model, me, spec, item_id, op))
+    else:
+        _delete_through(model, me, spec, item_id, op)
+
+
+def _delete_through_later(model: Model, me: Agent, spec: ItemsSpec, item_id: str, op: str) -> Process:
+    yield model.env.timeout(spec.invalidation_delay_s)
+    _delete_through(model, me if me.alive else None, spec, item_id, op)
+
+
+def _delete_through(model: Model, me: Agent | None, spec: ItemsSpec, item_id: str, op: str) -> None:
+    manager = model.admin if me is None else me.manager
+    key = global_typed_key(spec.kind, spec.scope, item_id)
+    model.operations.counts[op] += 1
+    if op == "del_global_key":
+        manager.del_global_key(key)
+    else:
+        manager.del_global_item_typed(spec.kind, spec.scope, item_id)
+    if model.caching:
+        model.loads.invalidated(key)
 
 
 def herd_read(model: Model, me: Agent, item_id: str, herd: HerdSpec) -> Process:
@@ -206,7 +330,7 @@ def herd_read(model: Model, me: Agent, item_id: str, herd: HerdSpec) -> Process:
     else:
         ttl = herd.ttl_s
         value = yield from model.resolve(me, plan, model.mlt_item(HERD_KIND, HERD_SCOPE, item_id), lambda _v: ttl)
-    model.item_served(item_id, value, started, "herd")
+    model.item_served(item_id, value, started, "herd", me.node)
 
 
 def herd_value(i: int) -> str:
@@ -261,6 +385,7 @@ def _late(model: Model, member: Agent, delay: float, item_id: str, herd: HerdSpe
         yield model.env.timeout(delay)
     if member.alive:
         model.outcomes.herd_reads += 1
+        model.operations.counts["herd_read"] += 1
         yield from herd_read(model, member, item_id, herd)
 
 
@@ -305,6 +430,7 @@ class Tasks:
         model.truth.created(task_id, stored["version"], at, at + model.truth.lag_s["task"])
         self.rows[task_id] = stored
         self.owners[task_id] = owner
+        model.operations.counts["cache_task_row"] += 1
         ttl = owner.manager.cache_task_row(stored)
         if model.caching and ttl > 0:
             key = K.task_key(task_id)
@@ -336,12 +462,16 @@ class Tasks:
         self._retire(task_id)
 
     def _move(self, task_id: str, status: str, **fields: Any) -> None:
-        """Mlt write, then ``invalidate_task`` (what ``MwManager.update_task_status`` does, with the sim's clock).
+        """Mlt write, then ``invalidate_task`` (what ``MwManager.update_task_status`` does, with the sim's clock);
+        with ``[mix] task_updates = "update_task_status"`` that public method itself, by the task's owner.
 
         With ``tasks.invalidation_delay_s`` the invalidation comes that much later (the task's worker in another
         process, heard over the bus); with ``defects.skip_invalidation`` never (a defect).
         """
         model = self.model
+        if model.scenario.mix.task_updates == "update_task_status" and not model.scenario.defects.skip_invalidation:
+            self._update_status(task_id, status, fields)
+            return
         row = dict(self.rows[task_id])
         row.pop("version", None)
         row.update(fields, status=status, updated_at=model.clock())
@@ -361,12 +491,34 @@ class Tasks:
         else:
             self._invalidate(task_id, owner)
 
+    def _update_status(self, task_id: str, status: str, fields: dict[str, Any]) -> None:
+        """``update_task_status`` through the owner's manager (the simulator's as the writer if it left): Mlt's
+        change and the invalidation in one call, passed the simulated ``updated_at``."""
+        model = self.model
+        owner = self.owners[task_id]
+        manager = owner.manager if owner.alive else model.admin
+        model.operations.counts["update_task_status"] += 1
+        stored = manager.update_task_status(task_id, status, updated_at=model.clock(), **fields)
+        if stored is None:
+            raise RuntimeError(f"update_task_status({task_id!r}) found no task in Mlt")
+        self.rows[task_id] = stored
+        now, truth = model.env.now, model.truth
+        writer = owner.node if owner.alive else model.admin_node
+        lag, local = truth.lag_s["task"], truth.local_lag_s["task"]
+        truth.superseded(task_id, stored["version"], now, now + lag, writer=writer, local_deadline=now + local)
+        self.transitions += 1
+        if owner.alive:
+            owner.seen.task_evictions += 1
+        if model.caching:
+            model.loads.invalidated(K.task_key(task_id))
+
     def _invalidate_later(self, task_id: str, owner: Agent) -> Process:
         yield self.model.env.timeout(self.spec.invalidation_delay_s)
         self._invalidate(task_id, owner)
 
     def _invalidate(self, task_id: str, owner: Agent) -> None:
         model = self.model
+        model.operations.counts["invalidate_task"] += 1
         if owner.alive:
             owner.manager.invalidate_task(task_id)
             owner.seen.task_evictions += 1
@@ -396,6 +548,7 @@ class Tasks:
             return
         task_id = pool[rng.randrange(len(pool))]
         model.outcomes.task_reads += 1
+        model.operations.counts["get_task"] += 1
         started = model.env.now
         plan = model.lookup_task(me, task_id, K.task_key(task_id))
         if plan.state == "hit":
@@ -444,6 +597,7 @@ def prewarm(model: Model, every_s: float, top_n: int) -> Process:
         yield model.env.timeout(every_s / max(1, len(model.agents)))
         if model.agents:
             turn %= len(model.agents)
+            model.operations.counts["prewarm"] += 1
             model.agents[turn].manager.prewarm(top_n)
             turn += 1
 
@@ -454,6 +608,7 @@ def heartbeat(model: Model, me: Agent, every_s: float) -> Process:
         yield model.env.timeout(every_s)
         if not me.alive:
             return
+        model.operations.counts["memory_metrics"] += 1
         model.heartbeats.beat(me.name, me.manager.memory_metrics(), me.seen, len(me.l0))
 
 

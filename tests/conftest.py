@@ -7,6 +7,7 @@ per-test key namespace and a per-test database, so no test sees another's data.
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +17,15 @@ import pytest
 import mw
 from mw import MwConfig, MwManager
 from mw.clock import ManualClock
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """pyproject.toml sets pytest-asyncio's options; where the test extra's pytest-asyncio is not installed yet, they
+    would be unknown options, which ``-W error`` turns into an internal error before any test runs."""
+    if importlib.util.find_spec("pytest_asyncio") is None:
+        parser.addini("asyncio_mode", "pytest-asyncio's mode (pytest-asyncio is not installed)")
+        parser.addini("asyncio_default_fixture_loop_scope", "pytest-asyncio's loop scope (not installed)")
+
 
 BACKENDS = ["embedded", pytest.param("real", marks=pytest.mark.mw_real_servers)]
 
@@ -30,9 +40,9 @@ def base_config(backend: str, request: pytest.FixtureRequest) -> MwConfig:
     ns = f"t{uuid.uuid4().hex[:12]}"
     if backend == "embedded":
         return MwConfig.from_env({}, namespace=ns)
-    redis = request.getfixturevalue("mw_redis_url")
-    dsn = request.getfixturevalue("mw_postgres_dsn")
-    return MwConfig.from_env({}, redis_url=redis.url, mlt_dsn=str(dsn), namespace=redis.namespace.rstrip(":"))
+    redis_url = str(request.getfixturevalue("mw_redis_url"))
+    dsn = str(request.getfixturevalue("mw_postgres_dsn"))
+    return MwConfig.from_env({}, redis_url=redis_url, mlt_dsn=dsn, namespace=request.getfixturevalue("mw_namespace"))
 
 
 @pytest.fixture

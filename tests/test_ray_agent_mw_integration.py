@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'pytest-mw[ray]'")
 
@@ -45,11 +46,14 @@ def wait_until(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "c
 class Deployment:
     """One Mw deployment on the test's Redis namespace: agent actors and what the driver sees of them."""
 
-    def __init__(self, redis: Any, mlt_dsn: str | None) -> None:
-        self.redis = redis
-        self.namespace = redis.namespace.rstrip(":")
-        self.config = MwConfig.from_env({}, redis_url=redis.url, mlt_dsn=mlt_dsn, namespace=self.namespace)
+    def __init__(self, redis_url: str, namespace: str, mlt_dsn: str | None) -> None:
+        self.redis_url = str(redis_url)
+        self.namespace = namespace
+        self.config = MwConfig.from_env(
+            {}, redis_url=self.redis_url, mlt_dsn=None if mlt_dsn is None else str(mlt_dsn), namespace=namespace
+        )
         self.agents: list[Any] = []
+        self.clients: list[redis.Redis] = []
 
     def env(self, **overrides: str) -> dict[str, str]:
         return env_vars(self.config, **overrides)
@@ -62,6 +66,12 @@ class Deployment:
         self.agents.extend(made)
         return made
 
+    def client(self) -> redis.Redis:
+        """A client on the deployment's Redis, closed with the deployment."""
+        client = redis.Redis.from_url(self.redis_url)
+        self.clients.append(client)
+        return client
+
     def phys(self, key: str) -> str:
         return f"{self.namespace}:{key}"
 
@@ -70,14 +80,16 @@ class Deployment:
         return ray.get_actor(name, namespace=RAY_NAMESPACE)
 
     def close(self) -> None:
+        for client in self.clients:
+            client.close()
         for agent in self.agents:
             ray.kill(agent)
         kill_node_caches(self.namespace)
 
 
 @pytest.fixture
-def deployment(ray_cluster: Any, mw_redis_url: Any) -> Iterator[Deployment]:
-    d = Deployment(mw_redis_url, None)
+def deployment(ray_cluster: Any, mw_redis_url: str, mw_namespace: str) -> Iterator[Deployment]:
+    d = Deployment(mw_redis_url, mw_namespace, None)
     try:
         yield d
     finally:
@@ -85,9 +97,9 @@ def deployment(ray_cluster: Any, mw_redis_url: Any) -> Iterator[Deployment]:
 
 
 @pytest.fixture
-def pg_deployment(ray_cluster: Any, mw_redis_url: Any, mw_postgres_dsn: str) -> Iterator[Deployment]:
+def pg_deployment(ray_cluster: Any, mw_redis_url: str, mw_namespace: str, mw_postgres_dsn: str) -> Iterator[Deployment]:
     """As ``deployment``, with a PostgreSQL Mlt every agent shares (task rows, read-through items)."""
-    d = Deployment(mw_redis_url, mw_postgres_dsn)
+    d = Deployment(mw_redis_url, mw_namespace, mw_postgres_dsn)
     try:
         yield d
     finally:
@@ -177,7 +189,7 @@ def test_double_prefix_prevention(deployment: Deployment) -> None:
         ray.get(a.set_global_item_typed.remote("task", "by_id", "global:item:task:by_id:77", {}))
     assert KeyGrammarError.__name__ in str(refused.value) and "reserved prefix" in str(refused.value)
 
-    client = d.redis.client()
+    client = d.client()
     keys = sorted(k.decode() for k in client.scan_iter(match=f"{d.namespace}:*"))
     assert d.phys("global:item:report:1") in keys and d.phys("global:item:task:by_id:77") in keys
     assert not [k for k in keys if DOUBLE_PREFIX in k]
@@ -226,7 +238,7 @@ def test_task_caching_lifecycle_seen_across_agents(pg_deployment: Deployment) ->
     applied([a], before)
     assert ray.get(a.get_task_cached.remote("124")) is None  # not in Mlt: the cache no longer answers for it
     assert metrics(a)["mw_task_cache_misses"] == misses_before + 1
-    client = d.redis.client()
+    client = d.client()
     assert client.exists(d.phys(task_key("124"))) == 0
 
 
@@ -296,7 +308,7 @@ def test_ttls_configured_through_environment_variables(deployment: Deployment) -
     assert ray.get(a.cache_task_row.remote({"id": "f1", "status": "failed"})) == 300.0
     ray.get(a.set_global_item_typed.remote("doc", "s", "ttl", "v"))
     ray.get(a.flush_node_tier.remote())
-    client = d.redis.client()
+    client = d.client()
     assert 28_000 < client.pttl(d.phys(task_key("r1"))) <= 30_000
     assert 590_000 < client.pttl(d.phys(task_key("c1"))) <= 600_000
     assert 110_000 < client.pttl(d.phys("global:item:doc:s:ttl")) <= 120_000

@@ -1,16 +1,23 @@
-"""Per-test cleanliness that is safe on a shared server.
+"""Per-test cleanliness that is safe on a shared server, and URL/DSN strings that never print their password.
 
 Redis: each test gets a unique key namespace and only keys under it are deleted (never FLUSHALL/FLUSHDB, which would
 wipe someone else's data, cf. pytest-redis #571). PostgreSQL: each test gets a fresh database, dropped afterwards.
+
+The fixtures hand out ``RedisURL`` / ``PostgresDSN``: plain ``str`` values to every client (``redis.from_url``,
+``psycopg.connect``, f-strings), whose ``repr`` masks the password, so a failing assertion, ``--showlocals`` or a
+traceback never shows it.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from pytest_mw.servers.readiness import mask_password
 
 if TYPE_CHECKING:
     import redis
@@ -19,9 +26,82 @@ _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _UNLINK_BATCH = 500
 
 
+def unique_namespace(prefix: str = "mwt") -> str:
+    """A namespace no other test (or xdist worker) will use, e.g. ``mwt:3f2a...``: keys are ``{namespace}:{key}``.
+
+    The same form as ``MwConfig.namespace``, so a test's raw keys and its Mw keys share one prefix.
+    """
+    return f"{prefix}:{uuid.uuid4().hex}"
+
+
 def new_namespace(prefix: str = "mwt") -> str:
-    """A key prefix no other test (or xdist worker) will use, e.g. ``mwt:3f2a...:``."""
-    return f"{prefix}:{uuid.uuid4().hex}:"
+    """A key prefix (namespace plus ``:``) no other test will use, e.g. ``mwt:3f2a...:``, for ``RedisNamespace``."""
+    return unique_namespace(prefix) + ":"
+
+
+class SecretURL(str):
+    """A URL or DSN that is the real string to every client, but whose ``repr`` hides the password."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({mask_password(str(self))!r})"
+
+
+class PostgresDSN(SecretURL):
+    """The DSN of a test's own database (``mw_postgres_dsn``); ``dbname`` names it."""
+
+    @property
+    def dbname(self) -> str:
+        """The database this DSN connects to."""
+        if "://" in self:
+            return unquote(urlsplit(self).path.lstrip("/"))
+        from psycopg.conninfo import conninfo_to_dict
+
+        return str(conninfo_to_dict(str(self)).get("dbname", ""))
+
+
+_DEPRECATED = (
+    "mw_redis_url is a str (the URL) since pytest-mw 0.2: use it as the URL, mw_namespace for the key prefix "
+    "(keys are f'{{mw_namespace}}:{{name}}') and mw_redis for a client; RedisURL.{name} goes in a later release"
+)
+
+
+class RedisURL(SecretURL):
+    """The URL of the test's Redis (``mw_redis_url``), a ``str``; the test's keys live under ``mw_namespace``.
+
+    ``.url``, ``.namespace``, ``.key()`` and ``.client()`` are the 0.1 ``RedisNamespace`` API, kept for one release
+    with a ``DeprecationWarning``; ``.namespace`` keeps its old trailing ``:``.
+    """
+
+    _janitor: RedisNamespace | None = None
+
+    @classmethod
+    def on(cls, url: str, janitor: RedisNamespace) -> RedisURL:
+        """``url`` whose deprecated helpers go through ``janitor`` (the fixture's cleanup of the namespace)."""
+        made = cls(url)
+        made._janitor = janitor
+        return made
+
+    def _old(self, name: str) -> RedisNamespace:
+        warnings.warn(_DEPRECATED.format(name=name), DeprecationWarning, stacklevel=3)
+        return self._janitor if self._janitor is not None else RedisNamespace(str(self), "")
+
+    @property
+    def url(self) -> str:
+        """Deprecated: the URL is the value itself (``str(mw_redis_url)``)."""
+        return self._old("url").url
+
+    @property
+    def namespace(self) -> str:
+        """Deprecated: ``mw_namespace + ":"``."""
+        return self._old("namespace").namespace
+
+    def key(self, name: str) -> str:
+        """Deprecated: ``f"{mw_namespace}:{name}"``."""
+        return self._old("key").key(name)
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """Deprecated: use ``mw_redis`` (or ``redis.Redis.from_url(mw_redis_url)``)."""
+        return self._old("client").client(**kwargs)
 
 
 @dataclass

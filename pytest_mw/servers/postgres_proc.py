@@ -27,40 +27,86 @@ FAST_SETTINGS: Mapping[str, str] = {
 }
 
 
-def _pg_config_bindir() -> str | None:
+VERSIONED_BINDIRS = "/usr/lib/postgresql/[0-9]*/bin"
+"""Debian's and Ubuntu's server packages: one bin directory per major version, searched newest first."""
+FALLBACK_BINDIRS = ("/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin")
+BINARIES = ("initdb", "pg_ctl")
+HINT = (
+    "Install the PostgreSQL server package, or point --mw-postgres-exec (ini: mw_postgres_exec) at pg_ctl or its "
+    "bin directory (factories.postgres_proc(bindir=...))."
+)
+
+
+def _pg_config_bindir() -> tuple[str | None, str]:
+    """pg_config's ``--bindir`` and how the search went, for the "tried" list."""
     pg_config = shutil.which("pg_config")
     if pg_config is None:
-        return None
+        return None, "pg_config --bindir (no pg_config on $PATH)"
     try:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"{pg_config} --bindir (failed: {exc})"
+    bindir = out.stdout.strip()
+    return (bindir or None), f"{pg_config} --bindir = {bindir or '(empty)'}"
 
 
-def find_postgres_bindir(bindir: str | None = None) -> Path:
-    """Directory holding ``initdb`` and ``pg_ctl``: ``bindir``, else pg_config's, $PATH, then the usual places."""
-    if bindir is not None:
-        candidates: list[str] = [bindir]
+def _missing(directory: str) -> str:
+    """ "" when ``directory`` holds runnable initdb and pg_ctl, else what is wrong with it."""
+    if not os.path.isdir(directory):
+        return "no such directory"
+    absent = [exe for exe in BINARIES if not os.access(os.path.join(directory, exe), os.X_OK)]
+    return f"no {' or '.join(absent)}" if absent else ""
+
+
+def _search(versioned: str, fallbacks: Sequence[str]) -> list[tuple[str | None, str]]:
+    """Every place looked in, in order, as (directory to check or None, how it reads in the "tried" list)."""
+    places = [_pg_config_bindir()]
+    on_path = shutil.which("pg_ctl")
+    if on_path is None:
+        places.append((None, "pg_ctl on $PATH (not found)"))
     else:
-        on_path = shutil.which("pg_ctl")
-        versioned = sorted(
-            glob.glob("/usr/lib/postgresql/[0-9]*/bin"), key=lambda p: int(p.split("/")[-2].split(".")[0]), reverse=True
-        )
-        candidates = [
-            c for c in [_pg_config_bindir(), os.path.dirname(on_path) if on_path else None, *versioned] if c is not None
-        ]
-        candidates += ["/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin"]
+        places.append((os.path.dirname(on_path), f"pg_ctl on $PATH = {on_path}"))
+    matches = sorted(glob.glob(versioned), key=lambda p: int(p.rstrip("/").split("/")[-2].split(".")[0]), reverse=True)
+    if not matches:
+        places.append((None, f"{versioned} (no match)"))
+    places += [(match, match) for match in matches]
+    places += [(fallback, fallback) for fallback in fallbacks]
+    return places
+
+
+def find_postgres_bindir(
+    bindir: str | None = None,
+    *,
+    versioned: str = VERSIONED_BINDIRS,
+    fallbacks: Sequence[str] = FALLBACK_BINDIRS,
+) -> Path:
+    """Directory holding ``initdb`` and ``pg_ctl``.
+
+    ``bindir`` (the directory, or ``pg_ctl`` itself, as ``--mw-postgres-exec`` gives it) is the only place looked at
+    when given; otherwise pg_config's ``--bindir``, ``pg_ctl`` on $PATH, ``versioned`` (newest first) and then
+    ``fallbacks``. ``ExecutableNotFound`` lists every place, with why it did not do.
+    """
+    if bindir is not None:
+        names_a_binary = os.path.isfile(bindir) or os.path.basename(bindir.rstrip("/")) in BINARIES
+        given = os.path.dirname(bindir) if names_a_binary else bindir
+        label = bindir if given == bindir else f"{bindir} (its directory {given})"
+        places: list[tuple[str | None, str]] = [(given, label)]
+    else:
+        places = _search(versioned, fallbacks)
     tried: list[str] = []
-    for candidate in dict.fromkeys(candidates):
-        tried.append(candidate)
-        if all(os.access(os.path.join(candidate, exe), os.X_OK) for exe in ("initdb", "pg_ctl")):
-            return Path(candidate)
-    raise ExecutableNotFound(
-        "initdb/pg_ctl",
-        tried,
-        "Install the PostgreSQL server package or pass bindir= to factories.postgres_proc().",
-    )
+    checked: set[str] = set()
+    for directory, label in places:
+        if directory is None:
+            tried.append(label)
+            continue
+        if directory in checked:
+            continue
+        checked.add(directory)
+        problem = _missing(directory)
+        if not problem:
+            return Path(directory)
+        tried.append(f"{label} ({problem})")
+    raise ExecutableNotFound("initdb/pg_ctl", tried, HINT)
 
 
 def unprivileged_user(run_as: str | None = None) -> pwd.struct_passwd | None:

@@ -33,7 +33,8 @@ def candidates(
     executable: str | None = None,
     image: str | None = None,
 ) -> list[Server]:
-    """The providers to try, in order. ``url`` is the noproc URL/DSN; ``executable`` only matters for Redis."""
+    """The providers to try, in order. ``url`` is the noproc URL/DSN; ``executable`` is ``redis-server``, or for
+    PostgreSQL ``pg_ctl`` or its bin directory."""
     if choice not in PROVIDER_CHOICES:
         raise ValueError(f"unknown server provider {choice!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
     noproc: Server
@@ -45,7 +46,7 @@ def candidates(
         container = RedisContainerServer(image if image is not None else DEFAULT_REDIS_IMAGE)
     else:
         noproc = PostgresNoProc(url if url is not None else DEFAULT_POSTGRES_DSN)
-        process = PostgresProcess()
+        process = PostgresProcess(bindir=executable)
         container = PostgresContainerServer(image if image is not None else DEFAULT_POSTGRES_IMAGE)
     if choice == "auto":
         return [noproc] if url is not None else [container, process]

@@ -220,16 +220,16 @@ def test_redis_backend_uses_real_servers_with_per_test_namespace_and_database(
 import pathlib, psycopg
 import pytest
 
-def test_real(mw, mw_config, mw_redis_url, mw_postgres_dsn, request):
-    assert mw_config.redis_url == mw_redis_url.url == {redis_proc_server.url!r}
-    assert mw_config.namespace + ":" == mw_redis_url.namespace
+def test_real(mw, mw_config, mw_redis_url, mw_namespace, mw_redis, mw_postgres_dsn, request):
+    assert mw_config.redis_url == mw_redis_url == {redis_proc_server.url!r}
+    assert mw_config.namespace == mw_namespace
     assert mw_config.mlt_dsn == mw_postgres_dsn
     assert request.node.get_closest_marker("mw_real_servers") is not None
     mw.set_global_item_typed("doc", "s", "1", "v", ttl_s=60)
     mw.mlt.put_task({{"id": "t1", "status": "running"}})
     assert mw.get_task("t1")["status"] == "running"
-    assert mw_redis_url.client().exists(mw_redis_url.key("global:item:doc:s:1")) == 1
-    pathlib.Path({str(record)!r}).write_text(mw_redis_url.namespace)
+    assert mw_redis.exists(mw_namespace + ":global:item:doc:s:1") == 1
+    pathlib.Path({str(record)!r}).write_text(mw_namespace + ":")
 
 @pytest.mark.mw_backend("redis", mlt="sqlite")
 def test_sqlite_mlt(mw_config):

@@ -72,7 +72,9 @@ def test_provider_variable_reaches_the_server_fixtures(
     pytester.makepyfile(
         """
 def test_needs_redis(mw_redis_server, mw_redis_url):
-    mw_redis_url.client().ping()
+    import redis
+    with redis.Redis.from_url(mw_redis_url) as client:
+        client.ping()
     assert mw_redis_server.provider == "process"
 """
     )

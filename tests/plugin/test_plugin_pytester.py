@@ -18,7 +18,9 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 NEEDS_REDIS = """
 def test_needs_redis(mw_redis_url):
-    mw_redis_url.client().ping()
+    import redis
+    with redis.Redis.from_url(mw_redis_url) as client:
+        client.ping()
 """
 
 
@@ -148,15 +150,15 @@ def test_fixture_teardown_cleans_the_namespace_and_drops_the_database(
     record = pytester.path / "seen.txt"
     pytester.makepyfile(
         f"""
-import pathlib, psycopg
+import pathlib, psycopg, redis
 
-def test_uses_servers(mw_redis_url, mw_postgres_dsn):
-    client = mw_redis_url.client()
-    client.set(mw_redis_url.key("inside"), 1)
-    client.set("mw-pytester-outside", 1)
+def test_uses_servers(mw_redis_url, mw_namespace, mw_postgres_dsn):
+    with redis.Redis.from_url(mw_redis_url) as client:
+        client.set(mw_namespace + ":inside", 1)
+        client.set("mw-pytester-outside", 1)
     with psycopg.connect(mw_postgres_dsn) as conn:
         dbname = conn.execute("SELECT current_database()").fetchone()[0]
-    pathlib.Path({str(record)!r}).write_text(mw_redis_url.namespace + "\\n" + dbname)
+    pathlib.Path({str(record)!r}).write_text(mw_namespace + ":\\n" + dbname)
 """
     )
     result = run(pytester,

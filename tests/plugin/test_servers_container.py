@@ -7,10 +7,10 @@ import time
 
 import psycopg
 import pytest
+import redis
 
 from pytest_mw.options import server_options
 from pytest_mw.servers import ServerSpec, ServerUnavailable, factories
-from pytest_mw.servers.clients import RedisNamespace
 from pytest_mw.servers.containers import RedisContainerServer
 
 pytest.importorskip("testcontainers")
@@ -28,13 +28,13 @@ def _container_provider_chosen(pytestconfig: pytest.Config) -> None:
 
 
 @pytest.mark.usefixtures("_container_provider_chosen")
-def test_redis_container(container_redis: ServerSpec, container_redis_ns: RedisNamespace) -> None:
+def test_redis_container(container_redis: ServerSpec, container_redis_ns: str, mw_namespace: str) -> None:
     assert container_redis.provider == "container"
     assert container_redis.detail == "image redis:7"
-    client = container_redis_ns.client()
-    client.set(container_redis_ns.key("k"), b"v", px=10_000)
-    assert client.get(container_redis_ns.key("k")) == b"v"
-    assert 0 < client.pttl(container_redis_ns.key("k")) <= 10_000
+    with redis.Redis.from_url(container_redis_ns) as client:
+        client.set(f"{mw_namespace}:k", b"v", px=10_000)
+        assert client.get(f"{mw_namespace}:k") == b"v"
+        assert 0 < client.pttl(f"{mw_namespace}:k") <= 10_000
 
 
 @pytest.mark.usefixtures("_container_provider_chosen")

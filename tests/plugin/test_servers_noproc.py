@@ -40,12 +40,12 @@ shared_postgres_db = factories.postgres_dsn("shared_postgres")
 
 
 @pytest.mark.usefixtures("_machine_redis")
-def test_noproc_redis_on_the_machine(shared_redis: ServerSpec, shared_redis_ns: RedisNamespace) -> None:
+def test_noproc_redis_on_the_machine(shared_redis: ServerSpec, shared_redis_ns: str, mw_namespace: str) -> None:
     assert shared_redis.provider == "noproc"
-    client = shared_redis_ns.client(decode_responses=True)
-    client.set(shared_redis_ns.key("k"), "v", px=30_000)
-    assert client.get(shared_redis_ns.key("k")) == "v"
-    assert 0 < client.pttl(shared_redis_ns.key("k")) <= 30_000
+    with redis.Redis.from_url(shared_redis_ns, decode_responses=True) as client:
+        client.set(f"{mw_namespace}:k", "v", px=30_000)
+        assert client.get(f"{mw_namespace}:k") == "v"
+        assert 0 < client.pttl(f"{mw_namespace}:k") <= 30_000
 
 
 @pytest.mark.usefixtures("_machine_redis")

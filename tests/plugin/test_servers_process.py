@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
 from pytest_mw.servers import ExecutableNotFound, ServerSpec, ServerUnavailable, factories
 from pytest_mw.servers.ports import free_port
@@ -20,14 +21,15 @@ redis_proc_ns = factories.redis_url("redis_proc_server")
 postgres_proc_db = factories.postgres_dsn("postgres_proc_server")
 
 
-def test_redis_process_serves_px_and_pttl(redis_proc_server: ServerSpec, redis_proc_ns) -> None:
+def test_redis_process_serves_px_and_pttl(redis_proc_server: ServerSpec, redis_proc_ns: str, mw_namespace: str) -> None:
     assert redis_proc_server.provider == "process"
     assert re.fullmatch(r"redis://127\.0\.0\.1:\d+/0", redis_proc_server.url)
-    client = redis_proc_ns.client()
-    key = redis_proc_ns.key("greeting")
-    assert client.set(key, b"hello", px=60_000)
-    assert client.get(key) == b"hello"
-    assert 0 < client.pttl(key) <= 60_000
+    assert redis_proc_ns == redis_proc_server.url
+    key = f"{mw_namespace}:greeting"
+    with redis.Redis.from_url(redis_proc_ns) as client:
+        assert client.set(key, b"hello", px=60_000)
+        assert client.get(key) == b"hello"
+        assert 0 < client.pttl(key) <= 60_000
 
 
 def test_redis_process_on_a_given_port_stops_and_removes_its_dir() -> None:
@@ -83,5 +85,6 @@ def test_postgres_process_runs_unprivileged_when_we_are_root(postgres_proc_serve
 
 
 def test_missing_postgres_binaries_name_the_paths_tried() -> None:
-    with pytest.raises(ExecutableNotFound, match=r"initdb/pg_ctl not found; tried: /nonexistent/bin\."):
+    tried = r"initdb/pg_ctl not found; tried: /nonexistent/bin \(no such directory\)\."
+    with pytest.raises(ExecutableNotFound, match=tried):
         PostgresProcess(bindir="/nonexistent/bin").start()

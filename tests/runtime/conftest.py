@@ -13,7 +13,7 @@ from mw.tiers.l2 import RedisTier
 @pytest.fixture
 def tier(backend: str, request: pytest.FixtureRequest) -> Iterator[RedisTier]:
     """A tier on the backend with a long retry window: "marked down" shows as a failing next call."""
-    url = None if backend == "embedded" else request.getfixturevalue("mw_redis_url").url
+    url = None if backend == "embedded" else str(request.getfixturevalue("mw_redis_url"))
     t = RedisTier(url, namespace=f"l2t{uuid.uuid4().hex[:10]}", timeout_s=0.5, retry_s=60.0)
     yield t
     keys = list(t.client.scan_iter(match=t.phys("*")))

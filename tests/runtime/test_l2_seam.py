@@ -288,7 +288,7 @@ def test_drop_closes_the_pooled_connection(tier: RedisTier) -> None:
 
 @real_only
 def test_async_drop_closes_the_loops_connection(mw_redis_url: Any) -> None:
-    t = RedisTier(mw_redis_url.url, namespace=_ns(), retry_s=0.0)
+    t = RedisTier(mw_redis_url, namespace=_ns(), retry_s=0.0)
 
     async def scenario() -> tuple[int, int]:
         before = await t.aclient().client_id()

@@ -105,7 +105,7 @@ def _world(request: pytest.FixtureRequest, kind: str) -> Iterator[World]:
 
         dsn = str(request.getfixturevalue("mw_postgres_dsn"))
         if kind == "pause":
-            url = request.getfixturevalue("mw_redis_url").url
+            url = str(request.getfixturevalue("mw_redis_url"))
         else:
             server = RedisProcess()
             server.start()

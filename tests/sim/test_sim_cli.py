@@ -127,7 +127,7 @@ def test_malformed_server_urls_exit_2(
 def test_unreachable_postgres_beside_a_real_redis_exits_2(
     mw_redis_url: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["run", "hot-key-herd", *QUICK, "--backend", "redis", "--redis-url", mw_redis_url.url]
+    argv = ["run", "hot-key-herd", *QUICK, "--backend", "redis", "--redis-url", str(mw_redis_url)]
     err = _exit_2([*argv, "--mlt-dsn", "postgresql://me:pw@127.0.0.1:1/mlt", "--out", str(tmp_path)], capsys)
     assert "PostgreSQL at postgresql://me:***@127.0.0.1:1/mlt is unreachable" in err and "Redis" not in err
 
@@ -140,7 +140,7 @@ def test_reachable_servers_pass_the_probes(mw_redis_url: Any, mw_postgres_dsn: s
     user = quote(parts.username or "postgres", safe="")
     netloc = f"{user}:{quote(secret, safe='')}@{parts.hostname}:{parts.port}"
     dsn = urlunsplit(parts._replace(netloc=netloc))
-    with open_backend("redis", mw_redis_url.url, dsn) as backend:
+    with open_backend("redis", str(mw_redis_url), dsn) as backend:
         assert backend.name == "redis"
         assert f"{user}:***@" in backend.description
         assert f":{quote(secret, safe='')}@" not in backend.description and f":{secret}@" not in backend.description

@@ -207,7 +207,7 @@ def planted(url: str, user: str, secret: str) -> tuple[str, list[str]]:
 
 
 def test_server_secrets_are_masked(mw_redis_url: Any, mw_postgres_dsn: str, tmp_path: Path) -> None:
-    redis_url, redis_needles = planted(mw_redis_url.url, "default", "s3cr3t/r@dis")
+    redis_url, redis_needles = planted(mw_redis_url, "default", "s3cr3t/r@dis")
     dsn, pg_needles = planted(str(mw_postgres_dsn), "postgres", "s3cr3t/p@stgres")
     secrets = [*redis_needles, *pg_needles]
     flags = ["--no-baseline", "--backend", "redis", "--redis-url", redis_url, "--mlt-dsn", dsn]
@@ -218,7 +218,7 @@ def test_server_secrets_are_masked(mw_redis_url: Any, mw_postgres_dsn: str, tmp_
     assert_no_secret(tmp_path / "cli", *secrets)
     # An override (the API's way to break a configuration) quotes its URL in the result's params too.
     scenario = small("hot-key-herd", run={"agents": 4, "duration_s": 60.0, "warmup_s": 10.0})
-    backend = Backend("redis", mw_redis_url.url, str(mw_postgres_dsn), "test servers")
+    backend = Backend("redis", str(mw_redis_url), str(mw_postgres_dsn), "test servers")
     result = run_scenario(scenario, backend, overrides={"redis_url": redis_url}, baseline=False)
     row = result["runs"]["cached"]["config"]["redis_url"]
     assert row["source"] == "override" and row["value"].startswith("redis://default:***@")  # masked in the summary

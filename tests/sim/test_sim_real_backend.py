@@ -12,7 +12,7 @@ from simulations.runner import run_scenario
 
 
 def test_hot_key_herd_on_real_servers(mw_redis_url: Any, mw_postgres_dsn: str) -> None:
-    backend = Backend("redis", mw_redis_url.url, str(mw_postgres_dsn), "test servers")
+    backend = Backend("redis", str(mw_redis_url), str(mw_postgres_dsn), "test servers")
     scenario = small("hot-key-herd", run={"agents": 8, "duration_s": 120.0, "warmup_s": 30.0})
     result = run_scenario(scenario, backend, baseline=True)
     assert result["verdict"]["passed"], failed(result)
@@ -25,7 +25,7 @@ def test_hot_key_herd_on_real_servers(mw_redis_url: Any, mw_postgres_dsn: str) -
 
 
 def test_task_churn_on_real_servers(mw_redis_url: Any, mw_postgres_dsn: str) -> None:
-    backend = Backend("redis", mw_redis_url.url, str(mw_postgres_dsn), "test servers")
+    backend = Backend("redis", str(mw_redis_url), str(mw_postgres_dsn), "test servers")
     scenario = small("task-churn", run={"agents": 6, "duration_s": 90.0, "warmup_s": 20.0})
     result = run_scenario(scenario, backend, baseline=False)
     assert result["verdict"]["passed"], failed(result)

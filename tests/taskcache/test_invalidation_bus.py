@@ -9,7 +9,6 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
-from typing import Any
 
 from mw import MwConfig, MwManager
 from mw import keys as K
@@ -104,8 +103,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_invalidation_reaches_an_agent_in_another_process(mw_redis_url: Any, mw_postgres_dsn: str) -> None:
-    config = MwConfig(redis_url=mw_redis_url.url, mlt_dsn=mw_postgres_dsn, namespace=mw_redis_url.namespace.rstrip(":"))
+def test_invalidation_reaches_an_agent_in_another_process(
+    mw_redis_url: str, mw_namespace: str, mw_postgres_dsn: str
+) -> None:
+    config = MwConfig(redis_url=str(mw_redis_url), mlt_dsn=str(mw_postgres_dsn), namespace=mw_namespace)
     parent = MwManager("parent", config)
     try:
         parent.mlt.put_task({"id": "x-1", "status": "running"})

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -196,11 +195,11 @@ def _count_calls(mlt_dsn: str) -> int:
         store.close()
 
 
-def test_four_processes_sixteen_callers_one_loader_call(mw_redis_url: Any, mw_postgres_dsn: str) -> None:
+def test_four_processes_sixteen_callers_one_loader_call(
+    mw_redis_url: str, mw_namespace: str, mw_postgres_dsn: str
+) -> None:
     """Real Redis + PostgreSQL only: separate processes cannot share the in-process fake Redis."""
-    base_config = MwConfig(
-        redis_url=mw_redis_url.url, mlt_dsn=mw_postgres_dsn, namespace=mw_redis_url.namespace.rstrip(":")
-    )
+    base_config = MwConfig(redis_url=str(mw_redis_url), mlt_dsn=str(mw_postgres_dsn), namespace=mw_namespace)
     load_s = 0.2
     start_at = time.time() + 3.0
     procs = []

@@ -70,3 +70,11 @@ def test_heartbeat_on_both_backends(board, mw_backend):
 def test_private_notes_stay_in_l0(board, mw_keys):
     board.remember("n1", "remember the milk")
     assert mw_keys.keys("write") == ["organ:test-agent:item:n1"]
+
+
+@pytest.mark.mw_backend("fakeredis", "redis")
+def test_profile_is_stored_under_the_test_namespace(board, mw_redis, mw_namespace):
+    board.publish_profile("a1", {"v": 1})
+    stored = f"{mw_namespace}:{K.global_typed_key('profile', 'agent', 'a1')}"
+    assert mw_redis.exists(stored) == 1
+    assert 0 < mw_redis.pttl(stored) <= 300_000
