@@ -310,9 +310,9 @@ class _RecordingLoads(LoadTracker):
     def _keep(self, t: float, op: str, args: tuple[Any, ...]) -> None:
         self.events.append((t, op, args))
 
-    def started(self, key: str, now: float) -> None:
+    def started(self, key: str, now: float) -> bool:
         self._keep(now, "started", (key, now))
-        super().started(key, now)
+        return super().started(key, now)
 
     def finished(self, key: str, now: float, absent: bool, valid_until: float | None) -> None:
         self._keep(now, "finished", (key, now, absent, valid_until))
@@ -609,7 +609,10 @@ def run_on_ray(
             "--backend redis --redis-url redis://HOST:PORT --mlt-dsn postgresql://... for a multi-node cluster"
         )
     if scenario.faults:
-        raise ScenarioError(f"{scenario.name}: [[faults]] are applied in simulated time, on the SimPy engine only")
+        kinds = ", ".join(sorted({w.kind for w in scenario.faults}))
+        raise ScenarioError(
+            f"{scenario.name}: [[faults]] ({kinds}) are applied in simulated time, on the SimPy engine only"
+        )
     run = scenario.run
     factor = options.realtime or 1.0 / (speed or DEFAULT_SPEED)
     stores = backend.stores(options.label)

@@ -24,8 +24,8 @@ from mw import keys as K
 from mw.keys import global_typed_key
 from mw.mlt import MltStore
 from simulations.distributions import Zipf
-from simulations.model import Agent, Model, Process
-from simulations.scenario import DefectSpec, HerdSpec, ItemsSpec, TasksSpec
+from simulations.model import CALLER_ERRORS, NO_ANSWER, Agent, Model, Process
+from simulations.scenario import DefectSpec, FaultWindow, HerdSpec, ItemsSpec, TasksSpec
 from simulations.truth import BUS_LAG_S
 
 log = logging.getLogger("simulations")
@@ -102,7 +102,11 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
     expovariate, uniform = rng.expovariate, rng.random
     timeout = env.timeout
     while me.alive:
-        yield timeout(expovariate(total * model.rate_factor))
+        gap = expovariate(total * model.rate_factor)
+        if me.owed:  # what its last calls cost (slow L2, an Mlt deadline): it was busy that long
+            gap += me.owed
+            me.owed = 0.0
+        yield timeout(gap)
         if not me.alive:
             return
         u = uniform() * total
@@ -131,7 +135,8 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
                 served(item_id, None, started)
             else:
                 value = yield from resolve(me, plan, model.mlt_item(kind, scope, item_id))
-                served(item_id, value, started)
+                if value is not NO_ANSWER:
+                    served(item_id, value, started)
         elif u < item_rate + task_rate:
             assert tasks is not None
             yield from tasks.read(me)
@@ -149,7 +154,13 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
     spec = catalog.spec
     version = max(1, model.truth.version(item_id)) + 1
     value = catalog.value(item_id, version)
-    stored = model.store.put_item(spec.kind, spec.scope, item_id, value)
+    if model.charges:
+        model.injector.take()
+    try:
+        stored = model.store.put_item(spec.kind, spec.scope, item_id, value)
+    except CALLER_ERRORS as exc:  # Mlt did not answer (mlt_down): nothing changed, nobody is told
+        write_failed(model, me, exc)
+        return
     if stored != version:
         raise RuntimeError(f"Mlt gave {item_id} version {stored}, the simulator expected {version}")
     now = model.env.now
@@ -163,6 +174,18 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
         model.env.process(_write_through_later(model, me, spec, item_id, value))
     else:
         _write_through(model, me, spec, item_id, value)
+        if model.charges:
+            me.owed += model.injector.take()
+
+
+def write_failed(model: Model, me: Agent | None, exc: Exception) -> None:
+    """A write Mlt refused: counted as the writer's error (it waited the store's deadline)."""
+    if model.charges:
+        cost = model.injector.take()
+        if me is not None:
+            me.owed += cost
+    now = model.env.now
+    model.errors.record("write", now, now, exc)
 
 
 def _write_through_later(model: Model, me: Agent, spec: ItemsSpec, item_id: str, value: str) -> Process:
@@ -194,6 +217,8 @@ def herd_read(model: Model, me: Agent, item_id: str, herd: HerdSpec) -> Process:
     else:
         ttl = herd.ttl_s
         value = yield from model.resolve(me, plan, model.mlt_item(HERD_KIND, HERD_SCOPE, item_id), lambda _v: ttl)
+        if value is NO_ANSWER:
+            return
     model.item_served(item_id, value, started, "herd")
 
 
@@ -278,9 +303,11 @@ class Tasks:
             rate = spec.create_per_agent_s * max(1, len(model.agents)) * model.rate_factor
             yield env.timeout(self.rng.expovariate(rate))
             if self.model.agents:
-                env.process(self.lifecycle(self._create()))
+                task_id = self._create()
+                if task_id is not None:
+                    env.process(self.lifecycle(task_id))
 
-    def _create(self) -> str:
+    def _create(self) -> str | None:
         model = self.model
         task_id = f"t{self.created}"
         self.created += 1
@@ -288,7 +315,12 @@ class Tasks:
         now = model.clock()
         row = {"id": task_id, "status": "created", "owner": owner.name, "attempt": 0, "created_at": now}
         row["updated_at"] = now
-        stored = model.store.put_task(row)
+        try:
+            stored = model.store.put_task(row)
+        except CALLER_ERRORS as exc:  # Mlt down: the task is not created
+            self.created -= 1
+            write_failed(model, None, exc)
+            return None
         at = model.env.now
         model.truth.created(task_id, stored["version"], at, at + model.truth.lag_s["task"])
         self.rows[task_id] = stored
@@ -333,7 +365,11 @@ class Tasks:
         row = dict(self.rows[task_id])
         row.pop("version", None)
         row.update(fields, status=status, updated_at=model.clock())
-        stored = model.store.put_task(row)
+        try:
+            stored = model.store.put_task(row)
+        except CALLER_ERRORS as exc:  # Mlt down: this change is lost (the worker goes on with the next one)
+            write_failed(model, None, exc)
+            return
         self.rows[task_id] = stored
         now = model.env.now
         truth = model.truth
@@ -391,6 +427,8 @@ class Tasks:
         else:
             store = model.store
             row = yield from model.resolve(me, plan, lambda: store.get_task(task_id))
+            if row is NO_ANSWER:
+                return
         model.task_served(me, plan.key, task_id, row, started)
 
 
@@ -430,7 +468,11 @@ def prewarm(model: Model, every_s: float, top_n: int) -> Process:
         yield model.env.timeout(every_s / max(1, len(model.agents)))
         if model.agents:
             turn %= len(model.agents)
-            model.agents[turn].manager.prewarm(top_n)
+            try:
+                model.agents[turn].manager.prewarm(top_n)
+            except CALLER_ERRORS as exc:  # a load it made found Mlt down
+                now = model.env.now
+                model.errors.record("prewarm", now, now, exc)
             turn += 1
 
 
@@ -469,6 +511,19 @@ def present_marked_absent(model: Model, defects: DefectSpec, catalog: Catalog) -
         log.info("Marked %s absent", item_id)
 
 
+def crash(model: Model, window: FaultWindow, start: Callable[[Agent], None]) -> Process:
+    """``agent_crash``: at ``at_s`` that many agents (a seeded choice) die abruptly; at ``end_s`` as many join cold."""
+    rng = random.Random(f"{model.seed}:crash:{window.at_s:g}")
+    yield model.env.timeout(window.at_s)
+    n = min(window.crashes, len(model.agents))
+    for victim in rng.sample(model.agents, n):
+        model.crash_agent(victim)
+        log.info("Agent %s crashed", victim.name)
+    yield model.env.timeout(window.for_s)
+    for _ in range(n):
+        start(model.add_agent())
+
+
 def start_all(
     model: Model, scenario: Any, catalog: Catalog, tasks: Tasks | None, *, prewarming: bool
 ) -> Callable[[Agent], None]:
@@ -499,4 +554,7 @@ def start_all(
         env.process(double_prefix_writer(model, scenario.defects.every_s, scenario.items.kind, scenario.items.scope))
     if scenario.defects.mark_present_absent:
         env.process(present_marked_absent(model, scenario.defects, catalog))
+    for window in scenario.faults:
+        if window.kind == "agent_crash":
+            env.process(crash(model, window, start))
     return start
