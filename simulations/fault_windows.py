@@ -5,8 +5,10 @@
 * ``l2_slow``: every L2 round trip costs ``delay_ms`` of simulated time to the agent that makes it (the model
   yields what the injector charged); past the runtime's socket timeout (``MW_REDIS_TIMEOUT_S``) the command fails
   before it runs instead, with redis-py's ``TimeoutError``, after that timeout's worth of simulated time.
-* ``mlt_down``: every Mlt call boundary (``mlt.<operation>``, ``mlt.connect``) fails, as a PostgreSQL that stopped
-  answering: the caller waits ``MW_MLT_TIMEOUT_S`` of simulated time, then the store raises ``MltUnavailable``.
+* ``mlt_down``: every Mlt call boundary (``mlt.<operation>``) fails, as a PostgreSQL that stopped answering: the
+  caller waits ``MW_MLT_TIMEOUT_S`` of simulated time, then the store raises ``MltUnavailable`` (and discards the
+  connection, as a broken one). ``mlt.connect`` is left to answer: PostgreSQL's pool waits for a connection on the
+  wall clock, so a refused connect would cost each call ``MW_MLT_TIMEOUT_S`` of real time, not simulated.
 * ``agent_crash`` needs no seam: the model kills the agents (:meth:`simulations.model.Model.crash_agent`).
 
 Windows open and close on the simulated clock, so a seed replays its faults to the call. Time is charged only to
@@ -68,7 +70,7 @@ class WindowInjector:
     def __call__(self, point: str, _key: str | None) -> Action | None:
         if point.startswith("l2."):
             return self._l2_call(point) if self._l2 else None
-        if self.mlt_down and point.startswith("mlt."):
+        if self.mlt_down and point.startswith("mlt.") and point != "mlt.connect":
             t = self.now()
             for start, end in self.mlt_down:
                 if start <= t < end:

@@ -209,7 +209,7 @@ class CallerErrors:
     def __init__(self, windows: Sequence[tuple[str, float, float]]) -> None:
         self.windows = list(windows)
         self.by_window: list[dict[str, Any]] = [
-            {"kind": k, "start_s": a, "end_s": b, "reads": 0, "writes": 0} for k, a, b in windows
+            {"kind": k, "start_s": a, "end_s": b, "reads": 0, "writes": 0, "not_allowed": 0} for k, a, b in windows
         ]
         self.reads = self.writes = self.outside = self.not_allowed = self.hits = self.lookups = 0
         self.types: Counter[str] = Counter()
@@ -224,18 +224,17 @@ class CallerErrors:
         else:
             self.writes += 1
         self.types[type(error).__name__] += 1
-        inside = False
-        mlt_down = False
-        for n, (kind, start, end) in enumerate(self.windows):
-            if started < end and now >= start:
-                inside = True
-                mlt_down = mlt_down or kind == "mlt_down"
-                self.by_window[n]["reads" if what == "read" else "writes"] += 1
+        inside = [n for n, (_kind, start, end) in enumerate(self.windows) if started < end and now >= start]
         if not inside:
             self.outside += 1
         self.hits += hit
         self.lookups += lookup
+        mlt_down = any(self.windows[n][0] == "mlt_down" for n in inside)
         allowed = mlt_down and not lookup and type(error).__name__ == "MltUnavailable"
+        for n in inside:
+            row = self.by_window[n]
+            row["reads" if what == "read" else "writes"] += 1
+            row["not_allowed"] += not allowed
         if not allowed:
             self.not_allowed += 1
             if len(self.examples) < MAX_EXAMPLES:
