@@ -250,6 +250,16 @@ class CallerErrors:
                 )
         return allowed
 
+    def merge(self, other: CallerErrors) -> None:
+        """Add another shard's counts (the Ray engine: one collector per shard, same windows)."""
+        for name in ("reads", "writes", "outside", "not_allowed", "hits", "lookups"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.types.update(other.types)
+        for mine, theirs in zip(self.by_window, other.by_window, strict=False):
+            for name in ("reads", "writes", "not_allowed"):
+                mine[name] += theirs[name]
+        self.examples = (self.examples + other.examples)[:MAX_EXAMPLES]
+
     def summary(self) -> dict[str, Any]:
         return {
             "reads": self.reads,
@@ -282,6 +292,12 @@ class Waits:
             self.longest_s, self.longest_at = waited, started
         if waited > self.bound_s:
             self.over_bound += 1
+
+    def merge(self, other: Waits) -> None:
+        if other.longest_s > self.longest_s:
+            self.longest_s, self.longest_at = other.longest_s, other.longest_at
+        self.over_bound += other.over_bound
+        self.still_waiting += other.still_waiting
 
     def summary(self) -> dict[str, Any]:
         return {

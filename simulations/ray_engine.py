@@ -39,6 +39,7 @@ from typing import Any, cast
 
 from mw.telemetry import COUNTERS, hit_ratio
 from simulations.backends import Backend
+from simulations.fault_windows import WindowInjector
 from simulations.measure import MAX_EXAMPLES, DoublePrefix, Heartbeats, LoadTracker, Outcomes, StaleLog, TaskTTLs
 from simulations.scenario import Scenario, ScenarioError
 from simulations.settings import for_run
@@ -239,6 +240,7 @@ class SimShard:
                 if model.caching and self.spec.writer:
                     sampler.scan_l2()
                 simulate_s = time.perf_counter() - started
+            model.waits.still_waiting = model.hung_reads()
             return self._result(late, simulate_s)
         finally:
             model.finish_leads()
@@ -283,6 +285,8 @@ class SimShard:
             "task_ttls": model.task_ttls,
             "heartbeats": model.heartbeats,
             "double_prefix": model.double_prefix,
+            "caller_errors": model.errors,
+            "waits": model.waits,
             "rows": sampler.rows,
             "start": sampler.start,
             "warm": sampler.warm,
@@ -683,7 +687,9 @@ def run_on_ray(
         wall = {"seed_s": round(seed_s, 3), "simulate_s": round(simulate_s, 3), "prepare_s": round(prepare_s, 3)}
         summary = _summarise(model, scenario, options, Outcome(sampler, tasks, wall))  # type: ignore[arg-type]
         summary["log_lines"] = sum(r["log_lines"] for r in results)
-        summary["faults"] = {"windows": [], "failed_l2_calls": 0}  # faults run on the SimPy engine only
+        faults = WindowInjector((), time.monotonic).counts()  # faults run on the SimPy engine only: all zero
+        summary["faults"] = {"windows": [], "kinds": [], **faults, "mlt_resumed": [], "crash_leases": []}
+        summary["caller_errors"], summary["waits"] = _merged_callers(results)
         summary["engine"] = _engine(results, ready, address, factor, l1, lag_bound_s)
         return summary
     finally:
@@ -694,6 +700,15 @@ def run_on_ray(
 
             kill_node_caches(namespace)
         stores.cleanup()
+
+
+def _merged_callers(results: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every shard's caller errors and waits as one run's (each shard counted its own readers)."""
+    errors, waits = results[0]["caller_errors"], results[0]["waits"]
+    for r in results[1:]:
+        errors.merge(r["caller_errors"])
+        waits.merge(r["waits"])
+    return errors.summary(), waits.summary()
 
 
 def _report(progress: Progress, label: str, actors: list[Any], duration: float, results: Any = None) -> None:
