@@ -121,6 +121,8 @@ class Model:
             if w.kind == "mlt_down"
         ]
         """Per ``mlt_down`` window: reads that missed after it, and the Mlt loads that then succeeded."""
+        self.error_allowed = False
+        """Whether the last caller error recorded was allowed (read right after it, before any yield)."""
         self.lease_from: dict[LoadPlan, float] = {}
         """When each lead plan in flight got its lease (its PX runs from then)."""
         self.crash_leases: dict[str, dict[str, Any]] = {}
@@ -279,8 +281,8 @@ class Model:
             self.open_reads.pop(plan, None)
         if agent.alive:
             self.waits.answered(started, self.env.now)
-            if self.crash_leases:
-                self._crash_key_read(plan.key, started, value is not NO_ANSWER)
+            if self.crash_leases:  # an error the windows allow (Mlt down) is that reader's answer
+                self._crash_key_read(plan.key, started, value is not NO_ANSWER or self.error_allowed)
         return value
 
     def _resolve(self, agent: Agent, plan: LoadPlan, load: Loader, ttl_for: TTLFor | None, started: float) -> Process:
@@ -301,7 +303,7 @@ class Model:
                 plan = agent.manager.poll_load(plan)
                 acquired = self.env.now
             except CALLER_ERRORS as exc:  # the load it joined failed, or it waited past its deadline
-                self.errors.record("read", started, self.env.now, exc)
+                self.error_allowed = self.errors.record("read", started, self.env.now, exc)
                 return NO_ANSWER
             if self.charges:
                 agent.owed += self.injector.take()
@@ -344,7 +346,7 @@ class Model:
             return NO_ANSWER
         del self.leading[plan]
         agent.manager.fail_load(plan, error)
-        self.errors.record("read", started, self.env.now, error)
+        self.error_allowed = self.errors.record("read", started, self.env.now, error)
         return NO_ANSWER
 
     def _lead(
