@@ -15,6 +15,7 @@ from mw.cluster import Cluster
 from mw.errors import MltUnavailable
 from mw.faults import Fail, injected
 from simulations.backends import Backend
+from simulations.report import markdown
 from simulations.runner import run_scenario
 from simulations.scenario import FaultWindow, ScenarioError, parse_scenario
 
@@ -136,6 +137,8 @@ def test_mlt_down_misses_get_mlt_unavailable_hits_are_served_and_loads_resume() 
     assert cached["waits"]["longest_s"] >= cached["config"]["mlt_timeout_s"]["value"], "a miss waits Mlt's deadline"
     resumed = cached["faults"]["mlt_resumed"][0]
     assert resumed["loads_after"] > 0 and check(result, "fault_recovery")["exercised"]
+    report = markdown(result, dict.fromkeys(("hit_ratio", "mlt_qps", "l0_size", "loads_per_expiry"), "p.png"))
+    assert f"- Mlt down, simulated s 120-180: caller errors {errors['reads']} reads" in report
 
 
 def test_an_mlt_error_taken_for_absent_leaves_negative_markers_and_fails_no_stale_reads() -> None:
