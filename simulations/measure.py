@@ -200,14 +200,17 @@ class LoadTracker:
 class CallerErrors:
     """Errors the runtime raised to its callers (reads, writes, prewarming), judged against the fault windows.
 
-    An error is *inside* a window when the window was open at some moment of the call (its start to its error).
+    An error is *inside* a window when the window was open at some moment of the call (its start to its error); an
+    ``MltUnavailable`` also when it was open within ``mlt_timeout_s`` before the error (a read that joined a load
+    gets that load's error: the load asked Mlt at most its deadline before).
     Allowed: only inside an ``mlt_down`` window, only ``MltUnavailable``, only for a call that had to ask Mlt (a
     read that missed every tier and loaded or joined a load, a write, a prewarm). Not allowed: any other, and any
     error of a lookup (``begin_load`` itself: a hit, or the decision to load, never fails).
     """
 
-    def __init__(self, windows: Sequence[tuple[str, float, float]]) -> None:
+    def __init__(self, windows: Sequence[tuple[str, float, float]], mlt_timeout_s: float = 0.0) -> None:
         self.windows = list(windows)
+        self.mlt_timeout_s = mlt_timeout_s
         self.by_window: list[dict[str, Any]] = [
             {"kind": k, "start_s": a, "end_s": b, "reads": 0, "writes": 0, "not_allowed": 0} for k, a, b in windows
         ]
@@ -224,13 +227,15 @@ class CallerErrors:
         else:
             self.writes += 1
         self.types[type(error).__name__] += 1
-        inside = [n for n, (_kind, start, end) in enumerate(self.windows) if started < end and now >= start]
+        mlt_error = type(error).__name__ == "MltUnavailable"
+        since = min(started, now - self.mlt_timeout_s) if mlt_error else started
+        inside = [n for n, (_kind, start, end) in enumerate(self.windows) if since < end and now >= start]
         if not inside:
             self.outside += 1
         self.hits += hit
         self.lookups += lookup
         mlt_down = any(self.windows[n][0] == "mlt_down" for n in inside)
-        allowed = mlt_down and not lookup and type(error).__name__ == "MltUnavailable"
+        allowed = mlt_down and not lookup and mlt_error
         for n in inside:
             row = self.by_window[n]
             row["reads" if what == "read" else "writes"] += 1

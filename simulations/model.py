@@ -109,7 +109,7 @@ class Model:
         """The scenario's ``[[faults]]`` in the runtime's seam (installed by the runner for the run)."""
         self.charges = self.injector.charges
         self.loads = LoadTracker(self.injector.l2_outages())
-        self.errors = CallerErrors([(w.kind, w.at_s, w.end_s) for w in scenario.faults])
+        self.errors = CallerErrors([(w.kind, w.at_s, w.end_s) for w in scenario.faults], config.mlt_timeout_s)
         self.waits = Waits(config.load_timeout_s + 1.0)
         self.open_reads: dict[LoadPlan, tuple[Agent, float]] = {}
         """Reads that missed and have no answer yet, and when they began (a hang is one that never gets one)."""
@@ -288,9 +288,14 @@ class Model:
     def _resolve(self, agent: Agent, plan: LoadPlan, load: Loader, ttl_for: TTLFor | None, started: float) -> Process:
         acquired = started
         if agent.owed:
+            leads = plan.state == "lead"
+            if leads:  # holding its lease while its round trips elapse: a crash or the run's end may find it here
+                self.leading[plan] = (agent, ConnectionError("the load had not started"))
             yield from self._pay(agent)
             if not agent.alive:
                 return NO_ANSWER
+            if leads:
+                del self.leading[plan]
         while plan.state == "wait":
             landed = self.landed.get(plan.key)
             poll = self.env.timeout(POLL_S)
@@ -396,6 +401,8 @@ class Model:
         if self.charges:
             self.injector.take()
         filled = agent.manager.finish_load(plan, value, ttl_s=ttl, delta=delay)
+        if not filled and plan.token is not None and self.loads.outages:
+            self._expire_lease(key, plan.token, acquired)  # its release may have failed with L2 (a fault window)
         self._finished(agent, key, value, filled, acquired)
         self._landed(key, mine)
         if self.charges:
@@ -460,19 +467,28 @@ class Model:
                 record["expires_at"] = now
                 self.loads.lost(plan.key)
             else:
-                self.env.process(self._lease_expires(plan.key, plan.token, record))
+                self._expire_lease(plan.key, plan.token, record["lease_from"], record)
 
-    def _lease_expires(self, key: str, token: bytes, record: dict[str, Any]) -> Process:
-        """Expire a crashed holder's lease at its simulated PX (retrying while L2 is down)."""
-        yield self.env.timeout(max(0.0, record["lease_from"] + self.config.lease_ttl_s - self.env.now))
+    def _expire_lease(self, key: str, token: bytes, taken_at: float, record: dict[str, Any] | None = None) -> None:
+        """Expire a lease its holder will not release (it crashed; or L2 failed its release) at its simulated PX.
+
+        fakeredis (and a real Redis outside ``--realtime``) counts PX on the wall clock, which is far slower than
+        the simulated one: left to it, such a lease would outlive every waiter's deadline. A compare-and-delete on
+        the holder's token is what the expiry does; a lease already gone is left alone.
+        """
+        self.env.process(self._lease_expires(key, token, taken_at + self.config.lease_ttl_s, record))
+
+    def _lease_expires(self, key: str, token: bytes, at: float, record: dict[str, Any] | None) -> Process:
+        yield self.env.timeout(max(0.0, at - self.env.now))
         while True:
             try:
                 self.cluster.leases.release(K.lease_key(key), token)
                 break
-            except TierUnavailable:
+            except TierUnavailable:  # L2 down (a fault window): it is gone when L2 answers again
                 yield self.env.timeout(POLL_S)
-        record["expires_at"] = self.env.now
-        self.loads.lost(key)
+        if record is not None:
+            record["expires_at"] = self.env.now
+            self.loads.lost(key)
 
     def _crash_key_loaded(self, key: str, at: float) -> None:
         record = self.crash_leases.get(key)

@@ -272,3 +272,21 @@ def test_waiters_without_a_deadline_behind_a_dead_holder_fail_no_caller_hang(mon
 def test_more_crashes_than_agents_is_a_scenario_error() -> None:
     with pytest.raises(ScenarioError, match="agent_crash kills 20 agents, the fleet has 12"):
         _faulted([{**CRASH, "agents": 20}], BASE)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"kind": "l2_down", "at_s": 110, "for_s": 30},
+        {"kind": "mlt_down", "at_s": 115, "for_s": 30},
+        {"kind": "l2_slow", "at_s": 100, "for_s": 40, "delay_ms": 900},
+    ],
+)
+def test_a_crash_inside_another_fault_leaves_every_reader_answered(other: dict[str, Any]) -> None:
+    """Loads of 2 s straddle the windows: a lease whose release failed with L2 expires at its simulated PX (not on
+    fakeredis's wall clock, which would outlive every waiter); a read that joined a load Mlt failed after the window
+    closed gets that load's error, which the window allows."""
+    result = _faulted([CRASH, other], CRASHY, CRASHY_TTLS)
+    for name in ("no_caller_errors", "no_caller_hang", "fault_recovery", "no_db_stampede", "no_stale_reads"):
+        assert check(result, name)["passed"], check(result, name)
+    assert result["runs"]["cached"]["faults"]["crash_leases"]
