@@ -219,8 +219,12 @@ def test_l2_slow_costs_simulated_time_and_past_the_socket_timeout_degrades(delay
     assert cached["waits"]["longest_s"] > 4 * delay_ms / 1000 * (0.5 if fails else 1), "round trips cost time"
 
 
-def test_l2_slow_is_deterministic_per_seed() -> None:
-    runs = [_faulted([{"kind": "l2_slow", "at_s": 120, "for_s": 60, "delay_ms": 200}], BASE) for _ in range(2)]
+@pytest.mark.parametrize(
+    "fault",
+    [{"kind": "l2_slow", "at_s": 120, "for_s": 60, "delay_ms": 200}, {"kind": "mlt_down", "at_s": 120, "for_s": 60}],
+)
+def test_l2_slow_and_mlt_down_are_deterministic_per_seed(fault: dict[str, Any]) -> None:
+    runs = [_faulted([fault], BASE) for _ in range(2)]
     first, second = (r["runs"]["cached"] for r in runs)
     for key in ("requests", "loads", "caller_errors", "waits", "faults", "stale"):
         assert first[key] == second[key], key
