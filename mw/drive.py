@@ -371,7 +371,8 @@ class LoadPlan:
     """A split-phase read-through in progress (:meth:`mw.MwManager.begin_load`).
 
     ``state`` is ``hit`` (``value`` is the cached or shared value), ``negative`` (known absent),
-    ``lead`` (this caller must load, then call ``finish_load``) or ``wait`` (call ``poll_load`` later).
+    ``lead`` (this caller must load, then call ``finish_load``, or ``fail_load`` if the load raised) or
+    ``wait`` (call ``poll_load`` later); ``failed`` after ``fail_load``.
     """
 
     __slots__ = ("_effect", "_read", "_steps", "filled", "key", "shared", "state", "token", "value")
@@ -416,6 +417,20 @@ def finish(agent: AgentTiers, plan: LoadPlan, value: Any, ttl_s: float | None, d
         raise ValueError(f"finish_load() takes a 'lead' plan, not {plan!r}")
     _advance(agent, plan, Loaded(value, delta, ttl_s), None)
     return plan.filled
+
+
+def fail(agent: AgentTiers, plan: LoadPlan, error: Exception) -> None:
+    """End a ``lead`` plan whose load raised ``error``: as a blocking read's loader error, the lease is released
+    and the followers in the process get ``error``; nothing is cached (absence only as a loader's ``None``)."""
+    if plan.state != "lead" or plan._steps is None:
+        raise ValueError(f"fail_load() takes a 'lead' plan, not {plan!r}")
+    try:
+        _advance(agent, plan, None, error)
+    except Exception as exc:
+        if exc is not error:
+            raise
+        plan._steps = plan._effect = plan._read = None
+        plan.state = "failed"
 
 
 def _advance(agent: AgentTiers, plan: LoadPlan, send: Any, throw: BaseException | None) -> LoadPlan:

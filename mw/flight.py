@@ -116,3 +116,16 @@ class Flight:
     def abandon(self, entry: Entry) -> None:
         if self._settle(entry, ABANDONED):
             self.abandoned += 1
+
+    def abandon_key(self, key: str) -> bool:
+        """Abandon the load of ``key`` in flight, if any: its leader is gone and will never land it.
+
+        For a leader whose process died with its flight (the simulator's crashed agent, whose fleet shares
+        one process): its followers lead the next attempt, and meet its lease in L2 like any other process.
+        """
+        with self._lock:
+            entry = self._calls.get(key)
+        if entry is None:
+            return False
+        self.abandon(entry)
+        return True

@@ -209,6 +209,12 @@ class MwManager:
         """Complete a ``lead`` plan with the loaded value (``None``: absent). True if the tiers took it."""
         return self._reads.finish(plan, value, None if ttl_s is None else check_ttl(ttl_s), delta)
 
+    def fail_load(self, plan: LoadPlan, error: Exception) -> None:
+        """End a ``lead`` plan whose load raised ``error`` (Mlt did not answer): its lease is released, the
+        callers of this process waiting on it get ``error``, and nothing is cached. A failed load is never
+        taken for absence: the negative cache only records a load that answered ``None``."""
+        self._reads.fail(plan, error)
+
     # --- writes ----------------------------------------------------------------------------------------
     def set_global_item_typed(
         self, kind: str, scope: str, item_id: str, value: Any, ttl_s: float | None = None

@@ -518,8 +518,14 @@ def refresh_due(agent: AgentTiers, key: str) -> bool:
 
 
 def refresh(agent: AgentTiers, read: Read, cached_value: Any) -> Steps:
-    """An early refresh of a hit (XFetch): lead if free, else serve the cached value."""
-    outcome = yield from lead_if_free(agent, read)
+    """An early refresh of a hit (XFetch): lead if free, else serve the cached value. The hit is valid until it
+    expires, so a refresh whose load fails serves it too: the refresh was optional, the error only logged (its
+    lease was released and its flight entry abandoned on the way out, as for any failed load)."""
+    try:
+        outcome = yield from lead_if_free(agent, read)
+    except Exception as exc:
+        log.warning("early refresh of %s failed, serving the cached value: %s", read.key, exc)
+        return Outcome(cached_value, "hit")
     if outcome is None:
         return Outcome(cached_value, "hit")
     agent.telemetry.early_refreshes += 1

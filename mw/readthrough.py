@@ -197,3 +197,6 @@ class ReadThrough:
     def finish(self, plan: LoadPlan, value: Any, ttl_s: float | None, delta: float) -> bool:
         self._agent.telemetry.loader_calls += 1
         return drive.finish(self._agent, plan, value, ttl_s, delta)
+
+    def fail(self, plan: LoadPlan, error: Exception) -> None:
+        drive.fail(self._agent, plan, error)

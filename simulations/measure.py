@@ -169,6 +169,8 @@ class LoadTracker:
         self.gen_absent: dict[str, bool] = {}
         self.histogram: Counter[int] = Counter()
         self.loads = 0
+        self.failed_loads = 0
+        self.lost_loads = 0
         self.stampede_loads = 0
         self.max_present = 0
         self.max_absent = 0
@@ -176,12 +178,13 @@ class LoadTracker:
         self.series: list[tuple[float, int]] = []
         """(time, loads of that generation) for every generation that needed more than one load."""
 
-    def _in_outage(self, now: float) -> bool:
+    def in_outage(self, now: float) -> bool:
         return any(start <= now < end for start, end in self.outages)
 
-    def started(self, key: str, now: float) -> None:
+    def started(self, key: str, now: float) -> bool:
+        """A load began; returns whether it is a stampede load."""
         self.loads += 1
-        cached = now < self.valid_until.get(key, -math.inf) and not (self.outages and self._in_outage(now))
+        cached = now < self.valid_until.get(key, -math.inf) and not (self.outages and self.in_outage(now))
         if self.in_flight.get(key, 0) > 0 or cached:
             n = self.gen_loads.get(key, 0) + 1
             self.stampede_loads += 1
@@ -193,13 +196,30 @@ class LoadTracker:
             self.gen_absent[key] = False
         self.gen_loads[key] = n
         self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        return n > 1
+
+    def failed(self, key: str, stampede: bool) -> None:
+        """A load Mlt did not answer (``mlt_down``): nothing was filled, so the generation it opened is void."""
+        self.failed_loads += 1
+        left = self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
+        if not stampede and not left and self.gen_loads.get(key) == 1:
+            del self.gen_loads[key]
+            self.gen_absent.pop(key, None)
+
+    def lost(self, key: str) -> None:
+        """A crashed agent's load: it ends when its lease expires, and so does its generation (the load that
+        takes it over then is the next generation's first; one before it is a stampede load)."""
+        self.lost_loads += 1
+        self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
+        if not self.in_flight[key]:
+            self._close(key)
 
     def finished(self, key: str, now: float, absent: bool, valid_until: float | None) -> None:
         """A load completed; ``valid_until`` is when what it filled will expire (``None``: nothing was cached)."""
         self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
         if absent:
             self.gen_absent[key] = True
-        if valid_until is not None and not (self.outages and self._in_outage(now)):
+        if valid_until is not None and not (self.outages and self.in_outage(now)):
             self.valid_until[key] = max(valid_until, self.valid_until.get(key, -math.inf))
 
     def refreshing(self, key: str) -> None:
@@ -235,6 +255,8 @@ class LoadTracker:
         self.close_all()
         return {
             "loads": self.loads,
+            "failed_loads": self.failed_loads,
+            "lost_loads": self.lost_loads,
             "generations": sum(self.histogram.values()),
             "stampede_loads": self.stampede_loads,
             "max_loads_per_key_per_expiry": max(self.max_present, self.max_absent),
@@ -242,6 +264,123 @@ class LoadTracker:
             "max_loads_absent_keys": self.max_absent,
             "loads_per_expiry_histogram": {str(k): v for k, v in sorted(self.histogram.items())},
             "examples": self.examples,
+        }
+
+
+class CallerErrors:
+    """Errors the runtime raised to its callers (reads, writes, prewarming), judged against the fault windows.
+
+    An error is *inside* a window when the window was open at some moment of the call (its start to its error); an
+    ``MltUnavailable`` also when it was open within ``mlt_timeout_s`` before the error (a read that joined a load
+    gets that load's error: the load asked Mlt at most its deadline before).
+    Allowed: only inside an ``mlt_down`` window, only ``MltUnavailable``, only for a call that had to ask Mlt (a
+    read that missed every tier and loaded or joined a load, a write, a prewarm). Not allowed: any other, and any
+    error of a lookup (``begin_load`` itself: a hit, or the decision to load, never fails).
+    """
+
+    def __init__(self, windows: Sequence[tuple[str, float, float]], mlt_timeout_s: float = 0.0) -> None:
+        self.windows = list(windows)
+        self.mlt_timeout_s = mlt_timeout_s
+        self.by_window: list[dict[str, Any]] = [
+            {"kind": k, "start_s": a, "end_s": b, "reads": 0, "writes": 0, "not_allowed": 0} for k, a, b in windows
+        ]
+        self.reads = self.writes = self.outside = self.not_allowed = self.hits = self.lookups = 0
+        self.types: Counter[str] = Counter()
+        self.examples: list[dict[str, Any]] = []
+
+    def record(
+        self, what: str, started: float, now: float, error: BaseException, *, lookup: bool = False, hit: bool = False
+    ) -> bool:
+        """One error; ``what`` is ``read``, ``write`` or ``prewarm``. Returns whether it was allowed."""
+        if what == "read":
+            self.reads += 1
+        else:
+            self.writes += 1
+        self.types[type(error).__name__] += 1
+        mlt_error = type(error).__name__ == "MltUnavailable"
+        since = min(started, now - self.mlt_timeout_s) if mlt_error else started
+        inside = [n for n, (_kind, start, end) in enumerate(self.windows) if since < end and now >= start]
+        if not inside:
+            self.outside += 1
+        self.hits += hit
+        self.lookups += lookup
+        mlt_down = any(self.windows[n][0] == "mlt_down" for n in inside)
+        allowed = mlt_down and not lookup and mlt_error
+        for n in inside:
+            row = self.by_window[n]
+            row["reads" if what == "read" else "writes"] += 1
+            row["not_allowed"] += not allowed
+        if not allowed:
+            self.not_allowed += 1
+            if len(self.examples) < MAX_EXAMPLES:
+                self.examples.append(
+                    {
+                        "what": what,
+                        "started": round(started, 3),
+                        "t": round(now, 3),
+                        "error": f"{type(error).__name__}: {error}",
+                        "lookup": lookup,
+                        "hit": hit,
+                    }
+                )
+        return allowed
+
+    def merge(self, other: CallerErrors) -> None:
+        """Add another shard's counts (the Ray engine: one collector per shard, same windows)."""
+        for name in ("reads", "writes", "outside", "not_allowed", "hits", "lookups"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.types.update(other.types)
+        for mine, theirs in zip(self.by_window, other.by_window, strict=False):
+            for name in ("reads", "writes", "not_allowed"):
+                mine[name] += theirs[name]
+        self.examples = (self.examples + other.examples)[:MAX_EXAMPLES]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "reads": self.reads,
+            "writes": self.writes,
+            "outside_windows": self.outside,
+            "not_allowed": self.not_allowed,
+            "lookups": self.lookups,
+            "hits": self.hits,
+            "types": dict(sorted(self.types.items())),
+            "by_window": self.by_window,
+            "examples": self.examples,
+        }
+
+
+@dataclass
+class Waits:
+    """How long readers waited for an answer (a value, or an error), and who was still waiting at the end."""
+
+    bound_s: float
+    """The runtime's promise: ``MW_LOAD_TIMEOUT_S``, plus one poll and its round trips (1 s)."""
+    longest_s: float = 0.0
+    longest_at: float = 0.0
+    over_bound: int = 0
+    still_waiting: int = 0
+    """Reads of live agents unanswered at the end of the run that began more than ``bound_s`` before it."""
+
+    def answered(self, started: float, now: float) -> None:
+        waited = now - started
+        if waited > self.longest_s:
+            self.longest_s, self.longest_at = waited, started
+        if waited > self.bound_s:
+            self.over_bound += 1
+
+    def merge(self, other: Waits) -> None:
+        if other.longest_s > self.longest_s:
+            self.longest_s, self.longest_at = other.longest_s, other.longest_at
+        self.over_bound += other.over_bound
+        self.still_waiting += other.still_waiting
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "bound_s": self.bound_s,
+            "longest_s": round(self.longest_s, 3),
+            "longest_started_at": round(self.longest_at, 3),
+            "over_bound": self.over_bound,
+            "still_waiting": self.still_waiting,
         }
 
 

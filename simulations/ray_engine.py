@@ -39,6 +39,7 @@ from typing import Any, cast
 
 from mw.telemetry import COUNTERS, hit_ratio
 from simulations.backends import Backend
+from simulations.fault_windows import WindowInjector
 from simulations.measure import (
     MAX_EXAMPLES,
     DoublePrefix,
@@ -249,6 +250,7 @@ class SimShard:
                 if model.caching and self.spec.writer:
                     sampler.scan_l2()
                 simulate_s = time.perf_counter() - started
+            model.waits.still_waiting = model.hung_reads()
             return self._result(late, simulate_s)
         finally:
             model.finish_leads()
@@ -295,6 +297,8 @@ class SimShard:
             "task_ttls": model.task_ttls,
             "heartbeats": model.heartbeats,
             "double_prefix": model.double_prefix,
+            "caller_errors": model.errors,
+            "waits": model.waits,
             "rows": sampler.rows,
             "start": sampler.start,
             "warm": sampler.warm,
@@ -322,9 +326,9 @@ class _RecordingLoads(LoadTracker):
     def _keep(self, t: float, op: str, args: tuple[Any, ...]) -> None:
         self.events.append((t, op, args))
 
-    def started(self, key: str, now: float) -> None:
+    def started(self, key: str, now: float) -> bool:
         self._keep(now, "started", (key, now))
-        super().started(key, now)
+        return super().started(key, now)
 
     def finished(self, key: str, now: float, absent: bool, valid_until: float | None) -> None:
         self._keep(now, "finished", (key, now, absent, valid_until))
@@ -639,7 +643,10 @@ def run_on_ray(
             "--backend redis --redis-url redis://HOST:PORT --mlt-dsn postgresql://... for a multi-node cluster"
         )
     if scenario.faults:
-        raise ScenarioError(f"{scenario.name}: [[faults]] are applied in simulated time, on the SimPy engine only")
+        kinds = ", ".join(sorted({w.kind for w in scenario.faults}))
+        raise ScenarioError(
+            f"{scenario.name}: [[faults]] ({kinds}) are applied in simulated time, on the SimPy engine only"
+        )
     run = scenario.run
     factor = options.realtime or 1.0 / (speed or DEFAULT_SPEED)
     stores = backend.stores(options.label)
@@ -710,7 +717,9 @@ def run_on_ray(
         wall = {"seed_s": round(seed_s, 3), "simulate_s": round(simulate_s, 3), "prepare_s": round(prepare_s, 3)}
         summary = _summarise(model, scenario, options, Outcome(sampler, tasks, wall))  # type: ignore[arg-type]
         summary["log_lines"] = sum(r["log_lines"] for r in results)
-        summary["faults"] = {"windows": [], "failed_l2_calls": 0}  # faults run on the SimPy engine only
+        faults = WindowInjector((), time.monotonic).counts()  # faults run on the SimPy engine only: all zero
+        summary["faults"] = {"windows": [], "kinds": [], **faults, "mlt_resumed": [], "crash_leases": []}
+        summary["caller_errors"], summary["waits"] = _merged_callers(results)
         summary["engine"] = _engine(results, ready, address, factor, l1, lag_bound_s)
         return summary
     finally:
@@ -721,6 +730,15 @@ def run_on_ray(
 
             kill_node_caches(namespace)
         stores.cleanup()
+
+
+def _merged_callers(results: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every shard's caller errors and waits as one run's (each shard counted its own readers)."""
+    errors, waits = results[0]["caller_errors"], results[0]["waits"]
+    for r in results[1:]:
+        errors.merge(r["caller_errors"])
+        waits.merge(r["waits"])
+    return errors.summary(), waits.summary()
 
 
 def _report(progress: Progress, label: str, actors: list[Any], duration: float, results: Any = None) -> None:

@@ -240,6 +240,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
     lines += _replay_section(result)
     lines += ["", f"![hit ratio per tier]({plots['hit_ratio']})", f"![Mlt QPS]({plots['mlt_qps']})", ""]
     lines += _tasks_section(cached)
+    lines += _faults_section(cached)
     stale = cached["stale"]
     lines += [
         "",
@@ -284,6 +285,37 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def _faults_section(run: dict[str, Any]) -> list[str]:
+    """The run's ``[[faults]]`` windows, what the seam did in them, and the errors callers got."""
+    faults = run.get("faults") or {}
+    if not faults.get("windows"):
+        return []
+    lines = ["", "## Faults", ""]
+    errors = run.get("caller_errors") or {}
+    longest = (run.get("waits") or {}).get("longest_s", 0)
+    by_window = errors.get("by_window") or [{} for _ in faults["windows"]]
+    for window, seen in zip(faults["windows"], by_window, strict=False):
+        lines.append(
+            f"- {window['what']}, simulated s {window['start_s']:g}-{window['end_s']:g}: caller errors "
+            f"{seen.get('reads', 0)} reads, {seen.get('writes', 0)} writes ({seen.get('not_allowed', 0)} not allowed)"
+        )
+    lines.append(
+        f"- L2 calls failed {faults.get('failed_l2_calls', 0)}, slowed {faults.get('slowed_l2_calls', 0)}; Mlt calls "
+        f"failed {faults.get('failed_mlt_calls', 0)}; caller errors outside every window "
+        f"{errors.get('outside_windows', 0)}; longest wait for an answer {longest:g} s"
+    )
+    leases = faults.get("crash_leases") or []
+    if leases:
+        taken = [r for r in leases if r["taken_over_at"] is not None]
+        lines.append(
+            f"- crashed agents left {len(leases)} leases; {len(taken)} keys loaded again after them, "
+            f"{sum(r['answered'] for r in leases)} of {sum(r['readers'] for r in leases)} readers answered"
+        )
+    for ex in errors.get("examples") or []:
+        lines.append(f"- not allowed: {ex['what']} at t={ex['t']}: {_cell(ex['error'])}")
+    return lines
 
 
 def _replay_section(result: dict[str, Any]) -> list[str]:

@@ -25,7 +25,7 @@ from mw.telemetry import hit_ratio
 from simulations import telemetry_truth
 from simulations import workloads as W
 from simulations.backends import Backend
-from simulations.fault_windows import WindowInjector, described
+from simulations.fault_windows import described
 from simulations.logwatch import LogWatch
 from simulations.model import START_EPOCH, Model
 from simulations.scenario import Scenario, ScenarioError
@@ -84,6 +84,12 @@ def run_once(
             f"{scenario.source or scenario.name}: [[faults]] need tier_retry_s = 0, the run has "
             f"{config.tier_retry_s:g} (MW_TIER_RETRY_S?): the retry window is wall time"
         )
+    crashes = sum(w.crashes for w in scenario.faults if w.kind == "agent_crash")
+    if crashes > scenario.run.agents:
+        raise ScenarioError(
+            f"{scenario.source or scenario.name}: [[faults]] agent_crash kills {crashes} agents, the fleet has "
+            f"{scenario.run.agents}"
+        )
     drops = [(w.at_s, w.end_s) for w in scenario.faults if w.kind == "pubsub_dropped"]
     outages = [(w.at_s, w.end_s) for w in scenario.faults if w.kind == "l2_down"]
     bus = None
@@ -103,14 +109,23 @@ def run_once(
         env.process(bus.run())
         if scenario.run.nodes > 1:
             model.truth.outages = [(start, end + CHECK_EVERY_S + 1e-6) for start, end in outages]
-    injector = WindowInjector(scenario.faults, lambda: env.now)
+    injector = model.injector
     log_path = None if options.log_dir is None else options.log_dir / f"{options.label}.log"
     try:
         faults = injected(injector) if scenario.faults else contextlib.nullcontext()
         with LogWatch(model.double_prefix, log_path) as watch, faults:
             outcome = _simulate(model, scenario, options, progress)
         summary = _summarise(model, scenario, options, outcome)
-        summary["faults"] = {"windows": described(scenario.faults), "failed_l2_calls": injector.failed_calls}
+        summary["faults"] = {
+            "windows": described(scenario.faults),
+            "kinds": [w.kind for w in scenario.faults],
+            **injector.counts(),
+            "mlt_resumed": model.resume,
+            "crash_leases": sorted(model.crash_leases.values(), key=lambda r: (r["crashed_at"], r["key"])),
+        }
+        model.waits.still_waiting = model.hung_reads()
+        summary["caller_errors"] = model.errors.summary()
+        summary["waits"] = model.waits.summary()
         summary["log_lines"] = watch.lines
         return summary
     finally:

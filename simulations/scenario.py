@@ -222,26 +222,46 @@ class DefectSpec:
     without asking the store)."""
     skip_invalidation: bool = False
     """Writers change Mlt and never tell the caches (no write-through, no ``invalidate_task``)."""
+    absent_on_mlt_error: bool = False
+    """A loader that takes an Mlt error for "not found" (returns ``None``): the negative cache then records an
+    absence the database never said (an ``mlt_down`` window shows it)."""
     every_s: float = 60.0
 
 
-FAULT_KINDS = {"l2_down": "Redis down", "pubsub_dropped": "bus messages dropped"}
+FAULT_KINDS = {
+    "l2_down": "Redis down",
+    "l2_slow": "Redis slow",
+    "mlt_down": "Mlt down",
+    "agent_crash": "agents crash",
+    "pubsub_dropped": "bus messages dropped",
+}
 """``[[faults]]`` kinds the simulator applies in simulated time, and how reports name them."""
-FAULT_KINDS_LATER = ("l2_slow", "mlt_down", "agent_crash")
+FAULT_KINDS_LATER: tuple[str, ...] = ()
 """Kinds of the issue's list not applied yet: refused by name rather than silently ignored."""
 
 
 @dataclass(frozen=True)
 class FaultWindow:
-    """One ``[[faults]]`` entry: at simulated ``at_s``, for ``for_s`` seconds, the fault ``kind``."""
+    """One ``[[faults]]`` entry: at simulated ``at_s``, for ``for_s`` seconds, the fault ``kind``.
+
+    ``delay_ms`` (``l2_slow`` only, required there): what each L2 round trip costs in the window.
+    ``agents`` (``agent_crash`` only, default 1): how many agents die at ``at_s``; as many join at ``end_s``.
+    """
 
     kind: str
     at_s: float
     for_s: float
+    delay_ms: float | None = None
+    agents: int | None = None
 
     @property
     def end_s(self) -> float:
         return self.at_s + self.for_s
+
+    @property
+    def crashes(self) -> int:
+        """How many agents an ``agent_crash`` kills (its ``agents``, default 1)."""
+        return 1 if self.agents is None else self.agents
 
     def __post_init__(self) -> None:
         if self.kind in FAULT_KINDS_LATER:
@@ -252,6 +272,20 @@ class FaultWindow:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ScenarioError(f"{name} = {value!r}: a number of simulated seconds >= 0")
+        delay = self.delay_ms
+        if self.kind == "l2_slow":
+            if delay is None:
+                raise ScenarioError("kind = 'l2_slow' needs delay_ms (what each L2 round trip costs)")
+            if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay > 0:
+                raise ScenarioError(f"delay_ms = {delay!r}: a number of milliseconds > 0")
+        elif delay is not None:
+            raise ScenarioError(f"delay_ms = {delay!r} applies to kind = 'l2_slow' only, not {self.kind!r}")
+        agents = self.agents
+        if self.kind == "agent_crash":
+            if agents is not None and (isinstance(agents, bool) or not isinstance(agents, int) or agents < 1):
+                raise ScenarioError(f"agents = {agents!r}: a whole number of agents >= 1")
+        elif agents is not None:
+            raise ScenarioError(f"agents = {agents!r} applies to kind = 'agent_crash' only, not {self.kind!r}")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ runtime's counters are judged by ``telemetry_truth`` instead.
 | ``l0_bounded`` | Memory bounded: L0 never above the scenario's budget (items and bytes) |
 | ``no_db_stampede`` | Misses don't cause DB stampedes: at most 1 load per key per expiry |
 | ``no_stale_reads`` | Invalidation works: zero stale reads beyond the TTL / invalidation bounds |
+| ``no_caller_errors`` | Faults as scenarios: no error outside a fault window; inside ``mlt_down`` only for misses |
+| ``no_caller_hang`` | Faults as scenarios: every reader is answered within ``MW_LOAD_TIMEOUT_S`` |
+| ``fault_recovery`` | Faults as scenarios: loads resume after ``mlt_down``; a crashed agent's keys are taken over |
 """
 
 from __future__ import annotations
@@ -112,7 +115,75 @@ def judge(run: dict[str, Any], targets: Targets, *, tasks: bool = True) -> Verdi
             exercised=checked > 0,
         )
     )
+    checks.append(_caller_errors(run.get("caller_errors")))
+    checks.append(_caller_hang(run.get("waits")))
+    checks.append(_fault_recovery(run.get("faults") or {}))
     return Verdict(checks)
+
+
+def _caller_errors(errors: dict[str, Any] | None) -> Check:
+    title, target = "No caller error but Mlt's for misses in mlt_down", "0 outside fault windows, 0 of hits"
+    if errors is None:
+        return Check(
+            "no_caller_errors",
+            title,
+            target,
+            "not exercised: this engine does not count them",
+            True,
+            "",
+            exercised=False,
+        )
+    bad = errors["not_allowed"]
+    observed = (
+        f"{bad} not allowed of {errors['reads']} read and {errors['writes']} write errors "
+        f"({errors['outside_windows']} outside fault windows, {errors['lookups']} lookups, {errors['hits']} hits)"
+    )
+    return Check("no_caller_errors", title, target, observed, bad == 0, "" if bad == 0 else f"+{bad} errors")
+
+
+def _caller_hang(waits: dict[str, Any] | None) -> Check:
+    title = "No caller hang (every reader answered)"
+    if waits is None:
+        return Check(
+            "no_caller_hang", title, "-", "not exercised: this engine does not time reads", True, "", exercised=False
+        )
+    late, hung = waits["over_bound"], waits["still_waiting"]
+    ok = late == 0 and hung == 0
+    observed = f"longest wait {waits['longest_s']:g} s; {late} reads over the bound, {hung} still waiting at the end"
+    short = "" if ok else f"+{late + hung} reads"
+    return Check("no_caller_hang", title, f"<= {waits['bound_s']:g} s", observed, ok, short)
+
+
+def _fault_recovery(faults: dict[str, Any]) -> Check:
+    title = "Loads resume after mlt_down; crashed agents' keys taken over"
+    target = "a load after each mlt_down; every reader of a crashed lease's key answered"
+    kinds = set(faults.get("kinds") or ())
+    if not kinds & {"mlt_down", "agent_crash"}:
+        return Check(
+            "fault_recovery", title, target, "not exercised: no mlt_down or agent_crash window", True, exercised=False
+        )
+    resumed = faults.get("mlt_resumed") or []
+    leases = faults.get("crash_leases") or []
+    stuck = [w for w in resumed if w["misses_after"] and not w["loads_after"]]
+    readers = sum(r["readers"] for r in leases)
+    unanswered = readers - sum(r["answered"] for r in leases)
+    parts = []
+    if "mlt_down" in kinds:
+        loads = sum(w["loads_after"] for w in resumed)
+        parts.append(f"mlt_down: {loads} loads after {len(resumed)} windows, {len(stuck)} without")
+    if "agent_crash" in kinds:
+        taken = sum(r["taken_over_at"] is not None for r in leases)
+        parts.append(
+            f"crashes: {len(leases)} leases left, {taken} keys loaded again, {readers - unanswered} of {readers} "
+            "readers answered"
+        )
+    short = []
+    if stuck:
+        short.append(f"{len(stuck)} mlt_down windows without a load after")
+    if unanswered:
+        short.append(f"{unanswered} readers unanswered")
+    ok = not short
+    return Check("fault_recovery", title, target, "; ".join(parts), ok, ", ".join(short))
 
 
 def _telemetry_truth(truth: dict[str, Any], hb: dict[str, Any]) -> Check:

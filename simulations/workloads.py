@@ -25,8 +25,8 @@ from mw import keys as K
 from mw.keys import global_typed_key
 from mw.mlt import MltStore
 from simulations.distributions import Zipf
-from simulations.model import Agent, Model, Process
-from simulations.scenario import DefectSpec, HerdSpec, ItemsSpec, TasksSpec
+from simulations.model import CALLER_ERRORS, NO_ANSWER, Agent, Model, Process
+from simulations.scenario import DefectSpec, FaultWindow, HerdSpec, ItemsSpec, TasksSpec
 from simulations.truth import BEYOND, BUS_LAG_S
 
 log = logging.getLogger("simulations")
@@ -129,7 +129,11 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
         return ids[popularity.item(rng) if zipf_writes else rng.randrange(len(ids))]
 
     while me.alive:
-        yield timeout(expovariate(total * model.rate_factor))
+        gap = expovariate(total * model.rate_factor)
+        if me.owed:  # what its last calls cost (slow L2, an Mlt deadline): it was busy that long
+            gap += me.owed
+            me.owed = 0.0
+        yield timeout(gap)
         if not me.alive:
             return
         u = uniform() * total
@@ -154,6 +158,8 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
                     verdict = served(item_id, None, started)
                 else:
                     value = yield from resolve(me, plan, model.mlt_item(kind, scope, item_id))
+                    if value is NO_ANSWER:  # the runtime raised (judged by the caller-error checks)
+                        continue
                     verdict = served(item_id, value, started)
                 if verdict == BEYOND:
                     stale_beyond[op] += 1
@@ -185,6 +191,8 @@ def read_by_key(model: Model, me: Agent, kind: str, scope: str, item_id: str, op
         value = None
     else:
         value = yield from model.resolve(me, plan, model.mlt_item(kind, scope, item_id))
+        if value is NO_ANSWER:
+            return
     if model.item_served(item_id, value, started, reader=me.node) == BEYOND:
         model.operations.stale_beyond[op] += 1
 
@@ -204,6 +212,8 @@ def get_or_load(model: Model, me: Agent, kind: str, scope: str, item_id: str, tt
         value = yield from model.refresh(me, plan, load)
     else:
         value = yield from model.resolve(me, plan, load)
+    if value is NO_ANSWER:
+        return
     if model.item_served(item_id, value, started, reader=me.node) == BEYOND:
         model.operations.stale_beyond["get_or_load"] += 1
 
@@ -217,6 +227,8 @@ def batch_read(model: Model, me: Agent, catalog: Catalog, drawn: list[str]) -> P
     ops.batch_keys += len(item_ids)
     started = model.env.now
     found = model.lookup_many(me, spec.kind, spec.scope, item_ids, [catalog.keys[i] for i in item_ids])
+    if found is None:  # the call raised (counted in the model's errors): no answer to judge
+        return
     ops.batch_values += len(found)
     for item_id, value in found.items():
         if model.item_served(item_id, value, started, reader=me.node) == BEYOND:
@@ -239,7 +251,13 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
     spec = catalog.spec
     version = max(1, model.truth.version(item_id)) + 1
     value = catalog.value(item_id, version)
-    stored = model.store.put_item(spec.kind, spec.scope, item_id, value)
+    if model.charges:
+        model.injector.take()
+    try:
+        stored = model.store.put_item(spec.kind, spec.scope, item_id, value)
+    except CALLER_ERRORS as exc:  # Mlt did not answer (mlt_down): nothing changed, nobody is told
+        write_failed(model, me, exc)
+        return
     if stored != version - model.truth.mlt_base.get(item_id, 0):  # a deleted item re-created starts at 1
         raise RuntimeError(f"Mlt gave {item_id} version {stored}, the simulator expected {version}")
     now = model.env.now
@@ -261,6 +279,18 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
         model.env.process(_write_through_later(model, me, spec, item_id, value))
     else:
         _write_through(model, me, spec, item_id, value)
+        if model.charges:
+            me.owed += model.injector.take()
+
+
+def write_failed(model: Model, me: Agent | None, exc: Exception) -> None:
+    """A write Mlt refused: counted as the writer's error (it waited the store's deadline)."""
+    if model.charges:
+        cost = model.injector.take()
+        if me is not None:
+            me.owed += cost
+    now = model.env.now
+    model.errors.record("write", now, now, exc)
 
 
 def _write_through_later(model: Model, me: Agent, spec: ItemsSpec, item_id: str, value: str) -> Process:
@@ -289,7 +319,13 @@ def delete_item(model: Model, me: Agent, catalog: Catalog, item_id: str, op: str
     ``defects.skip_invalidation`` never (a defect: the old value is still judged against the delete).
     """
     spec = catalog.spec
-    existed = model.store.delete_item(spec.kind, spec.scope, item_id)
+    if model.charges:
+        model.injector.take()
+    try:
+        existed = model.store.delete_item(spec.kind, spec.scope, item_id)
+    except CALLER_ERRORS as exc:  # Mlt did not answer (mlt_down): nothing deleted, nobody is told
+        write_failed(model, me, exc)
+        return
     now, truth = model.env.now, model.truth
     if truth.deleted(item_id, now, now + truth.lag_s["item"]) != existed:
         raise RuntimeError(f"Mlt {'had' if existed else 'did not have'} {item_id}, the simulator thought otherwise")
@@ -330,6 +366,8 @@ def herd_read(model: Model, me: Agent, item_id: str, herd: HerdSpec) -> Process:
     else:
         ttl = herd.ttl_s
         value = yield from model.resolve(me, plan, model.mlt_item(HERD_KIND, HERD_SCOPE, item_id), lambda _v: ttl)
+        if value is NO_ANSWER:
+            return
     model.item_served(item_id, value, started, "herd", me.node)
 
 
@@ -415,9 +453,11 @@ class Tasks:
             rate = spec.create_per_agent_s * max(1, len(model.agents)) * model.rate_factor
             yield env.timeout(self.rng.expovariate(rate))
             if self.model.agents:
-                env.process(self.lifecycle(self._create()))
+                task_id = self._create()
+                if task_id is not None:
+                    env.process(self.lifecycle(task_id))
 
-    def _create(self) -> str:
+    def _create(self) -> str | None:
         model = self.model
         task_id = f"t{self.created}"
         self.created += 1
@@ -425,7 +465,12 @@ class Tasks:
         now = model.clock()
         row = {"id": task_id, "status": "created", "owner": owner.name, "attempt": 0, "created_at": now}
         row["updated_at"] = now
-        stored = model.store.put_task(row)
+        try:
+            stored = model.store.put_task(row)
+        except CALLER_ERRORS as exc:  # Mlt down: the task is not created
+            self.created -= 1
+            write_failed(model, None, exc)
+            return None
         at = model.env.now
         model.truth.created(task_id, stored["version"], at, at + model.truth.lag_s["task"])
         self.rows[task_id] = stored
@@ -475,7 +520,11 @@ class Tasks:
         row = dict(self.rows[task_id])
         row.pop("version", None)
         row.update(fields, status=status, updated_at=model.clock())
-        stored = model.store.put_task(row)
+        try:
+            stored = model.store.put_task(row)
+        except CALLER_ERRORS as exc:  # Mlt down: this change is lost (the worker goes on with the next one)
+            write_failed(model, None, exc)
+            return
         self.rows[task_id] = stored
         now = model.env.now
         truth = model.truth
@@ -498,7 +547,13 @@ class Tasks:
         owner = self.owners[task_id]
         manager = owner.manager if owner.alive else model.admin
         model.operations.counts["update_task_status"] += 1
-        stored = manager.update_task_status(task_id, status, updated_at=model.clock(), **fields)
+        if model.charges:
+            model.injector.take()
+        try:
+            stored = manager.update_task_status(task_id, status, updated_at=model.clock(), **fields)
+        except CALLER_ERRORS as exc:  # Mlt down: this change is lost (the worker goes on with the next one)
+            write_failed(model, None, exc)
+            return
         if stored is None:
             raise RuntimeError(f"update_task_status({task_id!r}) found no task in Mlt")
         self.rows[task_id] = stored
@@ -558,6 +613,8 @@ class Tasks:
         else:
             store = model.store
             row = yield from model.resolve(me, plan, lambda: store.get_task(task_id))
+            if row is NO_ANSWER:
+                return
         model.task_served(me, plan.key, task_id, row, started)
 
 
@@ -598,7 +655,11 @@ def prewarm(model: Model, every_s: float, top_n: int) -> Process:
         if model.agents:
             turn %= len(model.agents)
             model.operations.counts["prewarm"] += 1
-            model.agents[turn].manager.prewarm(top_n)
+            try:
+                model.agents[turn].manager.prewarm(top_n)
+            except CALLER_ERRORS as exc:  # a load it made found Mlt down
+                now = model.env.now
+                model.errors.record("prewarm", now, now, exc)
             turn += 1
 
 
@@ -638,6 +699,19 @@ def present_marked_absent(model: Model, defects: DefectSpec, catalog: Catalog) -
         log.info("Marked %s absent", item_id)
 
 
+def crash(model: Model, window: FaultWindow, start: Callable[[Agent], None]) -> Process:
+    """``agent_crash``: at ``at_s`` that many agents (a seeded choice) die abruptly; at ``end_s`` as many join cold."""
+    rng = random.Random(f"{model.seed}:crash:{window.at_s:g}")
+    yield model.env.timeout(window.at_s)
+    n = min(window.crashes, len(model.agents))
+    for victim in rng.sample(model.agents, n):
+        model.crash_agent(victim)
+        log.info("Agent %s crashed", victim.name)
+    yield model.env.timeout(window.for_s)
+    for _ in range(n):
+        start(model.add_agent())
+
+
 def start_all(
     model: Model, scenario: Any, catalog: Catalog, tasks: Tasks | None, *, prewarming: bool
 ) -> Callable[[Agent], None]:
@@ -668,4 +742,7 @@ def start_all(
         env.process(double_prefix_writer(model, scenario.defects.every_s, scenario.items.kind, scenario.items.scope))
     if scenario.defects.mark_present_absent:
         env.process(present_marked_absent(model, scenario.defects, catalog))
+    for window in scenario.faults:
+        if window.kind == "agent_crash":
+            env.process(crash(model, window, start))
     return start

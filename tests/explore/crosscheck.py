@@ -6,8 +6,12 @@ order, to a real Redis through redis-py, with time compressed by ``scale`` (virt
 seconds: the replay sleeps until each command's time, and every ``PX`` is scaled the same way), keys
 and channels under a throwaway namespace. An answer is compared unless a key it involves expires
 within ``margin_s`` (real seconds) of the command on the model's clock: Redis's clock is not ours, so
-only answers clear of an expiry boundary must agree. A conditional command skipped that way that
-answered differently leaves its key unknown until a plain ``SET`` or ``DEL`` resets it.
+only answers clear of an expiry boundary must agree. A busy machine sends commands late, and by a
+varying amount, so a key may be expired on Redis's clock and not on the model's (or the reverse):
+the replay tracks each key's expiry as Redis set it (the real send window plus the scaled ``PX``) and
+skips an answer whose key is on different sides of its expiry on the two clocks, or too close to tell.
+A conditional command skipped that way that answered differently leaves its key unknown until a plain
+``SET`` or ``DEL`` resets it.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ def replay(log: list[Logged], client: Any, prefix: str, *, scale: float = 0.05, 
     margin = margin_s / scale
     unknown: set[str] = set()
     start_virtual, start_real = log[0].at, time.monotonic()
+    deadlines: dict[str, tuple[float, float]] = {}
+    """Real (monotonic) window in which Redis expires each key, for keys set with an expiry."""
     for n, entry in enumerate(log):
         if entry.command in ("keys",):
             continue
@@ -72,9 +78,16 @@ def replay(log: list[Logged], client: Any, prefix: str, *, scale: float = 0.05, 
         wait = start_real + (entry.at - start_virtual) * scale - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+        virtually_expired = {k: _expired(shadow, k, entry.at) for k in keys}
         shadow.apply(entry.client, entry.command, entry.args)  # for the expiries only
         expected = entry.answer
+        sent = time.monotonic()
         got = _send(client, prefix, entry, scale)
+        answered = time.monotonic()
+        near = near or any(
+            _clocks_disagree(deadlines.get(k), virtually_expired[k], sent, answered, margin_s) for k in keys
+        )
+        _track(deadlines, entry, got, sent, answered, scale)
         same = _normal(entry.command, got) == _normal(entry.command, expected)
         if entry.command == "set" and not entry.args[3]:
             unknown.discard(entry.args[0])
@@ -92,6 +105,45 @@ def replay(log: list[Logged], client: Any, prefix: str, *, scale: float = 0.05, 
                 f"model {expected!r:.80}, Redis {got!r:.80}"
             )
     return out
+
+
+def _expired(shadow: ModelRedis, key: str, at: float) -> bool:
+    """Whether the model's clock has ``key`` gone at ``at`` (never set, deleted or expired)."""
+    entry = shadow.data.get(key)
+    return entry is None or (entry.expire_at is not None and entry.expire_at <= at)
+
+
+def _clocks_disagree(
+    deadline: tuple[float, float] | None, virtually_expired: bool, sent: float, answered: float, margin_s: float
+) -> bool:
+    """Whether Redis, answering between ``sent`` and ``answered``, may see ``deadline`` otherwise than the model."""
+    if deadline is None:
+        return False
+    earliest, latest = deadline
+    if sent > latest + margin_s:
+        return not virtually_expired
+    if answered < earliest - margin_s:
+        return virtually_expired
+    return True  # too close to Redis's expiry to tell
+
+
+def _track(
+    deadlines: dict[str, tuple[float, float]], entry: Logged, got: Any, sent: float, answered: float, scale: float
+) -> None:
+    """Note where Redis's expiry of a key moved to, from what it answered."""
+    c, a = entry.command, entry.args
+    if c == "delete":
+        for key in a:
+            deadlines.pop(key, None)
+    elif c == "set" and got:
+        if a[2] is None:
+            deadlines.pop(a[0], None)
+        else:
+            ttl = max(1, math.ceil(int(a[2]) * scale)) / 1000
+            deadlines[a[0]] = (sent + ttl, answered + ttl)
+    elif c == "pexpire" and got:
+        ttl = max(1, math.ceil(int(a[1]) * scale)) / 1000
+        deadlines[a[0]] = (sent + ttl, answered + ttl)
 
 
 def _send(client: Any, prefix: str, entry: Logged, scale: float) -> Any:

@@ -95,3 +95,17 @@ def test_ray_engine_verdict_catches_a_double_prefix_writer(backend: Backend) -> 
 def test_ray_engine_refuses_an_unshared_backend(ray_cluster: Any) -> None:
     with pytest.raises(ValueError, match="needs a Redis and an Mlt every shard reaches"):
         run_on_ray(small(), Backend("embedded"), RunOptions("cached"))
+
+
+def test_ray_engine_refuses_faults_naming_their_kinds() -> None:
+    """Faults run in simulated time on the SimPy engine: refused before any shard starts (no server is asked)."""
+    import dataclasses
+
+    from simulations.scenario import FaultWindow, ScenarioError
+
+    scenario = dataclasses.replace(
+        small(), faults=(FaultWindow("mlt_down", 10, 5), FaultWindow("l2_slow", 20, 5, delay_ms=50))
+    )
+    unreachable = Backend("redis", "redis://127.0.0.1:1/0", "postgresql://127.0.0.1:1/x", "nowhere")
+    with pytest.raises(ScenarioError, match=r"\[\[faults\]\] \(l2_slow, mlt_down\) are applied in simulated time"):
+        run_on_ray(scenario, unreachable, RunOptions("cached"))

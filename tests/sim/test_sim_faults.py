@@ -1,13 +1,23 @@
-"""``[[faults]]``: windows of simulated time in which the runtime's fault seam fails L2, and the checks through them."""
+"""``[[faults]]``: windows of simulated time in which the runtime's fault seam fails L2 or Mlt, or agents crash, and
+the checks through them."""
 
 from __future__ import annotations
 
-import pytest
-from simhelpers import Run, check, failed
+import dataclasses
+import math
+from typing import Any
 
+import pytest
+from simhelpers import Run, check, failed, small
+
+from mw import drive
 from mw.cluster import Cluster
+from mw.errors import MltUnavailable
 from mw.faults import Fail, injected
-from simulations.scenario import ScenarioError, parse_scenario
+from simulations.backends import Backend
+from simulations.report import markdown
+from simulations.runner import run_scenario
+from simulations.scenario import FaultWindow, ScenarioError, parse_scenario
 
 OUTAGE = {"duration_s": 900.0, "warmup_s": 100.0}
 HOT_WRITES = {"write_fraction": 0.05, "write_popularity": "zipf"}
@@ -60,7 +70,15 @@ def test_an_l2_error_the_runtime_lets_through_reaches_the_simulator(simulate: Ru
     [
         ([{"kind": "l2_down", "at_s": 10, "for_s": 5}], {}, "need [runtime] tier_retry_s = 0"),
         ([{"kind": "l2_gone", "at_s": 10, "for_s": 5}], {"tier_retry_s": 0}, "'l2_gone' is not a fault kind"),
-        ([{"kind": "mlt_down", "at_s": 10, "for_s": 5}], {"tier_retry_s": 0}, "not applied by the simulator yet"),
+        ([{"kind": "pubsub_dropped", "at_s": 10, "for_s": 5}], {"tier_retry_s": 0}, "not applied by the simulator yet"),
+        ([{"kind": "l2_slow", "at_s": 1, "for_s": 5}], {"tier_retry_s": 0}, "'l2_slow' needs delay_ms"),
+        ([{"kind": "l2_slow", "at_s": 1, "for_s": 5, "delay_ms": 0}], {"tier_retry_s": 0}, "delay_ms = 0"),
+        ([{"kind": "l2_slow", "at_s": 1, "for_s": 5, "delay_ms": "x"}], {"tier_retry_s": 0}, "delay_ms = 'x'"),
+        ([{"kind": "l2_down", "at_s": 1, "for_s": 5, "delay_ms": 50}], {"tier_retry_s": 0}, "delay_ms = 50 applies"),
+        ([{"kind": "mlt_down", "at_s": 1, "for_s": 5, "agents": 2}], {"tier_retry_s": 0}, "agents = 2 applies"),
+        ([{"kind": "agent_crash", "at_s": 1, "for_s": 5, "agents": 0}], {"tier_retry_s": 0}, "agents = 0"),
+        ([{"kind": "agent_crash", "at_s": 1, "for_s": 5, "agents": 1.5}], {"tier_retry_s": 0}, "agents = 1.5"),
+        ([{"kind": "mlt_down", "at_s": 1, "for_s": 5, "delay": 5}], {"tier_retry_s": 0}, "no setting 'delay'"),
         ([{"kind": "l2_down", "at_s": -1, "for_s": 5}], {"tier_retry_s": 0}, "at_s = -1"),
         ([{"kind": "l2_down", "at_s": 1, "for": 5}], {"tier_retry_s": 0}, "no setting 'for'"),
         ({"kind": "l2_down"}, {"tier_retry_s": 0}, "array of tables"),
@@ -76,3 +94,203 @@ def test_a_retry_window_from_the_environment_is_refused(simulate: Run, monkeypat
     monkeypatch.setenv("MW_TIER_RETRY_S", "1")
     with pytest.raises(ScenarioError, match="tier_retry_s = 0, the run has 1"):
         _outage(simulate)
+
+
+# --- mlt_down, l2_slow, agent_crash ------------------------------------------------------------------------------
+BASE = {"run": {"duration_s": 300.0, "warmup_s": 60.0}, "tasks": {"create_per_agent_s": 0.01}}
+"""redis-outage cut down to 12 agents and 5 simulated minutes, with enough tasks for the running-TTL check."""
+CRASHY = {
+    "run": {"agents": 16, "duration_s": 200.0, "warmup_s": 60.0},
+    "tasks": {"create_per_agent_s": 0.01},
+    "mlt": {"dist": "fixed", "median_ms": 2000.0},
+    "items": {"catalog": 40, "focus_fraction": 0.0, "reads_per_agent_s": 3.0, "zipf_alpha": 0.5},
+}
+"""Slow loads (2 s) of a small catalog: a crash at 120 s kills agents in the middle of loads others are waiting for."""
+CRASHY_TTLS = {"l1_ttl_s": 3.0, "l2_ttl_s": 10.0}
+CRASH = {"kind": "agent_crash", "at_s": 120, "for_s": 30, "agents": 6}
+
+
+def _faulted(
+    faults: list[dict[str, Any]], sections: dict[str, Any], overrides: dict[str, Any] | None = None, **kw: Any
+) -> dict[str, Any]:
+    scenario = small("redis-outage", **sections)
+    scenario = dataclasses.replace(scenario, faults=tuple(FaultWindow(**f) for f in faults))
+    return run_scenario(scenario, Backend("embedded"), overrides=overrides, baseline=False, **kw)
+
+
+def _in_window(cached: dict[str, Any], start: float, end: float) -> list[dict[str, Any]]:
+    return [r for r in cached["series"] if start < r["t"] <= end]
+
+
+def test_mlt_down_misses_get_mlt_unavailable_hits_are_served_and_loads_resume() -> None:
+    result = _faulted([{"kind": "mlt_down", "at_s": 120, "for_s": 60}], BASE)
+    assert failed(result) == set()
+    assert result["faults"] == [{"start_s": 120, "end_s": 180, "what": "Mlt down"}]
+    cached = result["runs"]["cached"]
+    errors = cached["caller_errors"]
+    assert errors["reads"] > 0 and errors["types"] == {"MltUnavailable": errors["reads"] + errors["writes"]}
+    assert errors["not_allowed"] == errors["outside_windows"] == errors["hits"] == 0
+    assert errors["by_window"][0]["reads"] == errors["reads"]
+    assert cached["faults"]["failed_mlt_calls"] > 0 and cached["loads"]["failed_loads"] > 0
+    inside = _in_window(cached, 120, 180)
+    assert sum(r["l0"] + r["l1"] + r["l2"] for r in inside) > 0, "hits keep being served from the tiers"
+    assert cached["waits"]["longest_s"] >= cached["config"]["mlt_timeout_s"]["value"], "a miss waits Mlt's deadline"
+    resumed = cached["faults"]["mlt_resumed"][0]
+    assert resumed["loads_after"] > 0 and check(result, "fault_recovery")["exercised"]
+    report = markdown(result, dict.fromkeys(("hit_ratio", "mlt_qps", "l0_size", "loads_per_expiry"), "p.png"))
+    assert f"- Mlt down, simulated s 120-180: caller errors {errors['reads']} reads" in report
+
+
+def test_an_mlt_error_taken_for_absent_leaves_negative_markers_and_fails_no_stale_reads() -> None:
+    """The defect the runtime's ``fail_load`` avoids: a loader that returns ``None`` when Mlt did not answer. Present
+    items are then marked absent, and served as absent for the negative TTL."""
+    broken = _faulted(
+        [{"kind": "mlt_down", "at_s": 120, "for_s": 60}], {**BASE, "defects": {"absent_on_mlt_error": True}}
+    )
+    assert "no_stale_reads" in failed(broken)
+    stale = broken["runs"]["cached"]["stale"]
+    assert stale["stale_beyond_bounds"]["item"] > 0
+    assert all(e["returned"] == 0 for e in stale["examples"]), "present items answered as absent"
+
+
+def test_an_mlt_error_outside_any_window_fails_no_caller_errors() -> None:
+    calls = [0]
+
+    def flaky(point: str, _key: str | None) -> Fail | None:
+        if point == "mlt.get_item":
+            calls[0] += 1
+            if calls[0] % 10 == 0:
+                return Fail(ConnectionError("flaky (injected)"))
+        return None
+
+    with injected(flaky):
+        broken = _faulted([], BASE)
+    row = check(broken, "no_caller_errors")
+    assert not row["passed"] and row["shortfall"].startswith("+")
+    errors = broken["runs"]["cached"]["caller_errors"]
+    assert errors["outside_windows"] == errors["not_allowed"] > 0 and errors["hits"] == 0
+
+
+def test_a_hit_that_errors_inside_an_mlt_down_window_fails_no_caller_errors() -> None:
+    """Only a miss may fail while Mlt is down: a lookup (here every 20th one, L1 and L2 hits among them) never."""
+    calls = [0]
+
+    def lookups(point: str, _key: str | None) -> Fail | None:
+        if point == "protocol.lookup":
+            calls[0] += 1
+            if calls[0] % 20 == 0:
+                return Fail(MltUnavailable("a lookup that asked Mlt (injected)"))
+        return None
+
+    with injected(lookups):
+        broken = _faulted([{"kind": "mlt_down", "at_s": 30, "for_s": 270}], BASE)
+    assert not check(broken, "no_caller_errors")["passed"]
+    errors = broken["runs"]["cached"]["caller_errors"]
+    assert errors["lookups"] == errors["not_allowed"] > 0 and errors["hits"] > 0, "some of them were L1 hits"
+    assert errors["by_window"][0]["not_allowed"] > 0, "inside the window as well"
+
+
+def test_mlt_down_on_real_servers(mw_redis_url: Any, mw_postgres_dsn: str) -> None:
+    backend = Backend("redis", str(mw_redis_url), str(mw_postgres_dsn), "test servers")
+    scenario = small("redis-outage", run={"agents": 8, "duration_s": 180.0, "warmup_s": 30.0})
+    scenario = dataclasses.replace(scenario, faults=(FaultWindow("mlt_down", 60, 40),))
+    result = run_scenario(scenario, backend, baseline=False)
+    assert failed(result) <= {"running_ttl"}, failed(result)  # too short to cache a running task
+    cached = result["runs"]["cached"]
+    errors = cached["caller_errors"]
+    assert errors["reads"] > 0 and errors["not_allowed"] == 0
+    assert cached["faults"]["failed_mlt_calls"] > 0 and cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
+
+
+@pytest.mark.parametrize(("delay_ms", "fails"), [(50, False), (800, True)])
+def test_l2_slow_costs_simulated_time_and_past_the_socket_timeout_degrades(delay_ms: float, fails: bool) -> None:
+    result = _faulted([{"kind": "l2_slow", "at_s": 120, "for_s": 60, "delay_ms": delay_ms}], BASE)
+    assert failed(result) == set()
+    assert result["faults"][0]["what"] == f"Redis slow ({delay_ms} ms)"
+    cached = result["runs"]["cached"]
+    faults = cached["faults"]
+    inside = _in_window(cached, 120, 180)
+    if fails:  # 800 ms > MW_REDIS_TIMEOUT_S 0.5: every call times out, as a real one would; L2 answers nothing
+        assert faults["failed_l2_calls"] > 0 and faults["slowed_l2_calls"] == 0 and cached["tier_errors"] > 0
+        assert all(r["l2"] == 0 for r in inside) and sum(r["load"] for r in inside) > 0
+    else:
+        assert faults["slowed_l2_calls"] > 0 and faults["failed_l2_calls"] == 0
+        assert sum(r["l2"] for r in inside) > 0
+    assert cached["waits"]["longest_s"] > 4 * delay_ms / 1000 * (0.5 if fails else 1), "round trips cost time"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"kind": "l2_slow", "at_s": 120, "for_s": 60, "delay_ms": 200}, {"kind": "mlt_down", "at_s": 120, "for_s": 60}],
+)
+def test_l2_slow_and_mlt_down_are_deterministic_per_seed(fault: dict[str, Any]) -> None:
+    runs = [_faulted([fault], BASE) for _ in range(2)]
+    first, second = (r["runs"]["cached"] for r in runs)
+    for key in ("requests", "loads", "caller_errors", "waits", "faults", "stale"):
+        assert first[key] == second[key], key
+
+
+def test_agents_crash_their_leases_expire_and_waiting_readers_take_over() -> None:
+    result = _faulted([CRASH], CRASHY, CRASHY_TTLS)
+    assert failed(result) == set()
+    assert result["faults"][0]["what"] == "6 agents crash"
+    cached = result["runs"]["cached"]
+    assert cached["agents"] == {"started": 16 + 6, "live_at_end": 16}, "as many joined cold"
+    leases = cached["faults"]["crash_leases"]
+    assert leases and all(r["expires_at"] == pytest.approx(r["lease_from"] + 10.0) for r in leases)
+    assert all(r["taken_over_at"] >= r["expires_at"] for r in leases if r["taken_over_at"] is not None)
+    assert sum(r["readers"] for r in leases) > 0 and all(r["readers"] == r["answered"] for r in leases)
+    assert cached["loads"]["lost_loads"] == len(leases) and cached["loads"]["stampede_loads"] == 0
+    assert cached["waits"]["longest_s"] > 9.0, "a reader waited for the dead holder's lease to expire"
+
+
+def test_agent_crash_is_deterministic_per_seed() -> None:
+    runs = [_faulted([CRASH], CRASHY, CRASHY_TTLS) for _ in range(2)]
+    first, second = (r["runs"]["cached"] for r in runs)
+    for key in ("requests", "loads", "caller_errors", "waits", "faults", "stale", "agents"):
+        assert first[key] == second[key], key
+
+
+def test_a_lease_outliving_the_load_timeout_strands_the_crashed_agents_readers() -> None:
+    """A dead holder's lease longer than MW_LOAD_TIMEOUT_S: its waiters give up with LoadTimeout before it expires."""
+    broken = _faulted([CRASH], CRASHY, {**CRASHY_TTLS, "lease_ttl_s": 40.0})
+    assert {"no_caller_errors", "fault_recovery"} <= failed(broken)
+    assert broken["runs"]["cached"]["caller_errors"]["types"].get("LoadTimeout", 0) > 0
+    assert "readers unanswered" in check(broken, "fault_recovery")["shortfall"]
+
+
+def test_waiters_without_a_deadline_behind_a_dead_holder_fail_no_caller_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime whose waiters ignore MW_LOAD_TIMEOUT_S: behind a crashed agent's 40 s lease they wait past it."""
+    begin = drive.begin
+
+    def no_deadline(agent: Any, steps: Any, read: Any) -> Any:
+        read.deadline = math.inf
+        return begin(agent, steps, read)
+
+    monkeypatch.setattr(drive, "begin", no_deadline)
+    broken = _faulted([CRASH], CRASHY, {**CRASHY_TTLS, "lease_ttl_s": 40.0})
+    assert "no_caller_hang" in failed(broken)
+    assert broken["runs"]["cached"]["waits"]["over_bound"] > 0
+
+
+def test_more_crashes_than_agents_is_a_scenario_error() -> None:
+    with pytest.raises(ScenarioError, match="agent_crash kills 20 agents, the fleet has 12"):
+        _faulted([{**CRASH, "agents": 20}], BASE)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"kind": "l2_down", "at_s": 110, "for_s": 30},
+        {"kind": "mlt_down", "at_s": 115, "for_s": 30},
+        {"kind": "l2_slow", "at_s": 100, "for_s": 40, "delay_ms": 900},
+    ],
+)
+def test_a_crash_inside_another_fault_leaves_every_reader_answered(other: dict[str, Any]) -> None:
+    """Loads of 2 s straddle the windows: a lease whose release failed with L2 expires at its simulated PX (not on
+    fakeredis's wall clock, which would outlive every waiter); a read that joined a load Mlt failed after the window
+    closed gets that load's error, which the window allows."""
+    result = _faulted([CRASH, other], CRASHY, CRASHY_TTLS)
+    for name in ("no_caller_errors", "no_caller_hang", "fault_recovery", "no_db_stampede", "no_stale_reads"):
+        assert check(result, name)["passed"], check(result, name)
+    assert result["runs"]["cached"]["faults"]["crash_leases"]

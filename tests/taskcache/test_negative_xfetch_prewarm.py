@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 
@@ -83,6 +84,34 @@ def test_hot_key_is_refreshed_early_by_one_caller(make_manager: Make, clock: Man
     assert len(calls) == 2, "one early refresh before expiry, not one per caller"
     assert values <= {1, 2} and a.telemetry.early_refreshes == 1
     assert a.l0.expire_at(K.global_typed_key("doc", "s", "hot")) == pytest.approx(clock() + 60)
+
+
+def test_an_early_refresh_that_fails_serves_the_cached_value(make_manager: Make, clock: ManualClock) -> None:
+    """A hit XFetch refreshes early is still valid: a refresh whose loader raises serves it (every driver)."""
+    a = make_manager("a", xfetch_beta=1000.0, ttl_jitter=0.0, rng_seed=11)
+    key = K.global_typed_key("doc", "s", "hot")
+
+    def slow_once() -> str:
+        import time
+
+        time.sleep(0.02)  # a known load time, so XFetch has a delta to refresh ahead of
+        return "v1"
+
+    def down() -> str:
+        raise ConnectionError("Mlt down (injected)")
+
+    assert a.get_or_load("doc", "s", "hot", loader=slow_once, ttl_s=60) == "v1"
+    clock.advance(59.9)
+    assert a.get_or_load("doc", "s", "hot", loader=down, ttl_s=60) == "v1"
+    assert asyncio.run(a.get_or_load_async("doc", "s", "hot", loader=down, ttl_s=60)) == "v1"
+    plan = a.begin_get_or_load("doc", "s", "hot", ttl_s=60)
+    assert plan.state == "lead", "the refresh is due: a lead plan"
+    a.fail_load(plan, ConnectionError("Mlt down (injected)"))
+    assert (plan.state, plan.value) == ("hit", "v1")
+    assert a.l0.get(key) == "v1" and a.telemetry.early_refreshes == 0
+    assert a.l2.get(K.lease_key(key)) is None, "every failed refresh released its lease"
+    clock.advance(0.2)
+    assert a.get_or_load("doc", "s", "hot", loader=lambda: "v2", ttl_s=60) == "v2", "expired: loaded again"
 
 
 def test_prewarm_loads_hot_items_missing_here(make_manager: Make, clock: ManualClock) -> None:
