@@ -164,6 +164,12 @@ class LoadTracker:
         inside a window only a load while another one of the key is in flight counts, and its fill opens no
         generation for the readers after."""
         self.in_flight: dict[str, int] = {}
+        self.node_in_flight: Counter[tuple[str, str | None]] = Counter()
+        """Loads in flight by key and node: inside an outage a node (one process, its own single flight) loads a key
+        once, whatever the other nodes do; only a second load on the same node is a stampede load."""
+        self.leaseless: Counter[str] = Counter()
+        """Loads in flight that began inside an outage (no lease): after it, another node's load with the lease is
+        not a stampede load for them."""
         self.valid_until: dict[str, float] = {}
         self.gen_loads: dict[str, int] = {}
         self.gen_absent: dict[str, bool] = {}
@@ -181,11 +187,15 @@ class LoadTracker:
     def in_outage(self, now: float) -> bool:
         return any(start <= now < end for start, end in self.outages)
 
-    def started(self, key: str, now: float) -> bool:
-        """A load began; returns whether it is a stampede load."""
+    def started(self, key: str, now: float, node: str | None = None) -> bool:
+        """A load began on ``node``; returns whether it is a stampede load."""
         self.loads += 1
-        cached = now < self.valid_until.get(key, -math.inf) and not (self.outages and self.in_outage(now))
-        if self.in_flight.get(key, 0) > 0 or cached:
+        outage = bool(self.outages) and self.in_outage(now)
+        cached = now < self.valid_until.get(key, -math.inf) and not outage
+        same_node = self.node_in_flight[(key, node)]
+        with_lease = self.in_flight.get(key, 0) - self.leaseless[key]
+        busy = (same_node if outage else with_lease) > 0
+        if busy or cached:
             n = self.gen_loads.get(key, 0) + 1
             self.stampede_loads += 1
             if len(self.examples) < MAX_EXAMPLES:
@@ -196,27 +206,55 @@ class LoadTracker:
             self.gen_absent[key] = False
         self.gen_loads[key] = n
         self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        self.node_in_flight[(key, node)] += 1
+        if outage:
+            self.leaseless[key] += 1
         return n > 1
 
-    def failed(self, key: str, stampede: bool) -> None:
+    def _done(self, key: str, node: str | None, leaseless: bool = False) -> None:
+        if leaseless:
+            left = self.leaseless.get(key, 0) - 1
+            if left > 0:
+                self.leaseless[key] = left
+            else:
+                self.leaseless.pop(key, None)
+        count = self.node_in_flight.get((key, node), 0)
+        if count > 1:
+            self.node_in_flight[(key, node)] = count - 1
+        else:
+            self.node_in_flight.pop((key, node), None)
+
+    def failed(self, key: str, stampede: bool, node: str | None = None, leaseless: bool = False) -> None:
         """A load Mlt did not answer (``mlt_down``): nothing was filled, so the generation it opened is void."""
         self.failed_loads += 1
+        self._done(key, node, leaseless)
         left = self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
         if not stampede and not left and self.gen_loads.get(key) == 1:
             del self.gen_loads[key]
             self.gen_absent.pop(key, None)
 
-    def lost(self, key: str) -> None:
+    def lost(self, key: str, node: str | None = None, leaseless: bool = False) -> None:
         """A crashed agent's load: it ends when its lease expires, and so does its generation (the load that
         takes it over then is the next generation's first; one before it is a stampede load)."""
         self.lost_loads += 1
+        self._done(key, node, leaseless)
         self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
         if not self.in_flight[key]:
             self._close(key)
 
-    def finished(self, key: str, now: float, absent: bool, valid_until: float | None) -> None:
-        """A load completed; ``valid_until`` is when what it filled will expire (``None``: nothing was cached)."""
+    def finished(
+        self,
+        key: str,
+        now: float,
+        absent: bool,
+        valid_until: float | None,
+        node: str | None = None,
+        leaseless: bool = False,
+    ) -> None:
+        """A load completed; ``valid_until`` is when what it filled will expire (``None``: nothing was cached);
+        ``leaseless``: it began inside an outage."""
         self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
+        self._done(key, node, leaseless)
         if absent:
             self.gen_absent[key] = True
         if valid_until is not None and not (self.outages and self.in_outage(now)):
@@ -236,7 +274,10 @@ class LoadTracker:
         """The cached value was deleted on purpose: the next load starts a new generation."""
         self._close(key)
         self.valid_until.pop(key, None)
-        self.in_flight.pop(key, None)
+        if self.in_flight.pop(key, None):
+            for gone in [k for k in self.node_in_flight if k[0] == key]:
+                del self.node_in_flight[gone]
+            self.leaseless.pop(key, None)
 
     def _close(self, key: str) -> None:
         n = self.gen_loads.pop(key, 0)

@@ -495,7 +495,9 @@ class Model:
                 del self.leading[plan]
             agent.manager.finish_load(plan, value)
             return value
-        stampede = self.loads.started(key, acquired)  # judged when its lease was decided (before paying for it)
+        stampede = self.loads.started(
+            key, acquired, agent.node
+        )  # judged when its lease was decided (before paying for it)
         mine = None
         if key not in self.landed:
             mine = self.landed[key] = self.env.event()
@@ -504,7 +506,8 @@ class Model:
         value = yield from self._load(agent, plan, load, started)
         if value is NO_ANSWER or plan.state == "hit":  # failed; or a failed refresh that served the cached value
             if agent.alive:
-                self.loads.failed(key, stampede)
+                leaseless = bool(self.loads.outages) and self.loads.in_outage(acquired)
+                self.loads.failed(key, stampede, agent.node, leaseless)
                 del lease_from[plan]
             self._landed(key, mine)
             return value
@@ -590,20 +593,24 @@ class Model:
             record.update(readers=0, answered=0)
             if plan.token is None:  # loaded without a lease (L2 down): nothing in L2 to expire
                 record["expires_at"] = now
-                self.loads.lost(plan.key)
+                self.loads.lost(plan.key, agent.node, leaseless=True)
             else:
-                self._expire_lease(plan.key, plan.token, record["lease_from"], record)
+                self._expire_lease(plan.key, plan.token, record["lease_from"], record, agent.node)
 
-    def _expire_lease(self, key: str, token: bytes, taken_at: float, record: dict[str, Any] | None = None) -> None:
+    def _expire_lease(
+        self, key: str, token: bytes, taken_at: float, record: dict[str, Any] | None = None, node: str | None = None
+    ) -> None:
         """Expire a lease its holder will not release (it crashed; or L2 failed its release) at its simulated PX.
 
         fakeredis (and a real Redis outside ``--realtime``) counts PX on the wall clock, which is far slower than
         the simulated one: left to it, such a lease would outlive every waiter's deadline. A compare-and-delete on
         the holder's token is what the expiry does; a lease already gone is left alone.
         """
-        self.env.process(self._lease_expires(key, token, taken_at + self.config.lease_ttl_s, record))
+        self.env.process(self._lease_expires(key, token, taken_at + self.config.lease_ttl_s, record, node))
 
-    def _lease_expires(self, key: str, token: bytes, at: float, record: dict[str, Any] | None) -> Process:
+    def _lease_expires(
+        self, key: str, token: bytes, at: float, record: dict[str, Any] | None, node: str | None
+    ) -> Process:
         yield self.env.timeout(max(0.0, at - self.env.now))
         while True:
             try:
@@ -613,7 +620,7 @@ class Model:
                 yield self.env.timeout(POLL_S)
         if record is not None:
             record["expires_at"] = self.env.now
-            self.loads.lost(key)
+            self.loads.lost(key, node)
 
     def _crash_key_loaded(self, key: str, at: float) -> None:
         record = self.crash_leases.get(key)
@@ -630,11 +637,11 @@ class Model:
         now = self.env.now
         local = decided is not None and self.loads.outages and self.loads.in_outage(decided)
         if value is None:
-            self.loads.finished(key, now, True, None if local else now + self.negative_ttl_s)
+            self.loads.finished(key, now, True, None if local else now + self.negative_ttl_s, agent.node, bool(local))
             return
         expire_at = agent.manager.l0.expire_at(key) if filled else None
         valid_until = None if expire_at is None else expire_at - self.start_epoch
-        self.loads.finished(key, now, False, None if local else valid_until)
+        self.loads.finished(key, now, False, None if local else valid_until, agent.node, bool(local))
         if filled and valid_until is not None:
             kind = key.split(":", 3)[2]
             hook = self.on_fill.get(kind)

@@ -326,13 +326,21 @@ class _RecordingLoads(LoadTracker):
     def _keep(self, t: float, op: str, args: tuple[Any, ...]) -> None:
         self.events.append((t, op, args))
 
-    def started(self, key: str, now: float) -> bool:
+    def started(self, key: str, now: float, node: str | None = None) -> bool:
         self._keep(now, "started", (key, now))
-        return super().started(key, now)
+        return super().started(key, now, node)
 
-    def finished(self, key: str, now: float, absent: bool, valid_until: float | None) -> None:
+    def finished(
+        self,
+        key: str,
+        now: float,
+        absent: bool,
+        valid_until: float | None,
+        node: str | None = None,
+        leaseless: bool = False,
+    ) -> None:
         self._keep(now, "finished", (key, now, absent, valid_until))
-        super().finished(key, now, absent, valid_until)
+        super().finished(key, now, absent, valid_until, node, leaseless)
 
     def refreshed(self, key: str, valid_until: float) -> None:
         self._keep(self._now(), "refreshed", (key, valid_until))
