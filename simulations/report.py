@@ -305,7 +305,9 @@ def _prewarm_hot_lines(effect: dict[str, Any]) -> list[str]:
 
     def fewer(figure: str) -> str:
         share = effect[f"hot_{figure}_fewer"]
-        return "n/a" if share is None else f"{share:.1%} fewer"
+        if share is None:
+            return "n/a"
+        return f"{share:.1%} fewer" if share >= 0 else f"{-share:.1%} more"
 
     return [
         f"- prewarm, the {effect['hot_keys']['n']} hot keys ({effect['hot_keys']['defined_by']}; "

@@ -163,7 +163,7 @@ def test_an_informational_verdict_keeps_its_failures_and_exits_0(
 
 # --- prewarming judged on the hot keys -----------------------------------------------------------------------------
 PREWARM_SMALL: dict[str, Any] = {
-    "run": {"agents": 12, "duration_s": 600.0, "warmup_s": 60.0},
+    "run": {"agents": 12, "duration_s": 400.0, "warmup_s": 60.0},
     "runtime": {"l1_ttl_s": 30, "l2_ttl_s": 60},
     "prewarm": {"every_s": 20},
 }
