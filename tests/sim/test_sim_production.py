@@ -209,6 +209,8 @@ def test_gain_row_fails_when_no_hot_key_ever_expires(simulate: Run) -> None:
     assert result["prewarm_effect"]["hot"]["without"]["read_loads"] == 0
     row = check(result, "prewarm_gain")
     assert not row["passed"] and row["shortfall"].startswith("n/a"), row
+    report = markdown(result, {"hit_ratio": "a", "mlt_qps": "b", "l0_size": "c", "loads_per_expiry": "d"})
+    assert "| n/a |" in report
 
 
 def test_no_gain_row_without_a_comparison(simulate: Run) -> None:
