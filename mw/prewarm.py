@@ -51,8 +51,9 @@ def prewarm(tiers: AgentTiers, reads: ReadThrough, task_ttl: TaskTTL, top_n: int
     for (key, (kind, scope, item_id)), data in zip(wanted, found, strict=True):
         expire_at = _l2_copy_lasts(tiers, data, now + margin)
         if data is not None and expire_at is not False:
-            if tiers.cluster.generation == gen:  # not if an invalidation ran since the MGET
-                tiers.node.l1.set(key, data, expire_at)
+            # Not if an invalidation ran since the MGET; counted only if L1 kept the copy (not with MW_L1_TTL_S=0, or
+            # an entry above L1's byte bound): mw_prewarmed says what was warmed.
+            if tiers.cluster.generation == gen and tiers.node.l1.set(key, data, expire_at) is not None:
                 warmed += 1
             continue
         if loads >= tiers.config.prewarm_max_per_call:

@@ -5,8 +5,9 @@ mw-sim run simulations/scenarios/staging-synthetic.toml [--agents N --nodes M --
 mw-sim replay TRACE [--format oracle-general|csv] [--scenario BASE] [--agents N --nodes M --seed K ...] [--out DIR]
 mw-sim list
 
-Exit codes: 0 every check passed, 1 a check failed, 2 the command, the scenario, an MW_* variable or a server is
-wrong (one line on stderr, no traceback). Any other exception is a bug and ends in its traceback.
+Exit codes: 0 every check passed (or the scenario is informational), 1 a check failed, 2 the command, the scenario, an
+MW_* variable or a server is wrong (one line on stderr, no traceback). Any other exception is a bug and ends in its
+traceback.
 
 MW_* variables in the environment override the scenario's [runtime]; the report lists every setting with its source.
 """
@@ -315,7 +316,12 @@ def _execute(
     if "replay" in result:
         _print_single_cache(console, result["replay"]["single_cache"])
     console.print(f"report: {paths['markdown']}  result: {paths['json']}  ({result['wall_total_s']:.1f} s wall)")
-    return EXIT_PASS if result["verdict"]["passed"] else EXIT_FAIL
+    if result["verdict"]["passed"]:
+        return EXIT_PASS
+    if result.get("informational"):
+        console.print("informational scenario: its failed checks are reported above and do not fail the run (exit 0)")
+        return EXIT_PASS
+    return EXIT_FAIL
 
 
 def _print_verdict(console: Any, result: dict[str, Any], checks: list[Any]) -> None:
@@ -332,7 +338,8 @@ def _print_verdict(console: Any, result: dict[str, Any], checks: list[Any]) -> N
         summary += f" vs {mlt['queries_baseline']} uncached ({mlt['reduction']:.1%} fewer)"
     console.print(summary)
     passed = result["verdict"]["passed"]
-    table = Table(title=f"Verdict: {'PASS' if passed else 'FAIL'}", title_style="bold green" if passed else "bold red")
+    title = f"Verdict: {'PASS' if passed else 'FAIL'}" + (" (informational)" if result.get("informational") else "")
+    table = Table(title=title, title_style="bold green" if passed else "bold red")
     for column in ("check", "target", "observed", "result", "by how much"):
         table.add_column(column)
     for c in checks:
