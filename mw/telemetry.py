@@ -93,7 +93,7 @@ class HeavyHitters:
             return
         door = self._door
         if key not in door:
-            if key.startswith("mw:"):
+            if is_internal(key):
                 return
             if len(door) >= self._door_max:
                 door.clear()

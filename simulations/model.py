@@ -15,6 +15,7 @@ from typing import Any
 import simpy
 
 from mw import MwConfig, MwManager
+from mw import keys as K
 from mw.errors import TierUnavailable
 from mw.mlt import MISSING, MltStore
 from mw.protocol import POLL_S
@@ -322,7 +323,7 @@ class Model:
         valid_until = None if expire_at is None else expire_at - self.start_epoch
         self.loads.finished(key, now, False, valid_until)
         if filled and valid_until is not None:
-            kind = key.split(":", 3)[2]
+            kind = K.parse_key(key).kind or ""
             hook = self.on_fill.get(kind)
             if hook is not None:
                 hook(agent, key, valid_until)

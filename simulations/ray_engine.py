@@ -37,6 +37,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+from mw import keys as K
 from mw.telemetry import COUNTERS, hit_ratio
 from simulations.backends import Backend
 from simulations.measure import (
@@ -147,7 +148,7 @@ class SimShard:
                 self.l1_visible = spec.l1 != "actor"
                 self.loads = _RecordingLoads(lambda: env.now)
                 self.truth = _RecordingTruth(self.wall_now)
-                self.item_prefix = f"global:item:{scenario.items.kind}:{scenario.items.scope}:"
+                self.item_prefix = K.global_typed_prefix(scenario.items.kind, scenario.items.scope)
                 self.item_reads: list[tuple[str, int, float, float]] = []
 
             def wall_now(self) -> float:
@@ -363,7 +364,7 @@ class _AgentRecord:
 
 @dataclass
 class _MergedModel:
-    """What :func:`simulations.runner._summarise` reads of a model, merged over the shards."""
+    """What :func:`simulations.runner.summarise` reads of a model, merged over the shards."""
 
     config: Any
     outcomes: Outcomes
@@ -618,7 +619,7 @@ def run_on_ray(
         )
     import ray
 
-    from simulations.runner import Outcome, _summarise
+    from simulations.runner import Outcome, summarise
 
     if backend.redis_url is None:
         raise ValueError(
@@ -695,7 +696,7 @@ def run_on_ray(
         model, sampler, tasks = _merge(results, config, scenario, lag_bound_s / factor)
         simulate_s = max(r["simulate_s"] for r in results)
         wall = {"seed_s": round(seed_s, 3), "simulate_s": round(simulate_s, 3), "prepare_s": round(prepare_s, 3)}
-        summary = _summarise(model, scenario, options, Outcome(sampler, tasks, wall))  # type: ignore[arg-type]
+        summary = summarise(model, scenario, options, Outcome(sampler, tasks, wall))  # type: ignore[arg-type]
         summary["log_lines"] = sum(r["log_lines"] for r in results)
         summary["faults"] = {"windows": [], "failed_l2_calls": 0}  # faults run on the SimPy engine only
         summary["engine"] = _engine(results, ready, address, factor, l1, lag_bound_s)
