@@ -10,7 +10,6 @@ from mw.config import DEFAULT_TASK_TTLS_S
 from mw.errors import ConfigError
 
 
-@pytest.mark.new_api
 def test_a_partial_task_ttl_marker_merges_with_the_defaults(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -30,7 +29,6 @@ def test_running(mw, mw_config):
     result.assert_outcomes(passed=1)
 
 
-@pytest.mark.new_api
 def test_a_misspelt_status_in_the_marker_is_an_error_naming_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -46,6 +44,7 @@ def test_typo(mw):
     result.stdout.fnmatch_lines(["*ConfigError: MW_TASK_TTL_RUNING_S=3: no task status 'runing'*"])
 
 
+@pytest.mark.new_api
 def test_replace_and_from_env_merge_partial_tables() -> None:
     base = MwConfig.from_env({"MW_TASK_TTL_FAILED_S": "7"}, task_ttls_s={"running": 3})
     assert dict(base.task_ttls_s) == {**DEFAULT_TASK_TTLS_S, "failed": 7.0, "running": 3}

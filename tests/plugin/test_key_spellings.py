@@ -49,7 +49,6 @@ def test_another_scope_of_the_same_kind(mw):
 """
 
 
-@pytest.mark.new_api
 def test_strict_keys_flag_a_delete_that_leaves_the_written_key_cached(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_nested_spellings=SPELLINGS)
     result = run(pytester, "--mw-strict-keys", "-rf")
@@ -77,7 +76,6 @@ def _events(*triples: tuple[str, str, str]) -> list[KeyRecord]:
     return [KeyRecord(op, tier, key) for op, tier, key in triples]
 
 
-@pytest.mark.new_api
 def test_the_plain_check_on_recorded_events() -> None:
     written = ("write", "L2", "global:item:task:by_id:42")
     with pytest.raises(AssertionError, match=r"global:item:task:42 \(written as global:item:task:by_id:42\)"):

@@ -11,7 +11,6 @@ import pytest
 from plugin_nested import run
 
 from pytest_mw.lint.cli import main
-from pytest_mw.lint.config import LintConfigError, load_config
 
 BAD = """\
 def publish(mw, task_id, row):
@@ -36,7 +35,6 @@ def _codes(out: str) -> list[str]:
     return [line.split(": ", 1)[1].split()[0] for line in out.splitlines() if ": MW" in line]
 
 
-@pytest.mark.new_api
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib import metadata
 
@@ -44,7 +42,6 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == f"mw-lint {metadata.version('pytest-mw')}\n"
 
 
-@pytest.mark.new_api
 def test_summary_goes_to_stdout_errors_to_stderr(project: Path) -> None:
     command = [sys.executable, "-m", "pytest_mw.lint.cli", "src/app.py"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
@@ -54,7 +51,6 @@ def test_summary_goes_to_stdout_errors_to_stderr(project: Path) -> None:
     assert result.stderr == ""
 
 
-@pytest.mark.new_api
 def test_pyproject_sets_paths_rules_and_exclusions(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "pyproject.toml").write_text(
         '[project]\nname = "x"\n\n[tool.mw-lint]\npaths = ["src"]\nignore = ["MW002"]\nexclude = ["legacy_*"]\n'
@@ -89,6 +85,8 @@ def test_pyproject_sets_paths_rules_and_exclusions(project: Path, capsys: pytest
 def test_a_bad_table_is_a_usage_error_naming_file_and_key(
     project: Path, capsys: pytest.CaptureFixture[str], table: str, message: str
 ) -> None:
+    from pytest_mw.lint.config import LintConfigError, load_config
+
     (project / "pyproject.toml").write_text(f"[tool.mw-lint]\n{table}\n")
     assert main(["src"]) == 2
     err = capsys.readouterr().err
@@ -97,7 +95,6 @@ def test_a_bad_table_is_a_usage_error_naming_file_and_key(
         load_config(project / "pyproject.toml")
 
 
-@pytest.mark.new_api
 def test_explicit_config_file(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "lint.toml").write_text('[tool.mw-lint]\nselect = ["MW002"]\n')
     assert main(["--config", "lint.toml", "src/app.py"]) == 1
@@ -106,7 +103,6 @@ def test_explicit_config_file(project: Path, capsys: pytest.CaptureFixture[str])
     assert "nope.toml: no such file" in capsys.readouterr().err
 
 
-@pytest.mark.new_api
 def test_the_pytest_option_applies_the_table(pytester: pytest.Pytester) -> None:
     pytester.makepyprojecttoml('[tool.mw-lint]\nignore = ["MW002", "MW003"]\n')
     pytester.makepyfile(app=BAD)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 from mw import keys as K
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("mw", "pytest_mw", "simulations")
-PREFIXES = (K.GLOBAL_PREFIX, "global:", K.ORGAN_PREFIX, K.INTERNAL_PREFIX)
+PREFIXES = K.RESERVED_PREFIXES
 
 
 def _sources() -> list[Path]:
@@ -38,7 +36,6 @@ def _leading_text(node: ast.AST) -> str | None:
     return None
 
 
-@pytest.mark.new_api
 def test_no_key_literal_outside_the_grammar_module() -> None:
     restated = []
     for path in _sources():
@@ -54,7 +51,6 @@ def test_no_key_literal_outside_the_grammar_module() -> None:
     assert restated == []
 
 
-@pytest.mark.new_api
 def test_simulations_import_no_private_name_of_another_package() -> None:
     private = []
     for path in sorted((ROOT / "simulations").rglob("*.py")):

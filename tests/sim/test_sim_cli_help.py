@@ -34,7 +34,6 @@ def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPar
     return found
 
 
-@pytest.mark.new_api
 def test_every_argument_has_help_text(monkeypatch: pytest.MonkeyPatch) -> None:
     missing = [
         f"{name} {'/'.join(action.option_strings) or action.dest}"
@@ -46,7 +45,6 @@ def test_every_argument_has_help_text(monkeypatch: pytest.MonkeyPatch) -> None:
     assert missing == []
 
 
-@pytest.mark.new_api
 def test_help_has_no_rst_markup(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, command in _commands(parser_of(monkeypatch)).items():
         text = command.format_help()

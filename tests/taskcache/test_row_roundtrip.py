@@ -24,7 +24,6 @@ ROW = {
 }
 
 
-@pytest.mark.new_api
 def test_rows_round_trip_unchanged_through_every_path(make_manager: Make) -> None:
     a, b = make_manager("a", ttl_jitter=0.0), make_manager("b", node="n2", ttl_jitter=0.0)
     a.mlt.put_task(ROW)
