@@ -48,7 +48,7 @@ def test_no_key_literal_outside_the_grammar_module() -> None:
             prefix = next((p for p in PREFIXES if text.startswith(p)), None)
             if prefix is not None and not text[len(prefix) : len(prefix) + 1].isspace():  # "mw: ..." is prose
                 restated.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text!r}")
-    assert restated == []
+    assert restated == [], "the key grammar is restated outside mw/keys.py"
 
 
 def test_simulations_import_no_private_name_of_another_package() -> None:
@@ -59,4 +59,4 @@ def test_simulations_import_no_private_name_of_another_package() -> None:
                 names = [a.name for a in node.names if a.name.startswith("_")]
                 if names:
                     private.append(f"{path.relative_to(ROOT)}:{node.lineno}: from {node.module} import {names}")
-    assert private == []
+    assert private == [], "simulations imports a private name"
