@@ -83,7 +83,7 @@ def _from_mlt(tiers: AgentTiers, reads: ReadThrough, task_ttl: TaskTTL, key: str
     kind, scope, item_id = parts
     if kind == "task" and scope == "by_id":
         mlt = tiers.cluster.mlt
-        outcome = reads.lead_if_free(key, lambda: mlt.get_task(item_id), task_ttl)
+        outcome = reads.lead_if_free(key, lambda: mlt.get_task(item_id, with_meta=True), task_ttl)
     else:
         outcome = reads.lead_if_free(key, reads.item_loader(kind, scope, item_id, None), None)
     return int(outcome is not None and outcome.filled and outcome.value is not None)

@@ -93,7 +93,7 @@ def run_once(
         faults = injected(injector) if scenario.faults else contextlib.nullcontext()
         with LogWatch(model.double_prefix, log_path) as watch, faults:
             outcome = _simulate(model, scenario, options, progress)
-        summary = _summarise(model, scenario, options, outcome)
+        summary = summarise(model, scenario, options, outcome)
         summary["faults"] = {
             "windows": described(scenario.faults),
             "kinds": [w.kind for w in scenario.faults],
@@ -183,7 +183,8 @@ def _hot_items(model: Model, top_n: int = 10) -> list[list[Any]]:
     return [[name, count] for name, count in merged.most_common(top_n)]
 
 
-def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: Outcome) -> dict[str, Any]:
+def summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: Outcome) -> dict[str, Any]:
+    """The run's summary (what ``result.json`` and the verdict read); the Ray engine calls it on its merged model."""
     sampler, tasks, wall = outcome.sampler, outcome.tasks, outcome.wall
     run = scenario.run
     totals = sampler.totals()

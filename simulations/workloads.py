@@ -629,7 +629,7 @@ class Tasks:
             row = None
         else:
             store = model.store
-            row = yield from model.resolve(me, plan, lambda: store.get_task(task_id))
+            row = yield from model.resolve(me, plan, lambda: store.get_task(task_id, with_meta=True))
             if row is NO_ANSWER:
                 return
         model.task_served(me, plan.key, task_id, row, started)
