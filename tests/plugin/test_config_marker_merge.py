@@ -29,6 +29,24 @@ def test_running(mw, mw_config):
     result.assert_outcomes(passed=1)
 
 
+def test_markers_on_a_class_and_a_test_merge_status_by_status(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.mw_config(task_ttls_s={"running": 3, "queued": 4})
+class TestBoard:
+    @pytest.mark.mw_config(task_ttls_s={"queued": 5})
+    def test_both(self, mw_config):
+        assert mw_config.task_ttls_s["running"] == 3, "the class marker's status stays"
+        assert mw_config.task_ttls_s["queued"] == 5, "the closer marker wins for the status it names"
+        assert mw_config.task_ttls_s["completed"] == 600
+"""
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+
+
 def test_a_misspelt_status_in_the_marker_is_an_error_naming_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
