@@ -37,6 +37,7 @@ except ImportError:  # running from a checkout without an install
 from _redis import redis_url_or_throwaway
 
 from mw import MwConfig, MwManager
+from mw import keys as K
 from mw.policy.s3fifo import S3FIFO
 from mw.tiers.l0 import L0Cache
 
@@ -63,7 +64,7 @@ def in_process(n_keys: int, repeat: int, seed: int) -> list[tuple[str, float]]:
     import cachetools
     import theine
 
-    keys = [f"global:item:doc:team:{i}" for i in range(n_keys)]
+    keys = [K.global_typed_key("doc", "team", str(i)) for i in range(n_keys)]
     order = keys[:]
     random.Random(seed).shuffle(order)
     far = time.time() + 10**6

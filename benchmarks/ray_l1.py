@@ -69,12 +69,13 @@ class Bench:
         from mw import MwConfig, MwManager, close_all
         from mw.clock import system_clock
         from mw.codec import Codec
+        from mw.keys import global_typed_key
         from mw.ray import RayNodeL1, kill_node_caches
         from mw.tiers.l1 import L1Cache
 
         ns = f"bench-ray-l1-{uuid.uuid4().hex[:8]}"
         config = MwConfig(redis_url=redis_url, namespace=ns)
-        key = "global:item:doc:bench:x"
+        key = global_typed_key("doc", "bench", "x")
         now = system_clock()
         data = Codec(config.codec, config.compress_min_bytes, config.max_value_bytes).encode(
             "x" * VALUE_BYTES, now + 3600, key

@@ -31,21 +31,38 @@ class Claims:
     def __len__(self) -> int:
         return len(self._held)
 
-    def claim(self, key: str, ttl_s: float) -> bool:
-        """True only for the one caller cluster-wide that got ``key`` for ``ttl_s``."""
+    def _prepare(self, key: str, ttl_s: float) -> tuple[str, float]:
+        """The lease key and TTL of a claim (validated), after sweeping expired claims from a full map."""
         ttl = check_ttl(ttl_s)
         lkey = K.lease_key(K.check_full_key(key))
         if len(self._held) >= SWEEP_AT:
             now = time.monotonic()
             self._held = {k: c for k, c in self._held.items() if c[1] > now}
+        return lkey, ttl
+
+    def _claimed(self, key: str, token: bytes | None, ttl: float) -> bool:
+        if token is not None:
+            self._held[key] = (token, time.monotonic() + ttl)
+        return token is not None
+
+    def claim(self, key: str, ttl_s: float) -> bool:
+        """True only for the one caller cluster-wide that got ``key`` for ``ttl_s``."""
+        lkey, ttl = self._prepare(key, ttl_s)
         try:
             token = self._tiers.cluster.leases.acquire(lkey, ttl_ms(ttl))
         except TierUnavailable:
             self._tiers.telemetry.l2_errors += 1
             return False
-        if token is not None:
-            self._held[key] = (token, time.monotonic() + ttl)
-        return token is not None
+        return self._claimed(key, token, ttl)
+
+    async def claim_async(self, key: str, ttl_s: float) -> bool:
+        lkey, ttl = self._prepare(key, ttl_s)
+        try:
+            token = await self._tiers.cluster.leases.acquire_async(lkey, ttl_ms(ttl))
+        except TierUnavailable:
+            self._tiers.telemetry.l2_errors += 1
+            return False
+        return self._claimed(key, token, ttl)
 
     def release(self, key: str) -> bool:
         """Release a claim this agent holds (never someone else's)."""
@@ -54,6 +71,16 @@ class Claims:
             return False
         try:
             return self._tiers.cluster.leases.release(K.lease_key(key), claim[0])
+        except TierUnavailable:
+            self._tiers.telemetry.l2_errors += 1
+            return False
+
+    async def release_async(self, key: str) -> bool:
+        claim = self._held.pop(key, None)
+        if claim is None:
+            return False
+        try:
+            return await self._tiers.cluster.leases.release_async(K.lease_key(key), claim[0])
         except TierUnavailable:
             self._tiers.telemetry.l2_errors += 1
             return False

@@ -220,10 +220,19 @@ class MwConfig:
         if unknown:
             raise ConfigError(sorted(unknown)[0], overrides[sorted(unknown)[0]], "no such setting")
         kwargs.update(overrides)
+        if "task_ttls_s" in overrides:
+            kwargs["task_ttls_s"] = merge_task_ttls(ttls, overrides["task_ttls_s"])
         return cls(**kwargs)  # type: ignore[arg-type]
 
     def replace(self, **changes: object) -> MwConfig:
+        """A copy with ``changes``; a partial ``task_ttls_s`` changes only the statuses it names."""
+        if "task_ttls_s" in changes:
+            changes = {**changes, "task_ttls_s": merge_task_ttls(self.task_ttls_s, changes["task_ttls_s"])}
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_task_ttls(self, **ttls_s: float) -> MwConfig:
+        """A copy where only the named statuses change: ``config.with_task_ttls(running=3)``."""
+        return self.replace(task_ttls_s=ttls_s)
 
     def task_ttl_s(self, status: str | None) -> float:
         """TTL for a task status; unknown statuses get the ``default`` TTL (documented, not silent)."""
@@ -238,6 +247,26 @@ class MwConfig:
     def cluster_identity(self) -> tuple[object, ...]:
         """What decides whether two managers reach the same shared tiers."""
         return (self.redis_url, self.mlt_dsn, self.namespace)
+
+
+def merge_task_ttls(base: Mapping[str, float], changes: object) -> dict[str, float]:
+    """``base`` with the statuses ``changes`` names replaced: one status changes without restating the others.
+
+    A status that is not in the table is a :class:`ConfigError` naming it (a typo would otherwise be ignored).
+    """
+    if not isinstance(changes, Mapping):
+        raise ConfigError("task_ttls_s", changes, "expected a mapping of task status to seconds")
+    merged = dict(base)
+    for status, ttl in changes.items():
+        name = str(status).lower()
+        if name not in DEFAULT_TASK_TTLS_S:
+            raise ConfigError(
+                f"MW_TASK_TTL_{str(status).upper()}_S",
+                ttl,
+                f"no task status {status!r} (known: {', '.join(DEFAULT_TASK_TTLS_S)})",
+            )
+        merged[name] = ttl
+    return merged
 
 
 class _FrozenTTLs(dict):  # type: ignore[type-arg]

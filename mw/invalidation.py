@@ -42,13 +42,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mw import keys as K
 from mw.telemetry import invalidation_lag
 from mw.tiers.l2 import RedisTier
 
 log = logging.getLogger("mw.invalidation")
 
-INV_CHANNEL = "mw:inv"
-LANDED_CHANNEL = "mw:landed"
+INV_CHANNEL = K.INV_CHANNEL
+LANDED_CHANNEL = K.LANDED_CHANNEL
 
 
 GAP_GRACE_S = 0.5
@@ -378,7 +379,7 @@ class InvalidationBus:
         if self._thread is not None and self._ready.is_set():
             # Wake the subscriber's blocking read; a landed message for a key nobody waits on is a no-op.
             try:
-                self.l2.client.publish(self.l2.phys(LANDED_CHANNEL), f"mw:bus-stop:{self.origin}")
+                self.l2.client.publish(self.l2.phys(LANDED_CHANNEL), K.INTERNAL_PREFIX + "bus-stop:" + self.origin)
             except Exception:  # Redis gone: the read times out by itself
                 log.debug("wake-up publish on stop failed", exc_info=True)
         if self._thread is not None:

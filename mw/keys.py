@@ -15,6 +15,11 @@ Grammar::
 ``kind``, ``scope`` and ``organ_id`` may not contain ``:``; an ``id`` may (it is the last component),
 but may not itself start with a reserved prefix, so no key is ever prefixed twice.
 
+The plugin, the linter and the simulator read keys with :func:`parse_key` (the inverse of the
+builders) and the constants below; nothing else restates the grammar. An untyped id with two
+colons reads as a typed key (``set_global_item("task:by_id:1")`` writes the key of
+``set_global_item_typed("task", "by_id", "1", ...)``): :attr:`ParsedKey.key` gives the same text back.
+
 Every part must be text that UTF-8 can carry: a lone surrogate (``"\\ud800"``, what ``surrogateescape``
 makes of undecodable bytes) is refused here, before a sequence number is spent or a tier is touched,
 not by redis-py halfway through a write. Call sites build keys with these functions and never
@@ -25,15 +30,33 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import NamedTuple
 
 from mw.errors import KeyGrammarError
 
-GLOBAL_PREFIX = "global:item:"
+GLOBAL_ROOT = "global:"
+GLOBAL_PREFIX = GLOBAL_ROOT + "item:"
 ORGAN_PREFIX = "organ:"
-NEGATIVE_PREFIX = "mw:neg:"
-LEASE_PREFIX = "mw:lease:"
-RESERVED_PREFIXES = (GLOBAL_PREFIX, "global:", ORGAN_PREFIX, "mw:")
+INTERNAL_PREFIX = "mw:"
+NEGATIVE_PREFIX = INTERNAL_PREFIX + "neg:"
+LEASE_PREFIX = INTERNAL_PREFIX + "lease:"
+RESERVED_PREFIXES = (GLOBAL_PREFIX, GLOBAL_ROOT, ORGAN_PREFIX, INTERNAL_PREFIX)
 DOUBLE_PREFIX = GLOBAL_PREFIX + GLOBAL_PREFIX
+INV_CHANNEL = INTERNAL_PREFIX + "inv"
+"""The bus channel of invalidation messages (under the namespace, as every Redis name)."""
+LANDED_CHANNEL = INTERNAL_PREFIX + "landed"
+"""The channel a fill announces its key on, for the callers waiting on its lease."""
+ORGAN_ITEM = ":item:"
+
+TEMPLATES: dict[str, str] = {
+    "global_typed": GLOBAL_PREFIX + "{kind}:{scope}:{id}",
+    "global": GLOBAL_PREFIX + "{id}",
+    "organ_typed": ORGAN_PREFIX + "{organ_id}" + ORGAN_ITEM + "{kind}:{id}",
+    "organ": ORGAN_PREFIX + "{organ_id}" + ORGAN_ITEM + "{id}",
+    "negative": NEGATIVE_PREFIX + "{key}",
+    "lease": LEASE_PREFIX + "{key}",
+}
+"""Every key family, as the docs and failure messages show it."""
 
 MAX_COMPONENT_LEN = 256
 MAX_KEY_LEN = 1024
@@ -106,6 +129,11 @@ def _build_global_typed(kind: object, scope: object, item_id: object) -> str:
 
 _PREFIXES: dict[tuple[str, str], str] = {}
 _PREFIX_CACHE_MAX = 4096
+
+
+def global_typed_prefix(kind: str, scope: str) -> str:
+    """``global:item:{kind}:{scope}:``, validated: what every key of one kind and scope starts with."""
+    return _typed_prefix(kind, scope)
 
 
 def _typed_prefix(kind: object, scope: object) -> str:
@@ -186,12 +214,102 @@ def task_key(task_id: object) -> str:
     return global_typed_key("task", "by_id", task_id_str(task_id))
 
 
+class ParsedKey(NamedTuple):
+    """A key read back into the parts its builder took; :attr:`key` builds the same text again."""
+
+    family: str
+    """One of :data:`TEMPLATES`: ``global_typed``, ``global``, ``organ_typed``, ``organ``, ``negative``, ``lease``."""
+    item_id: str
+    """The id (``negative``/``lease``: the id of the key they mark)."""
+    kind: str | None = None
+    scope: str | None = None
+    organ_id: str | None = None
+    target: ParsedKey | None = None
+    """What a ``negative`` marker or a ``lease`` is of."""
+
+    @property
+    def key(self) -> str:
+        if self.target is not None:
+            return (NEGATIVE_PREFIX if self.family == "negative" else LEASE_PREFIX) + self.target.key
+        if self.family == "global_typed":
+            return f"{GLOBAL_PREFIX}{self.kind}:{self.scope}:{self.item_id}"
+        if self.family == "global":
+            return GLOBAL_PREFIX + self.item_id
+        middle = f"{self.kind}:" if self.family == "organ_typed" else ""
+        return f"{ORGAN_PREFIX}{self.organ_id}{ORGAN_ITEM}{middle}{self.item_id}"
+
+    @property
+    def item(self) -> ParsedKey:
+        """The item key itself: ``self`` for an item, the marked key for a marker or lease."""
+        return self if self.target is None else self.target.item
+
+    @property
+    def internal(self) -> bool:
+        """A negative marker or a lease: never an item, never demand for hot items."""
+        return self.target is not None
+
+    @property
+    def display(self) -> str:
+        """How the key shows in telemetry (:func:`display_name`)."""
+        return display_name(self.key)
+
+
+def _colon_free(text: str) -> bool:
+    return bool(text) and _CONTROL_OR_COLON.search(text) is None
+
+
+def _id_ok(text: str) -> bool:
+    return bool(text) and _CONTROL.search(text) is None and not text.startswith(RESERVED_PREFIXES)
+
+
+def parse_key(key: str) -> ParsedKey:
+    """The parts of any key the builders make; :class:`KeyGrammarError` for a key they cannot make.
+
+    Typed first: a global key whose remainder has a colon-free ``kind`` and ``scope`` and a valid id
+    is ``global_typed`` (as is ``organ_typed`` for an agent's key with a colon-free ``kind``).
+    """
+    found = try_parse_key(key)
+    if found is None:
+        shown = key if not isinstance(key, str) or len(key) <= 80 else key[:40] + "..."
+        raise KeyGrammarError("key", shown, f"is none of {', '.join(TEMPLATES.values())}")
+    return found
+
+
+def try_parse_key(key: str) -> ParsedKey | None:
+    """:func:`parse_key`, or ``None`` for a key outside the grammar."""
+    if not isinstance(key, str):
+        return None
+    for prefix, family in ((NEGATIVE_PREFIX, "negative"), (LEASE_PREFIX, "lease")):
+        if key.startswith(prefix):
+            target = try_parse_key(key[len(prefix) :])
+            if target is None or target.internal:
+                return None
+            return ParsedKey(family, target.item_id, target.kind, target.scope, target.organ_id, target)
+    if key.startswith(GLOBAL_PREFIX):
+        rest = key[len(GLOBAL_PREFIX) :]
+        if not rest or rest.startswith(GLOBAL_PREFIX) or _CONTROL.search(rest):
+            return None
+        parts = rest.split(":", 2)
+        if len(parts) == 3 and _colon_free(parts[0]) and _colon_free(parts[1]) and _id_ok(parts[2]):
+            return ParsedKey("global_typed", parts[2], parts[0], parts[1])
+        return ParsedKey("global", rest)
+    if key.startswith(ORGAN_PREFIX):
+        organ_id, sep, rest = key[len(ORGAN_PREFIX) :].partition(ORGAN_ITEM)
+        if not sep or not _colon_free(organ_id) or not rest or _CONTROL.search(rest):
+            return None
+        kind, colon, item_id = rest.partition(":")
+        if colon and _colon_free(kind) and _id_ok(item_id):
+            return ParsedKey("organ_typed", item_id, kind, organ_id=organ_id)
+        return ParsedKey("organ", rest, organ_id=organ_id)
+    return None
+
+
 def parse_typed(key: str) -> tuple[str, str, str] | None:
     """``(kind, scope, id)`` of a typed global key, else ``None``."""
-    if not key.startswith(GLOBAL_PREFIX):
+    found = try_parse_key(key)
+    if found is None or found.family != "global_typed":
         return None
-    parts = key[len(GLOBAL_PREFIX) :].split(":", 2)
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
+    return (str(found.kind), str(found.scope), found.item_id)
 
 
 def negative_key(key: str) -> str:
@@ -204,7 +322,7 @@ def lease_key(key: str) -> str:
 
 def is_internal(key: str) -> bool:
     """Internal probes (negative markers, leases) never count as demand for hot items."""
-    return key.startswith("mw:")
+    return key.startswith(INTERNAL_PREFIX)
 
 
 def display_name(key: str) -> str:

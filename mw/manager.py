@@ -25,7 +25,7 @@ from mw.cluster import DEFAULT_NODE, Cluster
 from mw.config import MwConfig
 from mw.prewarm import prewarm
 from mw.readthrough import LoadPlan, ReadThrough
-from mw.tasks import cache_ttl_s, row_task_id, task_keys
+from mw.tasks import cache_ttl_s, row_task_id, strip_task_meta, task_keys
 from mw.tiers import MISS
 from mw.tiers.l0 import L0Cache
 from mw.ttl import check_ttl
@@ -224,11 +224,24 @@ class MwManager:
         if self.enabled:
             writes.write(self.tiers, key, value, ttl_s)
 
+    async def set_global_item_typed_async(
+        self, kind: str, scope: str, item_id: str, value: Any, ttl_s: float | None = None
+    ) -> None:
+        """As :meth:`set_global_item_typed`, the L2 command on the caller's event loop."""
+        key = K.global_typed_key(kind, scope, item_id)
+        if self.enabled:
+            await writes.write_async(self.tiers, key, value, ttl_s)
+
     def set_global_item(self, item_id: str, value: Any, ttl_s: float | None = None) -> None:
         """Write-through under ``global:item:{item_id}`` (an already-prefixed id is not prefixed again)."""
         key = K.global_key(item_id)
         if self.enabled:
             writes.write(self.tiers, key, value, ttl_s)
+
+    async def set_global_item_async(self, item_id: str, value: Any, ttl_s: float | None = None) -> None:
+        key = K.global_key(item_id)
+        if self.enabled:
+            await writes.write_async(self.tiers, key, value, ttl_s)
 
     def set_item(self, item_id: str, value: Any, /, **kwargs: Any) -> None:
         """L0 only, no TTL: an agent's private scratch value, bounded by the L0 size limits."""
@@ -244,6 +257,13 @@ class MwManager:
         """``organ:{organ_id}:item:{kind}:{id}``, L0 only."""
         if self.enabled:
             self._l0.set(K.organ_typed_key(self.organ_id, kind, item_id), value)
+
+    async def set_item_async(self, item_id: str, value: Any, /, **kwargs: Any) -> None:
+        """As :meth:`set_item` (L0 only: no I/O, so nothing to wait for)."""
+        self.set_item(item_id, value, **kwargs)
+
+    async def set_organ_item_typed_async(self, kind: str, item_id: str, value: Any) -> None:
+        self.set_organ_item_typed(kind, item_id, value)
 
     # --- deletes ---------------------------------------------------------------------------------------
     def del_global_key(self, key: str) -> bool:
@@ -293,6 +313,11 @@ class MwManager:
         if self.enabled:
             writes.set_negative(self.tiers, K.global_typed_key(kind, scope, item_id), ttl_s)
 
+    async def set_negative_cache_async(self, kind: str, scope: str, item_id: str, ttl_s: float | None = None) -> None:
+        key = K.global_typed_key(kind, scope, item_id)
+        if self.enabled:
+            await writes.set_negative_async(self.tiers, key, ttl_s)
+
     def check_negative_cache(self, kind: str, scope: str, item_id: str) -> bool:
         """Whether the item is marked known absent (counts a negative-cache hit when it is)."""
         if not self.enabled:
@@ -319,6 +344,12 @@ class MwManager:
         """Release a claim this manager holds (never someone else's)."""
         return self._claims.release(key)
 
+    async def try_set_inflight_async(self, key: str, ttl_s: float) -> bool:
+        return await self._claims.claim_async(key, ttl_s)
+
+    async def release_inflight_async(self, key: str) -> bool:
+        return await self._claims.release_async(key)
+
     # --- task rows -----------------------------------------------------------------------------------
     def _task_ttl(self, row: Mapping[str, Any]) -> float:
         return cache_ttl_s(row, self.config, self.clock(), self.cluster.rng.random)
@@ -331,56 +362,73 @@ class MwManager:
 
     def cache_task_row(self, row: Mapping[str, Any]) -> float:
         """Cache a task row under ``global:item:task:by_id:{id}`` with its status TTL; return the TTL used."""
-        task_id = row_task_id(row)
-        ttl = self._task_ttl(row)
+        task_id, ttl = row_task_id(row), self._task_ttl(row)
         if not self.enabled:
             return 0.0
-        key = K.task_key(task_id)
-        if ttl == 0:
-            writes.delete_everywhere(self.tiers, [key])
-            log.info("Task %s in status %r is not cached (TTL 0)", task_id, row.get("status"))
+        # A TTL of 0 writes nothing: ``write`` then deletes every cached copy of the row.
+        writes.write(self.tiers, K.task_key(task_id), dict(row), ttl)
+        return self._task_cached(task_id, row, ttl)
+
+    async def cache_task_row_async(self, row: Mapping[str, Any]) -> float:
+        """As :meth:`cache_task_row`, the L2 command on the caller's event loop."""
+        task_id, ttl = row_task_id(row), self._task_ttl(row)
+        if not self.enabled:
             return 0.0
-        writes.write(self.tiers, key, dict(row), ttl)
-        log.info("Cached task %s with TTL %ss", task_id, f"{ttl:g}")
+        await writes.write_async(self.tiers, K.task_key(task_id), dict(row), ttl)
+        return self._task_cached(task_id, row, ttl)
+
+    def _task_cached(self, task_id: str, row: Mapping[str, Any], ttl: float) -> float:
+        if ttl == 0:
+            log.info("Task %s in status %r is not cached (TTL 0)", task_id, row.get("status"))
+        else:
+            log.info("Cached task %s with TTL %ss", task_id, f"{ttl:g}")
         return ttl
 
     cache_task = cache_task_row
+    cache_task_async = cache_task_row_async
 
-    def get_task(self, task_id: object) -> dict[str, Any] | None:
-        """The task row: cache first, else Mlt's task table (one load cluster-wide); ``None`` if absent."""
+    def get_task(self, task_id: object, *, with_meta: bool = False) -> dict[str, Any] | None:
+        """The task row: cache first, else Mlt's task table (one load cluster-wide); ``None`` if absent.
+
+        The row is what its writer wrote, field for field; ``with_meta=True`` adds the store's metadata
+        (:data:`mw.tasks.TASK_META_FIELDS`: ``version``) when the cached row carries it.
+        """
         key = K.task_key(task_id)
         mlt, telemetry = self.cluster.mlt, self.telemetry
 
         def load() -> Any:
             telemetry.mlt_loads += 1
-            return mlt.get_task(task_id)
+            return mlt.get_task(task_id, with_meta=True)
 
         self._hot_add(key)
         outcome = self._reads.get_with_l0(key, load, None, self._task_fill_ttl)
         self._count_task(outcome.hit)
-        return outcome.value  # type: ignore[no-any-return]
+        return _task_row(outcome.value, with_meta)
 
     def begin_task(self, task_id: object) -> LoadPlan:
         """``get_task`` in steps (see :meth:`begin_load`): counted as ``get_task`` counts it, and a row
-        given to :meth:`finish_load` without a TTL gets its status TTL, as a row ``get_task`` loads."""
+        given to :meth:`finish_load` without a TTL gets its status TTL, as a row ``get_task`` loads.
+
+        A plan's value is the cached row with its metadata (``get_task(id, with_meta=True)``): a
+        split-phase caller loads with ``mlt.get_task(id, with_meta=True)`` and reads versions off it."""
         key = K.task_key(task_id)
         self._hot_add(key)
         plan = self._reads.begin(key, self._task_fill_ttl)
         self._count_task(plan.state in ("hit", "negative") and not plan.shared)
         return plan
 
-    async def get_task_async(self, task_id: object) -> dict[str, Any] | None:
+    async def get_task_async(self, task_id: object, *, with_meta: bool = False) -> dict[str, Any] | None:
         key = K.task_key(task_id)
         mlt, telemetry = self.cluster.mlt, self.telemetry
 
         async def load() -> Any:
             telemetry.mlt_loads += 1
-            return await mlt.get_task_async(task_id)
+            return await mlt.get_task_async(task_id, with_meta=True)
 
         self._hot_add(key)
         outcome = await self._reads.get_with_l0_async(key, load, None, self._task_fill_ttl)
         self._count_task(outcome.hit)
-        return outcome.value  # type: ignore[no-any-return]
+        return _task_row(outcome.value, with_meta)
 
     def _count_task(self, hit: bool) -> None:
         if hit:
@@ -454,3 +502,10 @@ class MwManager:
 
 def _no_load() -> Any:
     return None
+
+
+def _task_row(value: Any, with_meta: bool) -> dict[str, Any] | None:
+    """What ``get_task`` answers: the cached row as written, or with its metadata (never the cached object itself)."""
+    if not isinstance(value, Mapping):  # None, or a foreign value someone wrote under a task key: as it is
+        return value  # type: ignore[no-any-return]
+    return dict(value) if with_meta else strip_task_meta(value)

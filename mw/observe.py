@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
+from mw.keys import LEASE_PREFIX, NEGATIVE_PREFIX
+
 
 class KeyEvent(NamedTuple):
     op: str
@@ -43,9 +45,9 @@ def add_observer(observer: Observer) -> Callable[[], None]:
 
 
 def _tier_of(tier: str, key: str) -> str:
-    if key.startswith("mw:neg:"):
+    if key.startswith(NEGATIVE_PREFIX):
         return "negative"
-    if key.startswith("mw:lease:"):
+    if key.startswith(LEASE_PREFIX):
         return "lease"
     return tier
 

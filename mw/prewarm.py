@@ -51,8 +51,9 @@ def prewarm(tiers: AgentTiers, reads: ReadThrough, task_ttl: TaskTTL, top_n: int
     for (key, (kind, scope, item_id)), data in zip(wanted, found, strict=True):
         expire_at = _l2_copy_lasts(tiers, data, now + margin)
         if data is not None and expire_at is not False:
-            if tiers.cluster.generation == gen:  # not if an invalidation ran since the MGET
-                tiers.node.l1.set(key, data, expire_at)
+            # Not if an invalidation ran since the MGET; counted only if L1 kept the copy (not with MW_L1_TTL_S=0, or
+            # an entry above L1's byte bound): mw_prewarmed says what was warmed.
+            if tiers.cluster.generation == gen and tiers.node.l1.set(key, data, expire_at) is not None:
                 warmed += 1
             continue
         if loads >= tiers.config.prewarm_max_per_call:
@@ -82,7 +83,7 @@ def _from_mlt(tiers: AgentTiers, reads: ReadThrough, task_ttl: TaskTTL, key: str
     kind, scope, item_id = parts
     if kind == "task" and scope == "by_id":
         mlt = tiers.cluster.mlt
-        outcome = reads.lead_if_free(key, lambda: mlt.get_task(item_id), task_ttl)
+        outcome = reads.lead_if_free(key, lambda: mlt.get_task(item_id, with_meta=True), task_ttl)
     else:
         outcome = reads.lead_if_free(key, reads.item_loader(kind, scope, item_id, None), None)
     return int(outcome is not None and outcome.filled and outcome.value is not None)

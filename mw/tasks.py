@@ -127,6 +127,16 @@ def cache_ttl_s(row: Mapping[str, Any], config: MwConfig, now: float, rand: Call
     return max(MIN_TASK_TTL_S, jittered(ttl, config.ttl_jitter, rand)) if ttl > 0 else 0.0
 
 
+TASK_META_FIELDS = frozenset({"version"})
+"""What the store adds to a row (its version): metadata, not the caller's fields. ``get_task(id)`` leaves it out,
+``get_task(id, with_meta=True)`` keeps it; a caller's own field of that name is not stored."""
+
+
+def strip_task_meta(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``row`` without :data:`TASK_META_FIELDS`: the fields the caller wrote, and only those."""
+    return {name: value for name, value in row.items() if name not in TASK_META_FIELDS}
+
+
 def task_keys(task_id: object) -> list[str]:
     """Every key a task row is cached under: the row and its negative marker."""
     key = K.task_key(task_id)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mw.config import TASK_STATUSES, MwConfig
-from mw.keys import display_name, is_internal, task_key
+from mw.keys import display_name, global_typed_prefix, is_internal
 from mw.tasks import MIN_TASK_TTL_S
 
 COUNTERS = (
@@ -93,7 +93,7 @@ class HeavyHitters:
             return
         door = self._door
         if key not in door:
-            if key.startswith("mw:"):
+            if is_internal(key):
                 return
             if len(door) >= self._door_max:
                 door.clear()
@@ -375,7 +375,7 @@ invalidation_lag = Histogram(LAG_BUCKETS_S)
 OTHER_STATUS = "other"
 """The label of task statuses the configuration does not name (row data: never a label value of its own)."""
 
-_TASK_PREFIX = task_key("0")[:-1]
+_TASK_PREFIX = global_typed_prefix("task", "by_id")
 
 
 class TaskTTLs:

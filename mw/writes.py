@@ -4,12 +4,16 @@ A write drops every other copy in the process first, so no agent keeps reading a
 agent replaced; it clears the item's negative marker and lease in the same L2 command (a load still
 in flight is then refused its fill), and publishes the invalidation. A write L2 did not take is
 served nowhere; a delete L2 did not take is replayed once it answers (deleting twice is safe).
+
+Each operation is written once, as a plan (before the L2 command) and its completion (after it); the sync
+and the ``*_async`` forms differ only in how they send the one L2 command between the two.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mw import keys as K
@@ -27,15 +31,27 @@ def ttl_ms(ttl_s: float) -> int:
     return max(1, math.ceil(ttl_s * 1000))
 
 
-def write(tiers: AgentTiers, key: str, value: Any, ttl_s: float | None, *, broadcast: bool = True) -> None:
-    """``value`` under ``key`` in L0, L1 and L2 for ``ttl_s`` (default ``MW_L2_TTL_S``; 0 deletes).
+@dataclass
+class _Write:
+    """One write, prepared: what goes to L2 in one round trip and what the tiers keep afterwards."""
 
-    ``broadcast=False``: a fill of a loaded value (nothing changed, so nothing is invalidated).
-    """
+    key: str
+    value: Any
+    data: bytes
+    size: int
+    expire_at: float
+    ttl_ms: int
+    clear: tuple[str, ...]
+    publish: tuple[str, bytes] | None
+    broadcast: bool
+    gen: int
+
+
+def _write_plan(tiers: AgentTiers, key: str, value: Any, ttl_s: float | None, broadcast: bool) -> _Write | None:
+    """Encode and drop the other copies; ``None`` when the TTL is 0 (the write is a delete)."""
     ttl = tiers.config.l2_ttl_s if ttl_s is None else check_ttl(ttl_s)
     if ttl == 0:
-        delete_everywhere(tiers, [key])
-        return
+        return None
     cluster = tiers.cluster
     expire_at = tiers.clock() + ttl
     data, size = cluster.codec.encode_sized(value, expire_at, key)
@@ -51,22 +67,57 @@ def write(tiers: AgentTiers, key: str, value: Any, ttl_s: float | None, *, broad
         clear = (neg, K.lease_key(key))
     else:
         cluster.drop_local([neg])
-    gen = cluster.generation
-    try:
-        cluster.l2.set(key, data, ttl_ms(ttl), clear=clear, publish=publish)
-    except TierUnavailable:
+    return _Write(key, value, data, size, expire_at, ttl_ms(ttl), clear, publish, broadcast, cluster.generation)
+
+
+def _write_sent(tiers: AgentTiers, w: _Write, failed: bool) -> None:
+    """After L2 took the write (or could not be reached): record it, drop what readers raced in, keep the copy."""
+    cluster = tiers.cluster
+    gen = w.gen
+    if failed:
         tiers.telemetry.l2_errors += 1
         tiers.telemetry.l2_write_failures += 1
-        if broadcast:  # a fill (not broadcast) of a loaded value may stay local, as reads do
-            _write_failed(tiers, key, neg, publish)
+        if w.broadcast:  # a fill (not broadcast) of a loaded value may stay local, as reads do
+            _write_failed(tiers, w.key, K.negative_key(w.key), w.publish)
             return
     else:
-        cluster.reached([key, *clear] if broadcast else [])
-    if broadcast:
+        cluster.reached([w.key, *w.clear] if w.broadcast else [])
+    if w.broadcast:
         # Readers that read the old L2 value while the command ran must not keep it.
-        cluster.drop_local([key], keep=tiers.l0)
+        cluster.drop_local([w.key], keep=tiers.l0)
         gen += 1
-    tiers.keep(key, data, value, expire_at, size, gen)  # not if another drop ran: a newer write may be in L2
+    tiers.keep(w.key, w.data, w.value, w.expire_at, w.size, gen)  # not if another drop ran: a newer write may be in L2
+
+
+def write(tiers: AgentTiers, key: str, value: Any, ttl_s: float | None, *, broadcast: bool = True) -> None:
+    """``value`` under ``key`` in L0, L1 and L2 for ``ttl_s`` (default ``MW_L2_TTL_S``; 0 deletes).
+
+    ``broadcast=False``: a fill of a loaded value (nothing changed, so nothing is invalidated).
+    """
+    w = _write_plan(tiers, key, value, ttl_s, broadcast)
+    if w is None:
+        delete_everywhere(tiers, [key])
+        return
+    try:
+        tiers.cluster.l2.set(w.key, w.data, w.ttl_ms, clear=w.clear, publish=w.publish)
+    except TierUnavailable:
+        _write_sent(tiers, w, failed=True)
+    else:
+        _write_sent(tiers, w, failed=False)
+
+
+async def write_async(tiers: AgentTiers, key: str, value: Any, ttl_s: float | None) -> None:
+    """:func:`write` with the L2 command on the caller's event loop (a real Redis never blocks the loop)."""
+    w = _write_plan(tiers, key, value, ttl_s, True)
+    if w is None:
+        await delete_everywhere_async(tiers, [key])
+        return
+    try:
+        await tiers.cluster.l2.set_async(w.key, w.data, w.ttl_ms, clear=w.clear, publish=w.publish)
+    except TierUnavailable:
+        _write_sent(tiers, w, failed=True)
+    else:
+        _write_sent(tiers, w, failed=False)
 
 
 def _write_failed(tiers: AgentTiers, key: str, neg: str, publish: tuple[str, bytes] | None) -> None:
@@ -140,26 +191,53 @@ async def delete_everywhere_async(tiers: AgentTiers, keys: list[str]) -> bool:
     return found
 
 
-def set_negative(tiers: AgentTiers, key: str, ttl_s: float | None) -> None:
-    """Mark ``key`` known absent for ``ttl_s`` (default ``MW_TASK_TTL_NEGATIVE_S``) in L2 and this node's L1.
-
-    Only after the store confirmed the absence; any write of the item clears the mark.
-    """
+def _negative_plan(tiers: AgentTiers, key: str, ttl_s: float | None) -> tuple[str, bytes, float, int, int] | None:
+    """The marker's key, data, expiry, PX and the generation before it is sent; ``None`` for a TTL of 0."""
     ttl = tiers.config.negative_ttl_s if ttl_s is None else check_ttl(ttl_s)
     if ttl == 0:
-        return
+        return None
     nkey = K.negative_key(key)
     expire_at = tiers.clock() + ttl
-    cluster = tiers.cluster
-    data = cluster.codec.encode(True, expire_at, nkey)
-    gen = cluster.generation
-    try:
-        cluster.l2.set(nkey, data, ttl_ms(ttl))
-    except TierUnavailable:
+    data = tiers.cluster.codec.encode(True, expire_at, nkey)
+    return nkey, data, expire_at, ttl_ms(ttl), tiers.cluster.generation
+
+
+def _negative_sent(tiers: AgentTiers, nkey: str, data: bytes, expire_at: float, gen: int, failed: bool) -> None:
+    if failed:
         # A mark only this process holds would answer "absent" after another process wrote the item.
         tiers.telemetry.l2_errors += 1
         tiers.telemetry.l2_write_failures += 1
         return
     tiers.node.l1.set(nkey, data, expire_at)
-    if cluster.generation != gen:  # a write of the item (which clears the mark) raced with this one
+    if tiers.cluster.generation != gen:  # a write of the item (which clears the mark) raced with this one
         tiers.node.l1.pop(nkey)
+
+
+def set_negative(tiers: AgentTiers, key: str, ttl_s: float | None) -> None:
+    """Mark ``key`` known absent for ``ttl_s`` (default ``MW_TASK_TTL_NEGATIVE_S``) in L2 and this node's L1.
+
+    Only after the store confirmed the absence; any write of the item clears the mark.
+    """
+    plan = _negative_plan(tiers, key, ttl_s)
+    if plan is None:
+        return
+    nkey, data, expire_at, ms, gen = plan
+    try:
+        tiers.cluster.l2.set(nkey, data, ms)
+    except TierUnavailable:
+        _negative_sent(tiers, nkey, data, expire_at, gen, failed=True)
+    else:
+        _negative_sent(tiers, nkey, data, expire_at, gen, failed=False)
+
+
+async def set_negative_async(tiers: AgentTiers, key: str, ttl_s: float | None) -> None:
+    plan = _negative_plan(tiers, key, ttl_s)
+    if plan is None:
+        return
+    nkey, data, expire_at, ms, gen = plan
+    try:
+        await tiers.cluster.l2.set_async(nkey, data, ms)
+    except TierUnavailable:
+        _negative_sent(tiers, nkey, data, expire_at, gen, failed=True)
+    else:
+        _negative_sent(tiers, nkey, data, expire_at, gen, failed=False)

@@ -2,12 +2,30 @@
 
 Nothing heavy loads here, since pytest imports this package on every run. The assertion helpers are importable from
 the package (``from pytest_mw import assert_ttl``) but load lazily, after the plugin has registered them for pytest's
-assertion rewriting.
+assertion rewriting. Type checkers read the ``TYPE_CHECKING`` imports below, so every public name keeps its real
+signature (``mypy --strict`` sees ``assert_ttl(m, ("a", "b"), "ten")`` as the error it is).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_mw.assertions import (
+        assert_hit_ratio,
+        assert_key_roundtrip,
+        assert_memory_metrics,
+        assert_no_double_prefix,
+        assert_task_ttl,
+        assert_telemetry,
+        assert_tier_hits,
+        assert_tiers_ordered,
+        assert_ttl,
+        assert_typed_keys_only,
+        ttl_remaining,
+    )
+    from pytest_mw.fixtures import MwFactory
+    from pytest_mw.recorder import KeyRecord, KeyRecorder
 
 _LAZY = {
     "assert_hit_ratio": "pytest_mw.assertions",
@@ -26,7 +44,22 @@ _LAZY = {
     "MwFactory": "pytest_mw.fixtures",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "KeyRecord",
+    "KeyRecorder",
+    "MwFactory",
+    "assert_hit_ratio",
+    "assert_key_roundtrip",
+    "assert_memory_metrics",
+    "assert_no_double_prefix",
+    "assert_task_ttl",
+    "assert_telemetry",
+    "assert_tier_hits",
+    "assert_tiers_ordered",
+    "assert_ttl",
+    "assert_typed_keys_only",
+    "ttl_remaining",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,13 +16,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mw import keys as K
 from pytest_mw.recorder import ITEM_TIERS, KeyRecord, KeyRecorder
 
 if TYPE_CHECKING:
     from mw import MwManager
 
-GLOBAL_PREFIX = "global:item:"
-DOUBLE_PREFIX = GLOBAL_PREFIX + GLOBAL_PREFIX
+GLOBAL_PREFIX = K.GLOBAL_PREFIX
+DOUBLE_PREFIX = K.DOUBLE_PREFIX
 TIERS = ("L2", "L1", "L0")
 """Default tiers of the TTL assertions; ``envelope`` (the L2 value's logical expiry) can be asked for too."""
 
@@ -49,8 +50,7 @@ def _events(source: Events) -> list[KeyRecord]:
     return list(source.events if isinstance(source, KeyRecorder) else source)
 
 
-def _display(key: str) -> str:
-    return key[len(GLOBAL_PREFIX) :] if key.startswith(GLOBAL_PREFIX) else key
+_display = K.display_name
 
 
 def _summarise(events: Iterable[KeyRecord], *, full_stack: bool = True) -> str:
@@ -86,22 +86,20 @@ def _double_prefix(events: list[KeyRecord]) -> _Check:
 
 
 def _typed_only(events: list[KeyRecord], allow: Sequence[str]) -> _Check:
-    from mw.keys import parse_typed
-
     bad = []
     for event in events:
-        if event.op != "write" or event.tier not in ITEM_TIERS or not event.key.startswith("global:"):
+        if event.op != "write" or event.tier not in ITEM_TIERS or not event.key.startswith(K.GLOBAL_ROOT):
             continue
         if any(fnmatch.fnmatchcase(event.key, pattern) for pattern in allow):
             continue
         through_untyped = (event.api or "").endswith("set_global_item")
-        if parse_typed(event.key) is None or through_untyped:
+        if K.parse_typed(event.key) is None or through_untyped:
             bad.append(event)
     if not bad:
         return _Check([], None)
     return _Check(
         list(dict.fromkeys(e.key for e in bad)),
-        "global writes outside the typed grammar global:item:{kind}:{scope}:{id} "
+        f"global writes outside the typed grammar {K.TEMPLATES['global_typed']} "
         "(an untyped key, or a write through set_global_item()):\n"
         f"{_summarise(bad)}\n"
         "  use set_global_item_typed(kind, scope, item_id, value); allow legacy keys with allow=[glob, ...]",
@@ -119,28 +117,52 @@ def _write_side(event: KeyRecord) -> bool:
 
 
 def _same_item(a: str, b: str) -> bool:
-    """Two global keys address one item under different spellings (one display name ends the other at a ':')."""
+    """Two global keys address one item under different spellings.
+
+    Either one display name ends the other at a ``:`` (``42`` and ``task:by_id:42``), or a ``kind:id`` spelling
+    names the kind and the id of a typed key while dropping its scope (``task:42`` and ``task:by_id:42``).
+    """
+    if a == b:
+        return False
     da, db = _display(a), _display(b)
-    return a != b and (da.endswith(":" + db) or db.endswith(":" + da))
+    if da.endswith(":" + db) or db.endswith(":" + da):
+        return True
+    short, long = sorted((da.split(":"), db.split(":")), key=len)
+    return len(short) == 2 and len(long) >= 3 and short[0] == long[0] and short[-1] == long[-1]
+
+
+def _cached_at_end(events: list[KeyRecord], key: str) -> bool:
+    """The recording ends with ``key`` written, not deleted: L2's last word, else any item tier's."""
+    mine = [e for e in events if e.key == key and e.op in ("write", "delete")]
+    shared = [e for e in mine if e.tier == "L2"] or mine
+    return bool(shared) and shared[-1].op == "write"
 
 
 def _roundtrip_auto(events: list[KeyRecord]) -> _Check:
     items = [e for e in events if e.tier in ITEM_TIERS and e.key.startswith(GLOBAL_PREFIX)]
     written = sorted({e.key for e in items if e.op == "write"})
+    first_write: dict[str, int] = {}
+    for at, event in enumerate(items):
+        if event.op == "write":
+            first_write.setdefault(event.key, at)
     pairs: dict[tuple[str, str], list[KeyRecord]] = {}
-    for event in items:
-        if event.op == "write" or event.key in written:
+    for at, event in enumerate(items):
+        if event.op == "write" or event.key in written or _write_side(event):
             continue
-        twin = next((w for w in written if _same_item(w, event.key)), None)
-        if twin is not None:
-            pairs.setdefault((twin, event.key), []).append(event)
+        twins = [w for w in written if _same_item(w, event.key)]
+        if event.op == "delete":
+            # A delete under another spelling is a bug when it leaves the written copy behind: the item stays cached.
+            twins = [w for w in twins if first_write[w] < at and _cached_at_end(items, w)]
+        if twins:
+            pairs.setdefault((twins[0], event.key), []).append(event)
     if not pairs:
         return _Check([], None)
     offending = [f"{key} (written as {twin})" for twin, key in pairs]
     blocks = []
     for (twin, _), others in pairs.items():
         writes = [e for e in items if e.key == twin and e.op == "write"]
-        blocks.append(f"{_summarise(writes)}\n{_summarise(others)}")
+        kept = "\n      (still cached under the written key)" if any(e.op == "delete" for e in others) else ""
+        blocks.append(f"{_summarise(writes)}\n{_summarise(others)}{kept}")
     return _Check(
         offending,
         "an item was written under one key but read or deleted under another "
@@ -153,7 +175,7 @@ def _roundtrip_item(
 ) -> tuple[dict[str, list[str]], dict[str, list[str]], str]:
     """What each op touched for ``item``, what it should have touched, and the detail for the message."""
     wanted = _display(item)
-    family = "organ:" if item.startswith("organ:") else GLOBAL_PREFIX
+    family = K.ORGAN_PREFIX if item.startswith(K.ORGAN_PREFIX) else GLOBAL_PREFIX
     wanted_id = wanted.rsplit(":", 1)[-1]
 
     def matches(key: str) -> bool:
@@ -223,8 +245,9 @@ def assert_key_roundtrip(
     ``ops`` touched exactly one key, the same for all (the full key, when one was given). Every global key ending in
     the same id (``global:item:42``, ``global:item:task:42``) counts as a spelling of the item, so a mismatch shows.
 
-    Without ``item``: no global key was read or deleted under a different spelling of a key that was written
-    (``global:item:42`` against ``global:item:task:by_id:42``), the check ``--mw-strict-keys`` runs. Deletes a write
+    Without ``item`` (the check ``--mw-strict-keys`` runs): no global key was read under a different spelling of a
+    key that was written (``global:item:42`` against ``global:item:task:by_id:42``), and no delete of a key never
+    written left a written spelling of the same item cached (deleted as ``global:item:task:42``). Deletes a write
     makes to drop stale copies elsewhere belong to the write.
     """
     __tracebackhide__ = True  # a failure points at the test, not at this helper
@@ -239,11 +262,7 @@ def assert_key_roundtrip(
 
 # --- TTLs ------------------------------------------------------------------------------------------------------------
 def _key(key: str | tuple[str, str, str]) -> str:
-    if isinstance(key, tuple):
-        from mw.keys import global_typed_key
-
-        return global_typed_key(*key)
-    return key
+    return K.global_typed_key(*key) if isinstance(key, tuple) else key
 
 
 def ttl_remaining(manager: MwManager, key: str | tuple[str, str, str], tiers: Sequence[str] = TIERS) -> dict[str, Any]:
@@ -344,10 +363,9 @@ def assert_task_ttl(
     whose TTL is 0 must not be cached at all.
     """
     __tracebackhide__ = True  # a failure points at the test, not at this helper
-    from mw.keys import task_key
     from mw.tasks import MIN_TASK_TTL_S, row_task_id, task_ttl_s
 
-    key = task_key(row_task_id(row))
+    key = K.task_key(row_task_id(row))
     ttl = task_ttl_s(row, manager.config, manager.clock())
     remaining = ttl_remaining(manager, key, tiers)
     status = row.get("status")

@@ -17,8 +17,6 @@ from pytest_mw.options import mw_options
 if TYPE_CHECKING:
     from pytest_mw.recorder import KeyRecorder
 
-DOUBLE_PREFIX = "global:item:global:item:"
-
 
 class LogCheck(logging.Handler):
     """A root-logger handler keeping every record whose message contains a double-prefixed key.
@@ -28,7 +26,10 @@ class LogCheck(logging.Handler):
     """
 
     def __init__(self) -> None:
+        from mw.keys import DOUBLE_PREFIX  # the grammar's own constant; loaded only for tests that check logs
+
         super().__init__(logging.NOTSET)
+        self.double_prefix = DOUBLE_PREFIX
         self.records: list[logging.LogRecord] = []
         self._reported = 0
 
@@ -37,7 +38,7 @@ class LogCheck(logging.Handler):
             message = record.getMessage()
         except Exception:
             message = str(record.msg)
-        if DOUBLE_PREFIX in message:
+        if self.double_prefix in message:
             self.records.append(record)
 
     @property
@@ -51,7 +52,7 @@ class LogCheck(logging.Handler):
         if not fresh:
             return None
         lines = "\n".join(f"  {r.levelname} {r.name} {r.pathname}:{r.lineno}: {r.getMessage()}" for r in fresh)
-        return f"log records contain a double-prefixed key ({DOUBLE_PREFIX!r}):\n{lines}"
+        return f"log records contain a double-prefixed key ({self.double_prefix!r}):\n{lines}"
 
 
 @dataclass

@@ -76,12 +76,17 @@ def mw_backend(request: pytest.FixtureRequest) -> str:
 
 # --- configuration and clock -----------------------------------------------------------------------------------------
 def _config_changes(node: pytest.Item) -> dict[str, Any]:
-    """``@pytest.mark.mw_config(**changes)``; markers closer to the test win."""
+    """``@pytest.mark.mw_config(**changes)``; markers closer to the test win, status by status for ``task_ttls_s``
+    (a class marker's ``{"running": 3}`` and a test's ``{"queued": 5}`` both apply)."""
     changes: dict[str, Any] = {}
+    ttls: dict[str, Any] = {}
     for marker in reversed(list(node.iter_markers("mw_config"))):
         if marker.args:
             pytest.fail(f"{node.nodeid}: mw_config takes keyword arguments only (MwConfig field names)", pytrace=False)
         changes.update(marker.kwargs)
+        if isinstance(marker.kwargs.get("task_ttls_s"), dict):
+            ttls.update(marker.kwargs["task_ttls_s"])
+            changes["task_ttls_s"] = dict(ttls)
     return changes
 
 

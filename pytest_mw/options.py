@@ -5,7 +5,8 @@ Precedence is marker or factory argument > command line > environment variable >
 variable (``MW_TEST_BACKEND``, ``MW_TEST_SERVER_PROVIDER``) so a CI matrix can pick them without editing its test
 command; an empty variable counts as unset, so a matrix cell can leave the choice to the ini file. These are the
 plugin's own variables: the runtime's ``MW_*`` settings still never reach the ``mw`` fixtures. The result is read
-once into a frozen ``ServerOptions`` / ``MwOptions``.
+once into a frozen ``ServerOptions`` (defined by the server layer, :mod:`pytest_mw.servers.settings`, and kept
+in the config stash, where its factories read it) / ``MwOptions``.
 """
 
 from __future__ import annotations
@@ -18,21 +19,8 @@ from typing import Any, Literal
 import pytest
 
 from pytest_mw.servers.containers import DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE
-from pytest_mw.servers.provider import PROVIDER_CHOICES, ProviderChoice
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """Server settings for the run; ``None`` URLs mean "none given" (``auto`` then starts its own server)."""
-
-    provider: ProviderChoice = "auto"
-    redis_url: str | None = None
-    postgres_dsn: str | None = None
-    redis_exec: str | None = None
-    postgres_exec: str | None = None
-    redis_image: str = DEFAULT_REDIS_IMAGE
-    postgres_image: str = DEFAULT_POSTGRES_IMAGE
-    require_servers: bool = False
+from pytest_mw.servers.provider import PROVIDER_CHOICES
+from pytest_mw.servers.settings import SERVER_OPTIONS_KEY, ServerOptions
 
 
 @dataclass(frozen=True)
@@ -84,8 +72,6 @@ _OPTIONS = (
         "bool",
     ),
 )
-
-SERVER_OPTIONS_KEY = pytest.StashKey["ServerOptions"]()
 
 
 def add_server_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:

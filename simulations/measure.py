@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from mw.keys import global_typed_key
 
 OUTCOMES = ("l0", "l1", "l2", "negative", "coalesced", "load")
 """How a read ended: answered by a tier, by the negative cache, by another agent's load (waited), or by its own load."""
@@ -183,13 +185,23 @@ class LoadTracker:
         self.examples: list[dict[str, Any]] = []
         self.series: list[tuple[float, int]] = []
         """(time, loads of that generation) for every generation that needed more than one load."""
+        self.per_key: Counter[str] | None = None
+        """Loads by key from ``per_key_from`` on, when asked (:meth:`count_per_key`): the prewarm comparison's."""
+        self.per_key_from = 0.0
 
     def in_outage(self, now: float) -> bool:
         return any(start <= now < end for start, end in self.outages)
 
+    def count_per_key(self, since: float) -> None:
+        """Count loads by key from simulated ``since`` on (off by default: a catalog of 200,000 keys costs a dict)."""
+        self.per_key = Counter()
+        self.per_key_from = since
+
     def started(self, key: str, now: float, node: str | None = None) -> bool:
         """A load began on ``node``; returns whether it is a stampede load."""
         self.loads += 1
+        if self.per_key is not None and now >= self.per_key_from:
+            self.per_key[key] += 1
         outage = bool(self.outages) and self.in_outage(now)
         cached = now < self.valid_until.get(key, -math.inf) and not outage
         same_node = self.node_in_flight[(key, node)]
@@ -422,6 +434,64 @@ class Waits:
             "longest_started_at": round(self.longest_at, 3),
             "over_bound": self.over_bound,
             "still_waiting": self.still_waiting,
+        }
+
+
+class KeyStats:
+    """Per key, from simulated ``since`` on: reads and hits as the simulator saw them, and prewarming's Mlt loads.
+
+    The reads are counted from each read's plan (:meth:`wrap` around ``Model.lookup``), not from the runtime's hot
+    items: the hot keys are what the simulator observed. A hit is what the runtime counts as one (a tier's answer at
+    once; another caller's value is a miss). Prewarming's Mlt loads are seen at the runtime's fault seam
+    (:mod:`mw.faults`), installed for the length of each ``prewarm()`` call only; the read path's loads are the
+    load tracker's (:meth:`LoadTracker.count_per_key`).
+    """
+
+    def __init__(self, now: Callable[[], float], since: float) -> None:
+        self.now = now
+        self.since = since
+        self.reads: Counter[str] = Counter()
+        self.hits: Counter[str] = Counter()
+        self.prewarm_loads: Counter[str] = Counter()
+
+    def wrap(self, lookup: Callable[..., Any]) -> Callable[..., Any]:
+        """``lookup`` counting each read of a key and whether a tier answered it at once."""
+        reads, hits, now, since = self.reads, self.hits, self.now, self.since
+
+        def counted(agent: Any, kind: str, scope: str, item_id: str, key: str) -> Any:
+            plan = lookup(agent, kind, scope, item_id, key)
+            if now() >= since:
+                reads[key] += 1
+                if plan.state == "hit" and not plan.shared:
+                    hits[key] += 1
+            return plan
+
+        return counted
+
+    def __call__(self, point: str, key: str | None) -> None:
+        """The fault seam's injector during a ``prewarm()`` call: counts its item loads from Mlt, never acts."""
+        if point == "mlt.get_item" and key is not None and self.now() >= self.since:
+            kind, scope, item_id = key.split(":", 2)
+            self.prewarm_loads[global_typed_key(kind, scope, item_id)] += 1
+
+    def hottest(self, n: int) -> list[str]:
+        """The ``n`` most read keys (ties by key, so a seed gives one list)."""
+        return [key for key, _ in sorted(self.reads.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+    def summary(self, keys: Sequence[str], read_loads: Counter[str] | None) -> dict[str, Any]:
+        """What the run did for ``keys``: reads, hit ratio, Mlt loads on the read path and by prewarming."""
+        reads = sum(self.reads[k] for k in keys)
+        hits = sum(self.hits[k] for k in keys)
+        on_reads = sum(read_loads[k] for k in keys) if read_loads is not None else 0
+        by_prewarm = sum(self.prewarm_loads[k] for k in keys)
+        return {
+            "n": len(keys),
+            "reads": reads,
+            "hits": hits,
+            "hit_ratio": round(hits / reads, 6) if reads else 0.0,
+            "read_loads": on_reads,
+            "prewarm_loads": by_prewarm,
+            "mlt_loads": on_reads + by_prewarm,
         }
 
 

@@ -643,7 +643,7 @@ class Model:
         valid_until = None if expire_at is None else expire_at - self.start_epoch
         self.loads.finished(key, now, False, None if local else valid_until, agent.node, bool(local))
         if filled and valid_until is not None:
-            kind = key.split(":", 3)[2]
+            kind = K.parse_key(key).kind or ""
             hook = self.on_fill.get(kind)
             if hook is not None:
                 hook(agent, key, valid_until)

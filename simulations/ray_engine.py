@@ -37,6 +37,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+from mw import keys as K
 from mw.telemetry import COUNTERS, hit_ratio
 from simulations.backends import Backend
 from simulations.fault_windows import WindowInjector
@@ -149,7 +150,7 @@ class SimShard:
                 self.l1_visible = spec.l1 != "actor"
                 self.loads = _RecordingLoads(lambda: env.now)
                 self.truth = _RecordingTruth(self.wall_now)
-                self.item_prefix = f"global:item:{scenario.items.kind}:{scenario.items.scope}:"
+                self.item_prefix = K.global_typed_prefix(scenario.items.kind, scenario.items.scope)
                 self.item_reads: list[tuple[str, int, float, float]] = []
 
             def wall_now(self) -> float:
@@ -379,7 +380,7 @@ class _AgentRecord:
 
 @dataclass
 class _MergedModel:
-    """What :func:`simulations.runner._summarise` reads of a model, merged over the shards."""
+    """What :func:`simulations.runner.summarise` reads of a model, merged over the shards."""
 
     config: Any
     outcomes: Outcomes
@@ -643,7 +644,7 @@ def run_on_ray(
         )
     import ray
 
-    from simulations.runner import Outcome, _summarise
+    from simulations.runner import Outcome, summarise
 
     if backend.redis_url is None:
         raise ValueError(
@@ -723,7 +724,7 @@ def run_on_ray(
         model, sampler, tasks = _merge(results, config, scenario, lag_bound_s / factor)
         simulate_s = max(r["simulate_s"] for r in results)
         wall = {"seed_s": round(seed_s, 3), "simulate_s": round(simulate_s, 3), "prepare_s": round(prepare_s, 3)}
-        summary = _summarise(model, scenario, options, Outcome(sampler, tasks, wall))  # type: ignore[arg-type]
+        summary = summarise(model, scenario, options, Outcome(sampler, tasks, wall))  # type: ignore[arg-type]
         summary["log_lines"] = sum(r["log_lines"] for r in results)
         faults = WindowInjector((), time.monotonic).counts()  # faults run on the SimPy engine only: all zero
         summary["faults"] = {"windows": [], "kinds": [], **faults, "mlt_resumed": [], "crash_leases": []}

@@ -5,7 +5,9 @@ object and its size (what Mlt is seeded with) and the single-cache comparison of
 (:mod:`simulations.single_cache`). Then each run (cached, baseline) reads it again through :class:`TraceReplay`, a
 :class:`simulations.runner.Workload`: every request is issued at its time (relative to the first request) by an agent
 drawn from a stream seeded by the scenario's seed, through ``Model.lookup`` / ``Model.resolve`` like every synthetic
-read, so it is counted, its loads judged, and its hit ratio is the fleet's observed one (the judged figure).
+read, so it is counted, its loads judged, and its hit ratio is the fleet's observed one (the judged figure). Every
+object is stored as version 1 of its size (``"1|xx..."``) and never written, so the stale-read oracle judges every
+answer: anything but that value (a ``None`` included) is a stale read.
 
 :func:`replay_scenario` turns a base scenario (``--scenario``, else the defaults) into the scenario of the replay: its
 duration is the trace's span, its warm-up 10 % of it, the synthetic processes (tasks, herd, bursts, churn, prewarm,
@@ -25,7 +27,7 @@ from typing import Any
 from mw.keys import global_typed_key
 from mw.readthrough import LoadPlan
 from simulations import workloads as W
-from simulations.model import Agent, Model, Process
+from simulations.model import NO_ANSWER, Agent, Model, Process
 from simulations.scenario import Scenario
 from simulations.single_cache import SingleCaches
 from simulations.trace import Request, TraceError, read_trace
@@ -129,9 +131,12 @@ class TraceReplay:
         self.heartbeat_s = scenario.heartbeat.every_s
 
     def seed(self, model: Model) -> None:
-        put, kind, scope = model.store.put_item, self.kind, self.scope
+        put, kind, scope, created = model.store.put_item, self.kind, self.scope, model.truth.created
+        now = model.env.now
         for key, size in self.index.sizes.items():
-            put(kind, scope, key, "x" * size)
+            value = object_value(size)
+            put(kind, scope, key, value)
+            created(key, 1, now, None, value)
 
     def start(self, model: Model) -> None:
         for _ in range(model.scenario.run.agents):
@@ -145,7 +150,7 @@ class TraceReplay:
         env, agents, outcomes = model.env, model.agents, model.outcomes
         rng = random.Random(f"{model.seed}:replay")
         pick = rng.randrange
-        lookup, kind, scope, start = model.lookup, self.kind, self.scope, self.index.start
+        lookup, served, kind, scope, start = model.lookup, model.item_served, self.kind, self.scope, self.index.start
         keys: dict[str, str] = {}
         for request in requests:
             wait = request.time - start - env.now
@@ -158,8 +163,21 @@ class TraceReplay:
             if key is None:
                 key = keys[item_id] = global_typed_key(kind, scope, item_id)
             plan = lookup(me, kind, scope, item_id, key)
-            if plan.state != "hit" and plan.state != "negative":
+            state = plan.state
+            if state == "hit":
+                served(item_id, plan.value, env.now)
+            elif state == "negative":
+                served(item_id, None, env.now)
+            else:
                 env.process(self.resolve(model, me, plan, request.key))
 
     def resolve(self, model: Model, me: Agent, plan: LoadPlan, key: str) -> Process:
-        yield from model.resolve(me, plan, model.mlt_item(self.kind, self.scope, key))
+        started = model.env.now
+        value = yield from model.resolve(me, plan, model.mlt_item(self.kind, self.scope, key))
+        if value is not NO_ANSWER:
+            model.item_served(key, value, started)
+
+
+def object_value(size: int) -> str:
+    """What Mlt holds for an object of ``size`` bytes: version 1, so the oracle can judge every copy."""
+    return "1|" + "x" * max(0, size - 2)

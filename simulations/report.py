@@ -188,10 +188,20 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
     p = result["params"]
     verdict = result["verdict"]
     lines = [
-        f"# mw-sim: {result['scenario']} - {'PASS' if verdict['passed'] else 'FAIL'}",
+        f"# mw-sim: {result['scenario']} - {'PASS' if verdict['passed'] else 'FAIL'}"
+        + (" (informational)" if result.get("informational") else ""),
         "",
         f"{result.get('description', '').strip()}",
         "",
+    ]
+    if result.get("informational"):
+        outcome = "every check passed" if verdict["passed"] else "checks failed"
+        lines += [
+            f"*Informational scenario: its verdict is reported as measured ({outcome}) and does not set `mw-sim`'s "
+            "exit code (0 either way).*",
+            "",
+        ]
+    lines += [
         f"- agents {p['agents']} on {p['nodes']} nodes, {p['duration_s']:g} simulated s (warmup {p['warmup_s']:g} s), "
         f"seed {p['seed']}",
         f"- backend: {result['backend']}",
@@ -236,6 +246,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
             f"- prewarm: {cached['prewarmed']} items prewarmed; hit ratio {prewarm['with']:.4f} with, "
             f"{prewarm['without']:.4f} without ({prewarm['delta']:+.4f})"
         )
+        lines += _prewarm_hot_lines(prewarm)
     lines += _operations_section(cached)
     lines += _replay_section(result)
     lines += ["", f"![hit ratio per tier]({plots['hit_ratio']})", f"![Mlt QPS]({plots['mlt_qps']})", ""]
@@ -316,6 +327,34 @@ def _faults_section(run: dict[str, Any]) -> list[str]:
     for ex in errors.get("examples") or []:
         lines.append(f"- not allowed: {ex['what']} at t={ex['t']}: {_cell(ex['error'])}")
     return lines
+
+
+def _prewarm_hot_lines(effect: dict[str, Any]) -> list[str]:
+    """The hot keys' figures with and without prewarming: hit ratio, Mlt loads on the read path and by prewarming."""
+    hot = effect.get("hot")
+    if not hot:
+        return []
+    w, wo = hot["with"], hot["without"]
+
+    def fewer(figure: str) -> str:
+        share = effect[f"hot_{figure}_fewer"]
+        if share is None:
+            return "n/a"
+        return f"{share:.1%} fewer" if share >= 0 else f"{-share:.1%} more"
+
+    return [
+        f"- prewarm, the {effect['hot_keys']['n']} hot keys ({effect['hot_keys']['defined_by']}; "
+        f"{w['reads']} reads with, {wo['reads']} without):",
+        "",
+        "  | hot keys | with prewarming | without | change |",
+        "  |---|---|---|---|",
+        f"  | hit ratio | {w['hit_ratio']:.4f} | {wo['hit_ratio']:.4f} | {effect['hot_hit_ratio_delta']:+.4f} |",
+        f"  | Mlt loads on the read path (a reader waited) | {w['read_loads']} | {wo['read_loads']} | "
+        f"{fewer('read_loads')} |",
+        f"  | Mlt loads by prewarming | {w['prewarm_loads']} | {wo['prewarm_loads']} | |",
+        f"  | Mlt loads all told | {w['mlt_loads']} | {wo['mlt_loads']} | {fewer('mlt_loads')} |",
+        "",
+    ]
 
 
 def _replay_section(result: dict[str, Any]) -> list[str]:

@@ -27,6 +27,7 @@ from simulations import workloads as W
 from simulations.backends import Backend
 from simulations.fault_windows import described
 from simulations.logwatch import LogWatch
+from simulations.measure import KeyStats
 from simulations.model import START_EPOCH, Model
 from simulations.scenario import Scenario, ScenarioError
 from simulations.series import Sampler
@@ -57,6 +58,10 @@ class RunOptions:
     log_dir: Path | None = None
     workload: Workload | None = None
     """Seeds Mlt and starts the run's processes instead of the catalog and ``workloads.start_all``."""
+    count_keys: bool = False
+    """Count reads, hits and Mlt loads by key after the warm-up (the prewarm comparison's hot keys)."""
+    hot_keys: list[str] | None = None
+    """With ``count_keys``: the keys to report (the cached run's hot keys); ``None``: this run's most read."""
 
 
 def run_once(
@@ -115,7 +120,7 @@ def run_once(
         faults = injected(injector) if scenario.faults else contextlib.nullcontext()
         with LogWatch(model.double_prefix, log_path) as watch, faults:
             outcome = _simulate(model, scenario, options, progress)
-        summary = _summarise(model, scenario, options, outcome)
+        summary = summarise(model, scenario, options, outcome)
         summary["faults"] = {
             "windows": described(scenario.faults),
             "kinds": [w.kind for w in scenario.faults],
@@ -142,6 +147,7 @@ class Outcome:
     sampler: Sampler
     tasks: W.Tasks | None
     wall: dict[str, float]
+    key_stats: KeyStats | None = None
 
 
 def _simulate(model: Model, scenario: Scenario, options: RunOptions, progress: Progress | None) -> Outcome:
@@ -158,9 +164,17 @@ def _simulate(model: Model, scenario: Scenario, options: RunOptions, progress: P
     tasks = W.Tasks(model, scenario.tasks) if scenario.tasks.enabled else None
     seeded = time.perf_counter()
     sampler = Sampler(model, run.sample_s)
+    stats = None
+    if options.count_keys:
+        warm = min(run.warmup_s, run.duration_s)
+        stats = KeyStats(lambda: env.now, warm)
+        # Model has no hook for this: every item read goes through Model.lookup, looked up when a reader starts.
+        model.lookup = stats.wrap(model.lookup)  # type: ignore[method-assign]
+        model.loads.count_per_key(warm)
 
     if options.workload is None:
-        W.start_all(model, scenario, catalog, tasks, prewarming=options.prewarm and options.caching)
+        prewarming = options.prewarm and options.caching
+        W.start_all(model, scenario, catalog, tasks, prewarming=prewarming, key_stats=stats)
     else:
         options.workload.start(model)
 
@@ -179,7 +193,7 @@ def _simulate(model: Model, scenario: Scenario, options: RunOptions, progress: P
         sampler.scan_l2()
     finished = time.perf_counter()
     wall = {"seed_s": round(seeded - started, 3), "simulate_s": round(finished - seeded, 3)}
-    return Outcome(sampler, tasks, wall)
+    return Outcome(sampler, tasks, wall, stats)
 
 
 def _measured(sampler: Sampler) -> dict[str, int]:
@@ -196,7 +210,8 @@ def _hot_items(model: Model, top_n: int = 10) -> list[list[Any]]:
     return [[name, count] for name, count in merged.most_common(top_n)]
 
 
-def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: Outcome) -> dict[str, Any]:
+def summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: Outcome) -> dict[str, Any]:
+    """The run's summary (what ``result.json`` and the verdict read); the Ray engine calls it on its merged model."""
     sampler, tasks, wall = outcome.sampler, outcome.tasks, outcome.wall
     run = scenario.run
     totals = sampler.totals()
@@ -250,7 +265,17 @@ def _summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: O
         "operations": model.operations.summary(),
         "series": sampler.rows,
         "wall": wall,
+        **_hot_keys(model, scenario, options, outcome.key_stats),
     }
+
+
+def _hot_keys(model: Model, scenario: Scenario, options: RunOptions, stats: KeyStats | None) -> dict[str, Any]:
+    """``{"hot_keys": ...}``: the reads, hit ratio and Mlt loads of the hot keys (the given ones, else this run's
+    most read), when the run counted keys."""
+    if stats is None:
+        return {}
+    keys = options.hot_keys if options.hot_keys is not None else stats.hottest(scenario.prewarm.hot_keys)
+    return {"hot_keys": {"keys": list(keys), **stats.summary(keys, model.loads.per_key)}}
 
 
 def run_scenario(
@@ -280,13 +305,17 @@ def run_scenario(
             label, overrides=dict(overrides or {}), realtime=realtime, log_dir=log_dir, workload=workload, **kw
         )
 
-    runs = {"cached": engine(scenario, backend, options("cached"), progress)}
+    compare = scenario.prewarm.compare and scenario.prewarm.every_s > 0
+    runs = {"cached": engine(scenario, backend, options("cached", count_keys=compare), progress)}
     if scenario.run.baseline if baseline is None else baseline:
         runs["baseline"] = engine(scenario, backend, options("baseline", caching=False), progress)
-    if scenario.prewarm.compare and scenario.prewarm.every_s > 0:
-        runs["no_prewarm"] = engine(scenario, backend, options("no_prewarm", prewarm=False), progress)
+    if compare:
+        hot = runs["cached"].get("hot_keys", {}).get("keys")
+        without = options("no_prewarm", prewarm=False, count_keys=True, hot_keys=hot)
+        runs["no_prewarm"] = engine(scenario, backend, without, progress)
     cached = runs["cached"]
-    verdict = judge(cached, scenario.targets, tasks=scenario.tasks.enabled)
+    effect = prewarm_effect(cached, runs["no_prewarm"]) if "no_prewarm" in runs else None
+    verdict = judge(cached, scenario.targets, tasks=scenario.tasks.enabled, prewarm=effect)
     mlt: dict[str, Any] = {"queries_cached": cached["mlt_queries"]}
     if "baseline" in runs:
         base = runs["baseline"]["mlt_queries"]
@@ -312,7 +341,36 @@ def run_scenario(
         "mlt": mlt,
         "runs": runs,
     }
-    if "no_prewarm" in runs:
-        with_, without = cached["hit_ratio"]["mw_hit_ratio"], runs["no_prewarm"]["hit_ratio"]["mw_hit_ratio"]
-        result["prewarm_effect"] = {"with": with_, "without": without, "delta": round(with_ - without, 6)}
+    if effect is not None:
+        result["prewarm_effect"] = effect
+    if scenario.informational:
+        result["informational"] = True
     return result
+
+
+HOT_FIGURES = ("reads", "hit_ratio", "read_loads", "prewarm_loads", "mlt_loads")
+
+
+def prewarm_effect(cached: dict[str, Any], no_prewarm: dict[str, Any]) -> dict[str, Any]:
+    """Prewarming's effect: the fleet's hit ratio with and without it, and, when both runs counted keys, what it did
+    for the hot keys (the cached run's most read): their hit ratio and their Mlt loads on the read path (a reader
+    waited for Mlt) and by prewarming, with and without."""
+    with_, without = cached["hit_ratio"]["mw_hit_ratio"], no_prewarm["hit_ratio"]["mw_hit_ratio"]
+    effect: dict[str, Any] = {"with": with_, "without": without, "delta": round(with_ - without, 6)}
+    hot_with, hot_without = cached.get("hot_keys"), no_prewarm.get("hot_keys")
+    if hot_with is None or hot_without is None:
+        return effect
+    effect["hot_keys"] = {
+        "n": len(hot_with["keys"]),
+        "keys": hot_with["keys"],
+        "defined_by": "the cached run's most read keys after the warm-up, by the simulator's count",
+    }
+    effect["hot"] = {
+        "with": {k: hot_with[k] for k in HOT_FIGURES},
+        "without": {k: hot_without[k] for k in HOT_FIGURES},
+    }
+    effect["hot_hit_ratio_delta"] = round(hot_with["hit_ratio"] - hot_without["hit_ratio"], 6)
+    for figure in ("read_loads", "mlt_loads"):
+        before = hot_without[figure]
+        effect[f"hot_{figure}_fewer"] = round(1 - hot_with[figure] / before, 6) if before else None
+    return effect

@@ -52,6 +52,12 @@ class LatencySpec:
     p99_ms: float = 40.0
 
 
+VALUE_DISTS = ("uniform", "lognormal")
+VALUE_CONTENTS = ("repeated", "random")
+VALUE_BYTES_CAP = 512 * 1024
+"""The largest item size drawn: half the runtime's default ``MW_MAX_VALUE_BYTES`` (a lognormal tail has no end)."""
+
+
 @dataclass(frozen=True)
 class ItemsSpec:
     """Typed item reads with Zipf popularity over a catalog whose hot set drifts, and writes through the typed API.
@@ -77,12 +83,41 @@ class ItemsSpec:
     absent_pool: int = 200
     value_bytes_min: int = 200
     value_bytes_max: int = 2000
+    """With ``value_dist = "uniform"`` (the default), each item's size is drawn uniformly between these."""
+    value_dist: str = "uniform"
+    """Item sizes: ``uniform`` (``value_bytes_min`` to ``value_bytes_max``) or ``lognormal`` (``value_bytes_median``,
+    ``value_bytes_p99``; draws are clipped to 1 byte .. :data:`VALUE_BYTES_CAP`), as production sizes are."""
+    value_bytes_median: int = 1024
+    value_bytes_p99: int = 65536
+    value_content: str = "repeated"
+    """What a value holds after its version: ``repeated`` (one character: zlib shrinks it to almost nothing, which
+    does not matter for small values under the codec's threshold) or ``random`` (seeded base64 text: zlib saves about
+    a quarter, so the tiers hold close to the nominal sizes)."""
     drift_every_s: float = 300.0
     drift_step: int = 50
     """Every ``drift_every_s`` the popularity ranking shifts by this many items: new keys become hot."""
     invalidation_delay_s: float = 0.0
     """Simulated time from a write's Mlt commit to its write-through reaching the caches (a writer in another
     process, heard over the bus). 0: at once, judged with tolerance 0; otherwise with ``truth.BUS_LAG_S``."""
+
+    def __post_init__(self) -> None:
+        if self.value_dist not in VALUE_DISTS:
+            raise ScenarioError(f"value_dist = {self.value_dist!r}: one of {', '.join(VALUE_DISTS)}")
+        if self.value_content not in VALUE_CONTENTS:
+            raise ScenarioError(f"value_content = {self.value_content!r}: one of {', '.join(VALUE_CONTENTS)}")
+        if self.value_dist == "uniform":
+            names: tuple[str, ...] = ("value_bytes_min", "value_bytes_max")
+        else:
+            names = ("value_bytes_median", "value_bytes_p99")
+        low, high = (getattr(self, name) for name in names)
+        for name, value in zip(names, (low, high), strict=True):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= VALUE_BYTES_CAP:
+                raise ScenarioError(f"{name} = {value!r}: a whole number of bytes from 0 to {VALUE_BYTES_CAP}")
+        if low > high or (self.value_dist == "lognormal" and low < 1):
+            lowest = 0 if self.value_dist == "uniform" else 1
+            raise ScenarioError(
+                f"{names[0]} = {low!r}, {names[1]} = {high!r}: need {lowest} <= {names[0]} <= {names[1]}"
+            )
 
 
 @dataclass(frozen=True)
@@ -143,7 +178,13 @@ class PrewarmSpec:
     """0: no prewarming. Otherwise every agent calls ``prewarm(top_n)`` this often."""
     top_n: int = 10
     compare: bool = False
-    """Also run without prewarming to measure its effect on the hit ratio."""
+    """Also run without prewarming to measure its effect: on the hit ratio, and on the hot keys' reads and loads."""
+    hot_keys: int = 10
+    """With ``compare``: how many keys are the hot keys judged, the cached run's most read by the simulator's count."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hot_keys, bool) or not isinstance(self.hot_keys, int) or self.hot_keys < 1:
+            raise ScenarioError(f"hot_keys = {self.hot_keys!r}: a whole number of keys, at least 1")
 
 
 @dataclass(frozen=True)
@@ -348,6 +389,8 @@ class Scenario:
     name: str
     description: str = ""
     source: str = ""
+    informational: bool = False
+    """The verdict informs and does not gate: ``mw-sim run`` exits 0 when a check fails (the rows still say FAIL)."""
     run: RunSpec = field(default_factory=RunSpec)
     runtime: dict[str, Any] = field(default_factory=dict)
     mlt: LatencySpec = field(default_factory=LatencySpec)
@@ -458,14 +501,18 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
     """Build a scenario from parsed TOML; every problem is a :class:`ScenarioError` naming ``source`` and the key."""
     if "name" not in data or not isinstance(data["name"], str):
         raise ScenarioError(f'{source}: a scenario needs a top-level name = "..."')
-    unknown = sorted(set(data) - {"name", "description", "runtime", "faults", *_SECTIONS})
+    unknown = sorted(set(data) - {"name", "description", "informational", "runtime", "faults", *_SECTIONS})
     if unknown:
         raise ScenarioError(f"{source}: unknown table or key {unknown[0]!r}")
+    informational = data.get("informational", False)
+    if not isinstance(informational, bool):
+        raise ScenarioError(f"{source}: informational = {informational!r}: true or false")
     runtime = dict(data.get("runtime", {}))
     bad = sorted(set(runtime) - _CONFIG_FIELDS)
     if bad:
         raise ScenarioError(f"{source}: [runtime] {bad[0]!r} is not an MwConfig setting")
     kwargs: dict[str, Any] = {"name": data["name"], "description": data.get("description", ""), "source": source}
+    kwargs["informational"] = informational
     kwargs["runtime"] = runtime
     kwargs["faults"] = _faults(source, data.get("faults", []), runtime)
     for name in _SECTIONS:

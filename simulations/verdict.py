@@ -17,6 +17,9 @@ runtime's counters are judged by ``telemetry_truth`` instead.
 | ``no_caller_errors`` | Faults as scenarios: no error outside a fault window; inside ``mlt_down`` only for misses |
 | ``no_caller_hang`` | Faults as scenarios: every reader is answered within ``MW_LOAD_TIMEOUT_S`` |
 | ``fault_recovery`` | Faults as scenarios: loads resume after ``mlt_down``; a crashed agent's keys are taken over |
+| ``prewarm_gain`` | Hot items prewarming (Week 2+): the hot keys' read-path Mlt loads at least 20 % fewer with it |
+
+``prewarm_gain`` is judged when the scenario compares runs with and without prewarming (``[prewarm] compare``).
 """
 
 from __future__ import annotations
@@ -63,8 +66,15 @@ def _ratio(name: str, title: str, observed: float, target: float) -> Check:
     )
 
 
-def judge(run: dict[str, Any], targets: Targets, *, tasks: bool = True) -> Verdict:
-    """The verdict of one run; ``tasks``: whether the scenario runs the task workload ``running_ttl`` needs."""
+PREWARM_MIN_GAIN = 0.20
+"""Prewarming must spare the hot keys at least this share of the Mlt loads readers wait for (issue 10)."""
+
+
+def judge(
+    run: dict[str, Any], targets: Targets, *, tasks: bool = True, prewarm: dict[str, Any] | None = None
+) -> Verdict:
+    """The verdict of one run; ``tasks``: whether the scenario runs the task workload ``running_ttl`` needs;
+    ``prewarm``: the effect of prewarming (``runner.prewarm_effect``), judged when it has the hot keys' figures."""
     ratio = run["hit_ratio"]["observed"]
     checks = [_ratio("hit_ratio_week1", "Hit ratio (Week 1)", ratio, targets.hit_ratio_week1)]
     if targets.hit_ratio_week2 is not None:
@@ -118,6 +128,8 @@ def judge(run: dict[str, Any], targets: Targets, *, tasks: bool = True) -> Verdi
     checks.append(_caller_errors(run.get("caller_errors")))
     checks.append(_caller_hang(run.get("waits")))
     checks.append(_fault_recovery(run.get("faults") or {}))
+    if prewarm is not None and "hot" in prewarm:
+        checks.append(_prewarm_gain(prewarm))
     return Verdict(checks)
 
 
@@ -184,6 +196,32 @@ def _fault_recovery(faults: dict[str, Any]) -> Check:
         short.append(f"{unanswered} readers unanswered")
     ok = not short
     return Check("fault_recovery", title, target, "; ".join(parts), ok, ", ".join(short))
+
+
+def _prewarm_gain(effect: dict[str, Any]) -> Check:
+    """The hot keys' Mlt loads on the read path (a reader waited for Mlt) with prewarming against without."""
+    with_, without = effect["hot"]["with"], effect["hot"]["without"]
+    fewer = effect["hot_read_loads_fewer"]
+    n = effect["hot_keys"]["n"]
+    observed = (
+        f"{with_['read_loads']} vs {without['read_loads']} read-path loads of the {n} hot keys"
+        + (f" ({fewer:.1%} fewer)" if fewer is not None else "")
+        + f"; prewarm loaded them {with_['prewarm_loads']} times; hot-key hit ratio {with_['hit_ratio']:.4f} vs "
+        f"{without['hit_ratio']:.4f}"
+    )
+    passed = fewer is not None and fewer >= PREWARM_MIN_GAIN
+    if fewer is None:
+        short = "n/a: no read-path load of a hot key to spare"
+    else:
+        short = "" if passed else f"{fewer - PREWARM_MIN_GAIN:+.1%}"
+    return Check(
+        "prewarm_gain",
+        "Prewarming spares hot keys' read-path loads",
+        f">= {PREWARM_MIN_GAIN:.0%} fewer than without",
+        observed,
+        passed,
+        short,
+    )
 
 
 def _telemetry_truth(truth: dict[str, Any], hb: dict[str, Any]) -> Check:

@@ -16,17 +16,20 @@ Each generator below is one documented behaviour of a fleet; a scenario composes
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 from collections.abc import Callable
 from typing import Any
 
 from mw import keys as K
+from mw.faults import injected
 from mw.keys import global_typed_key
 from mw.mlt import MltStore
-from simulations.distributions import Zipf
+from simulations.distributions import Zipf, item_sizes
+from simulations.measure import KeyStats
 from simulations.model import CALLER_ERRORS, NO_ANSWER, Agent, Model, Process
-from simulations.scenario import DefectSpec, FaultWindow, HerdSpec, ItemsSpec, TasksSpec
+from simulations.scenario import VALUE_BYTES_CAP, DefectSpec, FaultWindow, HerdSpec, ItemsSpec, TasksSpec
 from simulations.truth import BEYOND, BUS_LAG_S
 
 log = logging.getLogger("simulations")
@@ -35,14 +38,30 @@ app_log = logging.getLogger("app.writer")
 HERD_KIND, HERD_SCOPE = "hot", "shared"
 
 
+RANDOM_TEXT_BYTES = 2 * VALUE_BYTES_CAP
+"""Length of the seeded text that ``random`` values are cut from (any item's slice fits in it)."""
+
+
 class Catalog:
-    """The items Mlt holds, their sizes, and the ids that Mlt does not have."""
+    """The items Mlt holds, their sizes, and the ids that Mlt does not have.
+
+    Only the sizes are kept: a value is made when it is written (:meth:`value`), so 200,000 items of a lognormal
+    size cost their sizes here, not a gigabyte of strings (Mlt and the tiers hold what they hold).
+    """
 
     def __init__(self, spec: ItemsSpec, seed: int) -> None:
         self.spec = spec
         rng = random.Random(f"{seed}:catalog")
         self.ids = [f"i{i}" for i in range(spec.catalog)]
-        self.sizes = [rng.randint(spec.value_bytes_min, spec.value_bytes_max) for _ in self.ids]
+        self.sizes = item_sizes(spec, len(self.ids), rng)
+        self.text = ""
+        """``random`` content: seeded base64 text; a value is a slice of it, so zlib cannot shrink it to nothing."""
+        if spec.value_content == "random":
+            raw = random.Random(f"{seed}:content").randbytes(RANDOM_TEXT_BYTES * 3 // 4)
+            self.text = base64.b64encode(raw).decode("ascii")
+        self.keeps_values = spec.value_content == "repeated"
+        """Whether the truth keeps each item's current value (a compare judges a fresh read). Not for ``random``
+        content: its values are large and distinct, and the version parsed from the value judges them as well."""
         self.absent = [f"missing-{i}" for i in range(max(1, spec.absent_pool))]
         self.popularity = Zipf(spec.catalog, spec.zipf_alpha)
         self.absent_popularity = Zipf(len(self.absent), spec.zipf_alpha)
@@ -52,8 +71,18 @@ class Catalog:
         """Items written during the run."""
 
     def value(self, item_id: str, version: int) -> str:
-        """An immutable value that names its version (``"3|xxx..."``), so the truth can judge any copy."""
-        return f"{version}|" + "x" * self.sizes[self.index[item_id]]
+        """An immutable value that names its version (``"3|xxx..."``), so the truth can judge any copy; ``random``
+        content is the item's own slice of the seeded text (where it starts depends on the item and the version)."""
+        i = self.index[item_id]
+        size = self.sizes[i]
+        if not self.text:
+            return f"{version}|" + "x" * size
+        start = ((i + 1) * 2_654_435_761 + version * 40_503) % (len(self.text) - size + 1)
+        return f"{version}|" + self.text[start : start + size]
+
+    def truth_value(self, value: str) -> str | None:
+        """What the truth keeps of a value just written (see :attr:`keeps_values`)."""
+        return value if self.keeps_values else None
 
     def seed_mlt(self, model: Model) -> None:
         self.seed_store(model.store)
@@ -68,6 +97,10 @@ class Catalog:
         """The catalog exists from now on (the absent ids never do); writes are judged by their writer's bound."""
         tolerate(model, "item", self.spec.invalidation_delay_s)
         now, created, value = model.env.now, model.truth.created, self.value
+        if not self.keeps_values:
+            for item_id in self.ids:
+                created(item_id, 1, now, None)
+            return
         for item_id in self.ids:
             created(item_id, 1, now, None, value(item_id, 1))
 
@@ -267,7 +300,7 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
         version,
         now,
         now + truth.lag_s["item"],
-        value,
+        catalog.truth_value(value),
         writer=me.node,
         local_deadline=now + truth.local_lag_s["item"],
     )
@@ -612,7 +645,7 @@ class Tasks:
             row = None
         else:
             store = model.store
-            row = yield from model.resolve(me, plan, lambda: store.get_task(task_id))
+            row = yield from model.resolve(me, plan, lambda: store.get_task(task_id, with_meta=True))
             if row is NO_ANSWER:
                 return
         model.task_served(me, plan.key, task_id, row, started)
@@ -647,16 +680,22 @@ def churn(model: Model, every_s: float, fraction: float, start: Callable[[Agent]
             start(model.add_agent())
 
 
-def prewarm(model: Model, every_s: float, top_n: int) -> Process:
-    """Each agent calls ``prewarm(top_n)`` once per ``every_s``, round-robin over the fleet."""
+def prewarm(model: Model, every_s: float, top_n: int, stats: KeyStats | None = None) -> Process:
+    """Each agent calls ``prewarm(top_n)`` once per ``every_s``, round-robin over the fleet; with ``stats``, the
+    Mlt loads each call makes are counted by key (at the fault seam, for the length of the call)."""
     turn = 0
     while True:
         yield model.env.timeout(every_s / max(1, len(model.agents)))
         if model.agents:
             turn %= len(model.agents)
             model.operations.counts["prewarm"] += 1
+            manager = model.agents[turn].manager
             try:
-                model.agents[turn].manager.prewarm(top_n)
+                if stats is None:
+                    manager.prewarm(top_n)
+                else:
+                    with injected(stats):
+                        manager.prewarm(top_n)
             except CALLER_ERRORS as exc:  # a load it made found Mlt down
                 now = model.env.now
                 model.errors.record("prewarm", now, now, exc)
@@ -713,10 +752,17 @@ def crash(model: Model, window: FaultWindow, start: Callable[[Agent], None]) -> 
 
 
 def start_all(
-    model: Model, scenario: Any, catalog: Catalog, tasks: Tasks | None, *, prewarming: bool
+    model: Model,
+    scenario: Any,
+    catalog: Catalog,
+    tasks: Tasks | None,
+    *,
+    prewarming: bool,
+    key_stats: KeyStats | None = None,
 ) -> Callable[[Agent], None]:
     """Start the scenario's processes: its agents (and their heartbeats), task creation, drift, bursts, churn,
-    prewarming and the fault injectors. Returns the function that starts one more agent (churn uses it)."""
+    prewarming and the fault injectors. Returns the function that starts one more agent (churn uses it).
+    ``key_stats`` counts prewarming's Mlt loads by key."""
     env, run = model.env, scenario.run
 
     def start(member: Agent) -> None:
@@ -737,7 +783,7 @@ def start_all(
         env.process(churn(model, scenario.churn.every_s, scenario.churn.fraction, start))
     p = scenario.prewarm
     if prewarming and p.every_s > 0:
-        env.process(prewarm(model, p.every_s, p.top_n))
+        env.process(prewarm(model, p.every_s, p.top_n, key_stats))
     if scenario.defects.double_prefix_writer:
         env.process(double_prefix_writer(model, scenario.defects.every_s, scenario.items.kind, scenario.items.scope))
     if scenario.defects.mark_present_absent:

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from mw.codec import dumps_json, loads_json
 from mw.errors import ConfigError, MltUnavailable
 from mw.keys import check_text, task_id_str
-from mw.tasks import check_row
+from mw.tasks import check_row, strip_task_meta
 
 
 class _Missing:
@@ -98,9 +98,14 @@ class MltStore(abc.ABC):
         """Remove; return whether it existed."""
 
     # --- tasks ---------------------------------------------------------------------------------------
+    def get_task(self, task_id: object, *, with_meta: bool = False) -> dict[str, Any] | None:
+        """The task row exactly as it was written, or ``None``; ``with_meta=True`` adds its ``version``."""
+        row = self._get_task(task_id_str(task_id))
+        return row if row is None or with_meta else strip_task_meta(row)
+
     @abc.abstractmethod
-    def get_task(self, task_id: object) -> dict[str, Any] | None:
-        """The task row (with its ``version``), or ``None``."""
+    def _get_task(self, task_id: str) -> dict[str, Any] | None:
+        """The stored row with its ``version``, or ``None``."""
 
     @abc.abstractmethod
     def _upsert_task(self, task_id: str, status: str, row_json: str) -> int:
@@ -110,11 +115,12 @@ class MltStore(abc.ABC):
     def _delete_task(self, task_id: str) -> bool: ...
 
     def put_task(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Insert or replace a task row; returns the stored row including its new ``version``."""
+        """Insert or replace a task row as given; returns it with its new ``version`` (the write's receipt).
+
+        ``version`` is the store's (:data:`mw.tasks.TASK_META_FIELDS`): a field of that name in ``row`` is not stored.
+        """
         task_id, status = _row_identity(row)
-        stored = dict(row)
-        stored.pop("version", None)
-        stored.setdefault("updated_at", time.time())
+        stored = strip_task_meta(row)
         version = self._upsert_task(task_id, status, dumps_json(stored))
         stored["version"] = version
         return stored
@@ -131,8 +137,6 @@ class MltStore(abc.ABC):
             return None
         row.update(fields)
         row["status"] = status
-        if "updated_at" not in fields:  # a caller on another clock (the simulator) passes its own
-            row["updated_at"] = time.time()
         return self.put_task(row)
 
     def delete_task(self, task_id: object) -> bool:
@@ -145,8 +149,8 @@ class MltStore(abc.ABC):
     async def get_item_async(self, kind: str, scope: str, item_id: str) -> Any:
         return await asyncio.to_thread(self.get_item, kind, scope, item_id)
 
-    async def get_task_async(self, task_id: object) -> dict[str, Any] | None:
-        return await asyncio.to_thread(self.get_task, task_id)
+    async def get_task_async(self, task_id: object, *, with_meta: bool = False) -> dict[str, Any] | None:
+        return await asyncio.to_thread(functools.partial(self.get_task, task_id, with_meta=with_meta))
 
 
 def _row_identity(row: Mapping[str, Any]) -> tuple[str, str]:

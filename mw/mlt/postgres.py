@@ -42,7 +42,6 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mw.faults import INJECTORS, point
-from mw.keys import task_id_str
 from mw.mlt.base import (
     DEFAULT_TIMEOUT_S,
     MISSING,
@@ -271,8 +270,7 @@ class PostgresMltStore(MltStore):
         )
         return row is not None
 
-    def get_task(self, task_id: object) -> dict[str, Any] | None:
-        tid = task_id_str(task_id)
+    def _get_task(self, tid: str) -> dict[str, Any] | None:
         row = self._one("get_task", tid, "SELECT row, version FROM mw_tasks WHERE id=%s", (tid,))
         return None if row is None else decode_row(row[0], int(row[1]))
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from mw.errors import MltUnavailable
 from mw.faults import INJECTORS, point
-from mw.keys import task_id_str
 from mw.mlt.base import (
     DEFAULT_TIMEOUT_S,
     MISSING,
@@ -146,8 +145,7 @@ class SqliteMltStore(MltStore):
         )
         return row is not None
 
-    def get_task(self, task_id: object) -> dict[str, Any] | None:
-        tid = task_id_str(task_id)
+    def _get_task(self, tid: str) -> dict[str, Any] | None:
         row = self._one("get_task", tid, "SELECT row, version FROM mw_tasks WHERE id=?", (tid,))
         return None if row is None else decode_row(row[0], int(row[1]))
 

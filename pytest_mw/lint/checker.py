@@ -16,8 +16,14 @@ from typing import TypeGuard
 from pytest_mw.lint.rules import RULES
 from pytest_mw.lint.suppress import Suppression, suppressions
 
-GLOBAL_PREFIX = "global:item:"
-DOUBLE_PREFIX = GLOBAL_PREFIX + GLOBAL_PREFIX
+
+def _prefixes() -> tuple[str, str]:
+    """The grammar's global prefix and its doubled form, from :mod:`mw.keys` (loaded when a file is linted, so
+    importing the plugin or the CLI stays free of the runtime)."""
+    from mw.keys import DOUBLE_PREFIX, GLOBAL_PREFIX
+
+    return GLOBAL_PREFIX, DOUBLE_PREFIX
+
 
 UNTYPED_GLOBAL_WRITES = frozenset({"set_global_item"})
 KEY_ARG_CALLS = frozenset(
@@ -120,6 +126,7 @@ class _Checker(ast.NodeVisitor):
         self.findings: list[Finding] = []
         self._reported: set[int] = set()
         self._scopes: list[dict[str, tuple[str, int]]] = [{}]
+        self.prefix, self.double = _prefixes()
 
     # --- reporting -----------------------------------------------------------------------------------------------
     def report(self, node: ast.AST, code: str, message: str, span: ast.AST | None = None) -> None:
@@ -220,7 +227,7 @@ class _Checker(ast.NodeVisitor):
                 span=node,
             )
             text = _literal_text(arg)
-            if text is not None and GLOBAL_PREFIX in text and DOUBLE_PREFIX not in text:
+            if text is not None and self.prefix in text and self.double not in text:
                 self._mark(arg)
         else:
             self.report(
@@ -253,7 +260,7 @@ class _Checker(ast.NodeVisitor):
             return
         arg = _key_arg(node)
         text = None if arg is None else _leading_text(arg)
-        if arg is None or text is None or not text.startswith(GLOBAL_PREFIX) or DOUBLE_PREFIX in text:
+        if arg is None or text is None or not text.startswith(self.prefix) or self.double in text:
             return
         self.report(
             arg,
@@ -280,11 +287,11 @@ class _Checker(ast.NodeVisitor):
     def _literal(self, node: ast.AST, text: str) -> None:
         if id(node) in self._reported:
             return
-        if DOUBLE_PREFIX in text:
-            self.report(node, "MW006", "string contains the double-prefixed 'global:item:global:item:'")
-        elif GLOBAL_PREFIX in text:
+        if self.double in text:
+            self.report(node, "MW006", f"string contains the double-prefixed {self.double!r}")
+        elif self.prefix in text:
             self.report(
-                node, "MW004", "hand-written 'global:item:' key; use the *_typed API (keys are built by mw.keys)"
+                node, "MW004", f"hand-written {self.prefix!r} key; use the *_typed API (keys are built by mw.keys)"
             )
 
 

@@ -1,6 +1,8 @@
 """``mw-lint PATH...``: the deployment checklist's code checks, with ruff/flake8-style output and exit codes.
 
-Exit codes: 0 no findings, 1 findings, 2 usage error (bad option, unknown rule, missing path).
+Settings come from ``[tool.mw-lint]`` in the nearest ``pyproject.toml`` (:mod:`pytest_mw.lint.config`); the command
+line beats them. Findings and the summary go to stdout (what a CI log or ``| tee`` keeps), errors to stderr.
+Exit codes: 0 no findings, 1 findings, 2 usage error (bad option, unknown rule, missing path, bad configuration).
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pytest_mw.lint.checker import lint_paths
+from pytest_mw.lint.config import LintConfig, LintConfigError, discover, load_config
 from pytest_mw.lint.rules import RULES, expand
 
 EXIT_CLEAN = 0
@@ -29,15 +33,46 @@ def _parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="files or directories (default: .)")
-    parser.add_argument("--select", default=None, help="comma-separated codes or prefixes to check (default: all)")
-    parser.add_argument("--ignore", default="", help="comma-separated codes or prefixes to skip")
-    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="file/dir names to skip")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help="files or directories (default: [tool.mw-lint] paths, else .)"
+    )
+    parser.add_argument(
+        "--select", default=None, help="comma-separated codes or prefixes to check (default: the config's, else all)"
+    )
+    parser.add_argument(
+        "--ignore", default="", help="comma-separated codes or prefixes to skip (added to the config's ignore)"
+    )
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB", help="file/dir names to skip (added to the config's)"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, metavar="PYPROJECT", help="read [tool.mw-lint] from this file"
+    )
+    parser.add_argument("--isolated", action="store_true", help="ignore every pyproject.toml")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     parser.add_argument("--list-rules", action="store_true", help="print the rules and exit")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (the runtime's own when run from a source tree)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("pytest-mw")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+        return "unknown"
+
+
+def _config(args: argparse.Namespace) -> LintConfig:
+    if args.isolated:
+        return LintConfig()
+    if args.config is not None:
+        return load_config(args.config)
+    return discover(Path.cwd())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,13 +86,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{rule.code}  {rule.name:<32} {rule.summary}")
         return EXIT_CLEAN
     try:
-        selected = set(RULES) if args.select is None else expand(args.select)
-        selected -= expand(args.ignore)
-    except ValueError as exc:
+        config = _config(args)
+        selected = set(RULES) if config.select is None else set(config.select)
+        if args.select is not None:
+            selected = expand(args.select)
+        selected -= config.ignore | expand(args.ignore)
+    except (LintConfigError, ValueError) as exc:
         print(f"mw-lint: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    paths = args.paths or list(config.paths) or ["."]
     try:
-        findings = lint_paths(args.paths, selected, args.exclude)
+        findings = lint_paths(paths, selected, [*config.exclude, *args.exclude])
     except FileNotFoundError as exc:
         print(f"mw-lint: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -67,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for finding in findings:
             print(finding)
         if findings and not args.quiet:
-            print(f"Found {len(findings)} finding{'s' if len(findings) != 1 else ''}.", file=sys.stderr)
+            print(f"Found {len(findings)} finding{'s' if len(findings) != 1 else ''}.")
     return EXIT_FINDINGS if findings and not args.exit_zero else EXIT_CLEAN
 
 

@@ -1,7 +1,9 @@
 """``--mw-lint PATH``: one failing pytest item per mw-lint finding, one passing item per clean file.
 
-Items carry the ``mw_lint`` marker (``-m mw_lint`` runs only them, ``-m "not mw_lint"`` skips them) and report the
-finding as ``path:line:col: MW00x message`` with the offending source line.
+The project's ``[tool.mw-lint]`` table (``select``, ``ignore``, ``exclude``; found from the rootdir) applies, as it
+does to the ``mw-lint`` command. Items carry the ``mw_lint`` marker (``-m mw_lint`` runs only them,
+``-m "not mw_lint"`` skips them) and report the finding as ``path:line:col: MW00x message`` with the offending
+source line.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 import pytest
 
 from pytest_mw.lint.checker import Finding, iter_python_files, lint_file, read_source
+from pytest_mw.lint.config import LintConfigError, discover
+from pytest_mw.lint.rules import RULES
 
 
 class MwLintError(Exception):
@@ -22,8 +26,12 @@ class MwLintError(Exception):
 class MwLintFile(pytest.File):
     """The lint findings of one Python file."""
 
+    def __init__(self, *, select: frozenset[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.select = select
+
     def collect(self) -> Iterator[MwLintItem]:
-        findings = lint_file(self.path)
+        findings = lint_file(self.path, self.select)
         if not findings:
             yield MwLintItem.from_parent(self, name="mw-lint", finding=None)
             return
@@ -63,8 +71,13 @@ class MwLintItem(pytest.Item):
 
 def lint_items(session: pytest.Session, paths: Iterable[str]) -> list[pytest.Item]:
     """Items for every Python file under ``paths``."""
+    try:
+        config = discover(Path(session.config.rootpath))
+    except LintConfigError as exc:
+        raise pytest.UsageError(f"--mw-lint / mw_lint: {exc}") from None
+    select = frozenset((set(RULES) if config.select is None else config.select) - config.ignore)
     items: list[pytest.Item] = []
-    for file in iter_python_files(paths):
-        collector = MwLintFile.from_parent(session, path=file.resolve())
+    for file in iter_python_files(paths, config.exclude):
+        collector = MwLintFile.from_parent(session, path=file.resolve(), select=select)
         items.extend(collector.collect())
     return items

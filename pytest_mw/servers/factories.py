@@ -19,7 +19,6 @@ from typing import Any, NoReturn
 
 import pytest
 
-from pytest_mw.options import ServerOptions, server_options
 from pytest_mw.servers.clients import PostgresDatabase, PostgresDSN, RedisNamespace, RedisURL, unique_namespace
 from pytest_mw.servers.containers import PostgresContainerServer, RedisContainerServer
 from pytest_mw.servers.errors import ServerUnavailable
@@ -27,6 +26,7 @@ from pytest_mw.servers.noproc import DEFAULT_POSTGRES_DSN, DEFAULT_REDIS_URL, Po
 from pytest_mw.servers.postgres_proc import PostgresProcess
 from pytest_mw.servers.provider import ProviderChoice, candidates, start_first
 from pytest_mw.servers.redis_proc import RedisProcess
+from pytest_mw.servers.settings import ServerOptions, stashed_server_options
 from pytest_mw.servers.spec import Kind, Server, ServerSpec
 
 FixtureFunction = Callable[..., Any]
@@ -52,7 +52,7 @@ def _server_fixture(kind: Kind, make: Callable[[ServerOptions], list[Server]], d
     """A session fixture that starts the first of ``make(options)`` that works and stops it at the end."""
 
     def server_fixture(request: pytest.FixtureRequest) -> Iterator[ServerSpec]:
-        options = server_options(request.config)
+        options = stashed_server_options(request.config)
         failure: ServerUnavailable | None = None
         try:
             server, spec = start_first(make(options))

@@ -38,9 +38,8 @@ def test_task_rows_roundtrip_with_database_types(make_manager: Make) -> None:
     }
     stored = store.put_task(row)
     assert stored["version"] == 1
-    got = store.get_task(tid)
-    assert got is not None
-    assert {k: got[k] for k in row} == row and got["version"] == 1
+    assert store.get_task(tid) == row
+    assert store.get_task(tid, with_meta=True) == {**row, "version": 1}
     updated = store.update_task_status(str(tid), "running", attempts=1)
     assert updated is not None and updated["status"] == "running" and updated["version"] == 2
     assert store.get_task(tid)["attempts"] == 1  # type: ignore[index]

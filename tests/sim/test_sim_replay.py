@@ -416,3 +416,30 @@ def test_a_wrong_backend_is_named_before_the_trace_is_read(tmp_path: Path, capsy
     missing = str(tmp_path / "none.csv")
     err = _exit_2(["replay", missing, *QUICK, "--redis-url", "redis://x:pw@h/0", "--out", str(tmp_path)], capsys)
     assert "--redis-url: only with --backend redis" in err and "pw" not in err
+
+
+def test_replay_judges_every_answer_and_a_wrong_cached_copy_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests = skewed(600)
+    trace = tmp_path / "trace.csv"
+    write_csv(trace, requests)
+    code, result = replay(tmp_path, trace, "--no-baseline", out="clean")
+    assert code == EXIT_PASS
+    stale = result["runs"]["cached"]["stale"]
+    assert stale["checked"]["item"] == len(requests), "every answer of the replay is judged"
+    # A copy of a version Mlt never held, put in the shared tiers through the runtime's own write: every reader of it
+    # is served a value that never existed.
+    from simulations.replay import TraceReplay
+
+    seed = TraceReplay.seed
+
+    def poisoned(self: TraceReplay, model: Any) -> None:
+        seed(self, model)
+        model.admin.set_global_item_typed(self.kind, self.scope, "1", "9|never written")
+
+    monkeypatch.setattr(TraceReplay, "seed", poisoned)
+    code, result = replay(tmp_path, trace, "--no-baseline", out="poisoned")
+    rows = {c["name"]: c for c in result["verdict"]["checks"]}
+    assert code == EXIT_FAIL and not rows["no_stale_reads"]["passed"]
+    assert [c["name"] for c in result["verdict"]["checks"] if not c["passed"]] == ["no_stale_reads"]

@@ -135,3 +135,16 @@ def test_prewarm_loads_hot_items_missing_here(make_manager: Make, clock: ManualC
     assert a.l2.get(K.task_key("t9")) is not None
     assert a.memory_metrics()["mw_prewarmed"] == 3
     assert a.prewarm(top_n=10) == 0, "nothing missing any more"
+
+
+def test_prewarm_counts_only_copies_l1_kept(make_manager: Make, clock: ManualClock) -> None:
+    """With no node tier (MW_L1_TTL_S=0) an L2 copy warms nothing here: mw_prewarmed stays 0, and Mlt is not asked."""
+    a = make_manager("a", l1_ttl_s=0)
+    a.mlt.put_item("doc", "s", "h1", "one")
+    for _ in range(3):
+        a.get_item_typed("doc", "s", "h1")
+    assert a.l2.get(K.global_typed_key("doc", "s", "h1")) is not None
+    q0 = a.mlt.queries
+    assert a.prewarm(top_n=10) == 0
+    assert a.mlt.queries == q0
+    assert a.memory_metrics()["mw_prewarmed"] == 0

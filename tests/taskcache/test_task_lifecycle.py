@@ -118,8 +118,9 @@ def test_lifecycle_cache_invalidate_miss_reload_across_agents(make_manager: Make
         a.cache_task_row(stored)
     assert f"Cached task {tid} with TTL" in caplog.text
     q0 = a.mlt.queries
-    assert b.get_task(tid) == stored and c.get_task(str(tid)) == stored, "rows round-trip unchanged"
+    assert b.get_task(tid) == row and c.get_task(str(tid)) == row, "rows round-trip unchanged"
     assert a.mlt.queries == q0 and b.telemetry.task_cache_hits == 1 and c.telemetry.task_cache_hits == 1
+    assert c.get_task(tid, with_meta=True) == stored == {**row, "version": 1}
 
     with caplog.at_level(logging.INFO, logger="mw"):
         updated = c.update_task_status(tid, "completed", result={"ok": True})
