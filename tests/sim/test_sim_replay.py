@@ -6,6 +6,7 @@ comparison of the L0 policy and LRU, checked against a hand-computed trace and a
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import struct
@@ -443,3 +444,21 @@ def test_replay_judges_every_answer_and_a_wrong_cached_copy_fails(
     rows = {c["name"]: c for c in result["verdict"]["checks"]}
     assert code == EXIT_FAIL and not rows["no_stale_reads"]["passed"]
     assert [c["name"] for c in result["verdict"]["checks"] if not c["passed"]] == ["no_stale_reads"]
+
+
+def test_the_synthetic_trace_is_seeded_skewed_and_replayable(tmp_path: Path) -> None:
+    from simulations.synthetic_trace import main as make_trace
+    from simulations.synthetic_trace import synthetic_requests
+
+    first = list(synthetic_requests(3000, 500, seed=3))
+    assert first == list(synthetic_requests(3000, 500, seed=3))
+    assert first != list(synthetic_requests(3000, 500, seed=4))
+    counts: dict[str, int] = {}
+    for r in first:
+        counts[r.key] = counts.get(r.key, 0) + 1
+    top = sorted(counts.values(), reverse=True)
+    assert sum(top[:50]) > len(first) / 3, "Zipf: a tenth of the objects take a third of the requests"
+    assert all(a.time <= b.time for a, b in itertools.pairwise(first))
+    trace = tmp_path / "t.oracleGeneral.bin"
+    assert make_trace([str(trace), "--requests", "3000", "--objects", "500", "--seed", "3"]) == 0
+    assert [(r.key, r.size) for r in read_oracle_general(trace)] == [(r.key, r.size) for r in first]
