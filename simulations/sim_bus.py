@@ -33,7 +33,7 @@ from typing import Any
 import simpy
 
 from mw.invalidation import GAP_GRACE_S, InvalidationBus
-from mw.keys import NEGATIVE_PREFIX
+from mw.keys import try_parse_key
 from simulations.truth import BUS_LAG_S, Truth
 
 BUS_LAG_P50_S = 0.00040
@@ -46,7 +46,6 @@ CHECK_EVERY_S = 0.2
 """How often each bus looks for holes: the subscriber thread's read timeout."""
 
 _Z99 = 2.326347874
-_PREFIX = "global:item:"
 
 
 @dataclass(frozen=True)
@@ -73,12 +72,12 @@ class BusLag:
 
 def record_of(key: str) -> str | None:
     """The truth's record of a cache key (``global:item:{kind}:{scope}:{id}`` and its negative marker: ``id``)."""
-    if key.startswith(NEGATIVE_PREFIX):
-        key = key[len(NEGATIVE_PREFIX) :]
-    if not key.startswith(_PREFIX):
+    parsed = try_parse_key(key)
+    if parsed is not None and parsed.family == "negative":
+        parsed = parsed.target
+    if parsed is None or parsed.family != "global_typed":
         return None
-    parts = key.split(":", 4)
-    return parts[4] if len(parts) == 5 else None
+    return parsed.item_id
 
 
 class SimBus:
