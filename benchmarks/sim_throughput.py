@@ -9,7 +9,8 @@ runtime, so SimPy's raw rate is the ceiling; the ratio says how much of it the r
 * ``staging-synthetic``: the bundled scenario with 100 agents, as shipped (cold starts, L1/L2 reads through
   fakeredis, Mlt loads, writes, tasks, churn: what a real run costs).
 
-Target (issue 5): at least 50,000 simulated requests per wall second for 100 agents.
+Target (issue 10): 0.10 x SimPy's raw event rate for 100 agents on staging-synthetic, measured in the same run (a
+ratio, so the figure does not move with the machine).
 
     python benchmarks/sim_throughput.py [--duration 3600] [--agents 100]
 """
@@ -32,7 +33,7 @@ from simulations.backends import Backend
 from simulations.runner import RunOptions, run_once
 from simulations.scenario import load_scenario
 
-TARGET = 50_000
+TARGET_RATIO = 0.10
 
 
 def simpy_raw_rate(processes: int = 1000, timeouts: int = 300) -> float:
@@ -82,9 +83,9 @@ def main() -> int:
         f"{summary['requests']['total']:,} requests "
         f"in {summary['wall']['simulate_s']:.1f} s; L0 {shares['l0']:.2f} L1 {shares['l1']:.2f} L2 {shares['l2']:.2f})"
     )
-    verdict = "meets" if rate >= TARGET else "MISSES"
-    print(f"target >= {TARGET:,} requests/s for {args.agents} agents on staging-synthetic: {verdict}")
-    return 0 if rate >= TARGET else 1
+    verdict = "meets" if rate >= TARGET_RATIO * raw else "MISSES"
+    print(f"target >= {TARGET_RATIO:.2f} x simpy raw for {args.agents} agents on staging-synthetic: {verdict}")
+    return 0 if rate >= TARGET_RATIO * raw else 1
 
 
 if __name__ == "__main__":
