@@ -246,6 +246,19 @@ class Model:
         self.errors.record("read", now, now, exc, lookup=True, hit=tier in (0, 1))
         return LoadPlan("failed", key)
 
+    def read(
+        self, agent: Agent, kind: str, scope: str, item_id: str, key: str, ttl_for: TTLFor | None = None
+    ) -> Process:
+        """One read by key, to its answer: :meth:`lookup`, then :meth:`resolve` of a miss from Mlt. The process's
+        value is the answer (``None`` for absent), :data:`NO_ANSWER` if the runtime raised."""
+        plan = self.lookup(agent, kind, scope, item_id, key)
+        state = plan.state
+        if state == "hit":
+            return plan.value
+        if state == "negative":
+            return None
+        return (yield from self.resolve(agent, plan, self.mlt_item(kind, scope, item_id), ttl_for))
+
     def lookup_task(self, agent: Agent, task_id: str, key: str) -> LoadPlan:
         """``begin_task``: the runtime's own status TTL applies to what the read loads."""
         tier = self._holder(agent, key)
@@ -329,17 +342,21 @@ class Model:
                 seen.missed += 1
                 o.batch_missed += 1
                 continue
-            tier = tiers[i]
-            if tier == 0:
-                o.l0 += 1
-                seen.l0 += 1
-            elif tier == 1:
-                o.l1 += 1
-                seen.l1 += 1
-            else:
-                o.l2 += 1
-                seen.l2 += 1
+            self._credit(seen, tiers[i])
         return found
+
+    def _credit(self, seen: Seen, tier: int) -> None:
+        """A hit answered by ``tier`` (0, 1, 2), in the fleet's count and the agent's."""
+        o = self.outcomes
+        if tier == 0:
+            o.l0 += 1
+            seen.l0 += 1
+        elif tier == 1:
+            o.l1 += 1
+            seen.l1 += 1
+        else:
+            o.l2 += 1
+            seen.l2 += 1
 
     @staticmethod
     def _l1_or_l2(agent: Agent, l1_hits_before: int) -> int:
@@ -373,15 +390,7 @@ class Model:
             seen.coalesced += 1
             return
         if state == "hit":
-            if tier == 0:
-                o.l0 += 1
-                seen.l0 += 1
-            elif tier == 1:
-                o.l1 += 1
-                seen.l1 += 1
-            else:
-                o.l2 += 1
-                seen.l2 += 1
+            self._credit(seen, tier)
         else:
             o.negative += 1
             seen.negative += 1

@@ -186,6 +186,8 @@ def _simulate(model: Model, scenario: Scenario, options: RunOptions, progress: P
 
     env.process(sampler.run(on_sample))
     env.process(sampler.mark_warm(min(run.warmup_s, run.duration_s)))
+    if isinstance(env, simpy.rt.RealtimeEnvironment):
+        env.sync()  # its wall clock started when it was made: seeding would otherwise be run off at full speed
     env.run(until=run.duration_s)
     if not sampler.rows or sampler.rows[-1]["t"] < run.duration_s:
         on_sample(sampler.sample())

@@ -216,16 +216,9 @@ def agent(model: Model, me: Agent, catalog: Catalog, tasks: Tasks | None, herd: 
 def read_by_key(model: Model, me: Agent, kind: str, scope: str, item_id: str, op: str) -> Process:
     """A read by key through the split-phase read-through (``begin_load``), judged by the oracle."""
     started = model.env.now
-    plan = model.lookup(me, kind, scope, item_id, global_typed_key(kind, scope, item_id))
-    state = plan.state
-    if state == "hit":
-        value = plan.value
-    elif state == "negative":
-        value = None
-    else:
-        value = yield from model.resolve(me, plan, model.mlt_item(kind, scope, item_id))
-        if value is NO_ANSWER:
-            return
+    value = yield from model.read(me, kind, scope, item_id, global_typed_key(kind, scope, item_id))
+    if value is NO_ANSWER:
+        return
     if model.item_served(item_id, value, started, reader=me.node) == BEYOND:
         model.operations.stale_beyond[op] += 1
 
@@ -390,17 +383,11 @@ def _delete_through(model: Model, me: Agent | None, spec: ItemsSpec, item_id: st
 def herd_read(model: Model, me: Agent, item_id: str, herd: HerdSpec) -> Process:
     """A read of a hot key, judged like an item read (a hot key is never written: any other answer is stale)."""
     started = model.env.now
-    plan = model.lookup(me, HERD_KIND, HERD_SCOPE, item_id, global_typed_key(HERD_KIND, HERD_SCOPE, item_id))
-    state = plan.state
-    if state == "hit":
-        value = plan.value
-    elif state == "negative":
-        value = None
-    else:
-        ttl = herd.ttl_s
-        value = yield from model.resolve(me, plan, model.mlt_item(HERD_KIND, HERD_SCOPE, item_id), lambda _v: ttl)
-        if value is NO_ANSWER:
-            return
+    ttl = herd.ttl_s
+    key = global_typed_key(HERD_KIND, HERD_SCOPE, item_id)
+    value = yield from model.read(me, HERD_KIND, HERD_SCOPE, item_id, key, lambda _v: ttl)
+    if value is NO_ANSWER:
+        return
     model.item_served(item_id, value, started, "herd", me.node)
 
 
