@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from mw.errors import ConfigError
 from mw.keys import check_namespace
+from mw.secrets import masked
 from mw.ttl import check_ttl
 
 TASK_STATUSES = ("created", "queued", "running", "retry", "completed", "failed", "cancelled")
@@ -247,6 +248,11 @@ class MwConfig:
     def cluster_identity(self) -> tuple[object, ...]:
         """What decides whether two managers reach the same shared tiers."""
         return (self.redis_url, self.mlt_dsn, self.namespace)
+
+    def __repr__(self) -> str:
+        """The dataclass's repr with the URLs' passwords masked: configs end up in logs and failure messages."""
+        shown = ", ".join(f"{f.name}={masked(getattr(self, f.name))!r}" for f in dataclasses.fields(self))
+        return f"{type(self).__name__}({shown})"
 
 
 def merge_task_ttls(base: Mapping[str, float], changes: object) -> dict[str, float]:

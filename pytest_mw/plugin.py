@@ -91,12 +91,12 @@ def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str]
 
     pytest's own string diff would print the values in full, password included.
     """
+    from mw.secrets import mask_secrets
     from pytest_mw.servers.clients import SecretURL
-    from pytest_mw.servers.readiness import mask_password
 
     if not isinstance(left, SecretURL) and not isinstance(right, SecretURL):
         return None
-    shown = [repr(mask_password(v)) if isinstance(v, str) else repr(v) for v in (left, right)]
+    shown = [repr(mask_secrets(v)) if isinstance(v, str) else repr(v) for v in (left, right)]
     lines = [f"{shown[0]} {op} {shown[1]}", "(mw: a URL/DSN is compared with its password masked)"]
     if shown[0] == shown[1] and left != right:
         lines.append("the two differ only in their password")
