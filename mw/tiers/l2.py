@@ -37,6 +37,7 @@ from typing import Any
 from mw.errors import L2CommandError, TierBusy, TierPermissionError, TierUnavailable, TopologyChanged
 from mw.faults import INJECTORS, apoint, point
 from mw.observe import OBSERVERS, emit
+from mw.secrets import mask_secrets
 from mw.tiers.aio_clients import LoopClients
 from mw.tiers.l2_faults import Fault, classify, errors, reply_text
 
@@ -172,7 +173,7 @@ class RedisTier:
             exc,
             self._retry_s,
         )
-        return TierUnavailable(f"L2 {self.describe()}: {type(exc).__name__}: {exc}")
+        return TierUnavailable(mask_secrets(f"L2 {self.describe()}: {type(exc).__name__}: {exc}"))
 
     def _ok(self) -> None:
         if self._busy_warned:
@@ -183,7 +184,8 @@ class RedisTier:
                 callback()
 
     def describe(self) -> str:
-        return "fakeredis (embedded)" if self.embedded else str(self.url)
+        """The server's name in messages and logs: its URL with the password masked."""
+        return "fakeredis (embedded)" if self.embedded else mask_secrets(str(self.url))
 
     def _new_aclient(self) -> Any:
         if self._server is not None:
