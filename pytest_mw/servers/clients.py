@@ -110,6 +110,8 @@ class RedisNamespace:
 
     url: str
     namespace: str
+    admin_url: str = field(default="", repr=False)
+    """Cleanup connects here when set (a least-privilege ``url`` may not be allowed to SCAN)."""
     _clients: list[redis.Redis] = field(default_factory=list, init=False, repr=False)
 
     def key(self, name: str) -> str:
@@ -133,7 +135,7 @@ class RedisNamespace:
         self._clients.clear()
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self.namespace) + "*"
         deleted = 0
-        with redis.Redis.from_url(self.url) as admin:
+        with redis.Redis.from_url(self.admin_url or self.url) as admin:
             batch: list[bytes] = []
             for key in admin.scan_iter(match=pattern, count=_UNLINK_BATCH):
                 batch.append(key)
