@@ -249,9 +249,9 @@ def _targets_text(s: Any) -> str:
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     _require(SIM_EXTRA, "sim")
+    _check_fleet_flags(args)
     if args.engine == "ray":
         _require(("ray",), "ray")
-    _check_fleet_flags(args)
     for flag, value in (("--duration", args.duration), ("--speed", args.speed)):
         if value is not None and value <= 0:
             raise ScenarioError(f"{flag} {value}: must be positive")
