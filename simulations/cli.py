@@ -21,7 +21,9 @@ import importlib
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -55,7 +57,7 @@ report lists every setting with its source.
 --metrics-port N serves the fleet's Prometheus metrics (mw.metrics, the [prometheus] extra) on ADDR:N/metrics while
 the cached run runs: with --realtime FACTOR a scraper sees it progress. From the cached run's end the endpoint
 answers with its final values (the comparison runs are not served); --metrics-linger S keeps serving them for S
-seconds after the verdict (Ctrl-C stops early)."""
+seconds after the verdict (Ctrl-C or SIGTERM stops early)."""
 """``--help``'s text: the module docstring's content without its reST markup."""
 
 
@@ -154,7 +156,8 @@ def _fleet_options(command: argparse.ArgumentParser, backend_help: str) -> None:
         "--metrics-linger",
         type=float,
         metavar="S",
-        help="with --metrics-port: keep serving the run's final values S seconds after the verdict (Ctrl-C stops)",
+        help="with --metrics-port: keep serving the run's final values S seconds after the verdict (Ctrl-C or SIGTERM "
+        "stops; the exit code stays the verdict's)",
     )
 
 
@@ -357,7 +360,9 @@ def _execute(
     with _MetricsEndpoint.open(args) as metrics:  # bound before any server starts: a port in use is exit 2 at once
         code = _execute_run(args, argv, backend_name, plan, engine, console, started, metrics)
         if metrics is not None and metrics.linger_s:
-            console.print(f"serving the run's final metrics on {metrics.url} for {metrics.linger_s:g} s (Ctrl-C stops)")
+            console.print(
+                f"serving the run's final metrics on {metrics.url} for {metrics.linger_s:g} s (Ctrl-C or SIGTERM stops)"
+            )
             metrics.linger()
     return code
 
@@ -403,8 +408,17 @@ class _MetricsEndpoint:
             self.collector.freeze()
 
     def linger(self) -> None:
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the wait, not the run: its results are written
-            time.sleep(self.linger_s)
+        """Wait ``linger_s``; Ctrl-C (SIGINT) or SIGTERM ends the wait early: the run is over, its results written."""
+        done = threading.Event()
+        previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():  # signal handlers belong to the main thread
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda _sig, _frame: done.set())
+        try:
+            done.wait(self.linger_s)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def _execute_run(

@@ -172,6 +172,8 @@ def _axis(ax: Any, unit: str, values: list[float]) -> None:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     elif unit in ("bytes", "decbytes"):
         ax.yaxis.set_major_formatter(EngFormatter(unit="B"))
+    elif unit == "s":
+        ax.yaxis.set_major_formatter(EngFormatter(unit="s"))  # "4 ms", never a bare "4 m" that reads as minutes
     else:
         ax.yaxis.set_major_formatter(EngFormatter())
     finite = [v for v in values if math.isfinite(v)]
@@ -203,18 +205,21 @@ def draw(panel: Panel, series: list[Series], path: Path, span: tuple[float, floa
             last = [(s.name, next((v for v in reversed(s.values) if not math.isnan(v)), 0.0)) for s in series]
             last.sort(key=lambda nv: nv[1])
             ax.barh([n for n, _ in last], [v for _, v in last], color="tab:blue")
-            ax.set_xlabel(f"{UNITS.get(panel.unit, panel.unit) or 'value'} (last value in the range)")
+            ax.set_xlabel(" ".join(filter(None, (UNITS.get(panel.unit, panel.unit), "(at the range's end)"))))
             ax.xaxis.set_major_formatter(EngFormatter())
             ax.tick_params(axis="y", labelsize=8)
         else:
             right_ax = ax.twinx() if any(s.right for s in series) else None
             handles = []
             for i, s in enumerate(series):
+                if all(math.isnan(v) for v in s.values):
+                    continue  # a quantile of no observations: Grafana draws nothing either
                 on_right = s.right and right_ax is not None
                 target = right_ax if on_right and right_ax is not None else ax
                 label = f"{s.name} (right axis)" if on_right else s.name
                 style = "--" if on_right else "-"
-                (line,) = target.plot(s.times, s.values, style, color=f"C{i % 10}", label=label, linewidth=1.4)
+                color = f"C{i % 10}" if len(series) <= 10 else plt.get_cmap("tab20")(i % 20)
+                (line,) = target.plot(s.times, s.values, style, color=color, label=label, linewidth=1.4)
                 handles.append(line)
             left = [s for s in series if not (s.right and right_ax is not None)]
             _axis(ax, left[0].unit if left else panel.unit, [v for s in left for v in s.values])
@@ -226,7 +231,13 @@ def draw(panel: Panel, series: list[Series], path: Path, span: tuple[float, floa
             ax.xaxis.set_major_formatter(FuncFormatter(_clock))
             ax.set_xlabel("time (UTC)")
             ax.grid(True, alpha=0.3)
-            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02 if right_ax is None else 1.1, 1.0))
+            ax.legend(
+                handles=handles,
+                loc="upper left",
+                bbox_to_anchor=(1.02 if right_ax is None else 1.1, 1.0),
+                ncol=1 if len(handles) <= 12 else 2,
+                fontsize="small" if len(handles) > 6 else "medium",
+            )
         fig.savefig(path, bbox_inches="tight")
     finally:
         plt.close(fig)
@@ -257,7 +268,11 @@ def render(
         "instance": instance,
     }
     out.mkdir(parents=True, exist_ok=True)
-    fetched = [(panel, fetch(prom, panel, start, end, step)) for panel in panels(dashboard, variables)]
+    fetched = [
+        # A bar gauge shows each series' last value: asked at the range's end only, a topk() names the top items then.
+        (panel, fetch(prom, panel, end if panel.kind == "bargauge" else start, end, step))
+        for panel in panels(dashboard, variables)
+    ]
     first = min((s.times[0] for _, series in fetched for s in series if s.times), default=start)
     span = (max(start, first) if trim else start, end)
     drawn = {}

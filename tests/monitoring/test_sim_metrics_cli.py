@@ -3,8 +3,12 @@ the Ray engine and a missing prometheus_client are refused, and ``--help`` docum
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -144,3 +148,28 @@ def test_help_documents_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         for option in ("--metrics-port N", "--metrics-addr ADDR", "--metrics-linger S"):
             assert option in text, (command, option)
         assert "--realtime" in text and "[prometheus] extra" in text
+
+
+def test_sigterm_ends_the_linger_with_the_verdicts_exit_code(
+    tiny: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The linger waits for its signal handler, not for a time: a SIGTERM sent once the handler is in place."""
+    default = signal.getsignal(signal.SIGTERM)
+    sent = threading.Event()
+
+    def stop() -> None:
+        deadline = time.monotonic() + 120
+        while signal.getsignal(signal.SIGTERM) is default and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if signal.getsignal(signal.SIGTERM) is not default:
+            sent.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop, daemon=True)
+    stopper.start()
+    argv = ["run", tiny, *QUICK, "--metrics-port", "0", "--metrics-linger", "600", "--out", str(tmp_path)]
+    assert main(argv) == EXIT_PASS
+    stopper.join(10)
+    assert sent.is_set(), "the linger never installed its handler"
+    assert signal.getsignal(signal.SIGTERM) is default, "the handler is put back"
+    assert "serving the run's final metrics" in capsys.readouterr().out

@@ -194,7 +194,7 @@ def test_prometheus_scrapes_a_realtime_simulation(tmp_path: Path) -> None:
             assert nothing.returncode == 1 and "no data for" in nothing.stderr, nothing.stdout + nothing.stderr
         finally:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)  # Ctrl-C ends the linger; the run's exit code stands
+                child.send_signal(signal.SIGTERM)  # ends the linger; the run's exit code stands
             try:
                 child.wait(60)
             except subprocess.TimeoutExpired:
