@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from simulations import cli
+from simulations import backends
 from simulations.cli import EXIT_ERROR, EXIT_PASS, main
 
 from .prometheus_server import free_port
@@ -54,13 +54,13 @@ def test_a_port_in_use_exits_2_before_the_run(
     taken_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[str] = []
-    real = cli.open_backend
+    real = backends.open_backend
 
     def spy(name: str, *args: Any) -> AbstractContextManager[Any]:
         opened.append(name)
         return real(name, *args)
 
-    monkeypatch.setattr(cli, "open_backend", spy)
+    monkeypatch.setattr("simulations.cli.open_backend", spy)
     err = exit_2(["run", "hot-key-herd", *QUICK, "--metrics-port", str(taken_port), "--out", str(tmp_path)], capsys)
     assert f"--metrics-port {taken_port}" in err and "in use" in err
     assert opened == [], "no backend opened, nothing run"
@@ -72,14 +72,14 @@ def test_the_endpoint_serves_before_the_backend_opens_and_is_released(
 ) -> None:
     port = free_port()
     scraped: list[str] = []
-    real = cli.open_backend
+    real = backends.open_backend
 
     def spy(name: str, *args: Any) -> AbstractContextManager[Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
             scraped.append(reply.read().decode())
         return real(name, *args)
 
-    monkeypatch.setattr(cli, "open_backend", spy)
+    monkeypatch.setattr("simulations.cli.open_backend", spy)
     argv = ["run", tiny, *QUICK, "--metrics-port", str(port), "--out", str(tmp_path / "out")]
     assert main(argv) == EXIT_PASS
     assert "mw_hits_total" in scraped[0]
@@ -95,7 +95,7 @@ def test_the_spy_sees_no_endpoint_without_the_option(
 ) -> None:
     """The check above can fail: without ``--metrics-port`` nothing answers on the port."""
     port = free_port()
-    real = cli.open_backend
+    real = backends.open_backend
     refused: list[bool] = []
 
     def spy(name: str, *args: Any) -> AbstractContextManager[Any]:
@@ -106,7 +106,7 @@ def test_the_spy_sees_no_endpoint_without_the_option(
             refused.append(True)
         return real(name, *args)
 
-    monkeypatch.setattr(cli, "open_backend", spy)
+    monkeypatch.setattr("simulations.cli.open_backend", spy)
     assert main(["run", tiny, *QUICK, "--out", str(tmp_path / "out")]) == EXIT_PASS
     assert refused == [True]
 
