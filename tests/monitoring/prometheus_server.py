@@ -12,7 +12,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +71,16 @@ class Prometheus:
 
 @contextlib.contextmanager
 def running(
-    home: Path, jobs: Mapping[str, list[str]], *, rules: Path | None = None, interval: str = "1s"
+    home: Path, jobs: Mapping[str, list[str]], *, rules: Sequence[Path] = (), interval: str = "1s"
 ) -> Iterator[Prometheus]:
     """Prometheus in ``home`` scraping each job's targets (``host:port``) every ``interval``, with ``rules`` loaded."""
     assert PROMETHEUS is not None, SKIP_REASON
     home.mkdir(parents=True, exist_ok=True)
     lines = [f"global: {{scrape_interval: {interval}, evaluation_interval: {interval}}}"]
-    if rules is not None:
-        shutil.copy(rules, home / rules.name)
-        lines.append(f"rule_files: [{rules.name}]")
+    if rules:
+        for path in rules:
+            shutil.copy(path, home / path.name)
+        lines.append(f"rule_files: [{', '.join(path.name for path in rules)}]")
     configs = ", ".join(
         f"{{job_name: {job}, static_configs: [{{targets: [{', '.join(repr(t) for t in targets)}]}}]}}"
         for job, targets in jobs.items()
@@ -145,3 +146,19 @@ def panels_without_data(prom: Prometheus, instance: str = ".*") -> list[str]:
     return [
         f"{title}: {expr}" for title, exprs in panel_queries(instance).items() for expr in exprs if not prom.query(expr)
     ]
+
+
+def unhealthy_rules(prom: Prometheus, rules: Path = RULES) -> list[str]:
+    """The alert rules of the file ``rules`` that Prometheus failed to evaluate, once it has evaluated every one."""
+    alerts = rules.read_text().count("- alert: ")
+    never = "0001-01-01T00:00:00Z"
+
+    def loaded() -> list[dict[str, Any]]:
+        groups = prom.get("/api/v1/rules")["groups"]
+        return [r for g in groups if Path(g["file"]).name == rules.name for r in g["rules"]]
+
+    prom.until(
+        f"every rule of {rules.name} evaluated",
+        lambda: len(loaded()) == alerts and all(r.get("lastEvaluation", never) != never for r in loaded()),
+    )
+    return [r["name"] for r in loaded() if r["health"] != "ok"]

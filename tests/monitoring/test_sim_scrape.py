@@ -39,6 +39,7 @@ from .prometheus_server import (
     panel_queries,
     panels_without_data,
     running,
+    unhealthy_rules,
 )
 
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason=SKIP_REASON)
@@ -143,7 +144,11 @@ def test_prometheus_scrapes_a_realtime_simulation(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "simulations.cli", "run", str(scenario), "--realtime", str(REALTIME)]
     argv += ["--metrics-port", str(port), "--metrics-linger", "600", "--no-baseline", "--quiet", "--out", str(out)]
 
-    with running(tmp_path / "prometheus", {"sim": [target], "silent": [silent]}, rules=RULES) as prom:
+    broken = tmp_path / "planted-broken.yml"  # fails at each evaluation: two "up" series match one to many
+    rule = "      - alert: PlantedManyToMany\n        expr: up * on() group_left up\n"
+    broken.write_text(f"groups:\n  - name: planted\n    rules:\n{rule}")
+    jobs = {"sim": [target], "silent": [silent]}
+    with running(tmp_path / "prometheus", jobs, rules=[RULES, broken]) as prom:
         with log_path.open("w") as log:
             child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -184,6 +189,8 @@ def test_prometheus_scrapes_a_realtime_simulation(tmp_path: Path) -> None:
             assert panels_without_data(prom, instance_regex(target)) == []
             every_query = sum(len(exprs) for exprs in panel_queries().values())
             assert len(panels_without_data(prom, instance_regex(silent))) == every_query
+            assert unhealthy_rules(prom) == [], "alert rules that failed to evaluate on the run's series"
+            assert unhealthy_rules(prom, broken) == ["PlantedManyToMany"], "the health check can fail"
 
             drawn = render(prom, tmp_path / "png", instance_regex(target))
             assert drawn.returncode == 0, drawn.stdout + drawn.stderr
