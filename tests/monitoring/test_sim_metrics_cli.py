@@ -3,6 +3,7 @@ the Ray engine and a missing prometheus_client are refused, and ``--help`` docum
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from mw.telemetry import process_telemetry
 from simulations import backends
 from simulations.cli import EXIT_ERROR, EXIT_PASS, main
 
@@ -150,26 +152,48 @@ def test_help_documents_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         assert "--realtime" in text and "[prometheus] extra" in text
 
 
-def test_sigterm_ends_the_linger_with_the_verdicts_exit_code(
+def test_the_linger_serves_the_cached_runs_final_values_until_sigterm(
     tiny: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The linger waits for its signal handler, not for a time: a SIGTERM sent once the handler is in place."""
+    """With the baseline run too: the values served after the cached run are its own (the baseline's misses, every
+    read of it, are not added), gauges included. SIGTERM, sent once the linger's handler is in place (a condition,
+    not a time), ends the wait with the verdict's exit code and the handler is put back."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers belong to the main thread; this runner runs tests in another")
+    from prometheus_client.parser import text_string_to_metric_families
+
     default = signal.getsignal(signal.SIGTERM)
-    sent = threading.Event()
+    port = free_port()
+    served: dict[tuple[str, str], float] = {}
 
     def stop() -> None:
         deadline = time.monotonic() + 120
         while signal.getsignal(signal.SIGTERM) is default and time.monotonic() < deadline:
             time.sleep(0.05)
-        if signal.getsignal(signal.SIGTERM) is not default:
-            sent.set()
+        if signal.getsignal(signal.SIGTERM) is default:
+            return
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                for family in text_string_to_metric_families(reply.read().decode()):
+                    for sample in family.samples:
+                        served[(sample.name, sample.labels.get("tier", ""))] = sample.value
+        finally:
             os.kill(os.getpid(), signal.SIGTERM)
 
     stopper = threading.Thread(target=stop, daemon=True)
     stopper.start()
-    argv = ["run", tiny, *QUICK, "--metrics-port", "0", "--metrics-linger", "600", "--out", str(tmp_path)]
-    assert main(argv) == EXIT_PASS
+    before = process_telemetry.counters()  # the counters are the process's: earlier runs in it count too
+    with_baseline = [a for a in QUICK if a != "--no-baseline"]
+    argv = ["run", tiny, *with_baseline, "--metrics-port", str(port), "--metrics-linger", "300"]
+    assert main([*argv, "--out", str(tmp_path)]) == EXIT_PASS
     stopper.join(10)
-    assert sent.is_set(), "the linger never installed its handler"
     assert signal.getsignal(signal.SIGTERM) is default, "the handler is put back"
     assert "serving the run's final metrics" in capsys.readouterr().out
+    result = json.loads((tmp_path / "result.json").read_text())
+    cached = result["runs"]["cached"]["telemetry_truth"]["counters"]
+    baseline = result["runs"]["baseline"]["telemetry_truth"]["counters"]
+    assert baseline["misses"]["runtime"] > 0, "the baseline read something: the comparison below can fail"
+    assert served[("mw_misses_total", "")] - before["misses"] == cached["misses"]["runtime"]
+    for tier in ("l0", "l1", "l2"):
+        assert served[("mw_hits_total", tier)] - before[f"{tier}_hits"] == cached[f"{tier}_hits"]["runtime"]
+    assert served[("mw_l0_items", "")] > 0, "the gauges of the run's end, not of closed agents"
