@@ -22,11 +22,12 @@ __all__ = ["MASK", "mask_secrets", "masked"]
 
 MASK = "***"
 
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^\s]*@")
+# ASCII whitespace ends a URL; any other character (a no-break space too) may be part of a raw password.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^\s]*@", re.ASCII)
 _SECRET_NAMES = r"(?:ssl)?password|passwd|pwd|(?:access_|auth_|refresh_)?token|secret|api[_-]?key"
 _PARAM_SECRET = re.compile(
     rf"(?P<head>(?<![A-Za-z0-9_])(?:{_SECRET_NAMES})\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,']+)",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 
 

@@ -243,14 +243,17 @@ def mw_redis(request: pytest.FixtureRequest, mw_backend: str, mw_namespace: str)
     """A redis-py client on the L2 the ``mw`` fixtures use, for looking at (or planting) raw keys; closed after.
 
     A plain ``redis.Redis`` like pytest-redis's ``redisdb`` (bytes replies): on ``fakeredis`` a ``FakeRedis`` on
-    the embedded server, on ``redis`` the session's real server (``mw_redis_url``). Keys are not prefixed for you:
+    the embedded server, on ``redis`` the session's real server (``mw_redis_url``), on ``redis-tls`` the TLS
+    server as its admin user (``mw_redis_admin_url``: the runtime's user may not look around). Keys are not prefixed
+    for you:
     this test's are ``f"{mw_namespace}:{key}"`` (``mw``'s too), and every key under ``mw_namespace`` is deleted at
     teardown, never ``FLUSHALL``, since the server is shared with other tests and xdist workers.
     """
     if mw_backend != "fakeredis":
         import redis as redis_py
 
-        client = redis_py.Redis.from_url(str(request.getfixturevalue("mw_redis_url")))
+        request.getfixturevalue("mw_redis_url")  # its teardown deletes the namespace's keys
+        client = redis_py.Redis.from_url(str(request.getfixturevalue("mw_redis_admin_url")))
         try:
             yield client
         finally:

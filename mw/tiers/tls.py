@@ -1,30 +1,91 @@
-"""TLS for the L2 tier: a handshake under the connect deadline.
+"""TLS for the L2 tier's sync client: one shared ``SSLContext``, and the handshake under the connect deadline.
 
-redis-py's sync ``SSLConnection`` sets the command timeout (``socket_timeout``) on the socket before the TLS
-handshake, so the handshake, several round trips and a signature, gets the 0.5 s of one command: a herd of new
-connections to a busy server timed out and marked a healthy L2 down. Here the handshake runs under the connect
-deadline (``MW_REDIS_CONNECT_TIMEOUT_S``); commands keep theirs. The asyncio client already handshakes under its
-connect timeout.
+redis-py's sync ``SSLConnection`` builds a new ``SSLContext`` for every connection (``create_default_context``
+reads the system's whole CA store: about 35 ms of CPU, holding the GIL) and runs the handshake under the command
+timeout. A herd of new connections (16 threads in each of 4 processes) then took 3.7 s to send its first command,
+and the 0.5 s command timeout marked a healthy L2 down. Here a context is built once per set of TLS settings and
+files (rebuilt when a file changes, so rotated certificates are picked up), and the TCP connect and the handshake
+both run under ``socket_connect_timeout`` (``MW_REDIS_CONNECT_TIMEOUT_S``); commands keep their timeout. OCSP
+validation, which the runtime never asks for, keeps redis-py's own path.
 """
 
 from __future__ import annotations
 
+import os
+import ssl
+import threading
 from typing import Any
 
 import redis.connection
 
-__all__ = ["HandshakeDeadlineSSLConnection"]
+__all__ = ["HandshakeDeadlineSSLConnection", "shared_context"]
+
+_CONTEXTS: dict[tuple[Any, ...], ssl.SSLContext] = {}
+_LOCK = threading.Lock()
+
+
+def _stamp(path: str | None) -> tuple[str | None, int]:
+    try:
+        return path, os.stat(path).st_mtime_ns if path else 0
+    except OSError:
+        return path, -1
+
+
+def shared_context(conn: Any) -> ssl.SSLContext:
+    """The context for ``conn``'s TLS settings, built as redis-py builds it, once per settings and file versions."""
+    files = {name: getattr(conn, name, None) for name in ("certfile", "keyfile", "ca_certs", "ca_path")}
+    key = (
+        *(_stamp(path) for path in files.values()),
+        getattr(conn, "ca_data", None),
+        getattr(conn, "certificate_password", None),
+        getattr(conn, "cert_reqs", ssl.CERT_REQUIRED),
+        getattr(conn, "check_hostname", True),
+        getattr(conn, "ssl_min_version", None),
+        getattr(conn, "ssl_ciphers", None),
+        tuple(getattr(conn, "ssl_include_verify_flags", None) or ()),
+        tuple(getattr(conn, "ssl_exclude_verify_flags", None) or ()),
+    )
+    with _LOCK:
+        context = _CONTEXTS.get(key)
+        if context is None:
+            context = _CONTEXTS[key] = _build(conn, files)
+        return context
+
+
+def _build(conn: Any, files: dict[str, Any]) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = bool(getattr(conn, "check_hostname", True))
+    context.verify_mode = getattr(conn, "cert_reqs", ssl.CERT_REQUIRED)
+    for flag in getattr(conn, "ssl_include_verify_flags", None) or ():
+        context.verify_flags |= flag
+    for flag in getattr(conn, "ssl_exclude_verify_flags", None) or ():
+        context.verify_flags &= ~flag
+    if files["certfile"] or files["keyfile"]:
+        context.load_cert_chain(
+            certfile=files["certfile"], keyfile=files["keyfile"], password=getattr(conn, "certificate_password", None)
+        )
+    ca_data = getattr(conn, "ca_data", None)
+    if files["ca_certs"] is not None or files["ca_path"] is not None or ca_data is not None:
+        context.load_verify_locations(cafile=files["ca_certs"], capath=files["ca_path"], cadata=ca_data)
+    if getattr(conn, "ssl_min_version", None) is not None:
+        context.minimum_version = conn.ssl_min_version
+    if getattr(conn, "ssl_ciphers", None):
+        context.set_ciphers(conn.ssl_ciphers)
+    return context
 
 
 class HandshakeDeadlineSSLConnection(redis.connection.SSLConnection):
-    """``SSLConnection`` whose TCP connect and TLS handshake both run under ``socket_connect_timeout``."""
+    """``SSLConnection`` with a shared context, and the connect and the handshake under ``socket_connect_timeout``."""
 
     def _connect(self) -> Any:
-        command_timeout = self.socket_timeout
-        self.socket_timeout = self.socket_connect_timeout
+        if getattr(self, "ssl_validate_ocsp", False) or getattr(self, "ssl_validate_ocsp_stapled", False):
+            return super()._connect()  # type: ignore[no-untyped-call]
+        sock = redis.connection.Connection._connect(self)  # type: ignore[no-untyped-call]  # TCP only
+        sock.settimeout(self.socket_connect_timeout)
         try:
-            sock = super()._connect()  # type: ignore[no-untyped-call]
-        finally:
-            self.socket_timeout = command_timeout
-        sock.settimeout(command_timeout)
-        return sock
+            wrapped = shared_context(self).wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        wrapped.settimeout(self.socket_timeout)
+        return wrapped

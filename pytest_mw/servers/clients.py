@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from mw.secrets import mask_secrets
+from pytest_mw.servers.readiness import mask
 
 if TYPE_CHECKING:
     import redis
@@ -43,7 +43,7 @@ class SecretURL(str):
     """A URL or DSN that is the real string to every client, but whose ``repr`` hides the password."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({mask_secrets(str(self))!r})"
+        return f"{type(self).__name__}({mask(str(self))!r})"
 
 
 class PostgresDSN(SecretURL):

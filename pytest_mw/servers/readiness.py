@@ -38,3 +38,11 @@ def wait_until_ready(probe: Callable[[], None], timeout: float, alive: Callable[
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
+
+
+def mask(text: str) -> str:
+    """:func:`mw.secrets.mask_secrets` (the one masking function), imported when first needed: importing the
+    plugin loads no runtime."""
+    from mw.secrets import mask_secrets
+
+    return mask_secrets(text)

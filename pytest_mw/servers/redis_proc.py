@@ -9,7 +9,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from mw.acl import acl_setuser
 from pytest_mw.servers.errors import ExecutableNotFound, ServerUnavailable
 from pytest_mw.servers.ports import free_port
 from pytest_mw.servers.readiness import redis_ping, wait_until_ready
@@ -152,6 +151,8 @@ class RedisProcess(StartStop):
 
     def _tls_args(self, port: int) -> list[str]:
         """TLS on ``port`` and no plain port; the ACL file: default user off, an admin, the runtime's user."""
+        from mw.acl import acl_setuser  # here: importing the plugin loads no runtime
+
         assert self._tmpdir is not None
         self.tls_files = files = make_tls_files(self._tmpdir)
         runtime = acl_setuser("mw", self._passwords["mw"], self.acl_namespace)[2:]

@@ -92,26 +92,31 @@ OUTAGES = [
 
 
 def _world(request: pytest.FixtureRequest, kind: str) -> Iterator[World]:
-    ns = f"t{uuid.uuid4().hex[:12]}"
     fast = {"redis_timeout_s": 0.2, "tier_retry_s": 0.1}
     server = None
     if kind == "disconnect":
         import fakeredis
 
+        ns = f"t{uuid.uuid4().hex[:12]}"
         config = MwConfig.from_env({}, namespace=ns, **fast)
         raw: Any = fakeredis.FakeRedis(server=embedded_server())
     else:
         import redis
 
         dsn = str(request.getfixturevalue("mw_postgres_dsn"))
-        if kind == "pause":
-            url = str(request.getfixturevalue("mw_redis_url"))
+        if kind == "pause":  # the session's server (TLS with --mw-backend redis-tls); CLIENT PAUSE as its admin
+            url, admin = (
+                str(request.getfixturevalue("mw_redis_url")),
+                str(request.getfixturevalue("mw_redis_admin_url")),
+            )
+            ns = request.getfixturevalue("mw_namespace")
         else:
             server = RedisProcess()
             server.start()
-            url = server.url
+            url = admin = server.url
+            ns = f"t{uuid.uuid4().hex[:12]}"
         config = MwConfig.from_env({}, redis_url=url, mlt_dsn=dsn, namespace=ns, **fast)
-        raw = redis.Redis.from_url(url, socket_timeout=5)
+        raw = redis.Redis.from_url(admin, socket_timeout=5)
     world = World(kind, config, raw, server)
     try:
         yield world

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from mw import ManualClock, MwManager
+from mw import ManualClock, MwConfig, MwManager
 from mw import keys as K
 
 Make = Callable[..., MwManager]
@@ -52,15 +52,16 @@ def test_a_hit_due_for_a_refresh_leads_once(make_manager: Make, clock: ManualClo
     assert a.l0.expire_at(KEY) == pytest.approx(clock() + 60)
 
 
-def test_the_three_drivers_decide_alike(make_manager: Make, clock: ManualClock) -> None:
+def test_the_three_drivers_decide_alike(make_manager: Make, clock: ManualClock, base_config: MwConfig) -> None:
     """Sync, asyncio and split-phase: a hit due for a refresh is refreshed by each, counted the same."""
+    m_ns = base_config.namespace  # each driver its own namespace inside the test's (an ACL user's keys)
     results = []
     for name, read in (
         ("sync", lambda m: m.get_or_load("doc", "s", "hot", loader=lambda: "new", ttl_s=60)),
         ("async", lambda m: asyncio.run(m.get_or_load_async("doc", "s", "hot", loader=lambda: "new", ttl_s=60))),
         ("split", None),
     ):
-        m = make_manager(name, node=name, xfetch_beta=1000.0, ttl_jitter=0.0, rng_seed=11, namespace=f"x{name}")
+        m = make_manager(name, node=name, xfetch_beta=1000.0, ttl_jitter=0.0, rng_seed=11, namespace=f"{m_ns}:{name}")
         m.set_global_item_typed("doc", "s", "hot", "old", ttl_s=60)
         m.tiers.remember_delta(KEY, 0.02)
         clock.advance(59)
