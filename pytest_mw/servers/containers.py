@@ -101,9 +101,32 @@ class _ContainerServer(ABC):
         self._container = container
         return ServerSpec(self.kind, url, "container", f"image {self.image}")
 
+    def _engine_container(self) -> Any:
+        if self._container is None:
+            raise RuntimeError(f"container {self.image} is not started")
+        return self._container.get_wrapped_container()
+
+    @property
+    def status(self) -> str:
+        """The engine's state of the container (``running``, ``paused``, ...), asked afresh."""
+        container = self._engine_container()
+        container.reload()
+        return str(container.status)
+
+    def pause(self) -> None:
+        """Freeze every process of the container (the engine's pause): connections stay open and stop answering."""
+        self._engine_container().pause()
+
+    def resume(self) -> None:
+        """Unfreeze after :meth:`pause`."""
+        self._engine_container().unpause()
+
     def stop(self) -> None:
-        """Stop and remove the container (testcontainers removes it with its volumes)."""
+        """Stop and remove the container (testcontainers removes it with its volumes); a paused one is resumed first."""
         if self._container is not None:
+            with contextlib.suppress(Exception):
+                if self.status == "paused":
+                    self.resume()
             container, self._container = self._container, None
             container.stop()
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
 from pytest_mw.servers.errors import ExecutableNotFound, ServerUnavailable
 from pytest_mw.servers.ports import free_port
-from pytest_mw.servers.readiness import redis_ping, wait_until_ready
+from pytest_mw.servers.readiness import redis_ping, wait_stopped, wait_until_ready
 from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec, StartStop
 
 DEFAULT_REDIS_PATHS = (
@@ -122,10 +124,45 @@ class RedisProcess(StartStop):
             return f"{exc}; log: {' | '.join(tail) or '(empty)'}"
         return ""
 
+    @property
+    def pid(self) -> int:
+        """The running server's process id (changes with :meth:`restart`)."""
+        if self._proc is None:
+            raise RuntimeError("RedisProcess is not started")
+        return self._proc.pid
+
+    def pause(self) -> None:
+        """SIGSTOP: the server stops answering but keeps its connections and data (clients time out)."""
+        os.kill(self.pid, signal.SIGSTOP)
+        wait_stopped([self.pid])
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`: the server answers again, its data and connections as they were."""
+        os.kill(self.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL and reap: connections are refused until :meth:`restart` (its data is lost: persistence is off)."""
+        if self._proc is None:
+            raise RuntimeError("RedisProcess is not started")
+        self._proc.kill()
+        self._proc.wait()
+
+    def restart(self) -> None:
+        """Start again, empty, on the same port after :meth:`kill` (clients reconnect to the same URL)."""
+        if self.port is None or self._proc is None or self._proc.poll() is None:
+            raise RuntimeError("RedisProcess.restart follows kill()")
+        port = self.port
+        self.stop()
+        failure = self._try_start(find_redis_server(self.executable), port)
+        if failure:
+            raise ServerUnavailable(f"redis-server did not restart on port {port}: {failure}")
+
     def stop(self) -> None:
         """SIGTERM (redis exits at once without persistence), then remove the temp dir."""
         if self._proc is not None:
             if self._proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._proc.pid, signal.SIGCONT)  # a paused server cannot handle SIGTERM
                 self._proc.terminate()
                 try:
                     self._proc.wait(timeout=10)
