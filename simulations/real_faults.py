@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import simpy
@@ -79,8 +79,17 @@ def seam(windows: Sequence[FaultWindow]) -> list[FaultWindow]:
 class RealFaults:
     """Applies the real windows of one run on the ``backend``'s servers, on the SimPy real-time clock."""
 
-    def __init__(self, env: simpy.Environment, windows: Sequence[FaultWindow], backend: Backend, factor: float) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        windows: Sequence[FaultWindow],
+        backend: Backend,
+        factor: float,
+        on_wiped: Callable[[], object] = lambda: None,
+    ) -> None:
         self.env = env
+        self.on_wiped = on_wiped
+        """Called when a killed Redis is back, empty (the stampede check's generations end there)."""
         self.windows = real(windows)
         self.backend = backend
         self.factor = factor
@@ -148,6 +157,8 @@ class RealFaults:
             record["ping"] = _ping(self.backend.redis_url)
         yield self.env.timeout(w.for_s)
         self._undo.pop(n)()
+        if w.how == "kill":
+            self.on_wiped()
         record["wall_end_s"] = self._wall()
         record["after"] = _identity(server)
 

@@ -127,6 +127,7 @@ def run_once(
         model.charges = model.injector.charges
         if scenario.run.nodes > 1:
             model.truth.outages = real_faults.outages()
+        real_faults.on_wiped = model.loads.wiped
         real_faults.start()
     injector = model.injector
     log_path = None if options.log_dir is None else options.log_dir / f"{options.label}.log"
