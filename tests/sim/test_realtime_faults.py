@@ -1,0 +1,136 @@
+"""``[[faults]]`` applied for real with ``--realtime`` (:mod:`simulations.real_faults`): the run's own redis-server and
+PostgreSQL processes are stopped, killed and restarted, their pub/sub clients cut, and the checks judge those windows.
+
+Each run is a few agents for 90 simulated seconds at ten times real speed; nothing waits on the wall clock, the runs'
+summaries say what was done to which process and what a probe saw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from simhelpers import check, failed, small
+
+from pytest_mw.options import server_options
+from simulations.backends import Backend, open_backend
+from simulations.runner import run_scenario
+from simulations.scenario import FaultWindow, ScenarioError, parse_scenario
+
+FACTOR = 0.1
+"""Wall seconds per simulated second."""
+
+FAULT_CHECKS = ("no_caller_errors", "no_caller_hang", "fault_recovery", "no_stale_reads", "no_db_stampede")
+
+
+def _scenario(fault: FaultWindow, **sections: dict[str, Any]) -> Any:
+    run = {"agents": 6, "nodes": 2, "duration_s": 90.0, "warmup_s": 10.0, "sample_s": 5.0, **sections.pop("run", {})}
+    runtime = {"redis_timeout_s": 0.05, "mlt_timeout_s": 0.3, **sections.pop("runtime", {})}
+    tasks = {"create_per_agent_s": 0.05, **sections.pop("tasks", {})}
+    scenario = small("redis-outage", run=run, runtime=runtime, tasks=tasks, **sections)
+    return dataclasses.replace(scenario, faults=(fault,))
+
+
+@pytest.fixture(scope="module")
+def processes() -> Iterator[Backend]:
+    """The containers backend on local throwaway processes (the servers the run started)."""
+    with open_backend("containers", provider="process") as backend:
+        yield backend
+
+
+def _run(backend: Backend, fault: FaultWindow, overrides: dict[str, Any] | None = None, **sections: Any) -> Any:
+    result = run_scenario(_scenario(fault, **sections), backend, realtime=FACTOR, baseline=False, overrides=overrides)
+    return result, result["runs"]["cached"]
+
+
+def _real(cached: dict[str, Any]) -> dict[str, Any]:
+    [window] = cached["faults"]["real"]["windows"]
+    return window  # type: ignore[no-any-return]
+
+
+def _hold(result: dict[str, Any]) -> None:
+    for name in FAULT_CHECKS:
+        assert check(result, name)["passed"], check(result, name)
+
+
+def test_l2_down_pauses_the_redis_process_and_the_checks_hold(processes: Backend) -> None:
+    result, cached = _run(processes, FaultWindow("l2_down", 20, 15))
+    window = _real(cached)
+    pid = processes.servers["redis"].pid
+    assert window["server"] == window["after"] == f"process pid {pid}"
+    assert window["state"] == "T" and window["ping"] == "TimeoutError"  # stopped, and a PING in the window timed out
+    assert window["wall_start_s"] > 0 and window["wall_end_s"] > window["wall_start_s"]
+    assert cached["tier_errors"] > 0  # the runtime saw its L2 time out and degraded
+    _hold(result)
+
+
+def test_l2_down_kill_restarts_redis_empty_and_the_checks_hold(processes: Backend) -> None:
+    before = processes.servers["redis"].pid
+    result, cached = _run(processes, FaultWindow("l2_down", 20, 15, mode="kill"))
+    window = _real(cached)
+    assert window["server"] == f"process pid {before}" and window["state"] == "killed"
+    assert window["ping"] == "ConnectionError"  # refused: nothing listens in the window
+    assert window["after"] == f"process pid {processes.servers['redis'].pid}" != window["server"]
+    _hold(result)  # a restart lost L2: the reloads after it are the next generation's, not a stampede
+
+
+def test_mlt_down_pauses_every_postgres_process_and_loads_resume(processes: Backend) -> None:
+    # Read-only: a write whose client deadline passed in the window can still land when PostgreSQL resumes (the
+    # oracle takes it for failed; see the report's open point), so this run writes nothing.
+    result, cached = _run(
+        processes, FaultWindow("mlt_down", 20, 15), items={"write_fraction": 0.0}, tasks={"create_per_agent_s": 0.0}
+    )
+    window = _real(cached)
+    assert window["state"] == "T" and window["server"] == f"process pid {processes.servers['postgres'].pid}"
+    assert cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
+    assert cached["caller_errors"]["by_window"][0]["reads"] > 0  # misses in the window got MltUnavailable
+    _hold(result)
+
+
+def test_pubsub_dropped_cuts_the_subscribers_and_the_buses_flush(processes: Backend) -> None:
+    result, cached = _run(processes, FaultWindow("pubsub_dropped", 20, 15), items={"write_fraction": 0.05})
+    window = _real(cached)
+    assert window["cuts"] > 0 and window["killed"] > 0
+    assert cached["bus"]["flushes"] > 0  # each node saw its subscription come back and flushed
+    _hold(result)
+
+
+def test_without_the_bus_the_cut_subscribers_leave_stale_reads(processes: Backend) -> None:
+    result, _cached = _run(
+        processes, FaultWindow("pubsub_dropped", 20, 15), {"pubsub": False}, items={"write_fraction": 0.05}
+    )
+    assert "no_stale_reads" in failed(result)
+
+
+def test_a_process_fault_on_a_given_redis_is_refused() -> None:
+    scenario = _scenario(FaultWindow("l2_down", 20, 15))
+    backend = Backend("redis", "redis://127.0.0.1:1/0", None, "redis: given")
+    with pytest.raises(ScenarioError, match=r"l2_down with --realtime on redis stops the Redis the run started"):
+        run_scenario(scenario, backend, realtime=FACTOR, baseline=False)
+
+
+def test_kill_is_refused_for_postgres_and_for_other_kinds() -> None:
+    for fault, message in (
+        ({"kind": "mlt_down", "at_s": 1, "for_s": 1, "mode": "kill"}, "mode = 'kill' applies to kind = 'l2_down'"),
+        ({"kind": "l2_slow", "at_s": 1, "for_s": 1, "delay_ms": 5, "mode": "pause"}, "applies to kind = 'l2_down'"),
+        ({"kind": "l2_down", "at_s": 1, "for_s": 1, "mode": "stop"}, "mode = 'stop': one of 'pause', 'kill'"),
+    ):
+        with pytest.raises(ScenarioError, match=message):
+            parse_scenario({"name": "x", "runtime": {"tier_retry_s": 0}, "faults": [fault]}, "x.toml")
+
+
+@pytest.fixture
+def _container_provider_chosen(pytestconfig: pytest.Config) -> None:
+    if server_options(pytestconfig).provider != "container":
+        pytest.skip("container tests run with --mw-server-provider container")
+
+
+@pytest.mark.usefixtures("_container_provider_chosen")
+def test_l2_down_pauses_the_redis_container() -> None:
+    with open_backend("containers", provider="container") as backend:
+        result, cached = _run(backend, FaultWindow("l2_down", 20, 15))
+    window = _real(cached)
+    assert window["state"] == "paused" and window["ping"] == "TimeoutError"
+    _hold(result)
