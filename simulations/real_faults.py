@@ -209,7 +209,7 @@ def _state(server: Any, how: str) -> str:
 
 
 def _ping(url: str) -> str:
-    """``answered``, or the error a PING got (``TimeoutError`` for a stopped server, ``ConnectionError`` for a dead one)."""
+    """``answered``, or the error a PING got (``TimeoutError``: a stopped server; ``ConnectionError``: a dead one)."""
     import redis
 
     try:

@@ -337,7 +337,9 @@ class FaultWindow:
         mode = self.mode
         if mode is not None:
             if self.kind not in ("l2_down", "mlt_down"):
-                raise ScenarioError(f"mode = {mode!r} applies to kind = 'l2_down' or 'mlt_down' only, not {self.kind!r}")
+                raise ScenarioError(
+                    f"mode = {mode!r} applies to kind = 'l2_down' or 'mlt_down' only, not {self.kind!r}"
+                )
             if mode not in FAULT_MODES:
                 raise ScenarioError(f"mode = {mode!r}: one of {', '.join(map(repr, FAULT_MODES))}")
             if mode == "kill" and self.kind != "l2_down":

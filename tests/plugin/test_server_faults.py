@@ -1,0 +1,50 @@
+"""The servers' fault handles (what ``--realtime`` faults use): pause, resume, kill and restart of a local process."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redis
+
+from pytest_mw.servers.postgres_proc import PostgresProcess
+from pytest_mw.servers.readiness import process_state
+from pytest_mw.servers.redis_proc import RedisProcess
+
+
+def test_a_paused_redis_times_out_and_answers_with_its_data_when_resumed() -> None:
+    with RedisProcess() as server, redis.Redis.from_url(server.url, socket_timeout=0.05) as client:
+        client.set("k", "v")
+        server.pause()
+        assert process_state(server.pid) == "T"
+        with pytest.raises(redis.TimeoutError):
+            client.ping()
+        server.resume()
+        assert client.get("k") == b"v"
+
+
+def test_a_killed_redis_restarts_empty_on_the_same_url() -> None:
+    with RedisProcess() as server:
+        url, pid = server.url, server.pid
+        with redis.Redis.from_url(url, socket_timeout=1.0) as client:
+            client.set("k", "v")
+            server.kill()
+            with pytest.raises(redis.ConnectionError):
+                client.ping()
+            server.restart()
+            assert server.url == url and server.pid != pid
+            assert client.get("k") is None
+
+
+def test_restart_without_kill_is_refused() -> None:
+    with RedisProcess() as server, pytest.raises(RuntimeError, match="follows kill"):
+        server.restart()
+
+
+def test_a_paused_postgres_stops_its_backends_too() -> None:
+    with PostgresProcess() as server, psycopg.connect(server.dsn, autocommit=True) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert backend is not None
+        server.pause()
+        assert process_state(server.pid) == "T" and process_state(backend[0]) == "T"
+        server.resume()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
