@@ -16,6 +16,7 @@ from simhelpers import check, failed, small
 
 from pytest_mw.options import server_options
 from simulations.backends import Backend, open_backend
+from simulations.measure import LoadTracker
 from simulations.runner import run_scenario
 from simulations.scenario import FaultWindow, ScenarioError, parse_scenario
 
@@ -74,6 +75,32 @@ def test_l2_down_kill_restarts_redis_empty_and_the_checks_hold(processes: Backen
     assert window["ping"] == "ConnectionError"  # refused: nothing listens in the window
     assert window["after"] == f"process pid {processes.servers['redis'].pid}" != window["server"]
     _hold(result)  # a restart lost L2: the reloads after it are the next generation's, not a stampede
+
+
+def test_the_stampede_check_judges_a_real_kill_window_both_ways(processes: Backend) -> None:
+    run = {"agents": 6, "nodes": 2, "duration_s": 90.0, "warmup_s": 10.0, "sample_s": 5.0}
+    scenario = small("hot-key-herd", run=run, runtime={"redis_timeout_s": 0.05, "tier_retry_s": 0})
+    scenario = dataclasses.replace(scenario, faults=(FaultWindow("l2_down", 30, 15, mode="kill"),))
+    intact = run_scenario(scenario, processes, realtime=FACTOR, baseline=False)
+    assert check(intact, "no_db_stampede")["passed"], check(intact, "no_db_stampede")
+    broken = run_scenario(scenario, processes, realtime=FACTOR, baseline=False, overrides={"stampede_protection": False})
+    assert "no_db_stampede" in failed(broken)
+
+
+def test_a_wiped_l2_ends_every_generation() -> None:
+    tracker = LoadTracker()
+    tracker.started("k", 0.0)
+    tracker.finished("k", 1.0, absent=False, valid_until=100.0)
+    assert tracker.started("k", 50.0)  # still cached: a second load is a stampede load
+    tracker.finished("k", 51.0, absent=False, valid_until=100.0)
+    tracker.wiped()  # a killed Redis came back empty
+    assert not tracker.started("k", 60.0)
+
+
+def test_l2_slow_on_a_real_backend_is_the_seams_delay(processes: Backend) -> None:
+    result, cached = _run(processes, FaultWindow("l2_slow", 20, 15, delay_ms=20))
+    assert cached["faults"]["slowed_l2_calls"] > 0 and "real" not in cached["faults"]
+    _hold(result)
 
 
 def test_mlt_down_pauses_every_postgres_process_and_loads_resume(processes: Backend) -> None:
