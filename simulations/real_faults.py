@@ -86,8 +86,12 @@ class RealFaults:
         backend: Backend,
         factor: float,
         on_wiped: Callable[[], object] = lambda: None,
+        errors: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.env = env
+        self.errors = errors
+        """The runtime's own tier error counters now (``l2_errors``, ``mlt_errors``): each window reports what they
+        counted while it was open, next to what the callers saw (``caller_errors``), as the runtime's column."""
         self.on_wiped = on_wiped
         """Called when a killed Redis is back, empty (the stampede check's generations end there)."""
         self.windows = real(windows)
@@ -141,10 +145,20 @@ class RealFaults:
     def _wall(self) -> float:
         return round(time.monotonic() - (self._t0 or time.monotonic()), 4)
 
+    def _opened(self, record: dict[str, Any]) -> dict[str, int]:
+        record["wall_start_s"] = self._wall()
+        return self.errors()
+
+    def _closed(self, record: dict[str, Any], before: dict[str, int], end_s: float) -> None:
+        record["wall_end_s"] = wall = self._wall()
+        record["behind_s"] = round(wall - end_s * self.factor, 4)
+        after = self.errors()
+        record["runtime_errors"] = {k: after[k] - before.get(k, 0) for k in after}
+
     def _window(self, n: int, w: FaultWindow, record: dict[str, Any]) -> Generator[simpy.Event, Any, None]:
         server = self._server(w)
         yield self.env.timeout(w.at_s)
-        record["wall_start_s"] = self._wall()
+        before = self._opened(record)
         record["server"] = _identity(server)
         if w.how == "kill":
             server.kill()
@@ -159,7 +173,7 @@ class RealFaults:
         self._undo.pop(n)()
         if w.how == "kill":
             self.on_wiped()
-        record["wall_end_s"] = self._wall()
+        self._closed(record, before, w.end_s)
         record["after"] = _identity(server)
 
     def _pubsub(self, w: FaultWindow, record: dict[str, Any]) -> Generator[simpy.Event, Any, None]:
@@ -167,7 +181,7 @@ class RealFaults:
 
         assert self.backend.redis_url is not None
         yield self.env.timeout(w.at_s)
-        record["wall_start_s"] = self._wall()
+        before = self._opened(record)
         record.update(cuts=0, killed=0)
         every = RECUT_WALL_S / self.factor
         with redis.Redis.from_url(self.backend.redis_url, socket_timeout=1.0) as client:
@@ -175,7 +189,7 @@ class RealFaults:
                 record["killed"] += int(client.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))
                 record["cuts"] += 1
                 yield self.env.timeout(min(every, w.end_s - self.env.now))
-        record["wall_end_s"] = self._wall()
+        self._closed(record, before, w.end_s)
 
     def close(self) -> None:
         """Undo what a window left applied (the run stopped inside it): servers answer again for the cleanup."""

@@ -128,6 +128,7 @@ def run_once(
         if scenario.run.nodes > 1:
             model.truth.outages = real_faults.outages()
         real_faults.on_wiped = model.loads.wiped
+        real_faults.errors = lambda: _tier_errors(model)
         real_faults.start()
     injector = model.injector
     log_path = None if options.log_dir is None else options.log_dir / f"{options.label}.log"
@@ -159,6 +160,12 @@ def run_once(
         model.admin.close()
         model.close_clusters()
         stores.cleanup()
+
+
+def _tier_errors(model: Model) -> dict[str, int]:
+    """The runtime's L2 and Mlt error counters, summed over every agent that ever lived."""
+    agents = model.all_agents()
+    return {name: sum(getattr(a.manager.telemetry, name) for a in agents) for name in ("l2_errors", "mlt_errors")}
 
 
 @dataclass

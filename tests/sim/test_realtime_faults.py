@@ -63,7 +63,7 @@ def test_l2_down_pauses_the_redis_process_and_the_checks_hold(processes: Backend
     assert window["server"] == window["after"] == f"process pid {pid}"
     assert window["state"] == "T" and window["ping"] == "TimeoutError"  # stopped, and a PING in the window timed out
     assert window["wall_start_s"] > 0 and window["wall_end_s"] > window["wall_start_s"]
-    assert cached["tier_errors"] > 0  # the runtime saw its L2 time out and degraded
+    assert window["runtime_errors"]["l2_errors"] > 0  # the runtime saw its L2 time out and degraded
     _hold(result)
 
 
@@ -83,7 +83,9 @@ def test_the_stampede_check_judges_a_real_kill_window_both_ways(processes: Backe
     scenario = dataclasses.replace(scenario, faults=(FaultWindow("l2_down", 30, 15, mode="kill"),))
     intact = run_scenario(scenario, processes, realtime=FACTOR, baseline=False)
     assert check(intact, "no_db_stampede")["passed"], check(intact, "no_db_stampede")
-    broken = run_scenario(scenario, processes, realtime=FACTOR, baseline=False, overrides={"stampede_protection": False})
+    broken = run_scenario(
+        scenario, processes, realtime=FACTOR, baseline=False, overrides={"stampede_protection": False}
+    )
     assert "no_db_stampede" in failed(broken)
 
 
