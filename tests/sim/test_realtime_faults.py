@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from simhelpers import check, failed, small
 
 from pytest_mw.options import server_options
+from pytest_mw.servers.redis_proc import RedisProcess
 from simulations.backends import Backend, open_backend
+from simulations.cli import EXIT_ERROR, main
 from simulations.measure import LoadTracker
 from simulations.runner import run_scenario
 from simulations.scenario import FaultWindow, ScenarioError, parse_scenario
@@ -157,9 +160,29 @@ def _container_provider_chosen(pytestconfig: pytest.Config) -> None:
 
 
 @pytest.mark.usefixtures("_container_provider_chosen")
-def test_l2_down_pauses_the_redis_container() -> None:
+def test_real_faults_pause_the_containers_and_cut_their_subscribers() -> None:
     with open_backend("containers", provider="container") as backend:
-        result, cached = _run(backend, FaultWindow("l2_down", 20, 15))
-    window = _real(cached)
+        l2, l2_cached = _run(backend, FaultWindow("l2_down", 20, 15))
+        mlt, mlt_cached = _run(
+            backend, FaultWindow("mlt_down", 20, 15), items={"write_fraction": 0.0}, tasks={"create_per_agent_s": 0.0}
+        )
+        bus, bus_cached = _run(backend, FaultWindow("pubsub_dropped", 20, 15), items={"write_fraction": 0.05})
+        with pytest.raises(ScenarioError, match=r"mode = 'kill': the Redis container server cannot be killed"):
+            _run(backend, FaultWindow("l2_down", 20, 15, mode="kill"))
+    window = _real(l2_cached)
     assert window["state"] == "paused" and window["ping"] == "TimeoutError"
-    _hold(result)
+    assert _real(mlt_cached)["state"] == "paused" and mlt_cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
+    assert _real(bus_cached)["killed"] > 0 and bus_cached["bus"]["flushes"] > 0
+    for result in (l2, mlt, bus):
+        _hold(result)
+
+
+def test_the_cli_refuses_a_process_fault_on_a_given_redis_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with RedisProcess() as server:
+        args = ["run", "redis-outage-realtime", "--backend", "redis", "--redis-url", server.url, "--realtime", "0.1"]
+        assert main([*args, "--out", str(tmp_path), "--quiet"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "l2_down with --realtime on redis stops the Redis the run started" in err
+    assert "Traceback" not in err
