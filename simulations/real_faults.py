@@ -14,12 +14,12 @@ the server the run started when the simulated clock reaches ``at_s`` and undoes 
 * ``pubsub_dropped``: ``CLIENT KILL TYPE pubsub`` on the run's Redis at ``at_s``, and again every
   :data:`RECUT_WALL_S` of wall time while the window is open (the runtime's subscribers reconnect at once): what is
   published to a cut subscriber is lost, and the runtime must notice (a fresh subscription) and flush its local tiers.
-  On a Redis the run was given (``--redis-url``) this cuts every subscriber of that server, the run's and others'.
+  Only on a Redis the run started: on a given one (``--redis-url``) it would cut every subscriber, others' too.
 * ``l2_slow`` and ``agent_crash`` stay the seam's and the model's (:mod:`simulations.fault_windows`): the seam
   charges the delay in simulated time, which the real-time clock turns into ``delay_ms * FACTOR`` of wall time for the
   agent that made the call. Slowing a real server down would need a proxy or netem; not done.
 
-A fault that needs a process refuses a server the run did not start (``--backend redis --redis-url``): a
+A real fault refuses a server the run did not start (``--backend redis --redis-url``): a
 :class:`~simulations.scenario.ScenarioError` (exit 2) naming the kind.
 
 The oracle and the checks see these windows as they see the seam's: the stampede check's L2 outages, the caller-error
@@ -109,6 +109,12 @@ class RealFaults:
     def _check(self) -> None:
         for w in self.windows:
             if w.kind == "pubsub_dropped":
+                if self.backend.servers.get("redis") is None:
+                    raise ScenarioError(
+                        f"pubsub_dropped needs the simulated bus or a Redis the run started: with --realtime on "
+                        f"{self.backend.name} the nodes use the given Redis's pub/sub, where CLIENT KILL TYPE pubsub "
+                        f"would cut every subscriber, not only the run's (use --backend containers)"
+                    )
                 continue
             server = self._server(w)
             what = "PostgreSQL" if w.kind == "mlt_down" else "Redis"

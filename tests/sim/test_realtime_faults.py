@@ -136,11 +136,18 @@ def test_without_the_bus_the_cut_subscribers_leave_stale_reads(processes: Backen
     assert "no_stale_reads" in failed(result)
 
 
-def test_a_process_fault_on_a_given_redis_is_refused() -> None:
-    scenario = _scenario(FaultWindow("l2_down", 20, 15))
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (FaultWindow("l2_down", 20, 15), r"l2_down with --realtime on redis stops the Redis the run started"),
+        (FaultWindow("mlt_down", 20, 15), r"mlt_down with --realtime on redis stops the PostgreSQL the run started"),
+        (FaultWindow("pubsub_dropped", 20, 15), r"would cut every subscriber, not only the run's"),
+    ],
+)
+def test_a_real_fault_on_a_given_server_is_refused(fault: FaultWindow, message: str) -> None:
     backend = Backend("redis", "redis://127.0.0.1:1/0", None, "redis: given")
-    with pytest.raises(ScenarioError, match=r"l2_down with --realtime on redis stops the Redis the run started"):
-        run_scenario(scenario, backend, realtime=FACTOR, baseline=False)
+    with pytest.raises(ScenarioError, match=message):
+        run_scenario(_scenario(fault), backend, realtime=FACTOR, baseline=False)
 
 
 def test_kill_is_refused_for_postgres_and_for_other_kinds() -> None:
