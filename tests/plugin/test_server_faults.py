@@ -1,4 +1,4 @@
-"""The servers' fault handles (what ``--realtime`` faults use): pause, resume, kill and restart of a local process."""
+"""The servers' fault handles (what ``--realtime`` faults use): pause, resume, kill and restart; containers pause."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import psycopg
 import pytest
 import redis
 
+from pytest_mw.options import server_options
+from pytest_mw.servers.containers import RedisContainerServer
 from pytest_mw.servers.postgres_proc import PostgresProcess
 from pytest_mw.servers.readiness import process_state
 from pytest_mw.servers.redis_proc import RedisProcess
@@ -48,3 +50,27 @@ def test_a_paused_postgres_stops_its_backends_too() -> None:
         assert process_state(server.pid) == "T" and process_state(backend[0]) == "T"
         server.resume()
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.fixture
+def _container_provider_chosen(pytestconfig: pytest.Config) -> None:
+    if server_options(pytestconfig).provider != "container":
+        pytest.skip("container tests run with --mw-server-provider container")
+
+
+@pytest.mark.usefixtures("_container_provider_chosen")
+def test_a_paused_redis_container_times_out_and_answers_when_resumed() -> None:
+    pytest.importorskip("testcontainers")
+    server = RedisContainerServer()
+    spec = server.start()
+    try:
+        with redis.Redis.from_url(spec.url, socket_timeout=0.2) as client:
+            client.set("k", "v")
+            server.pause()
+            assert server.status == "paused"
+            with pytest.raises(redis.TimeoutError):
+                client.ping()
+            server.resume()
+            assert server.status == "running" and client.get("k") == b"v"
+    finally:
+        server.stop()
