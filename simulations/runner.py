@@ -110,7 +110,7 @@ def run_once(
         config,
         start_epoch=start_epoch,
         bus=bus,
-        cross_node_lag_s=BUS_LAG_S if bus is None else bus.lag.max_s,
+        cross_node_lag_s=_real_bus_lag(options.realtime) if bus is None else bus.lag.max_s,
     )
     if bus is not None:
         bus.truth = model.truth
@@ -160,6 +160,12 @@ def run_once(
         model.admin.close()
         model.close_clusters()
         stores.cleanup()
+
+
+def _real_bus_lag(realtime: float | None) -> float:
+    """The oracle's bound for a change heard over Redis pub/sub, in simulated seconds: :data:`BUS_LAG_S` is wall time
+    (measured on real Redis), and with ``--realtime FACTOR`` a wall second is ``1 / FACTOR`` simulated ones."""
+    return BUS_LAG_S / realtime if realtime else BUS_LAG_S
 
 
 def _tier_errors(model: Model) -> dict[str, int]:
