@@ -9,8 +9,11 @@ the server the run started when the simulated clock reaches ``at_s`` and undoes 
   degrades to Mlt. At ``end_s`` SIGCONT (unpause): the server answers again with its data.
 * ``l2_down``, ``mode = "kill"``: SIGKILL, and at ``end_s`` a new ``redis-server`` on the same port, empty (L2 is
   lost). Local processes only: a container's published port may change when the engine starts it again.
-* ``mlt_down`` (``pause`` only): SIGSTOP of the postmaster and every backend (the engine's pause for a container);
+* ``mlt_down``, ``mode = "pause"``: SIGSTOP of the postmaster and every backend (the engine's pause for a container);
   each Mlt call waits ``MW_MLT_TIMEOUT_S`` and gets ``MltUnavailable``.
+* ``mlt_down``, ``mode = "kill"``: an immediate shutdown (``pg_ctl -m immediate``, as a crash: connections break,
+  new ones are refused at once) and at ``end_s`` a start of the same cluster on the same port (crash recovery keeps
+  every committed row). Local processes only.
 * ``pubsub_dropped``: ``CLIENT KILL TYPE pubsub`` on the run's Redis at ``at_s``, and again every
   :data:`RECUT_WALL_S` of wall time while the window is open (the runtime's subscribers reconnect at once): what is
   published to a cut subscriber is lost, and the runtime must notice (a fresh subscription) and flush its local tiers.
@@ -177,7 +180,7 @@ class RealFaults:
             record["ping"] = _ping(self.backend.redis_url)
         yield self.env.timeout(w.for_s)
         self._undo.pop(n)()
-        if w.how == "kill":
+        if w.how == "kill" and w.kind == "l2_down":
             self.on_wiped()
         self._closed(record, before, w.end_s)
         record["after"] = _identity(server)

@@ -278,7 +278,7 @@ FAULT_KINDS = {
 }
 """``[[faults]]`` kinds the simulator applies in simulated time, and how reports name them."""
 FAULT_MODES = ("pause", "kill")
-"""``mode`` of a real ``l2_down`` (both) or ``mlt_down`` (``pause``)."""
+"""``mode`` of a real ``l2_down`` or ``mlt_down``."""
 FAULT_KINDS_LATER: tuple[str, ...] = ()
 """Kinds of the issue's list not applied yet: refused by name rather than silently ignored."""
 
@@ -291,8 +291,8 @@ class FaultWindow:
     ``agents`` (``agent_crash`` only, default 1): how many agents die at ``at_s``; as many join at ``end_s``.
     ``mode`` (``l2_down`` and ``mlt_down``, default ``pause``): how the fault is applied for real (``--realtime`` on a
     server the run started, :mod:`simulations.real_faults`): ``pause`` stops the server (SIGSTOP, or the engine's
-    pause), ``kill`` (``l2_down`` only) kills it and starts it again, empty, at ``end_s``. In simulated time both are
-    the seam's outage.
+    pause), ``kill`` kills it and starts it again at ``end_s`` (Redis empty; PostgreSQL after crash recovery, its rows
+    kept). In simulated time both are the seam's outage.
     """
 
     kind: str
@@ -342,11 +342,6 @@ class FaultWindow:
                 )
             if mode not in FAULT_MODES:
                 raise ScenarioError(f"mode = {mode!r}: one of {', '.join(map(repr, FAULT_MODES))}")
-            if mode == "kill" and self.kind != "l2_down":
-                raise ScenarioError(
-                    "mode = 'kill' applies to kind = 'l2_down' only (a killed PostgreSQL would need crash recovery; "
-                    "use 'pause')"
-                )
 
     @property
     def how(self) -> str:

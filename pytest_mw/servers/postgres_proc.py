@@ -297,6 +297,25 @@ class PostgresProcess(StartStop):
                 os.kill(child, signal.SIGCONT)
         os.kill(postmaster, signal.SIGCONT)
 
+    def kill(self) -> None:
+        """Immediate shutdown (``pg_ctl -m immediate``: every process quits at once, no checkpoint), as a crash: open
+        connections break and new ones are refused until :meth:`restart`."""
+        if self._tmpdir is None or self.port is None:
+            raise RuntimeError("PostgresProcess is not started")
+        self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop", timeout=30)
+
+    def restart(self) -> None:
+        """Start the same cluster again on the same port after :meth:`kill`: crash recovery replays the WAL, so every
+        committed row is back."""
+        if self._tmpdir is None or self.port is None or (self.datadir / "postmaster.pid").exists():
+            raise RuntimeError("PostgresProcess.restart follows kill()")
+        log = self._tmpdir / "postgres.log"
+        self._run(
+            "pg_ctl", "-D", str(self.datadir), "-l", str(log), "-w", "-t", str(int(self.startup_timeout)), "start",
+            timeout=self.startup_timeout + 10,
+        )  # fmt: skip
+        wait_until_ready(lambda: postgres_ping(self.dsn), 5.0)
+
     def stop(self) -> None:
         """Fast shutdown (disconnects clients), then remove the cluster directory."""
         try:

@@ -74,3 +74,18 @@ def test_a_paused_redis_container_times_out_and_answers_when_resumed() -> None:
             assert server.status == "running" and client.get("k") == b"v"
     finally:
         server.stop()
+
+
+def test_a_killed_postgres_refuses_connections_and_keeps_its_rows_after_restart() -> None:
+    with PostgresProcess() as server:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (v int)")
+            conn.execute("INSERT INTO t VALUES (1)")
+            pid = server.pid
+            server.kill()
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+        server.restart()
+        assert server.pid != pid
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT v FROM t").fetchall() == [(1,)]

@@ -121,6 +121,21 @@ def test_mlt_down_pauses_every_postgres_process_and_loads_resume(processes: Back
     _hold(result)
 
 
+def test_mlt_down_kill_breaks_the_connections_and_loads_resume_after_the_restart(processes: Backend) -> None:
+    pid = processes.servers["postgres"].pid
+    result, cached = _run(
+        processes,
+        FaultWindow("mlt_down", 20, 15, mode="kill"),
+        items={"write_fraction": 0.0},
+        tasks={"create_per_agent_s": 0.0},
+    )
+    window = _real(cached)
+    assert window["state"] == "killed" and window["server"] == f"process pid {pid}" != window["after"]
+    assert cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
+    assert cached["caller_errors"]["by_window"][0]["reads"] > 0
+    _hold(result)
+
+
 def test_pubsub_dropped_cuts_the_subscribers_and_the_buses_flush(processes: Backend) -> None:
     result, cached = _run(processes, FaultWindow("pubsub_dropped", 20, 15), items={"write_fraction": 0.05})
     window = _real(cached)
@@ -150,9 +165,8 @@ def test_a_real_fault_on_a_given_server_is_refused(fault: FaultWindow, message: 
         run_scenario(_scenario(fault), backend, realtime=FACTOR, baseline=False)
 
 
-def test_kill_is_refused_for_postgres_and_for_other_kinds() -> None:
+def test_a_mode_is_refused_for_other_kinds_and_names() -> None:
     for fault, message in (
-        ({"kind": "mlt_down", "at_s": 1, "for_s": 1, "mode": "kill"}, "mode = 'kill' applies to kind = 'l2_down'"),
         ({"kind": "l2_slow", "at_s": 1, "for_s": 1, "delay_ms": 5, "mode": "pause"}, "applies to kind = 'l2_down'"),
         ({"kind": "l2_down", "at_s": 1, "for_s": 1, "mode": "stop"}, "mode = 'stop': one of 'pause', 'kill'"),
     ):
