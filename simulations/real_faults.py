@@ -8,12 +8,14 @@ the server the run started when the simulated clock reaches ``at_s`` and undoes 
   Connections stay open and stop answering: every L2 call waits ``MW_REDIS_TIMEOUT_S`` and fails, the runtime
   degrades to Mlt. At ``end_s`` SIGCONT (unpause): the server answers again with its data.
 * ``l2_down``, ``mode = "kill"``: SIGKILL, and at ``end_s`` a new ``redis-server`` on the same port, empty (L2 is
-  lost). Local processes only: a container's published port may change when the engine starts it again.
+  lost). Local processes only: an image's Redis may keep RDB snapshots (a restart need not come back empty), and
+  whether a restarted container keeps its published port is the engine's choice.
 * ``mlt_down``, ``mode = "pause"``: SIGSTOP of the postmaster and every backend (the engine's pause for a container);
   each Mlt call waits ``MW_MLT_TIMEOUT_S`` and gets ``MltUnavailable``.
 * ``mlt_down``, ``mode = "kill"``: an immediate shutdown (``pg_ctl -m immediate``, as a crash: connections break,
-  new ones are refused at once) and at ``end_s`` a start of the same cluster on the same port (crash recovery keeps
-  every committed row). Local processes only.
+  new ones are refused at once) and at ``end_s`` a start of the same cluster on the same port; a checkpoint first
+  keeps every committed row (with the throwaway cluster's fast settings an immediate shutdown lost some). Local
+  processes only.
 * ``pubsub_dropped``: ``CLIENT KILL TYPE pubsub`` on the run's Redis at ``at_s``, and again every
   :data:`RECUT_WALL_S` of wall time while the window is open (the runtime's subscribers reconnect at once): what is
   published to a cut subscriber is lost, and the runtime must notice (a fresh subscription) and flush its local tiers.
@@ -21,6 +23,10 @@ the server the run started when the simulated clock reaches ``at_s`` and undoes 
 * ``l2_slow`` and ``agent_crash`` stay the seam's and the model's (:mod:`simulations.fault_windows`): the seam
   charges the delay in simulated time, which the real-time clock turns into ``delay_ms * FACTOR`` of wall time for the
   agent that made the call. Slowing a real server down would need a proxy or netem; not done.
+
+SimPy runs on one thread: while a call waits for a stopped server, the simulated clock stands still, so a window's
+wall span is ``for_s * FACTOR`` plus the time calls waited (each window records ``wall_start_s``, ``wall_end_s`` and
+``behind_s``); the clock then catches up at full speed (``strict=False``). Its simulated span is exact.
 
 A real fault refuses a server the run did not start (``--backend redis --redis-url``): a
 :class:`~simulations.scenario.ScenarioError` (exit 2) naming the kind.
