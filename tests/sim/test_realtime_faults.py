@@ -54,6 +54,11 @@ def _real(cached: dict[str, Any]) -> dict[str, Any]:
     return window  # type: ignore[no-any-return]
 
 
+def _l2_hits(cached: dict[str, Any], start: float, end: float) -> int:
+    """L2 hits the simulator counted in the samples of ``(start, end]``."""
+    return sum(row["l2"] for row in cached["series"] if start < row["t"] <= end)
+
+
 def _hold(result: dict[str, Any]) -> None:
     for name in FAULT_CHECKS:
         assert check(result, name)["passed"], check(result, name)
@@ -67,6 +72,7 @@ def test_l2_down_pauses_the_redis_process_and_the_checks_hold(processes: Backend
     assert window["state"] == "T" and window["ping"] == "TimeoutError"  # stopped, and a PING in the window timed out
     assert window["wall_start_s"] > 0 and window["wall_end_s"] > window["wall_start_s"]
     assert window["runtime_errors"]["l2_errors"] > 0  # the runtime saw its L2 time out and degraded
+    assert _l2_hits(cached, 25, 35) == 0 < _l2_hits(cached, 35, 90)  # none while stopped; they return after
     _hold(result)
 
 
@@ -77,6 +83,7 @@ def test_l2_down_kill_restarts_redis_empty_and_the_checks_hold(processes: Backen
     assert window["server"] == f"process pid {before}" and window["state"] == "killed"
     assert window["ping"] == "ConnectionError"  # refused: nothing listens in the window
     assert window["after"] == f"process pid {processes.servers['redis'].pid}" != window["server"]
+    assert _l2_hits(cached, 25, 35) == 0 < _l2_hits(cached, 35, 90)  # the empty L2 fills again: hits return
     _hold(result)  # a restart lost L2: the reloads after it are the next generation's, not a stampede
 
 
