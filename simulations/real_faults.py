@@ -8,14 +8,14 @@ the server the run started when the simulated clock reaches ``at_s`` and undoes 
   Connections stay open and stop answering: every L2 call waits ``MW_REDIS_TIMEOUT_S`` and fails, the runtime
   degrades to Mlt. At ``end_s`` SIGCONT (unpause): the server answers again with its data.
 * ``l2_down``, ``mode = "kill"``: SIGKILL, and at ``end_s`` a new ``redis-server`` on the same port, empty (L2 is
-  lost). Local processes only: an image's Redis may keep RDB snapshots (a restart need not come back empty), and
-  whether a restarted container keeps its published port is the engine's choice.
+  lost); for a container the engine's kill and start (its Redis's snapshots turned off and its dump removed first,
+  else it would come back with its last snapshot; a restart on another published port is a ``ServerUnavailable``).
 * ``mlt_down``, ``mode = "pause"``: SIGSTOP of the postmaster and every backend (the engine's pause for a container);
   each Mlt call waits ``MW_MLT_TIMEOUT_S`` and gets ``MltUnavailable``.
 * ``mlt_down``, ``mode = "kill"``: an immediate shutdown (``pg_ctl -m immediate``, as a crash: connections break,
   new ones are refused at once) and at ``end_s`` a start of the same cluster on the same port; a checkpoint first
   keeps every committed row (with the throwaway cluster's fast settings an immediate shutdown lost some). Local
-  processes only.
+  processes only (a PostgreSQL container is refused with a ``ScenarioError``).
 * ``pubsub_dropped``: ``CLIENT KILL TYPE pubsub`` on the run's Redis at ``at_s``, and again every
   :data:`RECUT_WALL_S` of wall time while the window is open (the runtime's subscribers reconnect at once): what is
   published to a cut subscriber is lost, and the runtime must notice (a fresh subscription) and flush its local tiers.

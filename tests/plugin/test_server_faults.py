@@ -89,3 +89,21 @@ def test_a_killed_postgres_refuses_connections_and_keeps_its_rows_after_restart(
         assert server.pid != pid
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             assert conn.execute("SELECT v FROM t").fetchall() == [(1,)]
+
+
+@pytest.mark.usefixtures("_container_provider_chosen")
+def test_a_killed_redis_container_restarts_empty_on_the_same_url() -> None:
+    pytest.importorskip("testcontainers")
+    server = RedisContainerServer()
+    spec = server.start()
+    try:
+        with redis.Redis.from_url(spec.url, socket_timeout=1.0) as client:
+            client.set("k", "v")
+            client.save()  # a snapshot on disk: the restart must not load it
+            server.kill()
+            with pytest.raises(redis.ConnectionError):
+                client.ping()
+            server.restart()
+            assert server.url == spec.url and client.get("k") is None
+    finally:
+        server.stop()

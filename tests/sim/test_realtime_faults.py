@@ -181,28 +181,43 @@ def test_a_mode_is_refused_for_other_kinds_and_names() -> None:
             parse_scenario({"name": "x", "runtime": {"tier_retry_s": 0}, "faults": [fault]}, "x.toml")
 
 
-@pytest.fixture
-def _container_provider_chosen(pytestconfig: pytest.Config) -> None:
+@pytest.fixture(scope="module")
+def containers(pytestconfig: pytest.Config) -> Iterator[Backend]:
+    """The containers backend on the engine's containers (CI's container step: ``--mw-server-provider container``)."""
     if server_options(pytestconfig).provider != "container":
         pytest.skip("container tests run with --mw-server-provider container")
-
-
-@pytest.mark.usefixtures("_container_provider_chosen")
-def test_real_faults_pause_the_containers_and_cut_their_subscribers() -> None:
     with open_backend("containers", provider="container") as backend:
-        l2, l2_cached = _run(backend, FaultWindow("l2_down", 20, 15))
-        mlt, mlt_cached = _run(
-            backend, FaultWindow("mlt_down", 20, 15), items={"write_fraction": 0.0}, tasks={"create_per_agent_s": 0.0}
-        )
-        bus, bus_cached = _run(backend, FaultWindow("pubsub_dropped", 20, 15), items={"write_fraction": 0.05})
-        with pytest.raises(ScenarioError, match=r"mode = 'kill': the Redis container server cannot be killed"):
-            _run(backend, FaultWindow("l2_down", 20, 15, mode="kill"))
-    window = _real(l2_cached)
+        yield backend
+
+
+def test_l2_down_pauses_the_redis_container(containers: Backend) -> None:
+    result, cached = _run(containers, FaultWindow("l2_down", 20, 15))
+    window = _real(cached)
     assert window["state"] == "paused" and window["ping"] == "TimeoutError"
-    assert _real(mlt_cached)["state"] == "paused" and mlt_cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
-    assert _real(bus_cached)["killed"] > 0 and bus_cached["bus"]["flushes"] > 0
-    for result in (l2, mlt, bus):
-        _hold(result)
+    _hold(result)
+
+
+def test_l2_down_kill_restarts_the_redis_container_empty(containers: Backend) -> None:
+    result, cached = _run(containers, FaultWindow("l2_down", 20, 15, mode="kill"))
+    assert _real(cached)["ping"] == "ConnectionError"
+    assert _l2_hits(cached, 25, 35) == 0 < _l2_hits(cached, 35, 90)
+    _hold(result)
+
+
+def test_mlt_down_pauses_the_postgres_container_and_refuses_kill(containers: Backend) -> None:
+    result, cached = _run(
+        containers, FaultWindow("mlt_down", 20, 15), items={"write_fraction": 0.0}, tasks={"create_per_agent_s": 0.0}
+    )
+    assert _real(cached)["state"] == "paused" and cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
+    _hold(result)
+    with pytest.raises(ScenarioError, match=r"mode = 'kill': the PostgreSQL container server cannot be killed"):
+        _run(containers, FaultWindow("mlt_down", 20, 15, mode="kill"))
+
+
+def test_pubsub_dropped_cuts_the_container_redis_subscribers(containers: Backend) -> None:
+    result, cached = _run(containers, FaultWindow("pubsub_dropped", 20, 15), items={"write_fraction": 0.05})
+    assert _real(cached)["killed"] > 0 and cached["bus"]["flushes"] > 0
+    _hold(result)
 
 
 def test_the_cli_refuses_a_process_fault_on_a_given_redis_with_exit_2(
