@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import simpy.rt
 from simhelpers import check, failed, small
 
 from pytest_mw.options import server_options
+from pytest_mw.servers.readiness import process_state
 from pytest_mw.servers.redis_proc import RedisProcess
-from simulations.backends import Backend, open_backend
+from simulations.backends import Backend, open_backend, probe_redis
 from simulations.cli import EXIT_ERROR, main
 from simulations.measure import LoadTracker
+from simulations.real_faults import RealFaults
 from simulations.runner import run_scenario
 from simulations.scenario import FaultWindow, ScenarioError, parse_scenario
 
@@ -229,3 +232,13 @@ def test_the_cli_refuses_a_process_fault_on_a_given_redis_with_exit_2(
     err = capsys.readouterr().err
     assert "l2_down with --realtime on redis stops the Redis the run started" in err
     assert "Traceback" not in err
+
+
+def test_a_run_stopped_inside_a_window_leaves_the_server_answering(processes: Backend) -> None:
+    env = simpy.rt.RealtimeEnvironment(factor=FACTOR, strict=False)
+    faults = RealFaults(env, [FaultWindow("l2_down", 0, 1000)], processes, FACTOR)
+    faults.start()
+    env.run(until=1)  # inside the window: the server is stopped
+    assert process_state(processes.servers["redis"].pid) == "T"
+    faults.close()  # what run_once does when the run ends or raises
+    assert probe_redis(processes.redis_url or "", timeout_s=1.0) is None
