@@ -111,7 +111,12 @@ class Cluster:
                     self._reopen()
                     c = self.config
                     l2 = RedisTier(
-                        c.redis_url, namespace=c.namespace, timeout_s=c.redis_timeout_s, retry_s=c.tier_retry_s
+                        c.redis_url,
+                        namespace=c.namespace,
+                        timeout_s=c.redis_timeout_s,
+                        connect_timeout_s=c.connect_timeout_s,
+                        retry_s=c.tier_retry_s,
+                        tls=c.redis_tls(),
                     )
                     self._leases = Leases(l2, LANDED_CHANNEL)
                     if c.pubsub:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from mw.errors import ConfigError
 from mw.keys import check_namespace
+from mw.secrets import masked
 from mw.ttl import check_ttl
 
 TASK_STATUSES = ("created", "queued", "running", "retry", "completed", "failed", "cancelled")
@@ -129,6 +130,16 @@ class MwConfig:
     """The deadline of every read-through call: past it the caller gets :class:`mw.errors.LoadTimeout`."""
     mlt_timeout_s: float = 5.0
     """Client-side deadline on every Mlt connect and statement: past it, :class:`mw.errors.MltUnavailable`."""
+    redis_connect_timeout_s: float | None = None
+    """``MW_REDIS_CONNECT_TIMEOUT_S``: the deadline of a new connection. Unset: ``redis_timeout_s``, but at least
+    :data:`TLS_CONNECT_TIMEOUT_S` on ``rediss://``, whose handshake a busy server or client can take longer than a
+    command (a herd of new TLS connections timing out would mark a healthy L2 down)."""
+    redis_ca_cert: str | None = None
+    """``MW_REDIS_CA_CERT``: the CA file a ``rediss://`` server's certificate is checked against."""
+    redis_client_cert: str | None = None
+    """``MW_REDIS_CLIENT_CERT``: this client's certificate, for a server that requires one (with the key)."""
+    redis_client_key: str | None = None
+    """``MW_REDIS_CLIENT_KEY``: the private key of ``redis_client_cert``."""
 
     def __post_init__(self) -> None:
         for status in DEFAULT_TASK_TTLS_S:
@@ -159,6 +170,7 @@ class MwConfig:
         ):
             if count < 1:
                 raise ConfigError(name, count, "must be at least 1")
+        self._check_tls()
         # A frozen dataclass must stay hashable: store the TTL table as a sorted tuple-backed dict copy.
         object.__setattr__(self, "task_ttls_s", _FrozenTTLs(self.task_ttls_s))
 
@@ -180,6 +192,7 @@ class MwConfig:
             "MW_COMPRESS_MIN_BYTES": ("compress_min_bytes", _parse_count),
             "MW_MAX_VALUE_BYTES": ("max_value_bytes", _parse_count),
             "MW_REDIS_TIMEOUT_S": ("redis_timeout_s", _parse_seconds),
+            "MW_REDIS_CONNECT_TIMEOUT_S": ("redis_connect_timeout_s", _parse_seconds),
             "MW_TIER_RETRY_S": ("tier_retry_s", _parse_seconds),
             "MW_HOT_ITEMS_CAPACITY": ("hot_items_capacity", _parse_count),
             "MW_PUBSUB": ("pubsub", _parse_bool),
@@ -201,6 +214,10 @@ class MwConfig:
             raw = env.get(var)
             if raw is not None and raw.strip():
                 kwargs[attr] = _check_url(var, raw.strip())
+        for var, attr in TLS_FILES.items():
+            raw = env.get(var)
+            if raw is not None and raw.strip():
+                kwargs[attr] = raw.strip()
         ttls = dict(DEFAULT_TASK_TTLS_S)
         for status in DEFAULT_TASK_TTLS_S:
             var = f"MW_TASK_TTL_{status.upper()}_S"
@@ -246,7 +263,56 @@ class MwConfig:
 
     def cluster_identity(self) -> tuple[object, ...]:
         """What decides whether two managers reach the same shared tiers."""
-        return (self.redis_url, self.mlt_dsn, self.namespace)
+        return (self.redis_url, self.mlt_dsn, self.namespace, *self.redis_tls().values())
+
+    @property
+    def connect_timeout_s(self) -> float:
+        """The deadline of a new Redis connection (see ``redis_connect_timeout_s``)."""
+        if self.redis_connect_timeout_s is not None:
+            return self.redis_connect_timeout_s
+        tls = (self.redis_url or "").startswith("rediss://")
+        return max(self.redis_timeout_s, TLS_CONNECT_TIMEOUT_S) if tls else self.redis_timeout_s
+
+    def redis_tls(self) -> dict[str, str]:
+        """redis-py's TLS arguments (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``) for the files set."""
+        names = {
+            "redis_ca_cert": "ssl_ca_certs",
+            "redis_client_cert": "ssl_certfile",
+            "redis_client_key": "ssl_keyfile",
+        }
+        return {arg: getattr(self, attr) for attr, arg in names.items() if getattr(self, attr)}
+
+    def _check_tls(self) -> None:
+        """TLS files need a ``rediss://`` URL (on ``redis://`` they would be ignored: plain text while the operator
+        believes it encrypted), must be readable files, and a client certificate comes with its key."""
+        for var, attr in TLS_FILES.items():
+            path = getattr(self, attr)
+            if path is None:
+                continue
+            if not (self.redis_url or "").startswith("rediss://"):
+                raise ConfigError(var, path, "TLS files need MW_REDIS_URL=rediss://... (a redis:// URL is plain text)")
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                raise ConfigError(var, path, "no such readable file")
+        if (self.redis_client_cert is None) != (self.redis_client_key is None):
+            var = "MW_REDIS_CLIENT_KEY" if self.redis_client_key is None else "MW_REDIS_CLIENT_CERT"
+            raise ConfigError(var, None, "a client certificate and its key are set together")
+
+    def __repr__(self) -> str:
+        """The dataclass's repr with the URLs' passwords masked: configs end up in logs and failure messages."""
+        shown = ", ".join(f"{f.name}={masked(getattr(self, f.name))!r}" for f in dataclasses.fields(self))
+        return f"{type(self).__name__}({shown})"
+
+
+TLS_CONNECT_TIMEOUT_S = 2.0
+"""The least connect deadline on ``rediss://`` when ``MW_REDIS_CONNECT_TIMEOUT_S`` is unset: a TLS handshake is
+several round trips and a signature, which a server busy with a herd of new connections serves late."""
+
+TLS_FILES = {
+    "MW_REDIS_CA_CERT": "redis_ca_cert",
+    "MW_REDIS_CLIENT_CERT": "redis_client_cert",
+    "MW_REDIS_CLIENT_KEY": "redis_client_key",
+}
+"""The TLS files' variables and the fields they set."""
 
 
 def merge_task_ttls(base: Mapping[str, float], changes: object) -> dict[str, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mw.secrets import masked
+
 
 class MwError(Exception):
     """Base of every error this runtime raises on purpose."""
@@ -12,9 +14,9 @@ class ConfigError(MwError, ValueError):
 
     def __init__(self, variable: str, value: object, reason: str) -> None:
         self.variable = variable
-        self.value = value
+        self.value = masked(value)  # a bad MW_REDIS_URL must not carry its password into a traceback or a log
         self.reason = reason
-        super().__init__(f"{variable}={value!r}: {reason}")
+        super().__init__(f"{variable}={self.value!r}: {reason}")
 
     def __reduce__(self) -> tuple[object, ...]:  # keep the type across processes (Ray, multiprocessing)
         return (type(self), (self.variable, self.value, self.reason))

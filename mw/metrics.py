@@ -41,9 +41,24 @@ class MwCollector(Collector):
         if top_n < 1:
             raise ValueError(f"top_n must be >= 1, got {top_n!r}")
         self.top_n = top_n
+        self._frozen: list[Family] | None = None
+
+    def freeze(self) -> None:
+        """Answer every later scrape with the values of now.
+
+        The gauges read live agents (L0/L1 sizes, bounds, hot items) and drop to zero once they are closed; a
+        finished run (``mw-sim run --metrics-port``) freezes its collector before that, so the scrapes after the
+        run still show its final figures, counters and gauges alike.
+        """
+        self._frozen = collect(self.top_n)
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen is not None
 
     def collect(self) -> Iterator[Metric]:
-        for family in collect(self.top_n):
+        families = self._frozen if self._frozen is not None else collect(self.top_n)
+        for family in families:
             yield _render(family)
 
 
@@ -75,16 +90,25 @@ def register(registry: CollectorRegistry, top_n: int = 10) -> MwCollector:
 
 
 def serve(
-    port: int, addr: str = "0.0.0.0", *, top_n: int = 10, extra: Iterable[Collector] = ()
+    port: int,
+    addr: str = "0.0.0.0",
+    *,
+    top_n: int = 10,
+    extra: Iterable[Collector] = (),
+    collector: MwCollector | None = None,
 ) -> tuple[WSGIServer, threading.Thread]:
     """Serve ``/metrics`` on ``addr:port`` from a thread (prometheus_client's HTTP server).
 
     Its own registry holds the collector (and ``extra`` collectors), so calling it twice never collides with
     ``prometheus_client.REGISTRY``. Port 0 picks a free port: ``server.server_port``. Stop it with
-    ``server.shutdown()``.
+    ``server.shutdown()``. ``collector``: serve that one (e.g. one the caller freezes later) instead of a new
+    ``MwCollector(top_n)``.
     """
     registry = CollectorRegistry()
-    register(registry, top_n)
-    for collector in extra:
+    if collector is None:
+        register(registry, top_n)
+    else:
         registry.register(collector)
+    for other in extra:
+        registry.register(other)
     return start_http_server(port, addr, registry=registry)

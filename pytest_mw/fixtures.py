@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_mw.options import BACKEND_CHOICES, MLT_CHOICES, mw_options
+from pytest_mw.options import BACKEND_CHOICES, MLT_CHOICES, mw_options, resolve_backend
 
 if TYPE_CHECKING:
     import psycopg
@@ -44,11 +44,12 @@ def marker_backends(node: pytest.Item | pytest.Collector) -> tuple[str, ...]:
 
 def backend_of(item: pytest.Item) -> str:
     """The backend a collected test will use: its parametrized value, its marker, or the run's option."""
+    run_backend = mw_options(item.config).backend
     params = getattr(getattr(item, "callspec", None), "params", {})
     if "mw_backend" in params:
-        return str(params["mw_backend"])
+        return resolve_backend(str(params["mw_backend"]), run_backend)
     backends = marker_backends(item)
-    return backends[0] if backends else mw_options(item.config).backend
+    return resolve_backend(backends[0], run_backend) if backends else run_backend
 
 
 def mlt_of(node: pytest.Item, backend: str) -> str:
@@ -66,12 +67,16 @@ def mlt_of(node: pytest.Item, backend: str) -> str:
 
 @pytest.fixture
 def mw_backend(request: pytest.FixtureRequest) -> str:
-    """``"fakeredis"`` or ``"redis"``: ``@pytest.mark.mw_backend(...)`` beats ``--mw-backend`` beats ini ``mw_backend``.
+    """``"fakeredis"``, ``"redis"`` or ``"redis-tls"``: ``@pytest.mark.mw_backend(...)`` beats ``--mw-backend``
+    beats ini ``mw_backend``.
 
-    A marker naming several backends runs the test once per backend.
+    A marker naming several backends runs the test once per backend; a marker's ``redis`` is the run's real-Redis
+    variant when ``--mw-backend`` names one (``redis-tls``).
     """
     param = getattr(request, "param", None)
-    return str(param) if param is not None else backend_of(request.node)
+    if param is not None:
+        return resolve_backend(str(param), mw_options(request.config).backend)
+    return backend_of(request.node)
 
 
 # --- configuration and clock -----------------------------------------------------------------------------------------
@@ -130,7 +135,7 @@ def mw_config(request: pytest.FixtureRequest, mw_backend: str, mw_namespace: str
     changes = _config_changes(request.node)
     mlt = mlt_of(request.node, mw_backend)
     mlt_dsn = str(request.getfixturevalue("mw_postgres_dsn")) if mlt == "postgres" else None
-    if mw_backend == "redis":
+    if mw_backend != "fakeredis":
         redis_url = str(request.getfixturevalue("mw_redis_url"))
         config = MwConfig.from_env({}, redis_url=redis_url, mlt_dsn=mlt_dsn, namespace=mw_namespace, **changes)
     else:
@@ -242,7 +247,7 @@ def mw_redis(request: pytest.FixtureRequest, mw_backend: str, mw_namespace: str)
     this test's are ``f"{mw_namespace}:{key}"`` (``mw``'s too), and every key under ``mw_namespace`` is deleted at
     teardown, never ``FLUSHALL``, since the server is shared with other tests and xdist workers.
     """
-    if mw_backend == "redis":
+    if mw_backend != "fakeredis":
         import redis as redis_py
 
         client = redis_py.Redis.from_url(str(request.getfixturevalue("mw_redis_url")))

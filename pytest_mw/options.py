@@ -131,7 +131,17 @@ def server_options(config: pytest.Config) -> ServerOptions:
 
 # --- the Mw fixtures and checks ---------------------------------------------------------------------------------
 
-BACKEND_CHOICES = ("fakeredis", "redis")
+BACKEND_CHOICES = ("fakeredis", "redis", "redis-tls")
+REAL_REDIS_VARIANTS = ("redis-tls",)
+"""Real-Redis backends besides plain ``redis``: chosen with ``--mw-backend``, they also serve every test whose
+marker names ``redis``, so one option runs the whole real-Redis suite on that server (parametrized, not copied)."""
+
+
+def resolve_backend(backend: str, run_backend: str) -> str:
+    """A test's backend ``backend`` (its marker's or parameter's) under the run's ``--mw-backend``."""
+    return run_backend if backend == "redis" and run_backend in REAL_REDIS_VARIANTS else backend
+
+
 MLT_CHOICES = ("auto", "sqlite", "postgres")
 
 
@@ -154,8 +164,10 @@ _MW_OPTIONS = (
     _Option(
         "backend",
         "--mw-backend",
-        "L2 of the mw/mw_config fixtures: fakeredis (embedded, the default) or redis (a real server from "
-        "--mw-server-provider); a mw_backend marker overrides it per test (environment: MW_TEST_BACKEND)",
+        "L2 of the mw/mw_config fixtures: fakeredis (embedded, the default), redis (a real server from "
+        "--mw-server-provider) or redis-tls (a TLS-only local redis-server, client certificates, the runtime as a "
+        "least-privilege ACL user; it also serves tests marked redis); a mw_backend marker overrides it per test "
+        "(environment: MW_TEST_BACKEND)",
         env="MW_TEST_BACKEND",
     ),
     _Option(

@@ -36,7 +36,16 @@ from pytest_mw.servers import factories  # noqa: E402
 from pytest_mw.servers.provider import describe  # noqa: E402
 
 REAL_SERVER_FIXTURES = frozenset(
-    {"mw_redis_server", "mw_postgres_server", "mw_redis_url", "mw_postgres_dsn", "mw_postgres"}
+    {
+        "mw_redis_server",
+        "mw_postgres_server",
+        "mw_redis_url",
+        "mw_redis_admin_url",
+        "mw_redis_tls_server",
+        "mw_redis_tls",
+        "mw_postgres_dsn",
+        "mw_postgres",
+    }
 )
 """Fixtures that always need a real server (``mw_redis`` follows the backend, so ``mw_backend`` decides for it)."""
 
@@ -77,7 +86,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         "postgres", o.provider, url=o.postgres_dsn, executable=o.postgres_exec, image=o.postgres_image
     )
     summary = f"mw servers: provider={o.provider}, require servers={o.require_servers}"
-    l2 = "fakeredis (embedded)" if m.backend == "fakeredis" else "redis (real server, see 'mw redis')"
+    l2 = {
+        "fakeredis": "fakeredis (embedded)",
+        "redis": "redis (real server, see 'mw redis')",
+        "redis-tls": "redis-tls (a TLS-only redis-server process, the runtime as a least-privilege ACL user)",
+    }.get(m.backend, m.backend)
     mlt = m.mlt if m.mlt != "auto" else ("sqlite in memory" if m.backend == "fakeredis" else "postgres")
     lines = [summary, f"mw {redis_plan}", f"mw {postgres_plan}", f"mw backend: L2 {l2}, Mlt {mlt}"]
     lines.append(f"mw checks: strict keys={m.strict_keys}, check logs={m.check_logs}")
@@ -91,12 +104,12 @@ def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str]
 
     pytest's own string diff would print the values in full, password included.
     """
+    from mw.secrets import mask_secrets
     from pytest_mw.servers.clients import SecretURL
-    from pytest_mw.servers.readiness import mask_password
 
     if not isinstance(left, SecretURL) and not isinstance(right, SecretURL):
         return None
-    shown = [repr(mask_password(v)) if isinstance(v, str) else repr(v) for v in (left, right)]
+    shown = [repr(mask_secrets(v)) if isinstance(v, str) else repr(v) for v in (left, right)]
     lines = [f"{shown[0]} {op} {shown[1]}", "(mw: a URL/DSN is compared with its password masked)"]
     if shown[0] == shown[1] and left != right:
         lines.append("the two differ only in their password")
@@ -130,7 +143,7 @@ def _needs_servers(item: pytest.Item) -> bool:
     """Whether the item's Mw fixtures will use a real Redis or PostgreSQL (bad markers error later, at setup)."""
     try:
         backend = backend_of(item)
-        return backend == "redis" or mlt_of(item, backend) == "postgres"
+        return backend != "fakeredis" or mlt_of(item, backend) == "postgres"
     except pytest.fail.Exception:
         return False
 
@@ -176,12 +189,40 @@ mw_postgres_server = factories.postgres_server(
     doc="Session: the real PostgreSQL (a ``ServerSpec``; ``.url`` is the server's admin DSN) that "
     "``--mw-server-provider`` chooses."
 )
-mw_redis_url = factories.redis_url(
-    "mw_redis_server",
-    doc="Per test: the URL of the session's Redis, a ``str`` whose repr masks the password; every key under "
-    "``mw_namespace`` is deleted at teardown (never FLUSHALL). ``.url``/``.namespace``/``.key()``/``.client()`` "
-    "are deprecated (0.1 API).",
+mw_redis_tls_server = factories.redis_tls_proc(
+    doc="Session: a TLS-only redis-server process (throwaway CA, client certificates required) whose runtime user "
+    "has the least-privilege ACL of ``mw.acl`` on ``mwt:*`` (``.url``); ``.admin_url`` names an admin user."
 )
+
+
+def _real_redis_server(request: pytest.FixtureRequest) -> str:
+    """The session server of the test's backend: the TLS server for ``redis-tls``, else ``mw_redis_server``."""
+    return "mw_redis_tls_server" if backend_of(request.node) == "redis-tls" else "mw_redis_server"
+
+
+mw_redis_url = factories.redis_url(
+    _real_redis_server,
+    doc="Per test: the URL of the session's Redis (on ``--mw-backend redis-tls`` the TLS server's, as its "
+    "least-privilege user), a ``str`` whose repr masks the password; every key under ``mw_namespace`` is deleted "
+    "at teardown (never FLUSHALL). ``.url``/``.namespace``/``.key()``/``.client()`` are deprecated (0.1 API).",
+)
+mw_redis_tls = factories.redis_url(
+    "mw_redis_tls_server",
+    doc="Per test: the TLS server's ``rediss://`` URL as the runtime's least-privilege user (CA and client "
+    "certificate in its query, so redis-py connects with the URL alone); keys under ``mw_namespace`` go at teardown.",
+)
+
+
+@pytest.fixture
+def mw_redis_admin_url(request: pytest.FixtureRequest) -> str:
+    """Per test: an admin URL of the server ``mw_redis_url`` names, for what the code under test may not do (fault
+    injection: ``CLIENT KILL``, ``CONFIG SET``; inspection). The same URL where the server has no ACL users."""
+    from pytest_mw.servers.clients import SecretURL
+
+    spec = request.getfixturevalue(_real_redis_server(request))
+    return SecretURL(spec.admin)
+
+
 mw_postgres_dsn = factories.postgres_dsn(
     "mw_postgres_server",
     doc="Per test: the DSN of a fresh database, a ``str`` whose repr masks the password (``.dbname`` names the "

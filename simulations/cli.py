@@ -2,6 +2,7 @@
 
 mw-sim run simulations/scenarios/staging-synthetic.toml [--agents N --nodes M --duration S --seed K]
            [--backend embedded|redis|containers --redis-url URL --mlt-dsn DSN] [--realtime FACTOR] [--out DIR]
+           [--metrics-port N [--metrics-addr ADDR] [--metrics-linger S]]
 mw-sim replay TRACE [--format oracle-general|csv] [--scenario BASE] [--agents N --nodes M --seed K ...] [--out DIR]
 mw-sim list
 
@@ -15,13 +16,16 @@ MW_* variables in the environment override the scenario's [runtime]; the report 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -42,12 +46,18 @@ HELP_DESCRIPTION = """Run a scenario or replay a trace and print its verdict, or
 
   mw-sim run simulations/scenarios/staging-synthetic.toml [--agents N --nodes M --duration S --seed K]
              [--backend embedded|redis|containers --redis-url URL --mlt-dsn DSN] [--realtime FACTOR] [--out DIR]
+             [--metrics-port N [--metrics-addr ADDR] [--metrics-linger S]]
   mw-sim replay TRACE [--format oracle-general|csv] [--scenario BASE] [--agents N --nodes M --seed K ...] [--out DIR]
   mw-sim list
 
 Exit codes: 0 every check passed, 1 a check failed, 2 the command, the scenario, an MW_* variable or a server is
 wrong (one line on stderr, no traceback). MW_* variables in the environment override the scenario's [runtime]; the
-report lists every setting with its source."""
+report lists every setting with its source.
+
+--metrics-port N serves the fleet's Prometheus metrics (mw.metrics, the [prometheus] extra) on ADDR:N/metrics while
+the cached run runs: with --realtime FACTOR a scraper sees it progress. From the cached run's end the endpoint
+answers with its final values (the comparison runs are not served); --metrics-linger S keeps serving them for S
+seconds after the verdict (Ctrl-C or SIGTERM stops early)."""
 """``--help``'s text: the module docstring's content without its reST markup."""
 
 
@@ -60,6 +70,10 @@ class MissingExtra(ImportError):
         super().__init__(f"mw-sim run needs {', '.join(missing)}: pip install 'pytest-mw[{extra}]'")
 
 
+class MetricsUnavailable(Exception):
+    """``--metrics-port``'s address cannot be served (the port is in use, the address is not this host's)."""
+
+
 class Plan(NamedTuple):
     """What an invocation runs: the scenario, a workload in place of its synthetic one, keys added to the result."""
 
@@ -69,7 +83,16 @@ class Plan(NamedTuple):
 
 
 # Usage and infrastructure errors: exit 2 with one line. Anything else is a bug and keeps its traceback.
-_EXIT_2 = (ScenarioError, TraceError, ConfigError, BackendUnavailable, MissingExtra, TierUnavailable, MltUnavailable)
+_EXIT_2 = (
+    ScenarioError,
+    TraceError,
+    ConfigError,
+    BackendUnavailable,
+    MissingExtra,
+    MetricsUnavailable,
+    TierUnavailable,
+    MltUnavailable,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,6 +142,23 @@ def _fleet_options(command: argparse.ArgumentParser, backend_help: str) -> None:
         "--out", type=Path, default=Path("mw-sim-out"), help="folder for result.json, report.md, plots"
     )
     command.add_argument("--quiet", action="store_true", help="no progress bar")
+    command.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve the fleet's Prometheus metrics on ADDR:N/metrics while the cached run runs (meant with "
+        "--realtime; needs the [prometheus] extra; 0: a free port); from the run's end its final values",
+    )
+    command.add_argument(
+        "--metrics-addr", metavar="ADDR", help="with --metrics-port: the address to bind (default: 127.0.0.1)"
+    )
+    command.add_argument(
+        "--metrics-linger",
+        type=float,
+        metavar="S",
+        help="with --metrics-port: keep serving the run's final values S seconds after the verdict (Ctrl-C or SIGTERM "
+        "stops; the exit code stays the verdict's)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 def _one_line(exc: BaseException) -> str:
     """The error on one line, passwords masked; the runtime's errors keep their type name (it says which tier)."""
     text = " ".join(str(exc).split())
-    if not isinstance(exc, (ScenarioError, TraceError, BackendUnavailable, MissingExtra)):
+    if not isinstance(exc, (ScenarioError, TraceError, BackendUnavailable, MissingExtra, MetricsUnavailable)):
         text = f"{type(exc).__name__}: {text}"
     return mask_url(text)
 
@@ -212,9 +252,9 @@ def _targets_text(s: Any) -> str:
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     _require(SIM_EXTRA, "sim")
+    _check_fleet_flags(args)
     if args.engine == "ray":
         _require(("ray",), "ray")
-    _check_fleet_flags(args)
     for flag, value in (("--duration", args.duration), ("--speed", args.speed)):
         if value is not None and value <= 0:
             raise ScenarioError(f"{flag} {value}: must be positive")
@@ -263,6 +303,25 @@ def _check_fleet_flags(args: argparse.Namespace) -> None:
         raise ScenarioError(f"--realtime {args.realtime}: must be positive")
     if args.warmup is not None and args.warmup < 0:
         raise ScenarioError(f"--warmup {args.warmup}: cannot be negative")
+    _check_metrics_flags(args)
+
+
+def _check_metrics_flags(args: argparse.Namespace) -> None:
+    if args.metrics_port is None:
+        for flag, value in (("--metrics-addr", args.metrics_addr), ("--metrics-linger", args.metrics_linger)):
+            if value is not None:
+                raise ScenarioError(f"{flag} needs --metrics-port")
+        return
+    if not 0 <= args.metrics_port <= 65535:
+        raise ScenarioError(f"--metrics-port {args.metrics_port}: a TCP port (0-65535; 0 picks a free one)")
+    if args.metrics_linger is not None and not 0 <= args.metrics_linger < float("inf"):
+        raise ScenarioError(f"--metrics-linger {args.metrics_linger}: seconds, 0 or more")
+    if getattr(args, "engine", "simpy") == "ray":
+        raise ScenarioError(
+            "--metrics-port serves this process's agents; with --engine ray they live in the Ray actors' "
+            "processes: use the SimPy engine (the default)"
+        )
+    _require(("prometheus_client",), "prometheus")
 
 
 def _load(name_or_path: str) -> Scenario:
@@ -294,15 +353,90 @@ def _execute(
     """Open the backend, run what ``plan`` says on it, write the outputs, print the verdict; the verdict's exit code."""
     from rich.console import Console
 
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)
+    started = time.perf_counter()
+    with _MetricsEndpoint.open(args) as metrics:  # bound before any server starts: a port in use is exit 2 at once
+        code = _execute_run(args, argv, backend_name, plan, engine, console, started, metrics)
+        if metrics is not None and metrics.linger_s:
+            console.print(
+                f"serving the run's final metrics on {metrics.url} for {metrics.linger_s:g} s (Ctrl-C or SIGTERM stops)"
+            )
+            metrics.linger()
+    return code
+
+
+class _MetricsEndpoint:
+    """``--metrics-port``: ``mw.metrics.serve`` of a collector frozen when the cached run reaches its end."""
+
+    def __init__(self, collector: Any, server: Any, thread: Any, linger_s: float) -> None:
+        self.collector = collector
+        self.server = server
+        self.thread = thread
+        self.linger_s = linger_s
+        host, port = server.server_address[:2]
+        self.url = f"http://{host}:{port}/metrics"
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, args: argparse.Namespace) -> Iterator[_MetricsEndpoint | None]:
+        if args.metrics_port is None:
+            yield None
+            return
+        import mw.metrics
+
+        addr = args.metrics_addr or "127.0.0.1"
+        collector = mw.metrics.MwCollector()
+        try:
+            server, thread = mw.metrics.serve(args.metrics_port, addr, collector=collector)
+        except OSError as exc:  # in use, not an address of this host, a privileged port
+            reason = exc.strerror or str(exc)
+            raise MetricsUnavailable(f"--metrics-port {args.metrics_port}: cannot serve on {addr}: {reason}") from exc
+        endpoint = cls(collector, server, thread, args.metrics_linger or 0.0)
+        try:
+            yield endpoint
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+    def on_progress(self, label: str, now: float, duration: float) -> None:
+        """Freeze at the cached run's last sample: its agents close right after, and the comparison runs that follow
+        (caching off, no prewarming) are not the fleet the scraper watches."""
+        if label == "cached" and now >= duration and not self.collector.frozen:
+            self.collector.freeze()
+
+    def linger(self) -> None:
+        """Wait ``linger_s``; Ctrl-C (SIGINT) or SIGTERM ends the wait early: the run is over, its results written."""
+        done = threading.Event()
+        previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():  # signal handlers belong to the main thread
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda _sig, _frame: done.set())
+        try:
+            done.wait(self.linger_s)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _execute_run(
+    args: argparse.Namespace,
+    argv: list[str],
+    backend_name: str,
+    plan: Callable[[], Plan],
+    engine: Any,
+    console: Any,
+    started: float,
+    metrics: _MetricsEndpoint | None,
+) -> int:
+    """:func:`_execute`'s run, with ``metrics`` (``--metrics-port``) told of the progress."""
     from simulations.progress import LiveProgress
     from simulations.report import write_all
     from simulations.runner import run_scenario
     from simulations.verdict import Check
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=150)
-    started = time.perf_counter()
     with open_backend(backend_name, args.redis_url, args.mlt_dsn) as backend:
         scenario, workload, extra = plan()
         console.print(
@@ -310,6 +444,8 @@ def _execute(
             f"{scenario.run.duration_s:g} simulated s, seed {scenario.run.seed}"
         )
         console.print(f"backend: {backend.description}; engine: {getattr(args, 'engine', 'simpy')}")
+        if metrics is not None:
+            console.print(f"metrics: {metrics.url} (the cached run; its final values from its end)", markup=False)
         env = [f"{k}={mask_url(v.strip())}" for k, v in sorted(os.environ.items()) if k.startswith("MW_") and v.strip()]
         if env:
             console.print(
@@ -317,12 +453,18 @@ def _execute(
                 markup=False,
             )
         with LiveProgress(console, disable=args.quiet) as progress:
+
+            def on_progress(label: str, now: float, duration: float, ratio: float) -> None:
+                progress.update(label, now, duration, ratio)
+                if metrics is not None:
+                    metrics.on_progress(label, now, duration)
+
             result = run_scenario(
                 scenario,
                 backend,
                 realtime=args.realtime,
                 log_dir=args.out / "logs",
-                progress=progress.update,
+                progress=on_progress,
                 baseline=False if args.no_baseline else None,
                 run=engine,
                 workload=workload,

@@ -1,7 +1,7 @@
 """The outputs of an invocation: ``result.json``, ``report.md`` and PNG plots (matplotlib, Agg) in one folder.
 
 Nothing written carries a password: every string of the result is passed through
-:func:`simulations.backends.mask_url` first (the command line and the run overrides may quote a server URL).
+:func:`mw.secrets.mask_secrets` first (the command line and the run overrides may quote a server URL).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simulations.backends import mask_url
+from mw.secrets import masked
 
 PLOTS = {
     "hit_ratio": "hit_ratio.png",
@@ -28,17 +28,6 @@ def write_all(result: dict[str, Any], out: Path) -> dict[str, Path]:
     plots = write_plots(result, out)
     paths["markdown"].write_text(markdown(result, {k: p.name for k, p in plots.items()}), encoding="utf-8")
     return {**paths, **plots}
-
-
-def masked(value: Any) -> Any:
-    """``value`` with every string in it (keys too) passed through :func:`mask_url`."""
-    if isinstance(value, str):
-        return mask_url(value)
-    if isinstance(value, dict):
-        return {masked(k): masked(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [masked(v) for v in value]
-    return value
 
 
 # --- plots ----------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 
 from mw import MwConfig
 from mw.errors import ConfigError
-from simulations.backends import mask_url
+from mw.secrets import mask_secrets, masked
 
 DEFAULT, SCENARIO, SIMULATOR, OVERRIDE = "default", "scenario", "simulator", "override"
 ENV_PREFIX = "env "
@@ -52,9 +52,9 @@ class Setting:
     """What a lower layer asked for and did not get, or the scenario's value that was replaced."""
 
     def as_dict(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"value": _masked(self.value), "source": self.source}
+        row: dict[str, Any] = {"value": masked(self.value), "source": self.source}
         if self.note:
-            row["note"] = mask_url(self.note)
+            row["note"] = mask_secrets(self.note)
         return row
 
 
@@ -221,7 +221,3 @@ def _setting(name: str, chain: list[tuple[str, Any]], env: Mapping[str, str], wh
     if source == SIMULATOR or was == value or was is None:
         return Setting(value, source)
     return Setting(value, source, f"the scenario says {was!r}" if lower == SCENARIO else f"the default is {was!r}")
-
-
-def _masked(value: Any) -> Any:
-    return mask_url(value) if isinstance(value, str) else value

@@ -46,6 +46,24 @@ def base_config(backend: str, request: pytest.FixtureRequest) -> MwConfig:
 
 
 @pytest.fixture
+def l2_admin(backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A client with every right on the test's L2, for planting what the runtime's least-privilege user may not
+    (a hash where a value belongs, a killed connection): the embedded server, or ``mw_redis_admin_url``."""
+    if backend == "embedded":
+        import fakeredis
+
+        from mw.tiers.l2 import embedded_server
+
+        client: Any = fakeredis.FakeRedis(server=embedded_server())
+    else:
+        import redis
+
+        client = redis.Redis.from_url(str(request.getfixturevalue("mw_redis_admin_url")))
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(start=1_800_000_000.0)
 

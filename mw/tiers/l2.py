@@ -30,13 +30,14 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mw.errors import L2CommandError, TierBusy, TierPermissionError, TierUnavailable, TopologyChanged
 from mw.faults import INJECTORS, apoint, point
 from mw.observe import OBSERVERS, emit
+from mw.secrets import mask_secrets
 from mw.tiers.aio_clients import LoopClients
 from mw.tiers.l2_faults import Fault, classify, errors, reply_text
 
@@ -104,8 +105,26 @@ def _named(keys: Sequence[str]) -> str:
     return f"{keys[0]!r} and {len(keys) - 1} more" if keys else "no key"
 
 
+def _tls_connection(url: str) -> dict[str, Any]:
+    """On ``rediss://``, the sync connection class whose handshake gets the connect deadline (:mod:`mw.tiers.tls`)."""
+    if not url.startswith("rediss://"):
+        return {}
+    from mw.tiers.tls import HandshakeDeadlineSSLConnection
+
+    return {"connection_class": HandshakeDeadlineSSLConnection}
+
+
 class RedisTier:
-    def __init__(self, url: str | None, *, namespace: str = "", timeout_s: float = 0.5, retry_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        namespace: str = "",
+        timeout_s: float = 0.5,
+        connect_timeout_s: float | None = None,
+        retry_s: float = 1.0,
+        tls: Mapping[str, str] | None = None,
+    ) -> None:
         import redis
 
         self.url = url
@@ -113,6 +132,9 @@ class RedisTier:
         self.atomic: Any = EMBEDDED_ATOMIC if self.embedded else contextlib.nullcontext()
         self.prefix = f"{namespace}:" if namespace else ""
         self._timeout_s = timeout_s
+        self._connect_timeout_s = timeout_s if connect_timeout_s is None else connect_timeout_s
+        self._tls: dict[str, Any] = dict(tls or {})
+        """redis-py's ``ssl_*`` arguments (CA, client certificate and key) for a ``rediss://`` URL."""
         self._retry_s = retry_s
         self._down_until = 0.0
         self.publisher: Callable[[str, bytes], None] | None = None
@@ -142,8 +164,10 @@ class RedisTier:
             self.client = redis.Redis.from_url(
                 url,
                 socket_timeout=timeout_s or None,
-                socket_connect_timeout=timeout_s or None,
+                socket_connect_timeout=self._connect_timeout_s or None,
                 health_check_interval=30,
+                **self._tls,
+                **_tls_connection(url),
             )
         self._aclients = LoopClients(self._new_aclient)
 
@@ -172,7 +196,7 @@ class RedisTier:
             exc,
             self._retry_s,
         )
-        return TierUnavailable(f"L2 {self.describe()}: {type(exc).__name__}: {exc}")
+        return TierUnavailable(mask_secrets(f"L2 {self.describe()}: {type(exc).__name__}: {exc}"))
 
     def _ok(self) -> None:
         if self._busy_warned:
@@ -183,7 +207,8 @@ class RedisTier:
                 callback()
 
     def describe(self) -> str:
-        return "fakeredis (embedded)" if self.embedded else str(self.url)
+        """The server's name in messages and logs: its URL with the password masked."""
+        return "fakeredis (embedded)" if self.embedded else mask_secrets(str(self.url))
 
     def _new_aclient(self) -> Any:
         if self._server is not None:
@@ -195,7 +220,8 @@ class RedisTier:
         return redis.asyncio.Redis.from_url(
             str(self.url),
             socket_timeout=self._timeout_s or None,
-            socket_connect_timeout=self._timeout_s or None,
+            socket_connect_timeout=self._connect_timeout_s or None,
+            **self._tls,
         )
 
     def aclient(self) -> Any:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pytest_mw.servers.readiness import mask_password
+from mw.secrets import mask_secrets
 
 if TYPE_CHECKING:
     import redis
@@ -43,7 +43,7 @@ class SecretURL(str):
     """A URL or DSN that is the real string to every client, but whose ``repr`` hides the password."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({mask_password(str(self))!r})"
+        return f"{type(self).__name__}({mask_secrets(str(self))!r})"
 
 
 class PostgresDSN(SecretURL):
@@ -110,6 +110,8 @@ class RedisNamespace:
 
     url: str
     namespace: str
+    admin_url: str = field(default="", repr=False)
+    """Cleanup connects here when set (a least-privilege ``url`` may not be allowed to SCAN)."""
     _clients: list[redis.Redis] = field(default_factory=list, init=False, repr=False)
 
     def key(self, name: str) -> str:
@@ -133,7 +135,7 @@ class RedisNamespace:
         self._clients.clear()
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self.namespace) + "*"
         deleted = 0
-        with redis.Redis.from_url(self.url) as admin:
+        with redis.Redis.from_url(self.admin_url or self.url) as admin:
             batch: list[bytes] = []
             for key in admin.scan_iter(match=pattern, count=_UNLINK_BATCH):
                 batch.append(key)

@@ -81,6 +81,15 @@ def redis_proc(port: int | None = None, executable: str | None = None, *, doc: s
     )
 
 
+def redis_tls_proc(executable: str | None = None, *, doc: str | None = None) -> FixtureFunction:
+    """A throwaway TLS-only ``redis-server`` with ACL users (see :class:`RedisProcess` ``tls=True``)."""
+    return _server_fixture(
+        "redis",
+        lambda o: [RedisProcess(executable=_first_set(executable, o.redis_exec), tls=True)],
+        doc or "Session: a throwaway TLS-only redis-server process with ACL users (``ServerSpec``; ``.admin_url``).",
+    )
+
+
 def redis_noproc(url: str | None = None, *, doc: str | None = None) -> FixtureFunction:
     """A running Redis at ``url``, else ``--mw-redis-url``, else ``redis://127.0.0.1:6379/0``."""
     return _server_fixture(
@@ -154,25 +163,31 @@ def postgres_server(provider: ProviderChoice | None = None, *, doc: str | None =
 
 
 def redis_url(
-    server_fixture_name: str = "mw_redis_server", prefix: str | None = None, *, doc: str | None = None
+    server_fixture_name: str | Callable[[pytest.FixtureRequest], str] = "mw_redis_server",
+    prefix: str | None = None,
+    *,
+    doc: str | None = None,
 ) -> FixtureFunction:
     """Per test: the server's URL as a ``RedisURL`` (a ``str``); keys under the test's namespace go at teardown.
 
-    The namespace is the test's ``mw_namespace`` (shared with ``mw_config``/``mw_redis``), or a namespace of its own,
-    ``{prefix}:{hex}``, when ``prefix`` is given.
+    ``server_fixture_name`` names the server fixture, or picks it per test. The namespace is the test's
+    ``mw_namespace`` (shared with ``mw_config``/``mw_redis``), or a namespace of its own, ``{prefix}:{hex}``, when
+    ``prefix`` is given. Cleanup goes through the server's admin URL (its least-privilege user may not SCAN others).
     """
 
     def redis_url_fixture(request: pytest.FixtureRequest) -> Iterator[RedisURL]:
-        spec: ServerSpec = request.getfixturevalue(server_fixture_name)
+        name = server_fixture_name if isinstance(server_fixture_name, str) else server_fixture_name(request)
+        spec: ServerSpec = request.getfixturevalue(name)
         namespace = request.getfixturevalue("mw_namespace") if prefix is None else unique_namespace(prefix)
-        janitor = RedisNamespace(spec.url, namespace + ":")
+        janitor = RedisNamespace(spec.url, namespace + ":", admin_url=spec.admin_url)
         try:
             yield RedisURL.on(spec.url, janitor)
         finally:
             janitor.cleanup()
 
+    server = f"``{server_fixture_name}``" if isinstance(server_fixture_name, str) else "the test's Redis"
     redis_url_fixture.__doc__ = doc or (
-        f"Per test: the URL (a ``str``, password masked in its repr) of ``{server_fixture_name}``; every key under "
+        f"Per test: the URL (a ``str``, password masked in its repr) of {server}; every key under "
         f"{'``mw_namespace``' if prefix is None else 'its own namespace'} is deleted at teardown (never FLUSHALL)."
     )
     return pytest.fixture(redis_url_fixture)

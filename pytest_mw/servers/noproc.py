@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from mw.secrets import mask_secrets
 from pytest_mw.servers.errors import ServerUnavailable
-from pytest_mw.servers.readiness import mask_password, postgres_ping, redis_ping
+from pytest_mw.servers.readiness import postgres_ping, redis_ping
 from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -22,13 +23,13 @@ class RedisNoProc:
 
     @property
     def label(self) -> str:
-        return f"noproc {mask_password(self.url)}"
+        return f"noproc {mask_secrets(self.url)}"
 
     def start(self) -> ServerSpec:
         try:
             redis_ping(self.url, self.timeout)
         except Exception as exc:
-            raise ServerUnavailable(f"cannot reach Redis at {mask_password(self.url)} ({exc})") from exc
+            raise ServerUnavailable(f"cannot reach Redis at {mask_secrets(self.url)} ({exc})") from exc
         return ServerSpec("redis", self.url, "noproc")
 
     def stop(self) -> None:
@@ -51,14 +52,14 @@ class PostgresNoProc:
 
     @property
     def label(self) -> str:
-        return f"noproc {mask_password(self.dsn)}"
+        return f"noproc {mask_secrets(self.dsn)}"
 
     def start(self) -> ServerSpec:
         try:
             postgres_ping(self.dsn, self.timeout)
         except Exception as exc:
             reason = str(exc).strip().replace("\n", " ")
-            raise ServerUnavailable(f"cannot reach PostgreSQL at {mask_password(self.dsn)} ({reason})") from exc
+            raise ServerUnavailable(f"cannot reach PostgreSQL at {mask_secrets(self.dsn)} ({reason})") from exc
         return ServerSpec("postgres", self.dsn, "noproc")
 
     def stop(self) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 
 def redis_ping(url: str, timeout: float = 2.0) -> None:
@@ -40,17 +38,6 @@ def wait_until_ready(probe: Callable[[], None], timeout: float, alive: Callable[
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
-
-
-def mask_password(url: str) -> str:
-    """Hide the password of a URL (or key=value DSN) before it goes into a report header or a skip message."""
-    if "://" not in url:
-        return re.sub(r"password=\S+", "password=***", url)
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def process_state(pid: int) -> str:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
+from mw.acl import acl_setuser
 from pytest_mw.servers.errors import ExecutableNotFound, ServerUnavailable
 from pytest_mw.servers.ports import free_port
 from pytest_mw.servers.readiness import redis_ping, wait_stopped, wait_until_ready
 from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec, StartStop
+from pytest_mw.servers.tls import TlsFiles, make_tls_files
 
 DEFAULT_REDIS_PATHS = (
     "/usr/bin/redis-server",
@@ -54,6 +57,11 @@ class RedisProcess(StartStop):
     """Start ``redis-server`` bound to ``host`` on a free (or given) port and stop it cleanly.
 
     Persistence is off (``--save "" --appendonly no``) so stopping is instant and nothing outlives the run.
+
+    ``tls=True``: TLS only (no plain port), client certificates required, a throwaway CA (:mod:`.tls`), and ACL
+    users instead of the open default user: ``url`` names the runtime's least-privilege user
+    (:func:`mw.acl.acl_rules` on ``acl_namespace``), ``admin_url`` an admin. Both URLs carry the CA and the client
+    certificate as redis-py query arguments, so any redis-py client connects with the URL alone.
     """
 
     kind: Kind = "redis"
@@ -65,24 +73,43 @@ class RedisProcess(StartStop):
         port: int | None = None,
         host: str = "127.0.0.1",
         startup_timeout: float = 10.0,
+        *,
+        tls: bool = False,
+        acl_namespace: str = "mwt",
     ) -> None:
         self.executable = executable
+        self.tls = tls
+        self.acl_namespace = acl_namespace
+        self.tls_files: TlsFiles | None = None
+        self._passwords = {"mw": secrets.token_hex(16), "mw-admin": secrets.token_hex(16)}
         self.host = host
         self.requested_port = port
         self.startup_timeout = startup_timeout
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._args: list[str] = []
+        """The last start's command line (:meth:`restart` runs it again)."""
         self._tmpdir: Path | None = None
 
     @property
     def label(self) -> str:
-        return f"process {self.executable or 'redis-server'}"
+        return f"process {self.executable or 'redis-server'}{' (TLS, ACL users)' if self.tls else ''}"
 
     @property
     def url(self) -> str:
+        return self._url("mw")
+
+    @property
+    def admin_url(self) -> str:
+        return self._url("mw-admin")
+
+    def _url(self, user: str) -> str:
         if self.port is None:
             raise RuntimeError("RedisProcess is not started")
-        return f"redis://{self.host}:{self.port}/0"
+        if not self.tls:
+            return f"redis://{self.host}:{self.port}/0"
+        assert self.tls_files is not None
+        return f"rediss://{user}:{self._passwords[user]}@{self.host}:{self.port}/0?{self.tls_files.client_query()}"
 
     def start(self) -> ServerSpec:
         executable = find_redis_server(self.executable)
@@ -92,7 +119,8 @@ class RedisProcess(StartStop):
             port = self.requested_port if self.requested_port is not None else free_port(self.host)
             failure = self._try_start(executable, port)
             if not failure:
-                return ServerSpec("redis", self.url, "process", f"{executable} pid {self._pid()}")
+                admin = self.admin_url if self.tls else ""
+                return ServerSpec("redis", self.url, "process", f"{executable} pid {self._pid()}", admin_url=admin)
         raise ServerUnavailable(f"redis-server did not start: {failure}")
 
     def _pid(self) -> int:
@@ -113,11 +141,14 @@ class RedisProcess(StartStop):
             "--logfile", str(log),
             "--daemonize", "no",
         ]  # fmt: skip
+        if self.tls:
+            args += self._tls_args(port)
+        self._args = args
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self.port = port
         proc = self._proc
         try:
-            wait_until_ready(lambda: redis_ping(self.url, 1.0), self.startup_timeout, lambda: proc.poll() is None)
+            wait_until_ready(lambda: redis_ping(self.admin_url, 1.0), self.startup_timeout, lambda: proc.poll() is None)
         except Exception as exc:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
             self.stop()
@@ -148,14 +179,38 @@ class RedisProcess(StartStop):
         self._proc.wait()
 
     def restart(self) -> None:
-        """Start again, empty, on the same port after :meth:`kill` (clients reconnect to the same URL)."""
-        if self.port is None or self._proc is None or self._proc.poll() is None:
+        """Start again, empty, on the same port after :meth:`kill`, with the same arguments and files (TLS
+        certificates, ACL users), so clients reconnect to the same URL."""
+        if self.port is None or self._proc is None or self._proc.poll() is None or not self._args:
             raise RuntimeError("RedisProcess.restart follows kill()")
-        port = self.port
-        self.stop()
-        failure = self._try_start(find_redis_server(self.executable), port)
-        if failure:
-            raise ServerUnavailable(f"redis-server did not restart on port {port}: {failure}")
+        self._proc = proc = subprocess.Popen(self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        try:
+            wait_until_ready(lambda: redis_ping(self.admin_url, 1.0), self.startup_timeout, lambda: proc.poll() is None)
+        except Exception as exc:
+            raise ServerUnavailable(f"redis-server did not restart on port {self.port}: {exc}") from exc
+
+    def _tls_args(self, port: int) -> list[str]:
+        """TLS on ``port`` and no plain port; the ACL file: default user off, an admin, the runtime's user."""
+        assert self._tmpdir is not None
+        self.tls_files = files = make_tls_files(self._tmpdir)
+        runtime = acl_setuser("mw", self._passwords["mw"], self.acl_namespace)[2:]
+        users = [
+            "user default off",
+            f"user mw-admin on >{self._passwords['mw-admin']} ~* &* +@all",
+            "user " + " ".join(runtime),
+        ]
+        acl = self._tmpdir / "users.acl"
+        acl.write_text("\n".join(users) + "\n")
+        acl.chmod(0o600)
+        return [
+            "--port", "0",
+            "--tls-port", str(port),
+            "--tls-cert-file", str(files.server_cert),
+            "--tls-key-file", str(files.server_key),
+            "--tls-ca-cert-file", str(files.ca_cert),
+            "--tls-auth-clients", "yes",
+            "--aclfile", str(acl),
+        ]  # fmt: skip
 
     def stop(self) -> None:
         """SIGTERM (redis exits at once without persistence), then remove the temp dir."""

@@ -11,12 +11,21 @@ ProviderName = Literal["process", "container", "noproc"]
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """A running server: ``url`` is a plain ``redis://`` URL or ``postgresql://`` DSN any client understands."""
+    """A running server: ``url`` is a ``redis://`` (``rediss://``) URL or ``postgresql://`` DSN any client understands.
+
+    ``admin_url`` is for what the code under test must not be allowed to do (fault injection, cleanup): on a server
+    with a least-privilege user (the TLS server) it names an admin user, elsewhere it is ``url``.
+    """
 
     kind: Kind
     url: str
     provider: ProviderName
     detail: str = ""
+    admin_url: str = ""
+
+    @property
+    def admin(self) -> str:
+        return self.admin_url or self.url
 
 
 class Server(Protocol):

@@ -260,3 +260,34 @@ def test_label_values_are_bounded_and_carry_no_secret(
     for secret in filter(None, secrets):
         assert secret not in text
     assert "@" not in text and "redis://" not in text and "postgresql://" not in text
+
+
+def test_a_frozen_collector_keeps_the_final_gauges_after_the_agents_close(make_manager: Make) -> None:
+    """``mw-sim run --metrics-port`` freezes its collector when the run ends: the agents close right after."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = pytest.importorskip("mw.metrics", reason="needs the [prometheus] extra (prometheus_client)")
+
+    def scraped(collector: Any) -> Series:
+        registry = CollectorRegistry()
+        registry.register(collector)
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    a = make_manager("a")
+    for i in range(5):
+        a.set_global_item_typed("doc", "s", str(i), {"v": i})
+        a.get_item_typed("doc", "s", str(i))
+    frozen, live = metrics.MwCollector(), metrics.MwCollector()
+    at_end = scraped(live)
+    assert value(at_end, "mw_l0_items") >= 5 and not frozen.frozen
+    frozen.freeze()
+    a.close()
+    assert frozen.frozen
+    assert value(scraped(live), "mw_l0_items") < value(at_end, "mw_l0_items"), "a live collector loses the L0"
+    assert scraped(frozen) == at_end

@@ -107,3 +107,13 @@ def test_a_killed_redis_container_restarts_empty_on_the_same_url() -> None:
             assert server.url == spec.url and client.get("k") is None
     finally:
         server.stop()
+
+
+def test_a_killed_tls_redis_restarts_with_the_same_certificates_and_users() -> None:
+    with RedisProcess(tls=True) as server:
+        url = server.url
+        server.kill()
+        server.restart()
+        assert server.url == url
+        with redis.Redis.from_url(server.admin_url, socket_timeout=1.0) as client:
+            assert client.ping()

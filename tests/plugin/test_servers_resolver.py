@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from mw.secrets import mask_secrets
 from pytest_mw.servers import ServerSpec, ServerUnavailable
 from pytest_mw.servers.clients import with_dbname
 from pytest_mw.servers.noproc import RedisNoProc
 from pytest_mw.servers.provider import ProviderChoice, candidates, describe, resolve, start_first
-from pytest_mw.servers.readiness import mask_password
 from pytest_mw.servers.spec import Kind
 
 
@@ -44,7 +44,7 @@ def test_describe_names_the_plan_and_hides_passwords() -> None:
     assert (
         describe("postgres", "noproc", url="postgresql://u:pw@h:5/db") == "postgres: noproc postgresql://u:***@h:5/db"
     )
-    assert mask_password("host=h password=pw dbname=x") == "host=h password=*** dbname=x"
+    assert mask_secrets("host=h password=pw dbname=x") == "host=h password=*** dbname=x"
 
 
 def test_with_dbname_keeps_urls_urls() -> None:

@@ -13,8 +13,11 @@ from mw.tiers.l2 import RedisTier
 @pytest.fixture
 def tier(backend: str, request: pytest.FixtureRequest) -> Iterator[RedisTier]:
     """A tier on the backend with a long retry window: "marked down" shows as a failing next call."""
-    url = None if backend == "embedded" else str(request.getfixturevalue("mw_redis_url"))
-    t = RedisTier(url, namespace=f"l2t{uuid.uuid4().hex[:10]}", timeout_s=0.5, retry_s=60.0)
+    if backend == "embedded":
+        url, namespace = None, f"l2t{uuid.uuid4().hex[:10]}"
+    else:  # the test's namespace: the one a least-privilege ACL user may touch (redis-tls)
+        url, namespace = str(request.getfixturevalue("mw_redis_url")), request.getfixturevalue("mw_namespace")
+    t = RedisTier(url, namespace=namespace, timeout_s=0.5, retry_s=60.0)
     yield t
     keys = list(t.client.scan_iter(match=t.phys("*")))
     if keys:

@@ -292,7 +292,7 @@ def _seed_l2(m: MwManager, ids: list[str], expire_at: float) -> None:
     pipe = l2.client.pipeline(transaction=False)
     for n, i in enumerate(ids, 1):
         key = K.global_typed_key("doc", "s", i)
-        pipe.psetex(l2.phys(key), 600_000, codec.encode({"id": i, "n": n, "tag": f"v{n % 97}"}, expire_at, key))
+        pipe.set(l2.phys(key), codec.encode({"id": i, "n": n, "tag": f"v{n % 97}"}, expire_at, key), px=600_000)
         if n % 5000 == 0:
             pipe.execute()
     pipe.execute()

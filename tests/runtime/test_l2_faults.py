@@ -74,9 +74,9 @@ def _wait(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 # --- one bad key or argument: never the tier marked down -----------------------------------------------------
 @pytest.mark.parametrize("mode", MODES)
 def test_wrongtype_read_is_a_miss_and_a_delete_right_after_reaches_redis(
-    tier: RedisTier, mode: str, caplog: pytest.LogCaptureFixture
+    tier: RedisTier, mode: str, caplog: pytest.LogCaptureFixture, l2_admin: Any
 ) -> None:
-    tier.client.hset(tier.phys("hash"), "field", "1")
+    l2_admin.hset(tier.phys("hash"), "field", "1")
     tier.client.set(tier.phys("other"), b"v")
     with caplog.at_level(logging.WARNING, logger="mw"):
         read = _error_of(lambda: _run(tier, mode, "get", "hash"))
@@ -87,17 +87,21 @@ def test_wrongtype_read_is_a_miss_and_a_delete_right_after_reaches_redis(
     assert tier.pttl("hash") == -1 and _run(tier, mode, "mget", ["hash", "other"]) == [None, None]
 
 
-def test_manager_wrongtype_read_leaves_l2_up_for_the_next_delete(make_manager: Callable[..., MwManager]) -> None:
+def test_manager_wrongtype_read_leaves_l2_up_for_the_next_delete(
+    make_manager: Callable[..., MwManager], l2_admin: Any
+) -> None:
     m = make_manager("a", tier_retry_s=60.0, pubsub=False)
     bad, other = K.global_typed_key("doc", "s", "1"), K.global_typed_key("doc", "s", "2")
-    m.l2.client.hset(m.l2.phys(bad), "field", "1")
+    l2_admin.hset(m.l2.phys(bad), "field", "1")
     m.l2.client.set(m.l2.phys(other), b"anything")
     assert m.get_item_typed("doc", "s", "1") is None
     assert m.del_global_key(other) is True
     assert m.l2.client.exists(m.l2.phys(other)) == 0, "the delete never reached Redis: L2 was marked down"
 
 
-def test_a_delete_after_a_wrongtype_read_reaches_the_other_processes(make_manager: Callable[..., MwManager]) -> None:
+def test_a_delete_after_a_wrongtype_read_reaches_the_other_processes(
+    make_manager: Callable[..., MwManager], l2_admin: Any
+) -> None:
     """The report: the delete made in the "down" window never reached the bus, another process served the
     deleted value for its whole TTL. Two clusters stand for two processes: they share only L2 and the bus."""
     a = make_manager("a", tier_retry_s=60.0, real_clock=True)
@@ -106,7 +110,7 @@ def test_a_delete_after_a_wrongtype_read_reaches_the_other_processes(make_manage
     assert b.get_item_typed("doc", "s", "warm") is None  # b subscribes before a publishes anything
     a.set_global_item_typed("doc", "s", "2", "doomed")
     assert _wait(lambda: b.get_item_typed("doc", "s", "2") == "doomed")
-    a.l2.client.hset(a.l2.phys(K.global_typed_key("doc", "s", "1")), "field", "1")
+    l2_admin.hset(a.l2.phys(K.global_typed_key("doc", "s", "1")), "field", "1")
     assert a.get_item_typed("doc", "s", "1") is None
     assert a.del_global_item_typed("doc", "s", "2") is True
     assert _wait(lambda: b.get_item_typed("doc", "s", "2") is None, 5.0), "b still serves the deleted value"

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from typing import Any
 
 from mw import MwConfig, MwManager
 from mw import keys as K
@@ -68,13 +69,13 @@ def test_a_malformed_message_flushes(make_manager: Make) -> None:
     assert _wait(lambda: bus.flushes >= 1 and len(a.l0) == 0)
 
 
-def test_a_dropped_subscription_flushes_and_resubscribes(make_manager: Make, backend: str) -> None:
+def test_a_dropped_subscription_flushes_and_resubscribes(make_manager: Make, backend: str, l2_admin: Any) -> None:
     a = make_manager("a")
     a.set_global_item_typed("doc", "s", "1", "v")
     bus = a.cluster.bus
     assert bus is not None and bus.subscribed
     if backend == "real":
-        a.l2.client.client_kill_filter(_type="pubsub")
+        l2_admin.client_kill_filter(_type="pubsub")
     else:
         bus._pubsub.connection.disconnect()
     assert _wait(lambda: bus.reconnects >= 1 or bus.flushes >= 1)

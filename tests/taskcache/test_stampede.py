@@ -222,15 +222,17 @@ def test_four_processes_sixteen_callers_one_loader_call(
                 env={**os.environ, "PYTHONPATH": os.getcwd()},
             )
         )
-    outputs = []
+    outputs, logs = [], []
     for p in procs:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
         outputs.append(json.loads(out.strip().splitlines()[-1]))
+        logs.append(err)
     values = [v for o in outputs for v in o["values"]]
     latencies = [lat for o in outputs for lat in o["latencies"]]
-    assert len(values) == 64 and len({json.dumps(v, sort_keys=True) for v in values}) == 1
-    assert _count_calls(mw_postgres_dsn) == 1, "exactly one loader call across 4 processes x 16 callers"
+    why = "\n".join(f"process {n}: {log.strip()}" for n, log in enumerate(logs) if log.strip())
+    assert len(values) == 64 and len({json.dumps(v, sort_keys=True) for v in values}) == 1, why
+    assert _count_calls(mw_postgres_dsn) == 1, f"exactly one loader call across 4 processes x 16 callers\n{why}"
     # No wall-clock figure (wake-ups are test_lease_waiters_are_woken_not_polled's): no caller came near the
     # load deadline (a hang).
     assert max(latencies) < MwConfig().load_timeout_s, f"a caller hung: {sorted(latencies)[-3:]}"

@@ -1,0 +1,52 @@
+"""The least-privilege Redis ACL of a deployment: what the runtime's user may do, and nothing more.
+
+The runtime reads and writes only keys under its namespace and talks only on its namespace's channels, with the
+commands below (the Lua lease scripts run ``GET``, ``SET``, ``DEL``, ``PEXPIRE`` and ``PUBLISH``, which the ACL
+checks inside scripts too). No ``KEYS``, ``FLUSHALL``, ``FLUSHDB``, ``CONFIG``, ``DEBUG``, ``CLIENT KILL`` or
+``SHUTDOWN``: an operator's tools use another user. ``docs/runtime.md`` shows the ``ACL SETUSER`` line; the plugin's
+TLS test server runs every real-Redis test as this user, which is what proves the list complete.
+"""
+
+from __future__ import annotations
+
+from mw.errors import ConfigError
+from mw.keys import check_namespace
+
+__all__ = ["RUNTIME_COMMANDS", "acl_rules", "acl_setuser"]
+
+RUNTIME_COMMANDS = (
+    "get",
+    "mget",
+    "set",
+    "del",
+    "pexpire",
+    "pttl",
+    "scan",
+    "eval",
+    "evalsha",
+    "publish",
+    "multi",
+    "exec",
+    "discard",
+    "subscribe",
+    "unsubscribe",
+    "ping",
+)
+"""Every command the runtime sends. ``AUTH`` and ``HELLO`` are always allowed; redis-py's handshake also sends
+``CLIENT SETINFO`` (Redis 7.2+), whose refusal it ignores, and which Redis 7.0 does not know as an ACL name."""
+
+
+def acl_rules(namespace: str) -> list[str]:
+    """The ACL rules of the runtime's user for ``namespace`` (an empty namespace owns every key and channel)."""
+    check_namespace(namespace)
+    pattern = f"{namespace}:*" if namespace else "*"
+    return ["resetkeys", f"~{pattern}", "resetchannels", f"&{pattern}", "-@all", *(f"+{c}" for c in RUNTIME_COMMANDS)]
+
+
+def acl_setuser(user: str, password: str, namespace: str) -> list[str]:
+    """The ``ACL SETUSER`` command (as arguments) that creates or resets the runtime's user."""
+    if not user or any(c.isspace() for c in user):
+        raise ConfigError("user", user, "an ACL user name is one word")
+    if not password or any(c.isspace() for c in password):
+        raise ConfigError("password", "***", "an ACL password is one word, not empty")
+    return ["ACL", "SETUSER", user, "reset", "on", f">{password}", *acl_rules(namespace)]
