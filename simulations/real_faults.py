@@ -182,8 +182,8 @@ class RealFaults:
             server.pause()
             self._undo[n] = server.resume
         record["state"] = _state(server, w.how)
-        if w.kind == "l2_down" and self.backend.redis_url is not None:
-            record["ping"] = _ping(self.backend.redis_url)
+        if w.kind == "l2_down":
+            record["ping"] = _ping(self._admin_url())
         yield self.env.timeout(w.for_s)
         self._undo.pop(n)()
         if w.how == "kill" and w.kind == "l2_down":
@@ -194,17 +194,25 @@ class RealFaults:
     def _pubsub(self, w: FaultWindow, record: dict[str, Any]) -> Generator[simpy.Event, Any, None]:
         import redis
 
-        assert self.backend.redis_url is not None
+        url = self._admin_url()
         yield self.env.timeout(w.at_s)
         before = self._opened(record)
         record.update(cuts=0, killed=0)
         every = RECUT_WALL_S / self.factor
-        with redis.Redis.from_url(self.backend.redis_url, socket_timeout=1.0) as client:
+        with redis.Redis.from_url(url, socket_timeout=1.0) as client:
             while self.env.now < w.end_s:
                 record["killed"] += int(client.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))
                 record["cuts"] += 1
                 yield self.env.timeout(min(every, w.end_s - self.env.now))
         self._closed(record, before, w.end_s)
+
+    def _admin_url(self) -> str:
+        """The URL to probe and to cut subscribers with: the server's admin user's where it has one (a TLS server's
+        runtime user may not run ``CLIENT KILL``), else the run's."""
+        admin = getattr(self.backend.servers.get("redis"), "admin_url", None)
+        url = admin or self.backend.redis_url
+        assert url is not None
+        return str(url)
 
     def close(self) -> None:
         """Undo what a window left applied (the run stopped inside it): servers answer again for the cleanup."""
