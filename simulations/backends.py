@@ -62,6 +62,9 @@ class Backend:
     redis_url: str | None = None
     mlt_dsn: str | None = None
     description: str = "embedded: fakeredis (in process) + SQLite (in memory)"
+    servers: dict[str, Any] = field(default_factory=dict)
+    """The servers this invocation started, by kind (``redis``, ``postgres``): what ``--realtime`` faults pause or
+    kill (:mod:`simulations.real_faults`). Empty for servers it was given (``--backend redis``)."""
 
     @property
     def deterministic(self) -> bool:
@@ -95,8 +98,13 @@ def _remove(path: str, *suffixes: str) -> None:
 
 
 @contextlib.contextmanager
-def open_backend(name: str, redis_url: str | None = None, mlt_dsn: str | None = None) -> Iterator[Backend]:
+def open_backend(
+    name: str, redis_url: str | None = None, mlt_dsn: str | None = None, *, provider: str | None = None
+) -> Iterator[Backend]:
     """The backend for ``--backend NAME``; servers started here are stopped on exit.
+
+    ``provider`` (``containers`` only): ``process`` or ``container`` to start only that kind of server (default: a
+    container when an engine answers, else a local process).
 
     Given servers are probed first, so an unreachable one is a :class:`BackendUnavailable` naming it before any run
     starts (the runtime would otherwise mark the tier down mid-run, or fall through to Mlt and report nonsense).
@@ -125,14 +133,17 @@ def open_backend(name: str, redis_url: str | None = None, mlt_dsn: str | None = 
         description = f"redis: {mask_url(redis_url)}; mlt: {mask_url(mlt_dsn) if mlt_dsn else 'SQLite in memory'}"
         yield Backend("redis", redis_url, mlt_dsn, description)
         return
+    if provider not in (None, "process", "container"):
+        raise BackendUnavailable(f"server provider {provider!r}: process or container")
     with contextlib.ExitStack() as stack:
-        redis_spec = _start(stack, "redis")
-        postgres_spec = _start(stack, "postgres")
+        redis_server, redis_spec = _start(stack, "redis", provider)
+        postgres_server, postgres_spec = _start(stack, "postgres", provider)
         description = (
             f"containers: redis via {redis_spec.provider} ({redis_spec.detail}); "
             f"postgres via {postgres_spec.provider} ({postgres_spec.detail})"
         )
-        yield Backend("containers", redis_spec.url, postgres_spec.url, description)
+        servers = {"redis": redis_server, "postgres": postgres_server}
+        yield Backend("containers", redis_spec.url, postgres_spec.url, description, servers)
 
 
 def probe_redis(url: str, timeout_s: float = 5.0) -> str | None:
@@ -168,18 +179,26 @@ def _problem(what: str, url: str, problem: str, exc: BaseException) -> str:
     return f"{what} at {mask_url(url)} {problem}: {mask_url(reason)}"
 
 
-def _start(stack: contextlib.ExitStack, kind: str) -> Any:
-    """A container when an engine answers, else a local throwaway process; says which and why."""
+def _start(stack: contextlib.ExitStack, kind: str, provider: str | None = None) -> tuple[Any, Any]:
+    """A container when an engine answers, else a local throwaway process (or only ``provider``); says which and why.
+
+    Returns the server (its handle: stop, and pause/kill for faults) and its spec."""
     from pytest_mw.servers.errors import ServerUnavailable
     from pytest_mw.servers.provider import resolve
 
-    try:
-        server, spec = resolve(kind, "container")  # type: ignore[arg-type]
-    except ServerUnavailable as exc:
-        log.warning("%s: no container (%s); starting a local throwaway server", kind, exc.reason)
-        server, spec = resolve(kind, "process")  # type: ignore[arg-type]
+    if provider is not None:
+        try:
+            server, spec = resolve(kind, provider)  # type: ignore[arg-type]
+        except ServerUnavailable as exc:
+            raise BackendUnavailable(f"{kind} via {provider}: {exc.reason}") from None
+    else:
+        try:
+            server, spec = resolve(kind, "container")  # type: ignore[arg-type]
+        except ServerUnavailable as exc:
+            log.warning("%s: no container (%s); starting a local throwaway server", kind, exc.reason)
+            server, spec = resolve(kind, "process")  # type: ignore[arg-type]
     stack.callback(server.stop)
-    return spec
+    return server, spec
 
 
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^\s]*@")

@@ -300,6 +300,14 @@ class LoadTracker:
             else:
                 self.max_present = max(self.max_present, n)
 
+    def wiped(self) -> None:
+        """L2 lost every key (a killed Redis started again, empty: ``l2_down`` ``mode = "kill"``): what it held has
+        expired at once, so every generation not in flight ends and the next load of a key opens its next one."""
+        for key in list(self.gen_loads):
+            if not self.in_flight.get(key):
+                self._close(key)
+        self.valid_until.clear()
+
     def close_all(self) -> None:
         for key in list(self.gen_loads):
             self._close(key)

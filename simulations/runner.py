@@ -25,10 +25,11 @@ from mw.telemetry import hit_ratio
 from simulations import telemetry_truth
 from simulations import workloads as W
 from simulations.backends import Backend
-from simulations.fault_windows import described
+from simulations.fault_windows import WindowInjector, described
 from simulations.logwatch import LogWatch
 from simulations.measure import KeyStats
 from simulations.model import START_EPOCH, Model
+from simulations.real_faults import RealFaults, real, seam
 from simulations.scenario import Scenario, ScenarioError
 from simulations.series import Sampler
 from simulations.settings import for_run, reported
@@ -68,22 +69,24 @@ def run_once(
     scenario: Scenario, backend: Backend, options: RunOptions, progress: Progress | None = None
 ) -> dict[str, Any]:
     simulated_bus = not (options.realtime and backend.name != "embedded")  # else the real bus: Redis pub/sub
-    if not simulated_bus and any(w.kind == "pubsub_dropped" for w in scenario.faults):
-        raise ScenarioError(
-            f"{scenario.source or scenario.name}: pubsub_dropped needs the simulated bus; with --realtime on "
-            f"{backend.name} the nodes use Redis pub/sub"
-        )
-    stores = backend.stores(options.label)
-    rng_seed = f"{scenario.run.seed}:runtime:{options.label}"
-    config = for_run(
-        scenario.runtime, stores.settings(), caching=options.caching, rng_seed=rng_seed, overrides=options.overrides
-    ).config
     if options.realtime:
         env: simpy.Environment = simpy.rt.RealtimeEnvironment(factor=options.realtime, strict=False)
         start_epoch = time.time()
     else:
         env = simpy.Environment()
         start_epoch = START_EPOCH
+    real_faults = None
+    if not simulated_bus and real(scenario.faults):
+        assert options.realtime is not None
+        try:
+            real_faults = RealFaults(env, scenario.faults, backend, options.realtime)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{scenario.source or scenario.name}: {exc}") from None
+    stores = backend.stores(options.label)
+    rng_seed = f"{scenario.run.seed}:runtime:{options.label}"
+    config = for_run(
+        scenario.runtime, stores.settings(), caching=options.caching, rng_seed=rng_seed, overrides=options.overrides
+    ).config
     if scenario.faults and config.tier_retry_s != 0:
         raise ScenarioError(
             f"{scenario.source or scenario.name}: [[faults]] need tier_retry_s = 0, the run has "
@@ -107,13 +110,26 @@ def run_once(
         config,
         start_epoch=start_epoch,
         bus=bus,
-        cross_node_lag_s=BUS_LAG_S if bus is None else bus.lag.max_s,
+        cross_node_lag_s=_real_bus_lag(options.realtime) if bus is None else bus.lag.max_s,
     )
     if bus is not None:
         bus.truth = model.truth
         env.process(bus.run())
         if scenario.run.nodes > 1:
             model.truth.outages = [(start, end + CHECK_EVERY_S + 1e-6) for start, end in outages]
+    if real_faults is not None:  # the real windows act on the servers: the seam keeps only l2_slow (agent_crash)
+        model.injector = WindowInjector(
+            seam(scenario.faults),
+            lambda: env.now,
+            redis_timeout_s=config.redis_timeout_s,
+            mlt_timeout_s=config.mlt_timeout_s,
+        )
+        model.charges = model.injector.charges
+        if scenario.run.nodes > 1:
+            model.truth.outages = real_faults.outages()
+        real_faults.on_wiped = model.loads.wiped
+        real_faults.errors = lambda: _tier_errors(model)
+        real_faults.start()
     injector = model.injector
     log_path = None if options.log_dir is None else options.log_dir / f"{options.label}.log"
     try:
@@ -128,18 +144,34 @@ def run_once(
             "mlt_resumed": model.resume,
             "crash_leases": sorted(model.crash_leases.values(), key=lambda r: (r["crashed_at"], r["key"])),
         }
+        if real_faults is not None:
+            summary["faults"]["real"] = real_faults.summary()
         model.waits.still_waiting = model.hung_reads()
         summary["caller_errors"] = model.errors.summary()
         summary["waits"] = model.waits.summary()
         summary["log_lines"] = watch.lines
         return summary
     finally:
+        if real_faults is not None:
+            real_faults.close()
         model.finish_leads()
         for agent in list(model.agents):
             agent.manager.close()
         model.admin.close()
         model.close_clusters()
         stores.cleanup()
+
+
+def _real_bus_lag(realtime: float | None) -> float:
+    """The oracle's bound for a change heard over Redis pub/sub, in simulated seconds: :data:`BUS_LAG_S` is wall time
+    (measured on real Redis), and with ``--realtime FACTOR`` a wall second is ``1 / FACTOR`` simulated ones."""
+    return BUS_LAG_S / realtime if realtime else BUS_LAG_S
+
+
+def _tier_errors(model: Model) -> dict[str, int]:
+    """The runtime's L2 and Mlt error counters, summed over every agent that ever lived."""
+    agents = model.all_agents()
+    return {name: sum(getattr(a.manager.telemetry, name) for a in agents) for name in ("l2_errors", "mlt_errors")}
 
 
 @dataclass

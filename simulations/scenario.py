@@ -277,6 +277,8 @@ FAULT_KINDS = {
     "pubsub_dropped": "bus messages dropped",
 }
 """``[[faults]]`` kinds the simulator applies in simulated time, and how reports name them."""
+FAULT_MODES = ("pause", "kill")
+"""``mode`` of a real ``l2_down`` or ``mlt_down``."""
 FAULT_KINDS_LATER: tuple[str, ...] = ()
 """Kinds of the issue's list not applied yet: refused by name rather than silently ignored."""
 
@@ -287,6 +289,10 @@ class FaultWindow:
 
     ``delay_ms`` (``l2_slow`` only, required there): what each L2 round trip costs in the window.
     ``agents`` (``agent_crash`` only, default 1): how many agents die at ``at_s``; as many join at ``end_s``.
+    ``mode`` (``l2_down`` and ``mlt_down``, default ``pause``): how the fault is applied for real (``--realtime`` on a
+    server the run started, :mod:`simulations.real_faults`): ``pause`` stops the server (SIGSTOP, or the engine's
+    pause), ``kill`` kills it and starts it again at ``end_s`` (Redis empty; PostgreSQL after crash recovery, its rows
+    kept). In simulated time both are the seam's outage.
     """
 
     kind: str
@@ -294,6 +300,7 @@ class FaultWindow:
     for_s: float
     delay_ms: float | None = None
     agents: int | None = None
+    mode: str | None = None
 
     @property
     def end_s(self) -> float:
@@ -327,6 +334,19 @@ class FaultWindow:
                 raise ScenarioError(f"agents = {agents!r}: a whole number of agents >= 1")
         elif agents is not None:
             raise ScenarioError(f"agents = {agents!r} applies to kind = 'agent_crash' only, not {self.kind!r}")
+        mode = self.mode
+        if mode is not None:
+            if self.kind not in ("l2_down", "mlt_down"):
+                raise ScenarioError(
+                    f"mode = {mode!r} applies to kind = 'l2_down' or 'mlt_down' only, not {self.kind!r}"
+                )
+            if mode not in FAULT_MODES:
+                raise ScenarioError(f"mode = {mode!r}: one of {', '.join(map(repr, FAULT_MODES))}")
+
+    @property
+    def how(self) -> str:
+        """``pause`` or ``kill``: how a real ``l2_down`` or ``mlt_down`` is applied."""
+        return self.mode or "pause"
 
 
 @dataclass(frozen=True)

@@ -101,9 +101,32 @@ class _ContainerServer(ABC):
         self._container = container
         return ServerSpec(self.kind, url, "container", f"image {self.image}")
 
+    def _engine_container(self) -> Any:
+        if self._container is None:
+            raise RuntimeError(f"container {self.image} is not started")
+        return self._container.get_wrapped_container()
+
+    @property
+    def status(self) -> str:
+        """The engine's state of the container (``running``, ``paused``, ...), asked afresh."""
+        container = self._engine_container()
+        container.reload()
+        return str(container.status)
+
+    def pause(self) -> None:
+        """Freeze every process of the container (the engine's pause): connections stay open and stop answering."""
+        self._engine_container().pause()
+
+    def resume(self) -> None:
+        """Unfreeze after :meth:`pause`."""
+        self._engine_container().unpause()
+
     def stop(self) -> None:
-        """Stop and remove the container (testcontainers removes it with its volumes)."""
+        """Stop and remove the container (testcontainers removes it with its volumes); a paused one is resumed first."""
         if self._container is not None:
+            with contextlib.suppress(Exception):
+                if self.status == "paused":
+                    self.resume()
             container, self._container = self._container, None
             container.stop()
 
@@ -116,12 +139,47 @@ class RedisContainerServer(_ContainerServer):
 
     def __init__(self, image: str = DEFAULT_REDIS_IMAGE) -> None:
         super().__init__(image)
+        self._killed_url: str | None = None
 
     def _construct(self, cls: type[Any]) -> Any:
         return cls(self.image, port=self.port)
 
     def _url(self, host: str, port: int) -> str:
         return f"redis://{host}:{port}/0"
+
+    @property
+    def url(self) -> str:
+        if self._container is None:
+            raise RuntimeError(f"container {self.image} is not started")
+        return self._url(self._container.get_container_host_ip(), int(self._container.get_exposed_port(self.port)))
+
+    def kill(self) -> None:
+        """SIGKILL the container's Redis; :meth:`restart` brings it back empty. The image's Redis snapshots to disk
+        (``save 3600 1 ...``), and a restart would load its last snapshot: snapshots are turned off and the dump
+        removed first, so the data is lost as with the throwaway process (persistence off)."""
+        import redis
+
+        self._killed_url = url = self.url
+        with redis.Redis.from_url(url, socket_timeout=2.0) as client:
+            client.config_set("save", "")
+            directory = client.config_get("dir")["dir"]
+        container = self._engine_container()
+        container.exec_run(["rm", "-f", f"{directory.rstrip('/')}/dump.rdb"])
+        container.kill()
+        container.wait()
+
+    def restart(self) -> None:
+        """Start the killed container again: the same published port (else ``ServerUnavailable``), an empty Redis."""
+        from pytest_mw.servers.readiness import redis_ping, wait_until_ready
+
+        url = self._killed_url
+        if url is None:
+            raise RuntimeError("RedisContainerServer.restart follows kill()")
+        self._killed_url = None
+        self._engine_container().start()
+        if self.url != url:
+            raise ServerUnavailable(f"container {self.image} came back on {self.url}, not {url}")
+        wait_until_ready(lambda: redis_ping(url, 1.0), 30.0)
 
 
 class PostgresContainerServer(_ContainerServer):

@@ -6,10 +6,12 @@ as an unprivileged user (``postgres`` if it exists, else ``nobody``) that owns t
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from pytest_mw.servers.errors import ExecutableNotFound, ServerUnavailable
 from pytest_mw.servers.ports import free_port
-from pytest_mw.servers.readiness import postgres_ping, wait_until_ready
+from pytest_mw.servers.readiness import postgres_ping, wait_stopped, wait_until_ready
 from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec, StartStop
 
 FAST_SETTINGS: Mapping[str, str] = {
@@ -107,6 +109,22 @@ def find_postgres_bindir(
             return Path(directory)
         tried.append(f"{label} ({problem})")
     raise ExecutableNotFound("initdb/pg_ctl", tried, HINT)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from ``/proc``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
 
 
 def unprivileged_user(run_as: str | None = None) -> pwd.struct_passwd | None:
@@ -253,9 +271,65 @@ class PostgresProcess(StartStop):
         except (ServerUnavailable, subprocess.TimeoutExpired):
             self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop", timeout=30)
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (from ``postmaster.pid``): the leader of the process group of every backend."""
+        if self._tmpdir is None or self.port is None:
+            raise RuntimeError("PostgresProcess is not started")
+        return int((self.datadir / "postmaster.pid").read_text().split()[0])
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster, then each of its children: the backends too (each its own process group, so not
+        one signal to a group), so open connections stop answering, not only new ones. Linux (reads ``/proc``)."""
+        postmaster = self.pid
+        os.kill(postmaster, signal.SIGSTOP)  # first: it forks no new backend meanwhile
+        children = _children(postmaster)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGSTOP)
+        wait_stopped([postmaster, *children])
+
+    def resume(self) -> None:
+        """SIGCONT every child, then the postmaster, after :meth:`pause`: every connection answers again."""
+        postmaster = self.pid
+        for child in _children(postmaster):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGCONT)
+        os.kill(postmaster, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """Immediate shutdown (``pg_ctl -m immediate``: every process quits at once, no checkpoint), as a crash: open
+        connections break and new ones are refused until :meth:`restart`.
+
+        The cluster runs with :data:`FAST_SETTINGS` (fsync, synchronous commits and full-page writes off), under which
+        an immediate shutdown was seen to lose committed rows (their WAL not replayed); a ``CHECKPOINT`` first puts
+        every committed row in the data files, so the kill loses nothing committed, as on a durable server."""
+        if self._tmpdir is None or self.port is None:
+            raise RuntimeError("PostgresProcess is not started")
+        import psycopg
+
+        with psycopg.connect(self.dsn, connect_timeout=2, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+        self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop", timeout=30)
+
+    def restart(self) -> None:
+        """Start the same cluster again on the same port after :meth:`kill`: crash recovery replays the WAL, so every
+        committed row is back."""
+        if self._tmpdir is None or self.port is None or (self.datadir / "postmaster.pid").exists():
+            raise RuntimeError("PostgresProcess.restart follows kill()")
+        log = self._tmpdir / "postgres.log"
+        self._run(
+            "pg_ctl", "-D", str(self.datadir), "-l", str(log), "-w", "-t", str(int(self.startup_timeout)), "start",
+            timeout=self.startup_timeout + 10,
+        )  # fmt: skip
+        wait_until_ready(lambda: postgres_ping(self.dsn), 5.0)
+
     def stop(self) -> None:
         """Fast shutdown (disconnects clients), then remove the cluster directory."""
         try:
+            if self.port is not None:
+                with contextlib.suppress(OSError, RuntimeError, ValueError):
+                    self.resume()  # a paused cluster cannot shut down
             self._pg_stop()
         finally:
             if self._tmpdir is not None:

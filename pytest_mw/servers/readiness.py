@@ -46,3 +46,27 @@ def mask(text: str) -> str:
     from mw.secrets import mask_secrets
 
     return mask_secrets(text)
+
+
+def process_state(pid: int) -> str:
+    """The kernel's one-letter state of ``pid`` (``T``: stopped by a signal; ``S``, ``R``: alive), from ``/proc``."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def wait_stopped(pids: list[int], timeout: float = 5.0) -> None:
+    """Return once every process of ``pids`` is stopped (state ``T``); a signal's delivery is asynchronous, so a
+    SIGSTOP alone does not say the process has stopped yet. Processes gone meanwhile are not waited for."""
+    deadline = time.monotonic() + timeout
+    pending = list(pids)
+    while pending:
+        try:
+            if process_state(pending[0]) in ("T", "t"):
+                pending.pop(0)
+                continue
+        except (OSError, IndexError):
+            pending.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {pending[0]} did not stop within {timeout:g}s of SIGSTOP")
+        time.sleep(0.001)

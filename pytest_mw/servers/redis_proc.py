@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
 from pytest_mw.servers.errors import ExecutableNotFound, ServerUnavailable
 from pytest_mw.servers.ports import free_port
-from pytest_mw.servers.readiness import redis_ping, wait_until_ready
+from pytest_mw.servers.readiness import redis_ping, wait_stopped, wait_until_ready
 from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec, StartStop
 from pytest_mw.servers.tls import TlsFiles, make_tls_files
 
@@ -84,6 +86,8 @@ class RedisProcess(StartStop):
         self.startup_timeout = startup_timeout
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._args: list[str] = []
+        """The last start's command line (:meth:`restart` runs it again)."""
         self._tmpdir: Path | None = None
 
     @property
@@ -138,6 +142,7 @@ class RedisProcess(StartStop):
         ]  # fmt: skip
         if self.tls:
             args += self._tls_args(port)
+        self._args = args
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self.port = port
         proc = self._proc
@@ -148,6 +153,40 @@ class RedisProcess(StartStop):
             self.stop()
             return f"{exc}; log: {' | '.join(tail) or '(empty)'}"
         return ""
+
+    @property
+    def pid(self) -> int:
+        """The running server's process id (changes with :meth:`restart`)."""
+        if self._proc is None:
+            raise RuntimeError("RedisProcess is not started")
+        return self._proc.pid
+
+    def pause(self) -> None:
+        """SIGSTOP: the server stops answering but keeps its connections and data (clients time out)."""
+        os.kill(self.pid, signal.SIGSTOP)
+        wait_stopped([self.pid])
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`: the server answers again, its data and connections as they were."""
+        os.kill(self.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL and reap: connections are refused until :meth:`restart` (its data is lost: persistence is off)."""
+        if self._proc is None:
+            raise RuntimeError("RedisProcess is not started")
+        self._proc.kill()
+        self._proc.wait()
+
+    def restart(self) -> None:
+        """Start again, empty, on the same port after :meth:`kill`, with the same arguments and files (TLS
+        certificates, ACL users), so clients reconnect to the same URL."""
+        if self.port is None or self._proc is None or self._proc.poll() is None or not self._args:
+            raise RuntimeError("RedisProcess.restart follows kill()")
+        self._proc = proc = subprocess.Popen(self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        try:
+            wait_until_ready(lambda: redis_ping(self.admin_url, 1.0), self.startup_timeout, lambda: proc.poll() is None)
+        except Exception as exc:
+            raise ServerUnavailable(f"redis-server did not restart on port {self.port}: {exc}") from exc
 
     def _tls_args(self, port: int) -> list[str]:
         """TLS on ``port`` and no plain port; the ACL file: default user off, an admin, the runtime's user."""
@@ -178,6 +217,8 @@ class RedisProcess(StartStop):
         """SIGTERM (redis exits at once without persistence), then remove the temp dir."""
         if self._proc is not None:
             if self._proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._proc.pid, signal.SIGCONT)  # a paused server cannot handle SIGTERM
                 self._proc.terminate()
                 try:
                     self._proc.wait(timeout=10)

@@ -1,0 +1,119 @@
+"""The servers' fault handles (what ``--realtime`` faults use): pause, resume, kill and restart; containers pause."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redis
+
+from pytest_mw.options import server_options
+from pytest_mw.servers.containers import RedisContainerServer
+from pytest_mw.servers.postgres_proc import PostgresProcess
+from pytest_mw.servers.readiness import process_state
+from pytest_mw.servers.redis_proc import RedisProcess
+
+
+def test_a_paused_redis_times_out_and_answers_with_its_data_when_resumed() -> None:
+    with RedisProcess() as server, redis.Redis.from_url(server.url, socket_timeout=0.05) as client:
+        client.set("k", "v")
+        server.pause()
+        assert process_state(server.pid) == "T"
+        with pytest.raises(redis.TimeoutError):
+            client.ping()
+        server.resume()
+        assert client.get("k") == b"v"
+
+
+def test_a_killed_redis_restarts_empty_on_the_same_url() -> None:
+    with RedisProcess() as server:
+        url, pid = server.url, server.pid
+        with redis.Redis.from_url(url, socket_timeout=1.0) as client:
+            client.set("k", "v")
+            server.kill()
+            with pytest.raises(redis.ConnectionError):
+                client.ping()
+            server.restart()
+            assert server.url == url and server.pid != pid
+            assert client.get("k") is None
+
+
+def test_restart_without_kill_is_refused() -> None:
+    with RedisProcess() as server, pytest.raises(RuntimeError, match="follows kill"):
+        server.restart()
+
+
+def test_a_paused_postgres_stops_its_backends_too() -> None:
+    with PostgresProcess() as server, psycopg.connect(server.dsn, autocommit=True) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert backend is not None
+        server.pause()
+        assert process_state(server.pid) == "T" and process_state(backend[0]) == "T"
+        server.resume()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.fixture
+def _container_provider_chosen(pytestconfig: pytest.Config) -> None:
+    if server_options(pytestconfig).provider != "container":
+        pytest.skip("container tests run with --mw-server-provider container")
+
+
+@pytest.mark.usefixtures("_container_provider_chosen")
+def test_a_paused_redis_container_times_out_and_answers_when_resumed() -> None:
+    pytest.importorskip("testcontainers")
+    server = RedisContainerServer()
+    spec = server.start()
+    try:
+        with redis.Redis.from_url(spec.url, socket_timeout=0.2) as client:
+            client.set("k", "v")
+            server.pause()
+            assert server.status == "paused"
+            with pytest.raises(redis.TimeoutError):
+                client.ping()
+            server.resume()
+            assert server.status == "running" and client.get("k") == b"v"
+    finally:
+        server.stop()
+
+
+def test_a_killed_postgres_refuses_connections_and_keeps_its_rows_after_restart() -> None:
+    with PostgresProcess() as server:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (v int)")
+            conn.execute("INSERT INTO t VALUES (1)")
+            pid = server.pid
+            server.kill()
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+        server.restart()
+        assert server.pid != pid
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT v FROM t").fetchall() == [(1,)]
+
+
+@pytest.mark.usefixtures("_container_provider_chosen")
+def test_a_killed_redis_container_restarts_empty_on_the_same_url() -> None:
+    pytest.importorskip("testcontainers")
+    server = RedisContainerServer()
+    spec = server.start()
+    try:
+        with redis.Redis.from_url(spec.url, socket_timeout=1.0) as client:
+            client.set("k", "v")
+            client.save()  # a snapshot on disk: the restart must not load it
+            server.kill()
+            with pytest.raises(redis.ConnectionError):
+                client.ping()
+            server.restart()
+            assert server.url == spec.url and client.get("k") is None
+    finally:
+        server.stop()
+
+
+def test_a_killed_tls_redis_restarts_with_the_same_certificates_and_users() -> None:
+    with RedisProcess(tls=True) as server:
+        url = server.url
+        server.kill()
+        server.restart()
+        assert server.url == url
+        with redis.Redis.from_url(server.admin_url, socket_timeout=1.0) as client:
+            assert client.ping()
