@@ -12,10 +12,11 @@ import contextlib
 import itertools
 import logging
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from mw.secrets import mask_secrets
 
 log = logging.getLogger("simulations")
 
@@ -29,7 +30,7 @@ _MLT_SCHEMES = ("postgresql://", "postgres://", "sqlite:///")
 class BackendUnavailable(Exception):
     """A backend cannot be used: a flag it needs is missing, or its server does not answer (an exit-2 error).
 
-    The message names the server by :func:`mask_url`, never with its password.
+    The message names the server by :func:`mw.secrets.mask_secrets`, never with its password.
     """
 
 
@@ -123,14 +124,16 @@ def open_backend(
             raise BackendUnavailable("--backend redis needs --redis-url redis://... (and --mlt-dsn postgresql://...)")
         if mlt_dsn and not mlt_dsn.startswith(_MLT_SCHEMES):
             raise BackendUnavailable(
-                f"--mlt-dsn {mask_url(mlt_dsn)}: not a postgresql://, postgres:// or sqlite:/// DSN"
+                f"--mlt-dsn {mask_secrets(mlt_dsn)}: not a postgresql://, postgres:// or sqlite:/// DSN"
             )
         problems = [probe_redis(redis_url)]
         if mlt_dsn and not mlt_dsn.startswith("sqlite:"):
             problems.append(probe_postgres(mlt_dsn))
         if any(problems):
             raise BackendUnavailable("; ".join(p for p in problems if p))
-        description = f"redis: {mask_url(redis_url)}; mlt: {mask_url(mlt_dsn) if mlt_dsn else 'SQLite in memory'}"
+        description = (
+            f"redis: {mask_secrets(redis_url)}; mlt: {mask_secrets(mlt_dsn) if mlt_dsn else 'SQLite in memory'}"
+        )
         yield Backend("redis", redis_url, mlt_dsn, description)
         return
     if provider not in (None, "process", "container"):
@@ -176,7 +179,7 @@ def probe_postgres(dsn: str, timeout_s: int = 5) -> str | None:
 
 def _problem(what: str, url: str, problem: str, exc: BaseException) -> str:
     reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
-    return f"{what} at {mask_url(url)} {problem}: {mask_url(reason)}"
+    return f"{what} at {mask_secrets(url)} {problem}: {mask_secrets(reason)}"
 
 
 def _start(stack: contextlib.ExitStack, kind: str, provider: str | None = None) -> tuple[Any, Any]:
@@ -199,17 +202,3 @@ def _start(stack: contextlib.ExitStack, kind: str, provider: str | None = None) 
             server, spec = resolve(kind, "process")  # type: ignore[arg-type]
     stack.callback(server.stop)
     return server, spec
-
-
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^\s]*@")
-_PARAM_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'[^']*'|[^\s&']+)", re.IGNORECASE)
-
-
-def mask_url(text: str) -> str:
-    """``text`` (a URL, a libpq DSN or a message quoting them) with every password replaced by ``***``.
-
-    ``redis://user:secret@host`` -> ``redis://user:***@host``; ``password=...`` (libpq key/value DSNs, query strings)
-    likewise. The password runs to the last ``@`` before whitespace, so an unencoded ``@`` in it does not leak the rest.
-    """
-    masked = _URL_PASSWORD.sub(r"\g<head>:***@", text)
-    return _PARAM_PASSWORD.sub(r"\g<head>***", masked)

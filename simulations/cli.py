@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mw.errors import ConfigError, MltUnavailable, TierUnavailable
-from simulations.backends import BACKENDS, BackendUnavailable, mask_url, open_backend
+from mw.secrets import mask_secrets
+from simulations.backends import BACKENDS, BackendUnavailable, open_backend
 from simulations.scenario import Scenario, ScenarioError, bundled, load_scenario
 from simulations.settings import resolve
 from simulations.trace import FORMATS, TraceError, guess_format
@@ -181,7 +182,7 @@ def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if not isinstance(exc, (ScenarioError, TraceError, BackendUnavailable, MissingExtra, MetricsUnavailable)):
         text = f"{type(exc).__name__}: {text}"
-    return mask_url(text)
+    return mask_secrets(text)
 
 
 def _require(modules: tuple[str, ...], extra: str) -> None:
@@ -446,7 +447,9 @@ def _execute_run(
         console.print(f"backend: {backend.description}; engine: {getattr(args, 'engine', 'simpy')}")
         if metrics is not None:
             console.print(f"metrics: {metrics.url} (the cached run; its final values from its end)", markup=False)
-        env = [f"{k}={mask_url(v.strip())}" for k, v in sorted(os.environ.items()) if k.startswith("MW_") and v.strip()]
+        env = [
+            f"{k}={mask_secrets(v.strip())}" for k, v in sorted(os.environ.items()) if k.startswith("MW_") and v.strip()
+        ]
         if env:
             console.print(
                 f"MW_* in the environment: {', '.join(env)} (the report's Configuration says what applied)",

@@ -12,7 +12,7 @@ import pytest
 
 from mw.errors import MltUnavailable, TierUnavailable
 from simulations import runner
-from simulations.backends import mask_url, open_backend
+from simulations.backends import open_backend
 from simulations.cli import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, main
 
 QUICK = ["--agents", "6", "--duration", "90", "--warmup", "20", "--quiet"]
@@ -230,23 +230,3 @@ def test_list_without_rich_prints_a_plain_table(
     assert lines[0].split()[:1] == ["scenario"]
     for name in ("staging-synthetic", "hot-key-herd", "task-churn", "week2-prewarm"):
         assert any(line.startswith(name + " ") for line in lines), out
-
-
-# --- masking passwords ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("text", "masked"),
-    [
-        ("redis://user:secret@host:6379/0", "redis://user:***@host:6379/0"),
-        ("redis://:secret@host", "redis://:***@host"),
-        ("rediss://u:p%40ss%3Aw%2Frd%23%25@host/1", "rediss://u:***@host/1"),  # p@ss:w/rd#% percent-encoded
-        ("postgresql://u:p@ss@host/db", "postgresql://u:***@host/db"),  # an unencoded @ leaks nothing after it
-        ("postgresql://u@host/db", "postgresql://u@host/db"),
-        ("redis://host:6379", "redis://host:6379"),
-        ("host=h user=u password=s3cret dbname=d", "host=h user=u password=*** dbname=d"),
-        ("host=h password='two words'", "host=h password=***"),
-        ("postgresql://h/db?user=u&password=s3cret&sslmode=x", "postgresql://h/db?user=u&password=***&sslmode=x"),
-        ("L2 redis://u:pw@h:1 is down; retry redis://v:qq@g", "L2 redis://u:***@h:1 is down; retry redis://v:***@g"),
-    ],
-)
-def test_mask_url(text: str, masked: str) -> None:
-    assert mask_url(text) == masked
