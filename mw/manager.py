@@ -23,6 +23,7 @@ from mw.claims import Claims
 from mw.clock import Clock
 from mw.cluster import DEFAULT_NODE, Cluster
 from mw.config import MwConfig
+from mw.errors import MltUnavailable
 from mw.prewarm import prewarm
 from mw.readthrough import LoadPlan, ReadThrough
 from mw.tasks import cache_ttl_s, row_task_id, strip_task_meta, task_keys
@@ -454,13 +455,25 @@ class MwManager:
     invalidate_task_cache = invalidate_task
 
     def update_task_status(self, task_id: object, status: str, **fields: Any) -> dict[str, Any] | None:
-        """Change the status in Mlt, then invalidate the cached row everywhere. Returns the new row."""
-        row = self.cluster.mlt.update_task_status(task_id, status, **fields)
+        """Change the status in Mlt, then invalidate the cached row everywhere. Returns the new row.
+
+        A write that failed with :class:`MltUnavailable` is in doubt (a statement that timed out may still commit
+        when the database answers again): the cached row is invalidated anyway, then the error propagates.
+        """
+        try:
+            row = self.cluster.mlt.update_task_status(task_id, status, **fields)
+        except MltUnavailable:
+            self.invalidate_task(task_id)
+            raise
         self.invalidate_task(task_id)
         return row
 
     async def update_task_status_async(self, task_id: object, status: str, **fields: Any) -> dict[str, Any] | None:
-        row = await asyncio.to_thread(self.cluster.mlt.update_task_status, task_id, status, **fields)
+        try:
+            row = await asyncio.to_thread(self.cluster.mlt.update_task_status, task_id, status, **fields)
+        except MltUnavailable:
+            await self.invalidate_task_async(task_id)
+            raise
         await self.invalidate_task_async(task_id)
         return row
 

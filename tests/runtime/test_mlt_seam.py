@@ -127,3 +127,30 @@ def test_a_delay_past_the_deadline_is_mlt_unavailable(make_manager: Callable[...
     assert_unavailable(outcome, "get_item", DEFAULT_DEADLINE_S)
     assert type(outcome.error) is MltUnavailable, repr(outcome.error)
     assert store.get_item("doc", "s", "1") == "v"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_status_change_in_doubt_still_invalidates_every_tier(
+    make_manager: Callable[..., MwManager], mode: str
+) -> None:
+    """An update whose write failed may still commit (a statement past its deadline): the cached row goes anyway,
+    so when the commit lands no tier serves the old status."""
+    a, b = make_manager("a"), make_manager("b", node="n2", l1_max_items=4321)
+    a.mlt.put_task({"id": "t1", "status": "running"})
+    assert a.get_task("t1")["status"] == b.get_task("t1")["status"] == "running"  # cached in L0, L1, L2
+
+    def fail_write(name: str, key: str | None) -> Fail | None:
+        return (
+            Fail(ConnectionResetError("reset after the statement was sent (injected)"))
+            if name == "mlt.put_task"
+            else None
+        )
+
+    with injected(fail_write), pytest.raises(MltUnavailable):
+        if mode == "sync":
+            a.update_task_status("t1", "completed")
+        else:
+            asyncio.run(a.update_task_status_async("t1", "completed"))
+    a.mlt.put_task({"id": "t1", "status": "completed"})  # the write in doubt lands, with no invalidation of its own
+    assert a.get_task("t1")["status"] == "completed", "a still served the old status from its tiers"
+    assert b.get_task("t1")["status"] == "completed", "b still served the old status (L2 or its node's L1)"
