@@ -62,11 +62,21 @@ def wait_for(condition: Callable[[], str], timeout: float, what: str) -> None:
 
 
 def redis_client(host: str, port: int, timeout: float = 5.0) -> redis.Redis:
-    """A plain client to one node (no cluster routing), decoding replies, for the provider's own commands."""
+    """A plain client to one node (no cluster routing), decoding replies, for the provider's own commands.
+
+    No retries: a node that is down must fail at once (every wait polls again), not after redis-py's backoff.
+    """
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     return redis.Redis(
-        host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+        host=host,
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
@@ -288,6 +298,13 @@ class RedisClusterProcesses(StartStop):
     @property
     def admin_url(self) -> str:
         return self.url
+
+    @property
+    def directory(self) -> Path:
+        """The temp dir holding each node's own dir (its ``redis.log``), removed by ``stop``."""
+        if self._tmpdir is None:
+            raise RuntimeError("RedisClusterProcesses is not started")
+        return self._tmpdir
 
     @property
     def pids(self) -> list[int]:
