@@ -99,6 +99,8 @@ def test_move_slot_takes_the_keys_and_the_client_follows_moved(
     client.set(key, b"moving")
     client.set(f"{{{key}}}:sibling", b"too")
     target = next(p for p in cluster.primaries() if p.port != source.port)
+    with pytest.raises(ValueError, match="is not a primary"):
+        cluster.move_slot(slot, cluster.replicas_of(target)[0])
     cluster.move_slot(slot, target)
     assert cluster.owner(slot).port == target.port
     with redis.Redis.from_url(target.url) as direct:
@@ -140,6 +142,8 @@ def test_losing_a_primary_and_its_replica_is_reported_and_stop_leaves_nothing() 
         assert tmpdir.is_dir()
         primary = fresh.primaries()[0]
         assert fresh.kill(fresh.replicas_of(primary)[0]) is None
+        with pytest.raises(ValueError, match="not a primary with a running replica"):
+            fresh.failover(primary)
         fresh.timeout = 3
         with pytest.raises(TimeoutError, match="a healthy cluster not reached"):
             fresh.kill(primary)
