@@ -479,6 +479,10 @@ class RedisClusterProcesses(StartStop):
         with self._process(self.primaries()[0]).client() as client:
             return int(client.execute_command("CLUSTER", "KEYSLOT", key))
 
+    def _now(self, node: ClusterNode) -> ClusterNode:
+        """``node`` as the cluster sees it now (a caller's snapshot may predate a failover)."""
+        return next(now for now in self.nodes() if now.port == node.port)
+
     def _process(self, node: ClusterNode) -> RedisNodeProcess:
         for process in self._nodes:
             if process.port == node.port:
@@ -488,6 +492,7 @@ class RedisClusterProcesses(StartStop):
     def failover(self, primary: ClusterNode) -> ClusterNode:
         """``CLUSTER FAILOVER`` on a replica of ``primary``; return the promoted node once ``primary`` is its replica
         and the cluster is healthy. The command is sent again if a busy machine let a manual failover time out."""
+        primary = self._now(primary)
         replicas = self.replicas_of(primary)
         if primary.role != "primary" or not replicas:
             raise ValueError(f"node {primary.port} is not a primary with a running replica")
@@ -510,30 +515,31 @@ class RedisClusterProcesses(StartStop):
                 if time.monotonic() >= deadline:
                     raise
         self.wait_healthy()
-        return next(node for node in self.nodes() if node.port == replica.port)
+        return self._now(replica)
 
     def kill(self, node: ClusterNode) -> ClusterNode | None:
         """SIGKILL ``node`` (a crash). For a primary with a replica, wait until the replica has taken over and the
         cluster is healthy again, and return the promoted node; else return ``None`` once all others see it failed."""
+        node = self._now(node)
         replicas = self.replicas_of(node) if node.role == "primary" else []
         self._process(node).kill()
         self.wait_healthy()
         if not replicas:
             return None
-        return next(now for now in self.nodes() if now.port == replicas[0].port)
+        return self._now(replicas[0])
 
     def restart(self, node: ClusterNode) -> ClusterNode:
         """Start a killed node again on its port; it rejoins (a former primary as a replica of its successor), empty
         since nothing was persisted. Return it once the cluster is healthy."""
         self._process(node).restart()
         self.wait_healthy()
-        return next(now for now in self.nodes() if now.port == node.port)
+        return self._now(node)
 
     def move_slot(self, slot: int, to: ClusterNode, batch: int = 100) -> None:
         """Move ``slot`` with its keys to the primary ``to``: ``SETSLOT IMPORTING``/``MIGRATING``, ``MIGRATE`` the
         keys in batches, ``SETSLOT NODE`` on the target, the source and the other primaries; return once every
         running node sees ``to`` as the owner. Clients with the old slot map get ``MOVED`` (``ASK`` mid-move)."""
-        source = self.owner(slot)
+        source, to = self.owner(slot), self._now(to)
         if source.port == to.port:
             return
         if to.role != "primary":
