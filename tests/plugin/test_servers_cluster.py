@@ -3,6 +3,7 @@ crash and a reshard, and leaves no process or directory behind."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.exceptions import MovedError
 
@@ -70,6 +72,19 @@ def test_a_cluster_client_reads_and_writes_keys_on_every_primary(
         moved = rf"{cluster.keyslot(key)} 127\.0\.0\.1:{primary.port}$"
         with redis.Redis.from_url(other.url) as direct, pytest.raises(MovedError, match=moved):
             direct.get(key)
+
+
+def test_the_async_cluster_client_works_too(cluster: RedisClusterProcesses) -> None:
+    """The runtime's async path uses ``redis.asyncio.cluster.RedisCluster``: it must discover the nodes as well."""
+    keys = [key_on(cluster, primary, "async") for primary in cluster.primaries()]
+
+    async def roundtrip() -> list[bytes | None]:
+        async with AsyncRedisCluster.from_url(cluster.url, socket_timeout=10) as client:
+            for key in keys:
+                await client.set(key, key)
+            return [await client.get(key) for key in keys]
+
+    assert asyncio.run(roundtrip()) == [key.encode() for key in keys]
 
 
 def test_failover_promotes_the_replica_and_the_client_follows(
