@@ -34,6 +34,8 @@ from pytest_mw.fixtures import (  # noqa: E402, F401  (fixtures are found as att
 from pytest_mw.options import add_mw_options, add_server_options, mw_options, server_options  # noqa: E402
 from pytest_mw.servers import factories  # noqa: E402
 from pytest_mw.servers.provider import describe  # noqa: E402
+from pytest_mw.servers.redis_cluster import redis_cluster_proc  # noqa: E402
+from pytest_mw.servers.redis_sentinel import redis_sentinel_proc  # noqa: E402
 
 REAL_SERVER_FIXTURES = frozenset(
     {
@@ -43,6 +45,8 @@ REAL_SERVER_FIXTURES = frozenset(
         "mw_redis_admin_url",
         "mw_redis_tls_server",
         "mw_redis_tls",
+        "mw_redis_cluster",
+        "mw_redis_sentinel",
         "mw_postgres_dsn",
         "mw_postgres",
     }
@@ -192,6 +196,17 @@ mw_postgres_server = factories.postgres_server(
 mw_redis_tls_server = factories.redis_tls_proc(
     doc="Session: a TLS-only redis-server process (throwaway CA, client certificates required) whose runtime user "
     "has the least-privilege ACL of ``mw.acl`` on ``mwt:*`` (``.url``); ``.admin_url`` names an admin user."
+)
+
+
+mw_redis_cluster = redis_cluster_proc(
+    doc="Session: a throwaway Redis Cluster of 6 local redis-server processes (3 primaries, a replica each), a "
+    "``RedisClusterProcesses``: ``.spec.url`` for ``RedisCluster.from_url``; ``.nodes()``, ``.failover()``, "
+    "``.kill()``, ``.restart()``, ``.move_slot()``."
+)
+mw_redis_sentinel = redis_sentinel_proc(
+    doc="Session: a throwaway primary, replica and 3 sentinels, a ``RedisSentinelGroup``: ``.sentinels``, "
+    "``.sentinel_hosts``, ``.master_name``, ``.failover()``, ``.kill_primary()``, ``.restart()``; ``.spec``."
 )
 
 
