@@ -118,3 +118,21 @@ def test_no_output_of_a_run_holds_the_password(
     finally:
         admin.execute_command("ACL", "DELUSER", user)
         admin.close()
+
+
+def test_an_unreachable_server_under_require_servers_names_it_masked(pytester: pytest.Pytester) -> None:
+    """The error a CI run shows when its servers are missing quotes their URLs: masked too."""
+    password = f"Lk{secrets.token_hex(4)}@:/#?&=%+'!"
+    redis_url = f"redis://leak:{quote(password, safe='')}@127.0.0.1:1/0"
+    dsn = f"postgresql://leak:{quote(password, safe='')}@127.0.0.1:1/db"
+    pytester.makepyfile(test_inner="def test_needs_both(mw_redis_url, mw_postgres_dsn):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "--mw-server-provider=noproc",
+        f"--mw-redis-url={redis_url}",
+        f"--mw-postgres-dsn={dsn}",
+        "--mw-require-servers",
+        "-rA",
+    )
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret != 0 and "cannot reach Redis at redis://leak:***@127.0.0.1:1/0" in output, output
+    assert leaks(output, password) == [], output
