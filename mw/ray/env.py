@@ -41,6 +41,10 @@ _SCALARS: dict[str, str] = {
     "rng_seed": "MW_RNG_SEED",
     "load_timeout_s": "MW_LOAD_TIMEOUT_S",
     "mlt_timeout_s": "MW_MLT_TIMEOUT_S",
+    "redis_connect_timeout_s": "MW_REDIS_CONNECT_TIMEOUT_S",
+    "redis_ca_cert": "MW_REDIS_CA_CERT",
+    "redis_client_cert": "MW_REDIS_CLIENT_CERT",
+    "redis_client_key": "MW_REDIS_CLIENT_KEY",
 }
 
 RAY_L1_VAR = "MW_RAY_L1"
