@@ -159,7 +159,9 @@ class RedisTier:
             import fakeredis
 
             self._server = embedded_server()
-            self.client: Any = fakeredis.FakeRedis(server=self._server)
+            # One connection, not a pool: the pool's check-out and check-in (with redis-py's connection-count
+            # hooks) cost as much as fakeredis's own parse of a GET. Threads share it under the client's lock.
+            self.client: Any = fakeredis.FakeRedis(server=self._server, single_connection_client=True)
         else:
             self.client = redis.Redis.from_url(
                 url,
@@ -235,9 +237,15 @@ class RedisTier:
 
     # --- classified calls ----------------------------------------------------------------------------
     def _drop(self) -> None:
-        """Close the idle pooled connections (in use ones are left to their callers): the next call reconnects."""
+        """Close the idle pooled connections (in use ones are left to their callers): the next call reconnects.
+
+        The embedded client's one connection is closed too (under its lock, so not in a command's middle)."""
         with contextlib.suppress(*self._errors):
             self.client.connection_pool.disconnect(inuse_connections=False)
+            single = getattr(self.client, "connection", None)
+            if single is not None:
+                with self.client.single_connection_lock:
+                    single.disconnect()
 
     async def _adrop(self, client: Any) -> None:
         with contextlib.suppress(*self._errors):
