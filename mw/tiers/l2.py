@@ -117,24 +117,41 @@ def embedded_client(server: Any) -> Any:
         import redis
 
         lost = (redis.ConnectionError, redis.TimeoutError)
+        inside = threading.local()
 
         class EmbeddedRedis(fakeredis.FakeRedis):
             def execute_command(self, *args: Any, **options: Any) -> Any:
                 client: Any = self  # redis-py's client and connection methods are untyped
                 conn = client.connection
-                if conn is None:  # closed: redis-py's own path (it raises or reconnects as it would)
-                    base: Any = super()
-                    return base.execute_command(*args, **options)
+                if conn is None or getattr(inside, "command", False):
+                    # Closed; or called while this thread is inside a command (a finalizer the garbage collector
+                    # ran mid-command, releasing a dropped plan's lease): the lock is re-entrant, and the shared
+                    # connection holds the outer command's reply, so this call takes a pooled one of its own.
+                    return _pooled(client, args, options)
                 with client.single_connection_lock:
+                    inside.command = True
                     try:
                         conn.send_command(*args, check_health=False)
                         return client.parse_response(conn, args[0], **options)
                     except lost:
                         conn.disconnect()
                         raise
+                    finally:
+                        inside.command = False
 
         _EMBEDDED_CLIENT = EmbeddedRedis
     return _EMBEDDED_CLIENT(server=server, single_connection_client=True)
+
+
+def _pooled(client: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """One command on a connection of the client's pool (the embedded client's fallback, see above)."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_command(*args)
+        return client.parse_response(conn, args[0], **options)
+    finally:
+        pool.release(conn)
 
 
 class _Serial:
