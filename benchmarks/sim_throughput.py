@@ -14,8 +14,10 @@ ratio, so the figure does not move with the machine).
 
 Each rate is printed twice: per wall second (what a user waits) and per CPU second of this process
 (``time.process_time``). On a machine that other jobs share, a wall second is whatever share of a core the
-scheduler gave, which differs between a 0.3 s SimPy anchor and a 20 s run: the CPU ratio is the one that stays put.
-The raw rate is the median of five samples taken around the runs (before, between, after), not one sample.
+scheduler gave, which differs between a 0.3 s SimPy anchor and a 20 s run; a CPU second is steadier, but still
+worth less while another job runs on the same core's other hyperthread. The raw rate is the median of five samples
+taken around the runs (before, between, after), not one sample. To compare two versions on such a machine, run
+them side by side at the same time (docs/simulator.md, "Speed").
 
     python benchmarks/sim_throughput.py [--duration 3600] [--agents 100]
 """
