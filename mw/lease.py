@@ -30,7 +30,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from mw.tiers.l2 import LuaScript, RedisTier
+from mw.tiers.l2 import LuaScript, RedisTier, pipeline
 
 _RELEASE = LuaScript.of("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -83,7 +83,7 @@ class Leases:
         phys = self.l2.phys
 
         def act(client: Any) -> None:
-            pipe = client.pipeline(transaction=False)  # one parse in fakeredis instead of three
+            pipe = pipeline(client, embedded=True)
             pipe.set(phys(target), data, px=ttl_ms)
             pipe.delete(phys(other), phys(lease_key))
             pipe.publish(phys(self.landed_channel), key)

@@ -41,7 +41,16 @@ from mw.secrets import mask_secrets
 from mw.tiers.aio_clients import LoopClients
 from mw.tiers.l2_faults import Fault, classify, errors, reply_text
 
-__all__ = ["BUSY_RETRY_S", "EMBEDDED_ATOMIC", "LuaScript", "RedisTier", "TierUnavailable", "embedded_server"]
+__all__ = [
+    "BUSY_RETRY_S",
+    "EMBEDDED_ATOMIC",
+    "LuaScript",
+    "RedisTier",
+    "TierUnavailable",
+    "embedded_client",
+    "embedded_server",
+    "pipeline",
+]
 
 log = logging.getLogger("mw.l2")
 
@@ -85,6 +94,112 @@ def embedded_server() -> Any:
 
             _EMBEDDED = fakeredis.FakeServer()
         return _EMBEDDED
+
+
+_EMBEDDED_CLIENT: Any = None
+
+
+def embedded_client(server: Any) -> Any:
+    """A redis-py client of the fake server that sends each command straight down its one connection.
+
+    It is ``fakeredis.FakeRedis`` (so ``redis.Redis``): every command is built by redis-py's command method,
+    packed into RESP by its packer, parsed and run by fakeredis, and its reply read and converted by redis-py's
+    connection and response callbacks, as with a real server. What it leaves out is the per-call machinery
+    around that, which costs twice what fakeredis does for a ``GET`` and has nothing to act on in process: the
+    connection pool's check-out and check-in (one connection, shared under the client's lock), the retry loop
+    (nothing in process times out; a fake server switched off fails the first attempt, as a dead one fails
+    the last) and redis-py 8's observability hooks (its OpenTelemetry recorder, which looks for a collector
+    on every call when none is configured and has no switch to stop looking).
+    """
+    global _EMBEDDED_CLIENT
+    if _EMBEDDED_CLIENT is None:
+        import fakeredis
+        import redis
+
+        lost = (redis.ConnectionError, redis.TimeoutError)
+        inside = threading.local()
+
+        class EmbeddedRedis(fakeredis.FakeRedis):
+            def execute_command(self, *args: Any, **options: Any) -> Any:
+                client: Any = self  # redis-py's client and connection methods are untyped
+                conn = client.connection
+                if conn is None or getattr(inside, "command", False):
+                    # Closed; or called while this thread is inside a command (a finalizer the garbage collector
+                    # ran mid-command, releasing a dropped plan's lease): the lock is re-entrant, and the shared
+                    # connection holds the outer command's reply, so this call takes a pooled one of its own.
+                    return _pooled(client, args, options)
+                with client.single_connection_lock:
+                    inside.command = True
+                    try:
+                        conn.send_command(*args, check_health=False)
+                        return client.parse_response(conn, args[0], **options)
+                    except lost:
+                        conn.disconnect()
+                        raise
+                    finally:
+                        inside.command = False
+
+        _EMBEDDED_CLIENT = EmbeddedRedis
+    return _EMBEDDED_CLIENT(server=server, single_connection_client=True)
+
+
+def _pooled(client: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """One command on a connection of the client's pool (the embedded client's fallback, see above)."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_command(*args)
+        return client.parse_response(conn, args[0], **options)
+    finally:
+        pool.release(conn)
+
+
+class _Serial:
+    """The embedded stand-in for a non-transactional pipeline: the queued commands, one after another.
+
+    fakeredis runs a pipeline's commands one by one anyway (each under its server lock, as these are), so the
+    order and what another client can see between them are the same; only redis-py's pipeline machinery (a
+    quarter more CPU than a fill's three commands sent one by one) is left out. As a pipeline does, it runs every
+    command and then raises the first command error (a lost connection stops it at once).
+    """
+
+    __slots__ = ("_client", "_queued")
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._queued: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def delete(self, *names: str) -> _Serial:
+        self._queued.append(("delete", names, {}))
+        return self
+
+    def set(self, name: str, value: bytes | None, px: int | None = None) -> _Serial:
+        self._queued.append(("set", (name, value), {"px": px}))
+        return self
+
+    def publish(self, channel: str, message: bytes | str) -> _Serial:
+        self._queued.append(("publish", (channel, message), {}))
+        return self
+
+    def execute(self) -> list[Any]:
+        import redis
+
+        client, results, failed = self._client, [], None
+        for name, args, kwargs in self._queued:
+            try:
+                results.append(getattr(client, name)(*args, **kwargs))
+            except redis.ResponseError as exc:
+                results.append(exc)
+                failed = failed or exc
+        self._queued = []
+        if failed is not None:
+            raise failed
+        return results
+
+
+def pipeline(client: Any, embedded: bool, transaction: bool = True) -> Any:
+    """``client.pipeline(transaction=...)``, or in embedded mode the serial stand-in (see :class:`_Serial`)."""
+    return _Serial(client) if embedded else client.pipeline(transaction=transaction)
 
 
 @dataclass(frozen=True)
@@ -156,10 +271,8 @@ class RedisTier:
         self._noscript: type[BaseException] = redis.exceptions.NoScriptError
         self._server: Any = None
         if url is None:
-            import fakeredis
-
             self._server = embedded_server()
-            self.client: Any = fakeredis.FakeRedis(server=self._server)
+            self.client: Any = embedded_client(self._server)
         else:
             self.client = redis.Redis.from_url(
                 url,
@@ -235,9 +348,15 @@ class RedisTier:
 
     # --- classified calls ----------------------------------------------------------------------------
     def _drop(self) -> None:
-        """Close the idle pooled connections (in use ones are left to their callers): the next call reconnects."""
+        """Close the idle pooled connections (in use ones are left to their callers): the next call reconnects.
+
+        The embedded client's one connection is closed too (under its lock, so not in a command's middle)."""
         with contextlib.suppress(*self._errors):
             self.client.connection_pool.disconnect(inuse_connections=False)
+            single = getattr(self.client, "connection", None)
+            if single is not None:
+                with self.client.single_connection_lock:
+                    single.disconnect()
 
     async def _adrop(self, client: Any) -> None:
         with contextlib.suppress(*self._errors):
@@ -406,7 +525,7 @@ class RedisTier:
     ) -> Any:
         # Deletes first, atomically (MULTI/EXEC; embedded: under EMBEDDED_ATOMIC already): a lease fill
         # cannot land between taking a lease away and the write.
-        pipe = client.pipeline(transaction=not self.embedded)
+        pipe = pipeline(client, self.embedded)
         if clear:
             pipe.delete(*[self.phys(k) for k in clear])
         if delete:
