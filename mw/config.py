@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
 
 from mw.errors import ConfigError
 from mw.keys import check_namespace
@@ -170,6 +171,14 @@ class MwConfig:
         ):
             if count < 1:
                 raise ConfigError(name, count, "must be at least 1")
+        if self.redis_connect_timeout_s is not None and not (
+            math.isfinite(self.redis_connect_timeout_s) and self.redis_connect_timeout_s > 0
+        ):
+            raise ConfigError(
+                "MW_REDIS_CONNECT_TIMEOUT_S",
+                self.redis_connect_timeout_s,
+                "a connect deadline must be a positive number",
+            )
         self._check_tls()
         # A frozen dataclass must stay hashable: store the TTL table as a sorted tuple-backed dict copy.
         object.__setattr__(self, "task_ttls_s", _FrozenTTLs(self.task_ttls_s))
@@ -271,7 +280,9 @@ class MwConfig:
         if self.redis_connect_timeout_s is not None:
             return self.redis_connect_timeout_s
         tls = (self.redis_url or "").startswith("rediss://")
-        return max(self.redis_timeout_s, TLS_CONNECT_TIMEOUT_S) if tls else self.redis_timeout_s
+        if tls and self.redis_timeout_s > 0:  # 0 is "no deadline", which no floor may turn into one
+            return max(self.redis_timeout_s, TLS_CONNECT_TIMEOUT_S)
+        return self.redis_timeout_s
 
     def redis_tls(self) -> dict[str, str]:
         """redis-py's TLS arguments (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``) for the files set."""
@@ -293,6 +304,20 @@ class MwConfig:
                 raise ConfigError(var, path, "TLS files need MW_REDIS_URL=rediss://... (a redis:// URL is plain text)")
             if not os.path.isfile(path) or not os.access(path, os.R_OK):
                 raise ConfigError(var, path, "no such readable file")
+        query = {k.lower(): v[-1].strip().lower() for k, v in parse_qs(urlsplit(self.redis_url or "").query).items()}
+        tls_args = sorted(k for k in query if k.startswith("ssl_"))
+        if tls_args and not (self.redis_url or "").startswith("rediss://"):
+            raise ConfigError("MW_REDIS_URL", self.redis_url, f"{tls_args[0]} needs rediss:// (redis:// is plain text)")
+        if query.get("ssl_cert_reqs") in ("none", "optional") or query.get("ssl_check_hostname") in (
+            "false",
+            "no",
+            "0",
+        ):
+            raise ConfigError(
+                "MW_REDIS_URL",
+                self.redis_url,
+                "turns certificate or hostname checking off: not a TLS setting Mw accepts",
+            )
         if (self.redis_client_cert is None) != (self.redis_client_key is None):
             var = "MW_REDIS_CLIENT_KEY" if self.redis_client_key is None else "MW_REDIS_CLIENT_CERT"
             raise ConfigError(var, None, "a client certificate and its key are set together")

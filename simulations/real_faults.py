@@ -40,6 +40,7 @@ that did not recover in that time serves copies beyond the bound, which ``no_sta
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -138,6 +139,19 @@ class RealFaults:
                     f"[[faults]] {w.kind} mode = {w.how!r}: the {what} {server.provider} server cannot be "
                     f"{'killed and restarted' if w.how == 'kill' else 'paused'} (local processes can)"
                 )
+        self._check_overlaps()
+
+    def _check_overlaps(self) -> None:
+        """Two real windows on one server would undo each other (the first's resume ends the second's pause; a
+        subscriber cut on a paused Redis blocks the clock): refused."""
+        target = {"mlt_down": "postgres", "l2_down": "redis", "pubsub_dropped": "redis"}
+        spans = sorted((target[w.kind], w.at_s, w.end_s, w.kind) for w in self.windows)
+        for (server, _, end, kind), (other, start, _, later) in itertools.pairwise(spans):
+            if server == other and start < end:
+                raise ScenarioError(
+                    f"[[faults]] {kind} and {later} overlap at {start:g} s on the same "
+                    f"{'PostgreSQL' if server == 'postgres' else 'Redis'}: real windows on one server must not overlap"
+                )
 
     def outages(self) -> list[tuple[float, float]]:
         """``(start, until)`` of the windows in which nodes may not hear of each other's changes (the oracle's)."""
@@ -175,17 +189,20 @@ class RealFaults:
         yield self.env.timeout(w.at_s)
         before = self._opened(record)
         record["server"] = _identity(server)
-        if w.how == "kill":
-            server.kill()
-            self._undo[n] = server.restart
-        else:
-            server.pause()
-            self._undo[n] = server.resume
-        record["state"] = _state(server, w.how)
+        self._undo[n] = server.restart if w.how == "kill" else server.resume
+        try:
+            server.kill() if w.how == "kill" else server.pause()
+            record["state"] = _state(server, w.how)
+        except Exception as exc:  # recorded, never a crashed run: the undo below still runs
+            record["error"] = f"{type(exc).__name__}: {exc}"
         if w.kind == "l2_down":
             record["ping"] = _ping(self._admin_url())
         yield self.env.timeout(w.for_s)
-        self._undo.pop(n)()
+        try:
+            self._undo[n]()
+            del self._undo[n]  # only once it worked: close() retries one that failed
+        except Exception as exc:
+            record["undo_error"] = f"{type(exc).__name__}: {exc}"
         if w.how == "kill" and w.kind == "l2_down":
             self.on_wiped()
         self._closed(record, before, w.end_s)
@@ -201,8 +218,12 @@ class RealFaults:
         every = RECUT_WALL_S / self.factor
         with redis.Redis.from_url(url, socket_timeout=1.0) as client:
             while self.env.now < w.end_s:
-                record["killed"] += int(client.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))
-                record["cuts"] += 1
+                try:
+                    record["killed"] += int(client.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))
+                    record["cuts"] += 1
+                except redis.RedisError as exc:  # recorded, never a crashed run
+                    record["errors"] = record.get("errors", 0) + 1
+                    record["error"] = f"{type(exc).__name__}: {exc}"
                 yield self.env.timeout(min(every, w.end_s - self.env.now))
         self._closed(record, before, w.end_s)
 

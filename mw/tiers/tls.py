@@ -21,14 +21,22 @@ import redis.connection
 __all__ = ["HandshakeDeadlineSSLConnection", "shared_context"]
 
 _CONTEXTS: dict[tuple[Any, ...], ssl.SSLContext] = {}
+"""One context per TLS settings and file versions; a rotated file's context replaces its old one."""
 _LOCK = threading.Lock()
 
 
-def _stamp(path: str | None) -> tuple[str | None, int]:
+def _stamp(path: str | None) -> tuple[object, ...]:
+    """What tells a file's versions apart: a replacement keeping the mtime (``cp -p``, a secret mount's symlink swap)
+    still changes the inode, size or ctime; a CA directory's files are stamped one by one."""
+    if not path:
+        return (path,)
     try:
-        return path, os.stat(path).st_mtime_ns if path else 0
+        if os.path.isdir(path):
+            return (path, *(_stamp(os.path.join(path, name)) for name in sorted(os.listdir(path))))
+        st = os.stat(path)
     except OSError:
-        return path, -1
+        return (path, -1)
+    return (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def shared_context(conn: Any) -> ssl.SSLContext:
@@ -48,8 +56,15 @@ def shared_context(conn: Any) -> ssl.SSLContext:
     with _LOCK:
         context = _CONTEXTS.get(key)
         if context is None:
+            paths = tuple(files.values())
+            for old in [k for k in _CONTEXTS if _paths(k) == paths]:  # a rotation replaces, never accumulates
+                del _CONTEXTS[old]
             context = _CONTEXTS[key] = _build(conn, files)
         return context
+
+
+def _paths(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(stamp[0] for stamp in key[:4])
 
 
 def _build(conn: Any, files: dict[str, Any]) -> ssl.SSLContext:

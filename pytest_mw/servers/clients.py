@@ -108,7 +108,7 @@ class RedisURL(SecretURL):
 class RedisNamespace:
     """A Redis URL plus the key prefix this test owns; ``cleanup`` deletes exactly the keys under the prefix."""
 
-    url: str
+    url: str = field(repr=False)
     namespace: str
     admin_url: str = field(default="", repr=False)
     """Cleanup connects here when set (a least-privilege ``url`` may not be allowed to SCAN)."""

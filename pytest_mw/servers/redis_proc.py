@@ -141,7 +141,11 @@ class RedisProcess(StartStop):
             "--daemonize", "no",
         ]  # fmt: skip
         if self.tls:
-            args += self._tls_args(port)
+            try:
+                args += self._tls_args(port)
+            except BaseException:  # no throwaway CA key left behind in the temp dir
+                self.stop()
+                raise
         self._args = args
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self.port = port
@@ -201,8 +205,8 @@ class RedisProcess(StartStop):
             "user " + " ".join(runtime),
         ]
         acl = self._tmpdir / "users.acl"
-        acl.write_text("\n".join(users) + "\n")
-        acl.chmod(0o600)
+        with open(os.open(acl, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:  # never readable by others
+            out.write("\n".join(users) + "\n")
         return [
             "--port", "0",
             "--tls-port", str(port),

@@ -27,6 +27,12 @@ class ServerSpec:
     def admin(self) -> str:
         return self.admin_url or self.url
 
+    def __repr__(self) -> str:
+        from pytest_mw.servers.readiness import mask
+
+        shown = f"{self.kind!r}, {mask(self.url)!r}, {self.provider!r}, {self.detail!r}"
+        return f"ServerSpec({shown}{f', admin_url={mask(self.admin_url)!r}' if self.admin_url else ''})"
+
 
 class Server(Protocol):
     """A provider: ``start`` raises ``ServerUnavailable`` with the reason, ``stop`` undoes whatever ``start`` did."""

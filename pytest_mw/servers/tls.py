@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from pytest_mw.servers.errors import ServerUnavailable
 
@@ -30,7 +31,8 @@ class TlsFiles:
 
     def client_query(self) -> str:
         """redis-py URL query arguments that make a client trust the CA and present the client certificate."""
-        return f"ssl_ca_certs={self.ca_cert}&ssl_certfile={self.client_cert}&ssl_keyfile={self.client_key}"
+        files = {"ssl_ca_certs": self.ca_cert, "ssl_certfile": self.client_cert, "ssl_keyfile": self.client_key}
+        return "&".join(f"{arg}={quote(str(path), safe='/')}" for arg, path in files.items())
 
 
 _NEW_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")

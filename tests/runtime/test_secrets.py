@@ -31,6 +31,16 @@ from mw.secrets import mask_secrets, masked
         ("https://h/x?access_token=abc&b=1", "https://h/x?access_token=***&b=1"),
         ("L2 redis://u:pw@h:1 is down; retry redis://v:qq@g", "L2 redis://u:***@h:1 is down; retry redis://v:***@g"),
         ("passwordless=yes keys=1", "passwordless=yes keys=1"),
+        ("redis://user@corp.com:hunter2@host:6379", "redis://user@corp.com:***@host:6379"),  # an @ in the user
+        (
+            "PGPASSWORD=hunter2 MW_REDIS_PASSWORD=hunter3 client_secret=zz",
+            "PGPASSWORD=*** MW_REDIS_PASSWORD=*** client_secret=***",
+        ),
+        ("host=h password=ab;cd dbname=d", "host=h password=*** dbname=d"),
+        ("host=h password=ab'cd dbname=d", "host=h password=*** dbname=d"),
+        ("host=h password=ab\\ cd dbname=d", "host=h password=*** dbname=d"),
+        ("{'password': 'hunter2', 'user': 'u'}", "{'password': '***', 'user': 'u'}"),
+        ('{"api_key": "k3y", "n": 1}', '{"api_key": \'***\', "n": 1}'),
     ],
 )
 def test_examples(text: str, expected: str) -> None:

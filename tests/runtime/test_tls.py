@@ -88,10 +88,32 @@ def test_bad_tls_settings_are_config_errors(
     assert caught.value.variable == variable
 
 
+@pytest.mark.parametrize(
+    ("url_query", "reason"),
+    [("?ssl_cert_reqs=none", "checking off"), ("?ssl_check_hostname=false", "checking off")],
+)
+def test_a_url_that_turns_verification_off_is_refused(tls_env: dict[str, str], url_query: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        MwConfig.from_env({**tls_env, "MW_REDIS_URL": tls_env["MW_REDIS_URL"] + url_query})
+
+
+def test_tls_arguments_on_a_plain_url_are_refused() -> None:
+    with pytest.raises(ConfigError, match="needs rediss://"):
+        MwConfig.from_env({"MW_REDIS_URL": "redis://h:1/0?ssl_ca_certs=/ca.pem"})
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf"])
+def test_a_connect_deadline_must_be_positive_and_finite(bad: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        MwConfig.from_env({"MW_REDIS_URL": "redis://h:1/0", "MW_REDIS_CONNECT_TIMEOUT_S": bad})
+    assert caught.value.variable == "MW_REDIS_CONNECT_TIMEOUT_S"
+
+
 def test_connect_timeout_has_a_floor_on_tls_only(tls_env: dict[str, str]) -> None:
     assert MwConfig.from_env(tls_env).connect_timeout_s == 2.0
     assert MwConfig.from_env({**tls_env, "MW_REDIS_CONNECT_TIMEOUT_S": "0.3"}).connect_timeout_s == 0.3
     assert MwConfig.from_env({"MW_REDIS_URL": "redis://h:1/0"}).connect_timeout_s == 0.5
+    assert MwConfig.from_env({**tls_env, "MW_REDIS_TIMEOUT_S": "0"}).connect_timeout_s == 0  # "no deadline" stays
 
 
 def test_connections_share_one_context_until_a_file_changes(mw_redis_tls: str, tmp_path: Path) -> None:

@@ -242,3 +242,13 @@ def test_a_run_stopped_inside_a_window_leaves_the_server_answering(processes: Ba
     assert process_state(processes.servers["redis"].pid) == "T"
     faults.close()  # what run_once does when the run ends or raises
     assert probe_redis(processes.redis_url or "", timeout_s=1.0) is None
+
+
+def test_overlapping_real_windows_on_one_server_are_refused(processes: Backend) -> None:
+    """A pause and a subscriber cut of one Redis would undo each other (and the cut would block the clock)."""
+    env = simpy.rt.RealtimeEnvironment(factor=FACTOR, strict=False)
+    overlapping = [FaultWindow("l2_down", 20, 15), FaultWindow("pubsub_dropped", 30, 10)]
+    with pytest.raises(ScenarioError, match="overlap at 30 s on the same Redis"):
+        RealFaults(env, overlapping, processes, FACTOR)
+    apart = [FaultWindow("l2_down", 20, 15), FaultWindow("pubsub_dropped", 40, 10), FaultWindow("mlt_down", 25, 5)]
+    RealFaults(env, apart, processes, FACTOR)  # other windows, or another server, are fine
