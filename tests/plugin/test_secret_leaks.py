@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import psycopg
 import pytest
 import redis
+from psycopg import sql
 
 pytestmark = pytest.mark.mw_real_servers
 
@@ -88,16 +91,24 @@ def test_leaks_finds_a_planted_password() -> None:
 
 
 def test_no_output_of_a_run_holds_the_password(
-    pytester: pytest.Pytester, mw_redis_url: str, mw_postgres_dsn: str, tmp_path: Path
+    pytester: pytest.Pytester, mw_redis_url: str, mw_postgres_server: Any, tmp_path: Path
 ) -> None:
     password = f"Lk{secrets.token_hex(4)}@:/#?&=%+'!"
     user = f"leak_{secrets.token_hex(3)}"
     admin = redis.Redis.from_url(str(mw_redis_url))
     admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
+    # A PostgreSQL role with that password, allowed to make the nested run's databases: a server that checks
+    # passwords (a container's) checks it; a local one that trusts local connections accepts it anyway.
+    with psycopg.connect(mw_postgres_server.url, autocommit=True) as pg:
+        pg.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(sql.Identifier(user), sql.Literal(password))
+        )
     try:
         redis_url = with_password(str(mw_redis_url), user, password)
         assert redis.Redis.from_url(redis_url).ping()  # the server checks it: a wrong password would fail here
-        dsn = with_password(str(mw_postgres_dsn), urlsplit(str(mw_postgres_dsn)).username or "postgres", password)
+        dsn = with_password(mw_postgres_server.url, user, password)
+        with psycopg.connect(dsn):
+            pass  # the role connects with the planted password
         pytester.makepyfile(test_inner=INNER)
         junit = tmp_path / "junit.xml"
         result = pytester.runpytest_subprocess(
@@ -118,6 +129,8 @@ def test_no_output_of_a_run_holds_the_password(
     finally:
         admin.execute_command("ACL", "DELUSER", user)
         admin.close()
+        with psycopg.connect(mw_postgres_server.url, autocommit=True) as pg:
+            pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
 
 
 def test_an_unreachable_server_under_require_servers_names_it_masked(pytester: pytest.Pytester) -> None:
