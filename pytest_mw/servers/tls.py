@@ -35,6 +35,13 @@ class TlsFiles:
         return "&".join(f"{arg}={quote(str(path), safe='/')}" for arg, path in files.items())
 
 
+_LEAF = (
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+    "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+)
+"""What Python 3.13's strict X.509 checking (``VERIFY_X509_STRICT``, on by default) asks of a leaf certificate; the
+CA gets its key usage and constraints too."""
+
 _NEW_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
 
 
@@ -63,15 +70,18 @@ def make_tls_files(folder: Path) -> TlsFiles:
     _openssl(
         "req", "-x509", *_NEW_KEY, "-keyout", "ca.key", "-out", "ca.crt",
         "-days", "1", "-subj", "/CN=pytest-mw test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext", "subjectKeyIdentifier=hash",
         cwd=folder,
     )  # fmt: skip
     _signed(
         folder,
         "server",
         "/CN=localhost",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n" + _LEAF,
     )
-    _signed(folder, "client", "/CN=pytest-mw client", "extendedKeyUsage=clientAuth\n")
+    _signed(folder, "client", "/CN=pytest-mw client", "extendedKeyUsage=clientAuth\n" + _LEAF)
     for path in folder.glob("*.key"):
         path.chmod(0o600)
     return TlsFiles(
