@@ -11,6 +11,7 @@ helpers for the topology changes a cache must survive: a manual failover, a cras
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,29 @@ FixtureFunction = Callable[..., Any]
 
 PERSISTENCE_OFF = ("--save", "", "--appendonly", "no")
 """Nothing is written to disk, so a stop is instant and a restarted node comes back empty (as after a crash)."""
+
+
+def node_args(port: int, host: str, directory: Path) -> list[str]:
+    """What every throwaway node runs with: its port and host, no persistence, its own dir and log, in front."""
+    return [
+        "--port", str(port),
+        "--bind", host,
+        *PERSISTENCE_OFF,
+        "--dir", str(directory),
+        "--logfile", str(directory / "redis.log"),
+        "--daemonize", "no",
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def all_or_nothing(stop: Callable[[], None], what: str) -> Iterator[None]:
+    """A group's start: whatever fails, ``stop`` leaves nothing running, then one ``ServerUnavailable`` says why."""
+    try:
+        yield
+    except Exception as exc:
+        stop()
+        reason = exc.reason if isinstance(exc, ServerUnavailable) else f"{type(exc).__name__}: {exc}"
+        raise ServerUnavailable(f"{what}: {reason}") from exc
 
 
 def wait_for(condition: Callable[[], str], timeout: float, what: str) -> None:
@@ -314,22 +338,13 @@ class RedisClusterProcesses(StartStop):
     def start(self) -> ServerSpec:
         executable = find_redis_server(self.executable)
         self._tmpdir = Path(tempfile.mkdtemp(prefix="mw-redis-cluster-"))
-        failure: Exception | None = None
-        try:
+        with all_or_nothing(self.stop, "redis cluster did not form"):
             for index in range(self.primary_count * (1 + self.replica_count)):
                 directory = self._tmpdir / f"node{index}"
                 node = RedisNodeProcess(executable, self.host, directory, self._node_argv(directory))
                 self._nodes.append(node)
                 node.start()
             self._create()
-        except Exception as exc:  # whatever failed, nothing may be left running
-            failure = exc
-        if failure is not None:
-            self.stop()
-            reason = (
-                failure.reason if isinstance(failure, ServerUnavailable) else f"{type(failure).__name__}: {failure}"
-            )
-            raise ServerUnavailable(f"redis cluster did not form: {reason}")
         host, port = self._nodes[0].address
         detail = f"{executable} cluster pids {' '.join(map(str, self.pids))}"
         self._spec = ServerSpec("redis", f"redis://{host}:{port}/0", "process", detail)
@@ -338,12 +353,7 @@ class RedisClusterProcesses(StartStop):
     def _node_argv(self, directory: Path) -> Callable[[int], list[str]]:
         """The arguments of the node living in ``directory``, for a given client port (a fresh bus port each try)."""
         return lambda port: [
-            "--port", str(port),
-            "--bind", self.host,
-            *PERSISTENCE_OFF,
-            "--dir", str(directory),
-            "--logfile", str(directory / "redis.log"),
-            "--daemonize", "no",
+            *node_args(port, self.host, directory),
             "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf",
             "--cluster-port", str(free_port(self.host)),

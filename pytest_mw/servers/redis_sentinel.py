@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pytest_mw.servers.errors import ServerUnavailable
 from pytest_mw.servers.redis_cluster import (
-    PERSISTENCE_OFF,
     FixtureFunction,
     RedisNodeProcess,
+    all_or_nothing,
+    node_args,
     topology_fixture,
     wait_for,
 )
@@ -140,8 +140,7 @@ class RedisSentinelGroup(StartStop):
     def start(self) -> ServerSpec:
         executable = find_redis_server(self.executable)
         self._tmpdir = tmpdir = Path(tempfile.mkdtemp(prefix="mw-redis-sentinel-"))
-        failure: Exception | None = None
-        try:
+        with all_or_nothing(self.stop, "redis sentinel group did not come up"):
             primary = RedisNodeProcess(executable, self.host, tmpdir / "primary", self._data_argv(tmpdir / "primary"))
             self._data.append(primary)
             primary.start()
@@ -156,14 +155,6 @@ class RedisSentinelGroup(StartStop):
                 sentinel.start()
                 self._hurry(sentinel)
             self.wait_ready()
-        except Exception as exc:  # whatever failed, nothing may be left running
-            failure = exc
-        if failure is not None:
-            self.stop()
-            reason = (
-                failure.reason if isinstance(failure, ServerUnavailable) else f"{type(failure).__name__}: {failure}"
-            )
-            raise ServerUnavailable(f"redis sentinel group did not come up: {reason}")
         host, port = self._data[0].address
         detail = f"{executable} sentinel group {self.master_name!r}, pids {' '.join(map(str, self.pids))}"
         self._spec = ServerSpec("redis", f"redis://{host}:{port}/0", "process", detail)
@@ -172,12 +163,7 @@ class RedisSentinelGroup(StartStop):
     def _data_argv(self, directory: Path, primary: RedisNodeProcess | None = None) -> Callable[[int], list[str]]:
         follow = ["--replicaof", *map(str, primary.address)] if primary is not None else []
         return lambda port: [
-            "--port", str(port),
-            "--bind", self.host,
-            *PERSISTENCE_OFF,
-            "--dir", str(directory),
-            "--logfile", str(directory / "redis.log"),
-            "--daemonize", "no",
+            *node_args(port, self.host, directory),
             # a replica's full sync starts at once (the default waits 5 s for more replicas)
             "--repl-diskless-sync-delay", "0",
             *follow,
