@@ -40,6 +40,7 @@ from mw.telemetry import RecentLoads
 from mw.tiers.l0 import HolderIndex, L0Cache
 from mw.tiers.l1 import L1Cache
 from mw.tiers.l2 import RedisTier
+from mw.tiers.topology import RedisTopology
 
 log = logging.getLogger("mw.cluster")
 
@@ -111,12 +112,7 @@ class Cluster:
                     self._reopen()
                     c = self.config
                     l2 = RedisTier(
-                        c.redis_url,
-                        namespace=c.namespace,
-                        timeout_s=c.redis_timeout_s,
-                        connect_timeout_s=c.connect_timeout_s,
-                        retry_s=c.tier_retry_s,
-                        tls=c.redis_tls(),
+                        c.redis_url, namespace=c.namespace, retry_s=c.tier_retry_s, topology=RedisTopology.of(c)
                     )
                     self._leases = Leases(l2, LANDED_CHANNEL)
                     if c.pubsub:

@@ -141,6 +141,13 @@ class MwConfig:
     """``MW_REDIS_CLIENT_CERT``: this client's certificate, for a server that requires one (with the key)."""
     redis_client_key: str | None = None
     """``MW_REDIS_CLIENT_KEY``: the private key of ``redis_client_cert``."""
+    redis_cluster: bool = False
+    """``MW_REDIS_CLUSTER``: ``MW_REDIS_URL`` names a node of a Redis Cluster (see :mod:`mw.tiers.topology`)."""
+    redis_sentinels: str | None = None
+    """``MW_REDIS_SENTINELS``: ``host:port,...`` of a Sentinel group; L2 is the primary it names
+    ``redis_sentinel_master``, and ``MW_REDIS_URL`` (optional) gives only its user, password and database."""
+    redis_sentinel_master: str | None = None
+    """``MW_REDIS_SENTINEL_MASTER``: the Sentinel group's name for the primary."""
 
     def __post_init__(self) -> None:
         for status in DEFAULT_TASK_TTLS_S:
@@ -180,6 +187,7 @@ class MwConfig:
                 "a connect deadline must be a positive number",
             )
         self._check_tls()
+        self._check_topology()
         # A frozen dataclass must stay hashable: store the TTL table as a sorted tuple-backed dict copy.
         object.__setattr__(self, "task_ttls_s", _FrozenTTLs(self.task_ttls_s))
 
@@ -214,6 +222,9 @@ class MwConfig:
             "MW_RNG_SEED": ("rng_seed", _parse_seed),
             "MW_LOAD_TIMEOUT_S": ("load_timeout_s", _parse_seconds),
             "MW_MLT_TIMEOUT_S": ("mlt_timeout_s", _parse_seconds),
+            "MW_REDIS_CLUSTER": ("redis_cluster", _parse_bool),
+            "MW_REDIS_SENTINELS": ("redis_sentinels", _parse_text),
+            "MW_REDIS_SENTINEL_MASTER": ("redis_sentinel_master", _parse_text),
         }
         for var, (attr, parse) in scalar.items():
             raw = env.get(var)
@@ -272,7 +283,32 @@ class MwConfig:
 
     def cluster_identity(self) -> tuple[object, ...]:
         """What decides whether two managers reach the same shared tiers."""
-        return (self.redis_url, self.mlt_dsn, self.namespace, *self.redis_tls().values())
+        topology = (self.redis_cluster, self.redis_sentinels, self.redis_sentinel_master)
+        return (self.redis_url, self.mlt_dsn, self.namespace, *self.redis_tls().values(), *topology)
+
+    @property
+    def sentinel_hosts(self) -> tuple[tuple[str, int], ...]:
+        """``redis_sentinels`` as ``(host, port)`` pairs (empty: no Sentinel group)."""
+        return _sentinel_hosts(self.redis_sentinels) if self.redis_sentinels else ()
+
+    def _check_topology(self) -> None:
+        """One topology at a time, with what it needs; a cluster's namespace may hold no brace (its hash tags)."""
+        if self.redis_cluster and self.redis_sentinels:
+            raise ConfigError("MW_REDIS_CLUSTER", True, "a Redis Cluster has no Sentinel group: unset one of them")
+        if self.redis_cluster:
+            if not self.redis_url:
+                raise ConfigError("MW_REDIS_CLUSTER", True, "needs MW_REDIS_URL naming one node of the cluster")
+            if "{" in self.namespace or "}" in self.namespace:
+                raise ConfigError("MW_NAMESPACE", self.namespace, "may hold no brace on a cluster (hash tags)")
+        if (self.redis_sentinels is None) != (self.redis_sentinel_master is None):
+            var = "MW_REDIS_SENTINEL_MASTER" if self.redis_sentinel_master is None else "MW_REDIS_SENTINELS"
+            raise ConfigError(var, None, "a Sentinel group needs both MW_REDIS_SENTINELS and MW_REDIS_SENTINEL_MASTER")
+        if self.redis_sentinels is not None:
+            _sentinel_hosts(self.redis_sentinels)
+            if (self.redis_url or "").startswith(("rediss://", "unix://")):
+                raise ConfigError(
+                    "MW_REDIS_URL", self.redis_url, "with a Sentinel group only redis:// (user, password, db) is used"
+                )
 
     @property
     def connect_timeout_s(self) -> float:
@@ -370,6 +406,21 @@ class _FrozenTTLs(dict):  # type: ignore[type-arg]
         raise TypeError("MwConfig.task_ttls_s is read-only; use MwConfig.replace(task_ttls_s=...)")
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+
+def _parse_text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _sentinel_hosts(raw: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` as pairs; a :class:`ConfigError` names the first bad entry."""
+    hosts = []
+    for entry in raw.split(","):
+        host, colon, port = entry.strip().rpartition(":")
+        if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError("MW_REDIS_SENTINELS", entry.strip(), "expected host:port (comma-separated)")
+        hosts.append((host.strip("[]"), int(port)))
+    return tuple(hosts)
 
 
 def _check_url(var: str, raw: str) -> str:

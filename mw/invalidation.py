@@ -306,6 +306,8 @@ class InvalidationBus:
         self.reconnects = 0
         self.connected = False
         self._late = False
+        self._attempt = 0
+        """Failed subscribe attempts since the last success (a cluster subscriber moves to the next primary)."""
         self._state_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -379,7 +381,7 @@ class InvalidationBus:
         if self._thread is not None and self._ready.is_set():
             # Wake the subscriber's blocking read; a landed message for a key nobody waits on is a no-op.
             try:
-                self.l2.client.publish(self.l2.phys(LANDED_CHANNEL), K.INTERNAL_PREFIX + "bus-stop:" + self.origin)
+                self.l2.client.publish(self.l2.channel(LANDED_CHANNEL), K.INTERNAL_PREFIX + "bus-stop:" + self.origin)
             except Exception:  # Redis gone: the read times out by itself
                 log.debug("wake-up publish on stop failed", exc_info=True)
         if self._thread is not None:
@@ -388,8 +390,8 @@ class InvalidationBus:
 
     def _subscribe(self) -> Any:
         """Subscribe and wait for both confirmations: only then can a missed message be ruled out."""
-        pubsub = self.l2.client.pubsub()
-        pubsub.subscribe(self.l2.phys(INV_CHANNEL), self.l2.phys(LANDED_CHANNEL))
+        pubsub = self.l2.subscriber(self._attempt).pubsub()
+        pubsub.subscribe(self.l2.channel(INV_CHANNEL), self.l2.channel(LANDED_CHANNEL))
         confirmed = 0
         deadline = time.monotonic() + self.timeout_s
         while confirmed < 2:
@@ -402,7 +404,7 @@ class InvalidationBus:
 
     def _run(self) -> None:
         backoff = 0.05
-        inv = self.l2.phys(INV_CHANNEL).encode()
+        inv = self.l2.channel(INV_CHANNEL).encode()
         lost = False
         while not self._stop.is_set():
             self._wake.clear()  # a kick during this attempt makes a failure retry at once
@@ -415,7 +417,7 @@ class InvalidationBus:
                 if gap:
                     self._flush_all("subscription re-established; messages of the gap may be lost")
                     self.reconnects += 1
-                self.connected, lost, backoff = True, False, 0.05
+                self.connected, lost, backoff, self._attempt = True, False, 0.05, 0
                 self._tick()
                 while not self._stop.is_set():
                     msg = self._pubsub.get_message(timeout=0.2)
@@ -437,6 +439,7 @@ class InvalidationBus:
                         self.waiters.wake(msg["data"].decode())  # the landed key is sent unprefixed
             except Exception as exc:  # a dropped connection or a server gone: resubscribe, flush when back
                 self.connected = False
+                self._attempt += 1
                 if self._stop.is_set():
                     break
                 if not lost:

@@ -86,7 +86,7 @@ class Leases:
             pipe = pipeline(client, embedded=True)
             pipe.set(phys(target), data, px=ttl_ms)
             pipe.delete(phys(other), phys(lease_key))
-            pipe.publish(phys(self.landed_channel), key)
+            pipe.publish(self.l2.channel(self.landed_channel), key)
             pipe.execute()
 
         return self._cas(lease_key, token, act)
@@ -113,7 +113,7 @@ class Leases:
         self.l2._seen("delete", (other, lease_key))
         if self.l2.embedded:
             return self._fill_embedded(lease_key, token, target, other, data, ttl_ms, key)
-        args = [token, data, ttl_ms, self.l2.phys(self.landed_channel), key]
+        args = [token, data, ttl_ms, self.l2.channel(self.landed_channel), key]
         return bool(self.l2.run(_FILL, [lease_key, target, other], args))
 
     def holder(self, lease_key: str) -> bytes | None:
@@ -142,7 +142,7 @@ class Leases:
             return self.fill(lease_key, token, target, other, data, ttl_ms, key)
         self.l2._seen("write", (target,))
         self.l2._seen("delete", (other, lease_key))
-        args = [token, data, ttl_ms, self.l2.phys(self.landed_channel), key]
+        args = [token, data, ttl_ms, self.l2.channel(self.landed_channel), key]
         return bool(await self.l2.run_async(_FILL, [lease_key, target, other], args))
 
     async def holder_async(self, lease_key: str) -> bytes | None:

@@ -45,6 +45,9 @@ _SCALARS: dict[str, str] = {
     "redis_ca_cert": "MW_REDIS_CA_CERT",
     "redis_client_cert": "MW_REDIS_CLIENT_CERT",
     "redis_client_key": "MW_REDIS_CLIENT_KEY",
+    "redis_cluster": "MW_REDIS_CLUSTER",
+    "redis_sentinels": "MW_REDIS_SENTINELS",
+    "redis_sentinel_master": "MW_REDIS_SENTINEL_MASTER",
 }
 
 RAY_L1_VAR = "MW_RAY_L1"

@@ -40,6 +40,8 @@ from mw.observe import OBSERVERS, emit
 from mw.secrets import mask_secrets
 from mw.tiers.aio_clients import LoopClients
 from mw.tiers.l2_faults import Fault, classify, errors, reply_text
+from mw.tiers.slots import by_slot, tagged, untagged
+from mw.tiers.topology import RedisTopology
 
 __all__ = [
     "BUSY_RETRY_S",
@@ -220,15 +222,6 @@ def _named(keys: Sequence[str]) -> str:
     return f"{keys[0]!r} and {len(keys) - 1} more" if keys else "no key"
 
 
-def _tls_connection(url: str) -> dict[str, Any]:
-    """On ``rediss://``, the sync connection class whose handshake gets the connect deadline (:mod:`mw.tiers.tls`)."""
-    if not url.startswith("rediss://"):
-        return {}
-    from mw.tiers.tls import HandshakeDeadlineSSLConnection
-
-    return {"connection_class": HandshakeDeadlineSSLConnection}
-
-
 class RedisTier:
     def __init__(
         self,
@@ -239,17 +232,20 @@ class RedisTier:
         connect_timeout_s: float | None = None,
         retry_s: float = 1.0,
         tls: Mapping[str, str] | None = None,
+        topology: RedisTopology | None = None,
     ) -> None:
         import redis
 
-        self.url = url
-        self.embedded = url is None
+        if topology is None:
+            connect_s = timeout_s if connect_timeout_s is None else connect_timeout_s
+            topology = RedisTopology(url, timeout_s=timeout_s, connect_timeout_s=connect_s, tls=dict(tls or {}))
+        self.topology = topology
+        self.url = topology.url
+        self.embedded = topology.url is None and topology.kind == "standalone"
+        self.slotted = topology.slotted
+        """A Redis Cluster: each item's keys are hash-tagged into one slot (:mod:`mw.tiers.slots`)."""
         self.atomic: Any = EMBEDDED_ATOMIC if self.embedded else contextlib.nullcontext()
         self.prefix = f"{namespace}:" if namespace else ""
-        self._timeout_s = timeout_s
-        self._connect_timeout_s = timeout_s if connect_timeout_s is None else connect_timeout_s
-        self._tls: dict[str, Any] = dict(tls or {})
-        """redis-py's ``ssl_*`` arguments (CA, client certificate and key) for a ``rediss://`` URL."""
         self._retry_s = retry_s
         self._down_until = 0.0
         self.publisher: Callable[[str, bytes], None] | None = None
@@ -270,28 +266,26 @@ class RedisTier:
         self._errors = errors()
         self._noscript: type[BaseException] = redis.exceptions.NoScriptError
         self._server: Any = None
-        if url is None:
+        if self.embedded:
             self._server = embedded_server()
             self.client: Any = embedded_client(self._server)
         else:
-            self.client = redis.Redis.from_url(
-                url,
-                socket_timeout=timeout_s or None,
-                socket_connect_timeout=self._connect_timeout_s or None,
-                health_check_interval=30,
-                **self._tls,
-                **_tls_connection(url),
-            )
+            self.client = topology.client()
         self._aclients = LoopClients(self._new_aclient)
 
     # --- helpers -------------------------------------------------------------------------------------
     def phys(self, key: str) -> str:
-        """The Redis key of a logical key: the namespace (if any) in front, nothing else."""
-        return self.prefix + key
+        """The Redis key of a logical key: the namespace (if any) in front; on a cluster, the item's hash tag."""
+        return self.prefix + (tagged(key) if self.slotted else key)
 
     def logical(self, phys_key: str | bytes) -> str:
         text = phys_key.decode() if isinstance(phys_key, bytes) else phys_key
-        return text[len(self.prefix) :]
+        rest = text[len(self.prefix) :]
+        return untagged(rest) if self.slotted else rest
+
+    def channel(self, name: str) -> str:
+        """The Redis name of a pub/sub channel: the namespace in front (channels have no slot to share)."""
+        return self.prefix + name
 
     def _check_up(self) -> None:
         if self._down_until and time.monotonic() < self._down_until:
@@ -321,21 +315,18 @@ class RedisTier:
 
     def describe(self) -> str:
         """The server's name in messages and logs: its URL with the password masked."""
-        return "fakeredis (embedded)" if self.embedded else mask_secrets(str(self.url))
+        return "fakeredis (embedded)" if self.embedded else mask_secrets(self.topology.describe())
 
     def _new_aclient(self) -> Any:
         if self._server is not None:
             import fakeredis
 
             return fakeredis.FakeAsyncRedis(server=self._server)
-        import redis.asyncio
+        return self.topology.aclient()
 
-        return redis.asyncio.Redis.from_url(
-            str(self.url),
-            socket_timeout=self._timeout_s or None,
-            socket_connect_timeout=self._connect_timeout_s or None,
-            **self._tls,
-        )
+    def subscriber(self, attempt: int = 0) -> Any:
+        """A client for the bus's subscription (see :meth:`RedisTopology.subscriber`); embedded: the client."""
+        return self.client if self.embedded else self.topology.subscriber(self.client, attempt)
 
     def aclient(self) -> Any:
         """The asyncio client for the running loop (closed when that loop shuts down)."""
@@ -352,6 +343,10 @@ class RedisTier:
 
         The embedded client's one connection is closed too (under its lock, so not in a command's middle)."""
         with contextlib.suppress(*self._errors):
+            if self.slotted:  # a cluster client keeps a pool per node
+                for node in self.client.get_nodes():
+                    node.redis_connection.connection_pool.disconnect(inuse_connections=False)
+                return
             self.client.connection_pool.disconnect(inuse_connections=False)
             single = getattr(self.client, "connection", None)
             if single is not None:
@@ -360,6 +355,10 @@ class RedisTier:
 
     async def _adrop(self, client: Any) -> None:
         with contextlib.suppress(*self._errors):
+            if self.slotted:
+                for node in client.get_nodes():
+                    await node.disconnect_free_connections()
+                return
             await client.connection_pool.disconnect(inuse_connections=False)
 
     def _call(self, op: str, keys: Sequence[str], command: Command, miss: Any = _RAISE) -> Any:
@@ -395,6 +394,10 @@ class RedisTier:
         retry = miss is not _RAISE
         while True:
             try:
+                if self.slotted:
+                    # Idempotent; done before the first command, since a transaction as the asyncio cluster client's
+                    # first command leaves a node the client never closes (redis-py 8.1: ResourceWarning).
+                    await client.initialize()
                 if INJECTORS:
                     await self._apoint(op, key, client)
                 result = await command(client)
@@ -485,7 +488,11 @@ class RedisTier:
         if not keys:
             return []
         phys = [self.phys(k) for k in keys]
-        return list(self._call("l2.mget", keys, lambda c: c.mget(phys), miss=[None] * len(keys)))
+        return list(self._call("l2.mget", keys, lambda c: self._mget(c, phys), miss=[None] * len(keys)))
+
+    def _mget(self, client: Any, phys: list[str]) -> Any:
+        """One ``MGET``; on a cluster one per slot, pipelined per node (redis-py's ``mget_nonatomic``)."""
+        return client.mget_nonatomic(phys) if self.slotted else client.mget(phys)
 
     def set(
         self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = (), publish: tuple[str, bytes] | None = None
@@ -497,20 +504,31 @@ class RedisTier:
             self._call(
                 "l2.set",
                 (key,),
-                lambda c: self._sent(self._pipeline(c, key, data, ttl_ms, clear, (), publish), publish),
+                lambda c: self._sent(c, self._pipeline(c, key, data, ttl_ms, clear, (), publish), publish),
             )
 
-    def _sent(self, pipe: Any, publish: tuple[str, bytes] | None) -> Any:
-        """Execute ``pipe``; then hand its message to the publisher, if one carries messages instead of Redis."""
+    def _sent(self, client: Any, pipe: Any, publish: tuple[str, bytes] | None) -> Any:
+        """Execute ``pipe``; then hand its message to the publisher, if one carries messages instead of Redis.
+
+        On a cluster the message is a ``PUBLISH`` of its own after the pipeline (a cluster transaction may hold
+        only one slot's keys, and redis-py refuses ``PUBLISH`` in a cluster pipeline): if it fails, the write
+        counts as unreached and its invalidation is replayed, as for any write L2 may or may not have taken.
+        """
         results = pipe.execute()
-        if publish is not None and self.publisher is not None:
-            self.publisher(*publish)
+        if publish is not None:
+            if self.publisher is not None:
+                self.publisher(*publish)
+            elif self.slotted:
+                client.publish(self.channel(publish[0]), publish[1])
         return results
 
-    async def _asent(self, pipe: Any, publish: tuple[str, bytes] | None) -> Any:
+    async def _asent(self, client: Any, pipe: Any, publish: tuple[str, bytes] | None) -> Any:
         results = await pipe.execute()
-        if publish is not None and self.publisher is not None:
-            self.publisher(*publish)
+        if publish is not None:
+            if self.publisher is not None:
+                self.publisher(*publish)
+            elif self.slotted:
+                await client.publish(self.channel(publish[0]), publish[1])
         return results
 
     def _pipeline(
@@ -532,9 +550,41 @@ class RedisTier:
             pipe.delete(*[self.phys(k) for k in delete])
         if key is not None:
             pipe.set(self.phys(key), data, px=ttl_ms)
-        if publish is not None and self.publisher is None:
-            pipe.publish(self.phys(publish[0]), publish[1])
+        if publish is not None and self.publisher is None and not self.slotted:
+            pipe.publish(self.channel(publish[0]), publish[1])
         return pipe
+
+    def _deletes(
+        self, client: Any, keys: Sequence[str], also: Sequence[str], publish: tuple[str, bytes] | None
+    ) -> tuple[Any, list[bool]]:
+        """A delete's pipeline, and which of its results count deleted ``keys`` (``also`` is not counted).
+
+        On a cluster: per slot, one ``DEL`` of that slot's ``also`` keys then one of its ``keys``, in one
+        non-transactional cluster pipeline (one round trip per node). Every item's keys share a slot, so each
+        item's markers and lease still go before its value; only items in different slots are no longer atomic
+        with each other, which nothing relies on. (``execute_command``: redis-py's cluster pipeline refuses a
+        multi-key ``delete()`` even when the keys share a slot.)"""
+        if not self.slotted:
+            pipe = self._pipeline(client, None, None, 0, also, keys, publish)
+            return pipe, [False, True] if also else [True]
+        pipe, counted = client.pipeline(transaction=False), []
+        phys_also, phys_keys = [self.phys(k) for k in also], [self.phys(k) for k in keys]
+        also_by_slot = by_slot(phys_also)
+        for slot, positions in by_slot(phys_keys).items():
+            before = also_by_slot.pop(slot, [])
+            if before:
+                pipe.execute_command("DEL", *[phys_also[i] for i in before])
+                counted.append(False)
+            pipe.execute_command("DEL", *[phys_keys[i] for i in positions])
+            counted.append(True)
+        for positions in also_by_slot.values():
+            pipe.execute_command("DEL", *[phys_also[i] for i in positions])
+            counted.append(False)
+        return pipe, counted
+
+    @staticmethod
+    def _count(results: Sequence[Any], counted: Sequence[bool]) -> int:
+        return sum(int(r) for r, c in zip(results, counted, strict=False) if c)  # a PUBLISH's result may follow
 
     def delete(self, keys: Sequence[str], publish: tuple[str, bytes] | None = None, also: Sequence[str] = ()) -> int:
         """Delete keys (and publish a message in the same round trip); return how many existed.
@@ -544,19 +594,23 @@ class RedisTier:
         self._seen("delete", (*keys, *also))
         if not keys:
             return 0
+        counted: list[bool] = []
+
+        def command(c: Any) -> Any:
+            pipe, counted[:] = self._deletes(c, keys, also, publish)
+            return self._sent(c, pipe, publish)
+
         with self.atomic:
-            results = self._call(
-                "l2.delete", keys, lambda c: self._sent(self._pipeline(c, None, None, 0, also, keys, publish), publish)
-            )
-        return int(results[1 if also else 0])
+            results = self._call("l2.delete", keys, command)
+        return self._count(results, counted)
 
     def publish(self, channel: str, message: bytes) -> None:
         publisher = self.publisher
         if publisher is not None:
             self._call("l2.publish", (channel,), lambda _c: publisher(channel, message))
             return
-        phys = self.phys(channel)
-        self._call("l2.publish", (channel,), lambda c: c.publish(phys, message))
+        name = self.channel(channel)
+        self._call("l2.publish", (channel,), lambda c: c.publish(name, message))
 
     def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a Lua script with logical keys (``EVALSHA``, loading the script if the server lacks it)."""
@@ -588,7 +642,7 @@ class RedisTier:
         if not keys:
             return []
         phys = [self.phys(k) for k in keys]
-        return list(await self._acall("l2.mget", keys, lambda c: c.mget(phys), miss=[None] * len(keys)))
+        return list(await self._acall("l2.mget", keys, lambda c: self._mget(c, phys), miss=[None] * len(keys)))
 
     async def set_async(
         self, key: str, data: bytes, ttl_ms: int, clear: Sequence[str] = (), publish: tuple[str, bytes] | None = None
@@ -599,7 +653,7 @@ class RedisTier:
         self._seen("delete", clear)
 
         def command(c: Any) -> Awaitable[Any]:
-            return self._asent(self._pipeline(c, key, data, ttl_ms, clear, (), publish), publish)
+            return self._asent(c, self._pipeline(c, key, data, ttl_ms, clear, (), publish), publish)
 
         await self._acall("l2.set", (key,), command)
 
@@ -612,11 +666,14 @@ class RedisTier:
         if not keys:
             return 0
 
+        counted: list[bool] = []
+
         def command(c: Any) -> Awaitable[Any]:
-            return self._asent(self._pipeline(c, None, None, 0, also, keys, publish), publish)
+            pipe, counted[:] = self._deletes(c, keys, also, publish)
+            return self._asent(c, pipe, publish)
 
         results = await self._acall("l2.delete", keys, command)
-        return int(results[1 if also else 0])
+        return self._count(results, counted)
 
     async def set_nx_async(self, key: str, data: bytes, ttl_ms: int) -> bool:
         self._seen("write", (key,))

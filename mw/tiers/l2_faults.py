@@ -47,7 +47,7 @@ def errors() -> tuple[type[BaseException], ...]:
     """Everything a Redis call can raise that :func:`classify` handles; anything else is a bug and propagates."""
     import redis.exceptions as rx
 
-    return (rx.RedisError, OSError, asyncio.TimeoutError)
+    return (rx.RedisError, rx.SlotNotCoveredError, OSError, asyncio.TimeoutError)
 
 
 @functools.cache
@@ -65,6 +65,7 @@ def _by_class() -> tuple[tuple[type[BaseException], Fault], ...]:
         (rx.ReadOnlyError, Fault.TOPOLOGY),
         (rx.AskError, Fault.TOPOLOGY),  # MovedError is an AskError
         (rx.ClusterDownError, Fault.UNAVAILABLE),
+        (rx.SlotNotCoveredError, Fault.UNAVAILABLE),  # not a RedisError: a slot whose node is gone
         (rx.ConnectionError, Fault.UNAVAILABLE),
         (rx.TimeoutError, Fault.UNAVAILABLE),
     )

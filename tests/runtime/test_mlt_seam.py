@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -146,11 +147,18 @@ def test_a_status_change_in_doubt_still_invalidates_every_tier(
             else None
         )
 
+    bus = b.cluster.started_bus
+    assert bus is not None
+    heard = bus.received
     with injected(fail_write), pytest.raises(MltUnavailable):
         if mode == "sync":
             a.update_task_status("t1", "completed")
         else:
             asyncio.run(a.update_task_status_async("t1", "completed"))
+    # b's node hears of it over the bus, within the invalidation lag (not at once: a busy machine showed that).
+    deadline = time.monotonic() + 10.0
+    while bus.received <= heard and time.monotonic() < deadline:
+        time.sleep(0.005)
     a.mlt.put_task({"id": "t1", "status": "completed"})  # the write in doubt lands, with no invalidation of its own
     assert a.get_task("t1")["status"] == "completed", "a still served the old status from its tiers"
     assert b.get_task("t1")["status"] == "completed", "b still served the old status (L2 or its node's L1)"

@@ -1,0 +1,166 @@
+"""Where L2 lives: one Redis server, a Redis Cluster, or the primary a Sentinel group names.
+
+:class:`RedisTopology` makes the L2 tier's clients (sync, per-loop asyncio, and the bus subscriber's) and knows
+nothing of caching; :class:`mw.tiers.l2.RedisTier` asks it for clients and, on a cluster, maps each item's keys
+into one hash slot (:mod:`mw.tiers.slots`). The three kinds:
+
+* ``standalone``: ``redis.Redis.from_url(MW_REDIS_URL)``;
+* ``cluster`` (``MW_REDIS_CLUSTER=true``): redis-py's ``RedisCluster`` from any node's URL, sync and asyncio
+  (redis-py 5.0.1 or later, whose asyncio cluster pipeline runs ``MULTI``/``EXEC``). It follows ``MOVED``/``ASK``
+  and a primary failover itself, refreshing its slot map. The bus subscriber is a plain connection to one
+  primary: classic ``PUBLISH`` is broadcast over the cluster bus to every node, so one subscription hears every
+  shard's messages; a subscriber that loses its node moves to another (and flushes, as after any reconnect);
+* ``sentinel`` (``MW_REDIS_SENTINELS`` + ``MW_REDIS_SENTINEL_MASTER``): redis-py's ``Sentinel.master_for``, whose
+  connections ask the sentinels for the primary each time they connect, so a failover costs a reconnect. User,
+  password and database come from ``MW_REDIS_URL`` if it is set (its host is not used).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from mw.config import MwConfig
+
+__all__ = ["RedisTopology", "TopologyKind"]
+
+TopologyKind = Literal["standalone", "cluster", "sentinel"]
+
+
+def _tls_connection(url: str) -> dict[str, Any]:
+    """On ``rediss://``, the sync connection class whose handshake gets the connect deadline (:mod:`mw.tiers.tls`)."""
+    if not url.startswith("rediss://"):
+        return {}
+    from mw.tiers.tls import HandshakeDeadlineSSLConnection
+
+    return {"connection_class": HandshakeDeadlineSSLConnection}
+
+
+def _credentials(url: str, *, with_db: bool) -> dict[str, Any]:
+    """``username``, ``password`` (percent-decoded) and, if asked, ``db`` of a Redis URL, where it has them."""
+    parts = urlsplit(url)
+    found: dict[str, Any] = {}
+    if parts.username:
+        found["username"] = unquote(parts.username)
+    if parts.password:
+        found["password"] = unquote(parts.password)
+    db = parts.path.strip("/")
+    if with_db and db.isdigit():
+        found["db"] = int(db)
+    return found
+
+
+@dataclass(frozen=True)
+class RedisTopology:
+    """How to reach L2 (``url`` ``None``: nowhere, the embedded fake server is used instead)."""
+
+    url: str | None
+    kind: TopologyKind = "standalone"
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str | None = None
+    timeout_s: float = 0.5
+    connect_timeout_s: float = 0.5
+    tls: Mapping[str, str] = field(default_factory=dict)
+    """redis-py's ``ssl_*`` arguments (CA, client certificate and key) for a ``rediss://`` URL."""
+
+    @classmethod
+    def of(cls, config: MwConfig) -> RedisTopology:
+        """The topology ``config`` describes (``MW_REDIS_CLUSTER``, ``MW_REDIS_SENTINELS``, else one server)."""
+        kind: TopologyKind = "standalone"
+        if config.redis_cluster:
+            kind = "cluster"
+        elif config.redis_sentinels:
+            kind = "sentinel"
+        return cls(
+            config.redis_url,
+            kind,
+            config.sentinel_hosts,
+            config.redis_sentinel_master,
+            config.redis_timeout_s,
+            config.connect_timeout_s,
+            config.redis_tls(),
+        )
+
+    @property
+    def slotted(self) -> bool:
+        """Keys are sharded by hash slot: every item's keys must share one (see :mod:`mw.tiers.slots`)."""
+        return self.kind == "cluster"
+
+    def _timeouts(self) -> dict[str, Any]:
+        return {
+            "socket_timeout": self.timeout_s or None,
+            "socket_connect_timeout": self.connect_timeout_s or None,
+        }
+
+    def _credentials(self) -> dict[str, Any]:
+        """User, password and database of ``url`` for the Sentinel group's primary (its host is the sentinels')."""
+        return _credentials(self.url, with_db=True) if self.url else {}
+
+    def _options(self) -> dict[str, Any]:
+        """Deadlines and TLS files, as every client of this topology takes them."""
+        return {**self._timeouts(), **self.tls}
+
+    def _sentinel(self, module: Any) -> Any:
+        return module.Sentinel(list(self.sentinels), sentinel_kwargs=self._timeouts(), **self._timeouts())
+
+    def client(self) -> Any:
+        """The sync client (its pool is shared by every thread of the process)."""
+        import redis
+
+        if self.kind == "cluster":
+            from redis.cluster import RedisCluster
+
+            return RedisCluster.from_url(str(self.url), **self._options())
+        if self.kind == "sentinel":
+            import redis.sentinel
+
+            return self._sentinel(redis.sentinel).master_for(str(self.master), **self._credentials())
+        url = str(self.url)
+        return redis.Redis.from_url(url, health_check_interval=30, **self._options(), **_tls_connection(url))
+
+    def aclient(self) -> Any:
+        """A new asyncio client (one per event loop: see :mod:`mw.tiers.aio_clients`)."""
+        if self.kind == "cluster":
+            from redis.asyncio.cluster import RedisCluster
+
+            return RedisCluster.from_url(str(self.url), **self._options())
+        if self.kind == "sentinel":
+            import redis.asyncio.sentinel
+
+            return self._sentinel(redis.asyncio.sentinel).master_for(str(self.master), **self._credentials())
+        import redis.asyncio
+
+        return redis.asyncio.Redis.from_url(str(self.url), **self._options())
+
+    def subscriber(self, client: Any, attempt: int) -> Any:
+        """A client for the bus's pub/sub connection, on the ``attempt``-th try since the last success.
+
+        On a cluster each attempt takes the next primary the sync ``client`` knows (a dead node's successor is
+        found once the cluster client refreshes its map); elsewhere it is ``client`` itself.
+        """
+        if self.kind != "cluster":
+            return client
+        import redis
+
+        primaries = sorted((node.host, node.port) for node in client.get_primaries())
+        if not primaries:
+            client.nodes_manager.initialize()
+            primaries = sorted((node.host, node.port) for node in client.get_primaries())
+        host, port = next(itertools.islice(itertools.cycle(primaries), attempt, None))
+        options = {**_credentials(str(self.url), with_db=False), **self._options()}
+        if str(self.url).startswith("rediss://"):
+            options["ssl"] = True
+        return redis.Redis(host=host, port=port, **options)
+
+    def describe(self) -> str:
+        """The topology in messages (unmasked: callers mask)."""
+        if self.kind == "sentinel":
+            hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+            return f"sentinel master {self.master} via {hosts}"
+        if self.kind == "cluster":
+            return f"cluster via {self.url}"
+        return str(self.url)
