@@ -266,12 +266,32 @@ class RedisTier:
         self._errors = errors()
         self._noscript: type[BaseException] = redis.exceptions.NoScriptError
         self._server: Any = None
+        self._client: Any = None
+        self._client_lock = threading.Lock()
         if self.embedded:
             self._server = embedded_server()
-            self.client: Any = embedded_client(self._server)
-        else:
-            self.client = topology.client()
+            self._client = embedded_client(self._server)
         self._aclients = LoopClients(self._new_aclient)
+
+    @property
+    def client(self) -> Any:
+        """The sync client, made on first use: a cluster client connects when it is made (to read the slot map),
+        and a cluster that is down then must cost the caller a miss, not an exception from a constructor."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._connect()
+                client = self._client
+        return client
+
+    def _connect(self) -> Any:
+        import redis
+
+        try:
+            return self.topology.client()
+        except redis.exceptions.RedisClusterException as exc:  # "cannot be connected": no node answered
+            raise redis.exceptions.ConnectionError(f"{type(exc).__name__}: {exc}") from exc
 
     # --- helpers -------------------------------------------------------------------------------------
     def phys(self, key: str) -> str:
@@ -342,6 +362,8 @@ class RedisTier:
         """Close the idle pooled connections (in use ones are left to their callers): the next call reconnects.
 
         The embedded client's one connection is closed too (under its lock, so not in a command's middle)."""
+        if self._client is None:
+            return
         with contextlib.suppress(*self._errors):
             if self.slotted:  # a cluster client keeps a pool per node
                 for node in self.client.get_nodes():
@@ -395,9 +417,7 @@ class RedisTier:
         while True:
             try:
                 if self.slotted:
-                    # Idempotent; done before the first command, since a transaction as the asyncio cluster client's
-                    # first command leaves a node the client never closes (redis-py 8.1: ResourceWarning).
-                    await client.initialize()
+                    await self._ainitialize(client)
                 if INJECTORS:
                     await self._apoint(op, key, client)
                 result = await command(client)
@@ -415,6 +435,17 @@ class RedisTier:
                 return self._fault(op, keys, exc, fault, miss)
             self._ok()
             return result
+
+    @staticmethod
+    async def _ainitialize(client: Any) -> None:
+        """Read the slot map if not yet (idempotent). Done before the first command: a transaction as the asyncio
+        cluster client's first command leaves a node the client never closes (redis-py 8.1: ResourceWarning)."""
+        import redis
+
+        try:
+            await client.initialize()
+        except redis.exceptions.RedisClusterException as exc:  # no node answered
+            raise redis.exceptions.ConnectionError(f"{type(exc).__name__}: {exc}") from exc
 
     async def _apoint(self, name: str, key: str | None, client: Any) -> None:
         dropped: list[bool] = []
@@ -689,5 +720,6 @@ class RedisTier:
 
     def close(self) -> None:
         with contextlib.suppress(*self._errors):
-            self.client.close()
+            if self._client is not None:
+                self._client.close()
         self._aclients.close()

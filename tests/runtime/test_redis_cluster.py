@@ -1,0 +1,217 @@
+"""The runtime on a real Redis Cluster (6 local redis-server processes: 3 primaries, a replica each).
+
+Each test module gets its own cluster (the topology changes here must not reach other modules' tests). Managers
+built with different configurations belong to different clusters (``mw.cluster``), so they share nothing in
+process: what one sees of the other's writes went through Redis and its pub/sub bus, as between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import mw
+from mw import MwConfig, MwManager
+from mw import keys as K
+from mw.tiers.slots import hash_slot
+from pytest_mw.servers.ports import free_port
+from pytest_mw.servers.redis_cluster import RedisClusterProcesses, redis_cluster_proc
+
+pytestmark = pytest.mark.mw_real_servers
+
+cluster = redis_cluster_proc(scope="module")
+
+
+def _until(cond: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+@pytest.fixture
+def make(cluster: RedisClusterProcesses) -> Iterator[Callable[..., MwManager]]:
+    """Managers on the cluster in one test namespace; ``l1_max_items`` tells clusters apart (see the module doc)."""
+    ns = f"c{uuid.uuid4().hex[:10]}"
+    made: list[MwManager] = []
+
+    def build(organ: str, cluster_no: int = 1, **changes: Any) -> MwManager:
+        config = MwConfig(
+            redis_url=cluster.url,
+            redis_cluster=True,
+            namespace=ns,
+            mlt_dsn="sqlite://",
+            l1_max_items=1000 + cluster_no,
+            **changes,
+        )
+        manager = MwManager(organ, config, node=f"n{cluster_no}")
+        made.append(manager)
+        return manager
+
+    yield build
+    for manager in made:
+        manager.close()
+    mw.close_all()
+
+
+def _owners(cluster: RedisClusterProcesses, manager: MwManager, keys: list[str]) -> set[int]:
+    return {cluster.owner(hash_slot(manager.l2.phys(k))).port for k in keys}
+
+
+def test_our_slot_is_the_servers_and_an_items_keys_share_it(
+    cluster: RedisClusterProcesses, make: Callable[..., MwManager]
+) -> None:
+    a = make("a")
+    key = K.global_typed_key("doc", "s", "x{1}")
+    phys = [a.l2.phys(k) for k in (key, K.negative_key(key), K.lease_key(key))]
+    assert {cluster.keyslot(p) for p in phys} == {hash_slot(phys[0])}
+
+
+def test_reads_writes_and_deletes_span_every_primary(
+    cluster: RedisClusterProcesses, make: Callable[..., MwManager]
+) -> None:
+    a, b = make("a", 1), make("b", 2)
+    ids = [str(i) for i in range(30)]
+    for i in ids:
+        a.set_global_item_typed("doc", "s", i, {"v": i})
+    keys = [K.global_typed_key("doc", "s", i) for i in ids]
+    assert len(_owners(cluster, a, keys)) == 3, "the test's items must live on every primary"
+    assert b.get_many_typed("doc", "s", ids) == {i: {"v": i} for i in ids}
+    assert b.tiers.telemetry.l2_hits == 30  # one MGET per slot, every one answered from L2
+    bus = b.cluster.started_bus
+    assert bus is not None
+    heard = bus.received
+    for i in ids[:10]:
+        assert a.del_global_item_typed("doc", "s", i)
+    assert _until(lambda: bus.received >= heard + 10), "b's bus heard every delete"
+    found = b.get_many_typed("doc", "s", ids)
+    assert sorted(found) == sorted(ids[10:])
+    assert asyncio.run(b.get_many_typed_async("doc", "s", ids)) == found
+
+
+def test_async_writes_and_reads_on_a_cluster(make: Callable[..., MwManager]) -> None:
+    a, b = make("a", 1), make("b", 2)
+
+    async def run() -> list[Any]:
+        await a.set_global_item_typed_async("doc", "s", "1", "one")
+        got = [await b.get_item_typed_async("doc", "s", "1")]
+        await a.del_global_item_typed_async("doc", "s", "1")
+        got.append(await a.get_item_typed_async("doc", "s", "1"))
+        return got
+
+    assert asyncio.run(run()) == ["one", None]
+
+
+def test_one_load_per_key_across_clusters(make: Callable[..., MwManager]) -> None:
+    """Single flight (in process) and the lease (Lua scripts on the item's slot) hold on a cluster: 8 threads in
+    two clusters asking for one missing key load it once."""
+    managers = [make(f"a{i}", 1 + i % 2) for i in range(8)]
+    calls: list[int] = []
+    gate = threading.Barrier(len(managers))
+
+    def loader() -> dict[str, int]:
+        calls.append(1)
+        time.sleep(0.2)
+        return {"v": 1}
+
+    results: list[Any] = []
+
+    def ask(m: MwManager) -> None:
+        gate.wait()
+        results.append(m.get_or_load("doc", "s", "hot", loader))
+
+    threads = [threading.Thread(target=ask, args=(m,)) for m in managers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [{"v": 1}] * 8
+    assert len(calls) == 1
+
+
+def test_a_slot_moving_mid_run_is_invisible_to_callers(
+    cluster: RedisClusterProcesses, make: Callable[..., MwManager]
+) -> None:
+    a, b = make("a", 1), make("b", 2)
+    a.set_global_item_typed("doc", "s", "moving", "v1")
+    assert b.get_item_typed("doc", "s", "moving") == "v1"  # b's client now maps the slot to its old owner
+    slot = hash_slot(a.l2.phys(K.global_typed_key("doc", "s", "moving")))
+    target = next(p for p in cluster.primaries() if p.port != cluster.owner(slot).port)
+    cluster.move_slot(slot, target)
+    a.set_global_item_typed("doc", "s", "moving", "v2")  # MOVED, followed by a's client
+    c = make("c", 3)
+    assert c.get_item_typed("doc", "s", "moving") == "v2"
+    assert c.tiers.telemetry.l2_hits == 1
+    assert a.l2.topology_changes == b.l2.topology_changes == 0, "redis-py's cluster client follows MOVED itself"
+    assert _until(lambda: b.get_item_typed("doc", "s", "moving") == "v2", 5.0)
+
+
+def test_a_killed_primary_never_surfaces_to_callers_and_l2_serves_again(
+    cluster: RedisClusterProcesses, make: Callable[..., MwManager]
+) -> None:
+    """Callers keep working while a primary dies and its replica takes over; afterwards L2 serves again, and the bus
+    (if its subscription was on the dead node) resubscribes elsewhere."""
+    a, b = make("a", 1, tier_retry_s=0.2), make("b", 2, tier_retry_s=0.2)
+    a.set_global_item_typed("doc", "s", "0", 0)
+    slot = hash_slot(a.l2.phys(K.global_typed_key("doc", "s", "0")))
+    victim = cluster.owner(slot)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def churn() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                a.set_global_item_typed("doc", "s", str(n % 5), n)
+                b.get_item_typed("doc", "s", str(n % 5))
+                b.get_many_typed("doc", "s", [str(i) for i in range(5)])
+            except BaseException as exc:  # any exception reaching a caller fails the test
+                errors.append(exc)
+            time.sleep(0.005)
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        promoted = cluster.kill(victim)
+        assert promoted is not None
+    finally:
+        stop.set()
+        worker.join(30)
+        cluster.restart(victim)
+    assert errors == []
+    a.set_global_item_typed("doc", "s", "after", "v")
+    c = make("c", 3)
+    assert _until(lambda: c.get_item_typed("doc", "s", "after") == "v")
+    assert c.tiers.telemetry.l2_hits >= 1
+    bus = b.cluster.started_bus
+    assert bus is not None
+    assert _until(lambda: bus.subscribed)
+    heard = bus.received
+    a.del_global_item_typed("doc", "s", "after")
+    assert _until(lambda: bus.received > heard), "the bus hears deletes after the failover"
+
+
+def test_a_cluster_that_is_down_degrades_to_the_store(make: Callable[..., MwManager]) -> None:
+    """No node answers: the cluster client cannot even be made; callers get the store's answer, not an exception."""
+    config = MwConfig(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_cluster=True, mlt_dsn="sqlite://", redis_timeout_s=0.2
+    )
+    m = MwManager("lonely", config)
+    try:
+        m.mlt.put_item("doc", "s", "1", "from the store")
+        assert m.get_item_typed("doc", "s", "1") == "from the store"
+        m.set_global_item_typed("doc", "s", "2", "kept locally")
+        assert asyncio.run(m.get_item_typed_async("doc", "s", "1")) == "from the store"
+        assert m.tiers.telemetry.l2_errors >= 1
+    finally:
+        m.close()
+        mw.close_all()
