@@ -112,7 +112,12 @@ class Cluster:
                     self._reopen()
                     c = self.config
                     l2 = RedisTier(
-                        c.redis_url, namespace=c.namespace, retry_s=c.tier_retry_s, topology=RedisTopology.of(c)
+                        c.redis_url,
+                        namespace=c.namespace,
+                        retry_s=c.tier_retry_s,
+                        topology=RedisTopology.of(c),
+                        wait_replicas=c.wait_replicas,
+                        wait_timeout_s=c.redis_wait_timeout_s,
                     )
                     self._leases = Leases(l2, LANDED_CHANNEL)
                     if c.pubsub:

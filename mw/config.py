@@ -148,6 +148,12 @@ class MwConfig:
     ``redis_sentinel_master``, and ``MW_REDIS_URL`` (optional) gives only its user, password and database."""
     redis_sentinel_master: str | None = None
     """``MW_REDIS_SENTINEL_MASTER``: the Sentinel group's name for the primary."""
+    redis_wait_replicas: int | None = None
+    """``MW_REDIS_WAIT_REPLICAS``: replicas that must confirm (``WAIT``) each write or delete that invalidates, so a
+    failover cannot lose it; an unconfirmed one is replayed. Unset: 1 with a Sentinel group, else 0 (off); never on
+    a cluster (see docs/runtime.md)."""
+    redis_wait_timeout_s: float = 0.1
+    """``MW_REDIS_WAIT_TIMEOUT_S``: how long a change waits for those replicas before it counts as unconfirmed."""
 
     def __post_init__(self) -> None:
         for status in DEFAULT_TASK_TTLS_S:
@@ -225,6 +231,8 @@ class MwConfig:
             "MW_REDIS_CLUSTER": ("redis_cluster", _parse_bool),
             "MW_REDIS_SENTINELS": ("redis_sentinels", _parse_text),
             "MW_REDIS_SENTINEL_MASTER": ("redis_sentinel_master", _parse_text),
+            "MW_REDIS_WAIT_REPLICAS": ("redis_wait_replicas", lambda n, r: _parse_count(n, r, minimum=0)),
+            "MW_REDIS_WAIT_TIMEOUT_S": ("redis_wait_timeout_s", _parse_seconds),
         }
         for var, (attr, parse) in scalar.items():
             raw = env.get(var)
@@ -287,6 +295,13 @@ class MwConfig:
         return (self.redis_url, self.mlt_dsn, self.namespace, *self.redis_tls().values(), *topology)
 
     @property
+    def wait_replicas(self) -> int:
+        """The replicas each invalidating change waits for (see ``redis_wait_replicas``)."""
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if self.redis_sentinels else 0
+
+    @property
     def sentinel_hosts(self) -> tuple[tuple[str, int], ...]:
         """``redis_sentinels`` as ``(host, port)`` pairs (empty: no Sentinel group)."""
         return _sentinel_hosts(self.redis_sentinels) if self.redis_sentinels else ()
@@ -300,6 +315,10 @@ class MwConfig:
                 raise ConfigError("MW_REDIS_CLUSTER", True, "needs MW_REDIS_URL naming one node of the cluster")
             if "{" in self.namespace or "}" in self.namespace:
                 raise ConfigError("MW_NAMESPACE", self.namespace, "may hold no brace on a cluster (hash tags)")
+        if self.redis_wait_replicas is not None and self.redis_wait_replicas < 0:
+            raise ConfigError("MW_REDIS_WAIT_REPLICAS", self.redis_wait_replicas, "must be 0 (off) or more")
+        if not (math.isfinite(self.redis_wait_timeout_s) and self.redis_wait_timeout_s > 0):
+            raise ConfigError("MW_REDIS_WAIT_TIMEOUT_S", self.redis_wait_timeout_s, "must be a positive number")
         if (self.redis_sentinels is None) != (self.redis_sentinel_master is None):
             var = "MW_REDIS_SENTINEL_MASTER" if self.redis_sentinel_master is None else "MW_REDIS_SENTINELS"
             raise ConfigError(var, None, "a Sentinel group needs both MW_REDIS_SENTINELS and MW_REDIS_SENTINEL_MASTER")

@@ -79,6 +79,11 @@ class TopologyChanged(TierUnavailable):
     """The server is no longer the one to ask (``READONLY`` after a failover, ``MOVED``/``ASK``)."""
 
 
+class ReplicationUnconfirmed(TierUnavailable):
+    """L2's primary took a change, but fewer replicas than ``MW_REDIS_WAIT_REPLICAS`` confirmed it in time: a failover
+    now could lose it, so it counts as a change that may not have landed (its invalidation is replayed)."""
+
+
 class TierPermissionError(TierUnavailable):
     """The server refused the command (``NOPERM``, ``NOAUTH``): a configuration error, not an outage."""
 

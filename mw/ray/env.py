@@ -48,6 +48,8 @@ _SCALARS: dict[str, str] = {
     "redis_cluster": "MW_REDIS_CLUSTER",
     "redis_sentinels": "MW_REDIS_SENTINELS",
     "redis_sentinel_master": "MW_REDIS_SENTINEL_MASTER",
+    "redis_wait_replicas": "MW_REDIS_WAIT_REPLICAS",
+    "redis_wait_timeout_s": "MW_REDIS_WAIT_TIMEOUT_S",
 }
 
 RAY_L1_VAR = "MW_RAY_L1"

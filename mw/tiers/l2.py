@@ -34,7 +34,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mw.errors import L2CommandError, TierBusy, TierPermissionError, TierUnavailable, TopologyChanged
+from mw.errors import (
+    L2CommandError,
+    ReplicationUnconfirmed,
+    TierBusy,
+    TierPermissionError,
+    TierUnavailable,
+    TopologyChanged,
+)
 from mw.faults import INJECTORS, apoint, point
 from mw.observe import OBSERVERS, emit
 from mw.secrets import mask_secrets
@@ -233,6 +240,8 @@ class RedisTier:
         retry_s: float = 1.0,
         tls: Mapping[str, str] | None = None,
         topology: RedisTopology | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_s: float = 0.1,
     ) -> None:
         import redis
 
@@ -244,6 +253,12 @@ class RedisTier:
         self.embedded = topology.url is None and topology.kind == "standalone"
         self.slotted = topology.slotted
         """A Redis Cluster: each item's keys are hash-tagged into one slot (:mod:`mw.tiers.slots`)."""
+        self.wait_replicas = 0 if self.embedded or self.slotted else wait_replicas
+        """Replicas that must confirm a write or delete carrying an invalidation (``WAIT``), else it is
+        :class:`ReplicationUnconfirmed` (see :meth:`_durable`). Not on a cluster or the embedded server."""
+        self._wait_ms = max(1, round(wait_timeout_s * 1000))
+        self.unconfirmed = 0
+        """Changes fewer than ``wait_replicas`` replicas confirmed in time."""
         self.atomic: Any = EMBEDDED_ATOMIC if self.embedded else contextlib.nullcontext()
         self.prefix = f"{namespace}:" if namespace else ""
         self._retry_s = retry_s
@@ -545,7 +560,7 @@ class RedisTier:
         only one slot's keys, and redis-py refuses ``PUBLISH`` in a cluster pipeline): if it fails, the write
         counts as unreached and its invalidation is replayed, as for any write L2 may or may not have taken.
         """
-        results = pipe.execute()
+        results = self._confirmed(pipe, pipe.execute())
         if publish is not None:
             if self.publisher is not None:
                 self.publisher(*publish)
@@ -554,13 +569,42 @@ class RedisTier:
         return results
 
     async def _asent(self, client: Any, pipe: Any, publish: tuple[str, bytes] | None) -> Any:
-        results = await pipe.execute()
+        results = self._confirmed(pipe, await pipe.execute())
         if publish is not None:
             if self.publisher is not None:
                 self.publisher(*publish)
             elif self.slotted:
                 await client.publish(self.channel(publish[0]), publish[1])
         return results
+
+    def _durable(self, client: Any) -> Any:
+        """A pipeline sending ``MULTI``, the queued commands, ``EXEC`` and ``WAIT n timeout`` on one connection.
+
+        ``WAIT`` counts the replicas that have every write *of its connection*, so it must follow the transaction
+        on the connection that sent it: redis-py's transaction pipeline ends at ``EXEC`` and gives its connection
+        back, hence the transaction spelled out in a plain pipeline (queued commands answer ``QUEUED``; the real
+        replies are ``EXEC``'s). Marked so :meth:`_confirmed` knows to unwrap it.
+        """
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("MULTI")
+        pipe.mw_wait = True
+        return pipe
+
+    def _confirmed(self, pipe: Any, results: list[Any]) -> list[Any]:
+        """The replies of the pipeline's commands; for a :meth:`_durable` one, ``EXEC``'s, and the replicas checked."""
+        if not getattr(pipe, "mw_wait", False):
+            return results
+        replies, acked = results[-2], int(results[-1])
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed
+        if acked < self.wait_replicas:
+            self.unconfirmed += 1
+            raise ReplicationUnconfirmed(
+                f"L2 {self.describe()}: {acked} of {self.wait_replicas} replicas confirmed the change within "
+                f"{self._wait_ms} ms (a failover could lose it: replayed)"
+            )
+        return list(replies)
 
     def _pipeline(
         self,
@@ -574,7 +618,8 @@ class RedisTier:
     ) -> Any:
         # Deletes first, atomically (MULTI/EXEC; embedded: under EMBEDDED_ATOMIC already): a lease fill
         # cannot land between taking a lease away and the write.
-        pipe = pipeline(client, self.embedded)
+        durable = self.wait_replicas > 0 and (publish is not None or bool(delete))
+        pipe = self._durable(client) if durable else pipeline(client, self.embedded)
         if clear:
             pipe.delete(*[self.phys(k) for k in clear])
         if delete:
@@ -583,6 +628,9 @@ class RedisTier:
             pipe.set(self.phys(key), data, px=ttl_ms)
         if publish is not None and self.publisher is None and not self.slotted:
             pipe.publish(self.channel(publish[0]), publish[1])
+        if durable:
+            pipe.execute_command("EXEC")
+            pipe.execute_command("WAIT", self.wait_replicas, self._wait_ms)
         return pipe
 
     def _deletes(

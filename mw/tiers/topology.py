@@ -131,7 +131,8 @@ class RedisTopology:
         if self.kind == "sentinel":
             import redis.asyncio.sentinel
 
-            return self._sentinel(redis.asyncio.sentinel).master_for(str(self.master), **self._credentials())
+            group = self._sentinel(redis.asyncio.sentinel)
+            return _ClosesSentinels(group.master_for(str(self.master), **self._credentials()), group)
         import redis.asyncio
 
         return redis.asyncio.Redis.from_url(str(self.url), **self._options())
@@ -164,3 +165,25 @@ class RedisTopology:
         if self.kind == "cluster":
             return f"cluster via {self.url}"
         return str(self.url)
+
+
+class _ClosesSentinels:
+    """An asyncio primary client whose ``aclose`` also closes the connections to the sentinels it asked.
+
+    redis-py's ``master_for`` client closes only its own pool; the ``Sentinel``'s clients stay open until the garbage
+    collector finds them, after their loop has closed (``ResourceWarning``). Everything else is the client's.
+    """
+
+    def __init__(self, client: Any, group: Any) -> None:
+        self._client = client
+        self._group = group
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def aclose(self) -> None:
+        try:
+            await self._client.aclose()
+        finally:
+            for sentinel in self._group.sentinels:
+                await sentinel.aclose()
