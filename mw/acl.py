@@ -5,8 +5,9 @@ commands below (the Lua lease scripts run ``GET``, ``SET``, ``DEL``, ``PEXPIRE``
 checks inside scripts too). No ``KEYS``, ``FLUSHALL``, ``FLUSHDB``, ``CONFIG``, ``DEBUG``, ``CLIENT KILL`` or
 ``SHUTDOWN``: an operator's tools use another user. ``SCAN`` (``RedisTier.scan_keys``, for tools and tests; no read
 or write path scans) is not filtered by key patterns: the user can list other namespaces' key names, never read or
-change them. ``SELECT`` is for a URL's ``/db`` other than 0. ``docs/runtime.md`` shows the ``ACL SETUSER`` line; the
-plugin's TLS test server runs every real-Redis test as this user, which is what proves the list complete.
+change them. ``SELECT`` is for a URL's ``/db`` other than 0, ``WAIT`` for ``MW_REDIS_WAIT_REPLICAS``.
+``docs/runtime.md`` shows the ``ACL SETUSER`` line; the plugin's TLS test server runs every real-Redis test as this
+user, which is what proves the list complete.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ RUNTIME_COMMANDS = (
     "unsubscribe",
     "ping",
     "select",
+    "wait",
 )
 """Every command the runtime sends. ``AUTH`` and ``HELLO`` are always allowed; redis-py's handshake also sends
 ``CLIENT SETINFO`` (Redis 7.2+), whose refusal it ignores, and which Redis 7.0 does not know as an ACL name."""

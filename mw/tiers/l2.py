@@ -300,6 +300,11 @@ class RedisTier:
                 client = self._client
         return client
 
+    @client.setter
+    def client(self, client: Any) -> None:
+        """Hand the tier its sync client (a harness driving a model of Redis, as tests/explore does)."""
+        self._client = client
+
     def _connect(self) -> Any:
         import redis
 
