@@ -3,8 +3,8 @@
 ``python benchmarks/l2_wait.py [--ops N] [--rounds R]`` starts a throwaway Sentinel group (a primary, a replica, 3
 sentinels: local redis-server processes), then times ``set_global_item_typed`` + ``del_global_item_typed`` pairs with
 ``MW_REDIS_WAIT_REPLICAS=0`` (acknowledged by the primary alone) and ``=1`` (the default with Sentinel: the change
-waits for the replica), alternating the two ``R`` times, and prints the median microseconds per call of each and their
-ratio. Reads are not affected (only changes that invalidate wait), so that ratio is the cost on the write path.
+waits for the replica), ``R`` samples of each in ABBA order, and prints the median microseconds per call of each and
+their ratio. Reads are not affected (only changes that invalidate wait), so that ratio is the cost on the write path.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def main() -> None:
     group.start()
     try:
         samples: dict[int, list[float]] = {0: [], 1: []}
-        for _ in range(args.rounds):
-            for wait in (0, 1):
+        for r in range(args.rounds):
+            for wait in (0, 1) if r % 2 == 0 else (1, 0):  # ABBA: neither always runs first
                 samples[wait].append(_per_call_us(group.sentinel_hosts, group.master_name, wait, args.ops))
         off, on = statistics.median(samples[0]), statistics.median(samples[1])
         print(f"no WAIT:          {off:8.1f} us per invalidating call (median of {args.rounds})")
