@@ -319,15 +319,24 @@ class MwConfig:
             raise ConfigError("MW_REDIS_WAIT_REPLICAS", self.redis_wait_replicas, "must be 0 (off) or more")
         if not (math.isfinite(self.redis_wait_timeout_s) and self.redis_wait_timeout_s > 0):
             raise ConfigError("MW_REDIS_WAIT_TIMEOUT_S", self.redis_wait_timeout_s, "must be a positive number")
-        if (self.redis_sentinels is None) != (self.redis_sentinel_master is None):
-            var = "MW_REDIS_SENTINEL_MASTER" if self.redis_sentinel_master is None else "MW_REDIS_SENTINELS"
-            raise ConfigError(var, None, "a Sentinel group needs both MW_REDIS_SENTINELS and MW_REDIS_SENTINEL_MASTER")
+        if self.wait_replicas and 0 < self.redis_timeout_s <= self.redis_wait_timeout_s:
+            raise ConfigError(
+                "MW_REDIS_WAIT_TIMEOUT_S",
+                self.redis_wait_timeout_s,
+                f"must be shorter than MW_REDIS_TIMEOUT_S ({self.redis_timeout_s:g}): WAIT blocks the connection",
+            )
+        master = self.redis_sentinel_master
+        if master is not None and (not master or any(c.isspace() for c in master)):
+            raise ConfigError("MW_REDIS_SENTINEL_MASTER", master, "a Sentinel master name is one word")
         if self.redis_sentinels is not None:
             _sentinel_hosts(self.redis_sentinels)
-            if (self.redis_url or "").startswith(("rediss://", "unix://")):
-                raise ConfigError(
-                    "MW_REDIS_URL", self.redis_url, "with a Sentinel group only redis:// (user, password, db) is used"
-                )
+        if (self.redis_sentinels is None) != (master is None):
+            var = "MW_REDIS_SENTINEL_MASTER" if master is None else "MW_REDIS_SENTINELS"
+            raise ConfigError(var, None, "a Sentinel group needs both MW_REDIS_SENTINELS and MW_REDIS_SENTINEL_MASTER")
+        if self.redis_sentinels is not None and (self.redis_url or "").startswith(("rediss://", "unix://")):
+            raise ConfigError(
+                "MW_REDIS_URL", self.redis_url, "with a Sentinel group only redis:// (user, password, db) is used"
+            )
 
     @property
     def connect_timeout_s(self) -> float:

@@ -3,7 +3,10 @@
 Every run of an invocation (the cached run, the caching-disabled baseline, ...) gets its own Redis key namespace and
 its own Mlt database, so no run sees another's data; both are removed afterwards. ``containers`` starts Redis and
 PostgreSQL through the pytest plugin's providers: testcontainers when an engine answers, else throwaway local
-``redis-server`` / PostgreSQL processes, and says which it used.
+``redis-server`` / PostgreSQL processes, and says which it used. ``redis-cluster`` and ``redis-sentinel`` start a
+throwaway Redis Cluster (3 primaries with a replica each) or Sentinel group (a primary, a replica, 3 sentinels) of
+local processes and a local PostgreSQL, and run the runtime on that topology (``--realtime`` faults can then kill a
+primary or move slots: :mod:`simulations.real_faults`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from mw.secrets import mask_secrets
 
 log = logging.getLogger("simulations")
 
-BACKENDS = ("embedded", "redis", "containers")
+BACKENDS = ("embedded", "redis", "containers", "redis-cluster", "redis-sentinel")
+TOPOLOGIES = ("redis-cluster", "redis-sentinel")
 
 _runs = itertools.count()
 
@@ -42,9 +46,11 @@ class RunStores:
     mlt_dsn: str | None
     namespace: str
     _cleanups: list[Any] = field(default_factory=list)
+    topology: dict[str, Any] = field(default_factory=dict)
+    """The L2 topology's ``MwConfig`` fields (``redis_cluster``, or ``redis_sentinels`` and the master's name)."""
 
     def settings(self) -> dict[str, Any]:
-        return {"redis_url": self.redis_url, "mlt_dsn": self.mlt_dsn, "namespace": self.namespace}
+        return {"redis_url": self.redis_url, "mlt_dsn": self.mlt_dsn, "namespace": self.namespace, **self.topology}
 
     def cleanup(self) -> None:
         for undo in reversed(self._cleanups):
@@ -65,7 +71,10 @@ class Backend:
     description: str = "embedded: fakeredis (in process) + SQLite (in memory)"
     servers: dict[str, Any] = field(default_factory=dict)
     """The servers this invocation started, by kind (``redis``, ``postgres``): what ``--realtime`` faults pause or
-    kill (:mod:`simulations.real_faults`). Empty for servers it was given (``--backend redis``)."""
+    kill (:mod:`simulations.real_faults`). Empty for servers it was given (``--backend redis``). On a topology,
+    ``redis`` is the ``RedisClusterProcesses`` or ``RedisSentinelGroup``."""
+    topology: dict[str, Any] = field(default_factory=dict)
+    """``MwConfig`` fields of the L2 topology, for every run (empty: one Redis server)."""
 
     @property
     def deterministic(self) -> bool:
@@ -73,8 +82,10 @@ class Backend:
 
     def stores(self, label: str) -> RunStores:
         namespace = f"mwsim-{os.getpid()}-{next(_runs)}-{label}"
-        run = RunStores(self.redis_url, None, namespace)
-        if self.redis_url is not None:
+        run = RunStores(self.redis_url, None, namespace, topology=dict(self.topology))
+        if self.name in TOPOLOGIES:
+            run._cleanups.append(lambda: _clean_topology(self.servers["redis"], namespace + ":"))
+        elif self.redis_url is not None:
             from pytest_mw.servers.clients import RedisNamespace
 
             run._cleanups.append(RedisNamespace(self.redis_url, namespace + ":").cleanup)
@@ -90,6 +101,18 @@ class Backend:
             run.mlt_dsn = f"sqlite://{path}"
             run._cleanups.append(lambda: _remove(path, "", "-wal", "-shm"))
         return run
+
+
+def _clean_topology(group: Any, prefix: str) -> None:
+    """Delete a run's keys on a cluster (every primary) or a Sentinel group (its primary now), one key at a time
+    (a cluster's keys of one ``DEL`` must share a slot)."""
+    import redis
+
+    nodes = group.primaries() if hasattr(group, "primaries") else [group.primary()]
+    for node in nodes:
+        with redis.Redis(host=node.host, port=node.port, socket_timeout=5) as client:
+            for key in client.scan_iter(match=prefix + "*", count=500):
+                client.delete(key)
 
 
 def _remove(path: str, *suffixes: str) -> None:
@@ -136,6 +159,15 @@ def open_backend(
         )
         yield Backend("redis", redis_url, mlt_dsn, description)
         return
+    if name in TOPOLOGIES:
+        with contextlib.ExitStack() as stack:
+            group, topology = _start_topology(stack, name)
+            postgres_server, postgres_spec = _start(stack, "postgres", "process")
+            description = f"{name}: {group.label}; postgres via {postgres_spec.provider} ({postgres_spec.detail})"
+            servers = {"redis": group, "postgres": postgres_server}
+            url = group.url if name == "redis-cluster" else None
+            yield Backend(name, url, postgres_spec.url, description, servers, topology)
+        return
     if provider not in (None, "process", "container"):
         raise BackendUnavailable(f"server provider {provider!r}: process or container")
     with contextlib.ExitStack() as stack:
@@ -180,6 +212,23 @@ def probe_postgres(dsn: str, timeout_s: int = 5) -> str | None:
 def _problem(what: str, url: str, problem: str, exc: BaseException) -> str:
     reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
     return f"{what} at {mask_secrets(url)} {problem}: {mask_secrets(reason)}"
+
+
+def _start_topology(stack: contextlib.ExitStack, name: str) -> tuple[Any, dict[str, Any]]:
+    """Start the cluster or the Sentinel group of ``--backend NAME`` (stopped with ``stack``) and its config fields."""
+    from pytest_mw.servers.errors import ServerUnavailable
+    from pytest_mw.servers.redis_cluster import RedisClusterProcesses
+    from pytest_mw.servers.redis_sentinel import RedisSentinelGroup
+
+    group: Any = RedisClusterProcesses() if name == "redis-cluster" else RedisSentinelGroup()
+    try:
+        group.start()
+    except ServerUnavailable as exc:
+        raise BackendUnavailable(f"{name}: {exc.reason}") from None
+    stack.callback(group.stop)
+    if name == "redis-cluster":
+        return group, {"redis_cluster": True}
+    return group, {"redis_sentinels": group.sentinel_hosts, "redis_sentinel_master": group.master_name}
 
 
 def _start(stack: contextlib.ExitStack, kind: str, provider: str | None = None) -> tuple[Any, Any]:

@@ -1,7 +1,8 @@
 """``mw-sim``: run a scenario or replay a trace and print its verdict, or list scenarios.
 
 mw-sim run simulations/scenarios/staging-synthetic.toml [--agents N --nodes M --duration S --seed K]
-           [--backend embedded|redis|containers --redis-url URL --mlt-dsn DSN] [--realtime FACTOR] [--out DIR]
+           [--backend embedded|redis|containers|redis-cluster|redis-sentinel --redis-url URL --mlt-dsn DSN]
+           [--realtime FACTOR] [--out DIR]
            [--metrics-port N [--metrics-addr ADDR] [--metrics-linger S]]
 mw-sim replay TRACE [--format oracle-general|csv] [--scenario BASE] [--agents N --nodes M --seed K ...] [--out DIR]
 mw-sim list
@@ -46,7 +47,8 @@ SIM_EXTRA = ("simpy", "rich", "matplotlib")
 HELP_DESCRIPTION = """Run a scenario or replay a trace and print its verdict, or list scenarios.
 
   mw-sim run simulations/scenarios/staging-synthetic.toml [--agents N --nodes M --duration S --seed K]
-             [--backend embedded|redis|containers --redis-url URL --mlt-dsn DSN] [--realtime FACTOR] [--out DIR]
+             [--backend embedded|redis|containers|redis-cluster|redis-sentinel --redis-url URL --mlt-dsn DSN]
+           [--realtime FACTOR] [--out DIR]
              [--metrics-port N [--metrics-addr ADDR] [--metrics-linger S]]
   mw-sim replay TRACE [--format oracle-general|csv] [--scenario BASE] [--agents N --nodes M --seed K ...] [--out DIR]
   mw-sim list
@@ -108,7 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("scenario", help="a scenario file (TOML) or the name of a bundled one (mw-sim list)")
     run.add_argument("--duration", type=float, help="simulated seconds (default: the scenario's [run] duration_s)")
-    _fleet_options(run, "default: embedded (containers with --engine ray)")
+    _fleet_options(
+        run,
+        "default: embedded (containers with --engine ray); redis-cluster and redis-sentinel start a local cluster or "
+        "Sentinel group and a PostgreSQL",
+    )
     run.add_argument("--engine", choices=("simpy", "ray"), default="simpy", help="ray: agents as Ray actors, real time")
     run.add_argument("--address", help="with --engine ray: the Ray cluster (e.g. auto); default: a local Ray")
     run.add_argument("--shards", type=int, help="with --engine ray: actors the agents are split over")

@@ -41,6 +41,9 @@ class WindowInjector:
         mlt_timeout_s: float = 5.0,
     ) -> None:
         self.down = [(w.at_s, w.end_s) for w in windows if w.kind == "l2_down"]
+        self.failovers = [(w.at_s, w.end_s) for w in windows if w.kind == "l2_failover"]
+        """Real only (a killed primary, :mod:`simulations.real_faults`): never failed here, but L2 is unreachable for
+        part of the window, so the stampede check counts it as an outage."""
         self.slow = [(w.at_s, w.end_s, (w.delay_ms or 0.0) / 1000) for w in windows if w.kind == "l2_slow"]
         self.mlt_down = [(w.at_s, w.end_s) for w in windows if w.kind == "mlt_down"]
         self.now = now
@@ -60,7 +63,7 @@ class WindowInjector:
     def l2_outages(self) -> list[tuple[float, float]]:
         """The windows in which L2 fails every call: no cluster-wide copy or lease (the stampede check's outages)."""
         failing = [(start, end) for start, end, delay in self.slow if delay > self.redis_timeout_s]
-        return sorted(self.down + failing)
+        return sorted(self.down + failing + self.failovers)
 
     def take(self) -> float:
         """What the calls since the last take cost (simulated seconds), and start counting again."""

@@ -20,6 +20,13 @@ the server the run started when the simulated clock reaches ``at_s`` and undoes 
   :data:`RECUT_WALL_S` of wall time while the window is open (the runtime's subscribers reconnect at once): what is
   published to a cut subscriber is lost, and the runtime must notice (a fresh subscription) and flush its local tiers.
   Only on a Redis the run started: on a given one (``--redis-url``) it would cut every subscriber, others' too.
+* ``l2_failover`` (``--backend redis-sentinel`` or ``redis-cluster``): SIGKILL of the primary (Sentinel's, or on a
+  cluster the one serving slot 0) at ``at_s``; its replica takes over (the sentinels or the cluster promote it, a few
+  wall seconds) while the run goes on, and at ``end_s`` the killed node is started again (empty) as a replica.
+* ``l2_reshard`` (``--backend redis-cluster``): slots move with their keys between primaries while the window is
+  open, :data:`RESHARD_SLOTS` at a time, each from its owner to the next primary (clients get ``MOVED`` and ``ASK``).
+  Both run on a thread of their own (a kill waits for the promotion, a move for every node to agree): the agents go
+  on calling meanwhile, which is the point.
 * ``l2_slow`` and ``agent_crash`` stay the seam's and the model's (:mod:`simulations.fault_windows`): the seam
   charges the delay in simulated time, which the real-time clock turns into ``delay_ms * FACTOR`` of wall time for the
   agent that made the call. Slowing a real server down would need a proxy or netem; not done.
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -50,8 +58,12 @@ import simpy
 from simulations.backends import Backend
 from simulations.scenario import FaultWindow, ScenarioError
 
-REAL_KINDS = ("l2_down", "mlt_down", "pubsub_dropped")
+REAL_KINDS = ("l2_down", "mlt_down", "pubsub_dropped", "l2_failover", "l2_reshard")
 """Kinds applied on the servers themselves with ``--realtime`` on a real backend."""
+TOPOLOGY_KINDS = {"l2_failover": ("redis-sentinel", "redis-cluster"), "l2_reshard": ("redis-cluster",)}
+"""Kinds that change an L2 topology, and the backends that have one; applied for real only."""
+RESHARD_SLOTS = 8
+"""Slots an ``l2_reshard`` window moves per step."""
 
 RECUT_WALL_S = 0.05
 """How often (wall seconds) a ``pubsub_dropped`` window cuts the subscriptions that came back."""
@@ -109,6 +121,7 @@ class RealFaults:
         self.factor = factor
         self.records: list[dict[str, Any]] = []
         self._undo: dict[int, Any] = {}
+        self._threads: list[threading.Thread] = []
         self._t0: float | None = None
         self._check()
 
@@ -118,6 +131,13 @@ class RealFaults:
 
     def _check(self) -> None:
         for w in self.windows:
+            if w.kind in TOPOLOGY_KINDS:
+                if self.backend.name not in TOPOLOGY_KINDS[w.kind]:
+                    raise ScenarioError(
+                        f"[[faults]] {w.kind} changes an L2 topology: run with --backend "
+                        f"{' or '.join(TOPOLOGY_KINDS[w.kind])} --realtime, not {self.backend.name}"
+                    )
+                continue
             if w.kind == "pubsub_dropped":
                 if self.backend.servers.get("redis") is None:
                     raise ScenarioError(
@@ -144,7 +164,7 @@ class RealFaults:
     def _check_overlaps(self) -> None:
         """Two real windows on one server would undo each other (the first's resume ends the second's pause; a
         subscriber cut on a paused Redis blocks the clock): refused."""
-        target = {"mlt_down": "postgres", "l2_down": "redis", "pubsub_dropped": "redis"}
+        target = {kind: "redis" for kind in REAL_KINDS} | {"mlt_down": "postgres"}
         spans = sorted((target[w.kind], w.at_s, w.end_s, w.kind) for w in self.windows)
         for (server, _, end, kind), (other, start, _, later) in itertools.pairwise(spans):
             if server == other and start < end:
@@ -156,16 +176,20 @@ class RealFaults:
     def outages(self) -> list[tuple[float, float]]:
         """``(start, until)`` of the windows in which nodes may not hear of each other's changes (the oracle's)."""
         slack = RECOVERY_WALL_S / self.factor
-        return [(w.at_s, w.end_s + slack) for w in self.windows if w.kind in ("l2_down", "pubsub_dropped")]
+        kinds = ("l2_down", "pubsub_dropped", "l2_failover")
+        return [(w.at_s, w.end_s + slack) for w in self.windows if w.kind in kinds]
 
     def start(self) -> None:
         self.env.process(self._clock())
         for n, w in enumerate(self.windows):
             record: dict[str, Any] = {"kind": w.kind, "start_s": w.at_s, "end_s": w.end_s}
-            if w.kind != "pubsub_dropped":
+            if w.kind in ("l2_down", "mlt_down"):
                 record["mode"] = w.how
             self.records.append(record)
-            self.env.process(self._pubsub(w, record) if w.kind == "pubsub_dropped" else self._window(n, w, record))
+            if w.kind in TOPOLOGY_KINDS:
+                self.env.process(self._topology(w, record))
+            else:
+                self.env.process(self._pubsub(w, record) if w.kind == "pubsub_dropped" else self._window(n, w, record))
 
     def _clock(self) -> Generator[simpy.Event, Any, None]:
         self._t0 = time.monotonic()  # the run's first event: the real-time clock's start (synced after seeding)
@@ -208,6 +232,69 @@ class RealFaults:
         self._closed(record, before, w.end_s)
         record["after"] = _identity(server)
 
+    def _topology(self, w: FaultWindow, record: dict[str, Any]) -> Generator[simpy.Event, Any, None]:
+        """``l2_failover`` or ``l2_reshard``: the change runs on a thread while the simulated window passes."""
+        group = self.backend.servers["redis"]
+        yield self.env.timeout(w.at_s)
+        before = self._opened(record)
+        stop = threading.Event()
+        if w.kind == "l2_failover":
+            act = threading.Thread(target=self._fail_over, args=(group, record), name="mw-sim-failover")
+        else:
+            act = threading.Thread(target=self._reshard, args=(group, record, stop), name="mw-sim-reshard")
+        self._threads.append(act)
+        act.start()
+        yield self.env.timeout(w.for_s)
+        stop.set()
+        act.join()  # a failover's promotion, or the slot being moved, finishes first
+        if w.kind == "l2_failover":
+            self.on_wiped()  # leases held on the old primary may be gone: a second load of a key is allowed
+            back = threading.Thread(target=self._bring_back, args=(group, record), name="mw-sim-rejoin")
+            self._threads.append(back)
+            back.start()  # the rejoin (a sync of the replica) goes on while the run does; close() waits for it
+        self._closed(record, before, w.end_s)
+
+    def _fail_over(self, group: Any, record: dict[str, Any]) -> None:
+        start = time.monotonic()
+        try:
+            if hasattr(group, "kill_primary"):  # a Sentinel group
+                record["killed"] = f"{group.primary().host}:{group.primary().port}"
+                new = group.kill_primary()
+            else:
+                victim = group.owner(0)
+                record["killed"] = f"{victim.host}:{victim.port}"
+                new = group.kill(victim)
+            record["promoted"] = f"{new.host}:{new.port}"
+            record["promotion_wall_s"] = round(time.monotonic() - start, 3)
+        except Exception as exc:  # recorded, never a crashed run
+            record["error"] = f"{type(exc).__name__}: {exc}"
+
+    @staticmethod
+    def _bring_back(group: Any, record: dict[str, Any]) -> None:
+        host, port = str(record.get("killed", ":0")).rsplit(":", 1)
+        try:
+            node = next((n for n in group.nodes() if n.port == int(port) and n.host == host), None)
+            if node is not None:
+                group.restart(node)
+                record["restarted"] = f"{host}:{port}"
+        except Exception as exc:  # recorded, never a crashed run
+            record["undo_error"] = f"{type(exc).__name__}: {exc}"
+
+    @staticmethod
+    def _reshard(group: Any, record: dict[str, Any], stop: threading.Event) -> None:
+        moved, slot = 0, 0
+        try:
+            while not stop.is_set():
+                ports = [p.port for p in group.primaries()]
+                for _ in range(RESHARD_SLOTS):
+                    after = (ports.index(group.owner(slot).port) + 1) % len(ports)
+                    group.move_slot(slot, group.primaries()[after])
+                    moved += 1
+                    slot = (slot + 2731) % 16384  # spread over the key space
+        except Exception as exc:
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        record["slots_moved"] = moved
+
     def _pubsub(self, w: FaultWindow, record: dict[str, Any]) -> Generator[simpy.Event, Any, None]:
         import redis
 
@@ -241,6 +328,8 @@ class RealFaults:
             with contextlib.suppress(Exception):
                 undo()
         self._undo.clear()
+        for thread in self._threads:
+            thread.join()
 
     def summary(self) -> dict[str, Any]:
         """``result["runs"][...]["faults"]["real"]``: each real window, its wall-clock span and what was done."""

@@ -29,7 +29,7 @@ from simulations.fault_windows import WindowInjector, described
 from simulations.logwatch import LogWatch
 from simulations.measure import KeyStats
 from simulations.model import START_EPOCH, Model
-from simulations.real_faults import RealFaults, real, seam
+from simulations.real_faults import TOPOLOGY_KINDS, RealFaults, real, seam
 from simulations.scenario import Scenario, ScenarioError
 from simulations.series import Sampler
 from simulations.settings import for_run, reported
@@ -76,6 +76,12 @@ def run_once(
         env = simpy.Environment()
         start_epoch = START_EPOCH
     real_faults = None
+    topology = sorted({w.kind for w in scenario.faults if w.kind in TOPOLOGY_KINDS})
+    if topology and simulated_bus:
+        raise ScenarioError(
+            f"{scenario.source or scenario.name}: [[faults]] {', '.join(topology)} change a real L2 topology: run "
+            "with --realtime on --backend redis-sentinel or redis-cluster (simulated time has one embedded Redis)"
+        )
     if not simulated_bus and real(scenario.faults):
         assert options.realtime is not None
         try:

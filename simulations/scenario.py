@@ -275,6 +275,8 @@ FAULT_KINDS = {
     "mlt_down": "Mlt down",
     "agent_crash": "agents crash",
     "pubsub_dropped": "bus messages dropped",
+    "l2_failover": "L2 primary killed",
+    "l2_reshard": "cluster slots moving",
 }
 """``[[faults]]`` kinds the simulator applies in simulated time, and how reports name them."""
 FAULT_MODES = ("pause", "kill")

@@ -161,6 +161,8 @@ def reported(
     exactly (they differ only if ``MW_*`` changed during the run: then no source could be trusted).
     """
     stores = {name: getattr(config, name) for name in ("redis_url", "mlt_dsn", "namespace")}
+    topology = ("redis_cluster", "redis_sentinels", "redis_sentinel_master")  # a topology backend's, when set
+    stores.update({name: getattr(config, name) for name in topology if getattr(config, name)})
     effective = for_run(
         runtime,
         stores,
