@@ -92,6 +92,11 @@ def test_by_slot_groups_positions_in_first_seen_order() -> None:
         ({"redis_sentinels": "h:1,nonsense", "redis_sentinel_master": "m"}, "MW_REDIS_SENTINELS"),
         ({"redis_sentinels": "h:99999", "redis_sentinel_master": "m"}, "MW_REDIS_SENTINELS"),
         ({"redis_sentinels": "h:1", "redis_sentinel_master": "m", "redis_url": "rediss://h:1/0"}, "MW_REDIS_URL"),
+        ({"redis_sentinels": "h:1", "redis_sentinel_master": "two words"}, "MW_REDIS_SENTINEL_MASTER"),
+        ({"redis_sentinels": "h:1", "redis_sentinel_master": "m", "redis_wait_timeout_s": 0.5},
+         "MW_REDIS_WAIT_TIMEOUT_S"),
+        ({"redis_wait_replicas": -1}, "MW_REDIS_WAIT_REPLICAS"),
+        ({"redis_wait_timeout_s": 0.0}, "MW_REDIS_WAIT_TIMEOUT_S"),
     ],
 )  # fmt: skip
 def test_a_topology_missing_what_it_needs_is_a_config_error_naming_the_variable(
@@ -114,6 +119,8 @@ def test_the_environment_selects_the_topology() -> None:
     assert topology.kind == "sentinel" and topology.sentinels == (("s1", 26379), ("s2", 26380))
     assert topology.master == "mymaster" and not topology.slotted
     assert cluster.cluster_identity() != cluster.replace(redis_cluster=False).cluster_identity()
+    assert sentinel.wait_replicas == 1 and cluster.wait_replicas == 0 and MwConfig().wait_replicas == 0
+    assert MwConfig.from_env({"MW_REDIS_WAIT_REPLICAS": "2"}).wait_replicas == 2
 
 
 def test_a_slot_no_node_serves_is_an_outage_not_a_bug() -> None:
