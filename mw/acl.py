@@ -15,7 +15,7 @@ from __future__ import annotations
 from mw.errors import ConfigError
 from mw.keys import check_namespace
 
-__all__ = ["RUNTIME_COMMANDS", "acl_rules", "acl_setuser"]
+__all__ = ["CLUSTER_COMMANDS", "RUNTIME_COMMANDS", "acl_rules", "acl_setuser"]
 
 RUNTIME_COMMANDS = (
     "get",
@@ -41,17 +41,23 @@ RUNTIME_COMMANDS = (
 ``CLIENT SETINFO`` (Redis 7.2+), whose refusal it ignores, and which Redis 7.0 does not know as an ACL name."""
 
 
-def acl_rules(namespace: str) -> list[str]:
+CLUSTER_COMMANDS = ("cluster|slots", "command")
+"""What redis-py's cluster client also sends (``MW_REDIS_CLUSTER``): the slot map and the command table it routes
+by. A cluster does not share ACL users between nodes: the user is set on every node."""
+
+
+def acl_rules(namespace: str, *, cluster: bool = False) -> list[str]:
     """The ACL rules of the runtime's user for ``namespace`` (an empty namespace owns every key and channel)."""
     check_namespace(namespace)
     pattern = f"{namespace}:*" if namespace else "*"
-    return ["resetkeys", f"~{pattern}", "resetchannels", f"&{pattern}", "-@all", *(f"+{c}" for c in RUNTIME_COMMANDS)]
+    commands = (*RUNTIME_COMMANDS, *(CLUSTER_COMMANDS if cluster else ()))
+    return ["resetkeys", f"~{pattern}", "resetchannels", f"&{pattern}", "-@all", *(f"+{c}" for c in commands)]
 
 
-def acl_setuser(user: str, password: str, namespace: str) -> list[str]:
+def acl_setuser(user: str, password: str, namespace: str, *, cluster: bool = False) -> list[str]:
     """The ``ACL SETUSER`` command (as arguments) that creates or resets the runtime's user."""
     if not user or any(c.isspace() for c in user):
         raise ConfigError("user", user, "an ACL user name is one word")
     if not password or any(c.isspace() for c in password):
         raise ConfigError("password", "***", "an ACL password is one word, not empty")
-    return ["ACL", "SETUSER", user, "reset", "on", f">{password}", *acl_rules(namespace)]
+    return ["ACL", "SETUSER", user, "reset", "on", f">{password}", *acl_rules(namespace, cluster=cluster)]

@@ -215,3 +215,42 @@ def test_a_cluster_that_is_down_degrades_to_the_store(make: Callable[..., MwMana
     finally:
         m.close()
         mw.close_all()
+
+
+@pytest.mark.parametrize("cluster_rules", [True, False], ids=["cluster-acl", "standalone-acl"])
+def test_the_runtime_runs_on_a_cluster_as_the_least_privilege_user(
+    cluster: RedisClusterProcesses, cluster_rules: bool
+) -> None:
+    """The user of ``mw.acl`` with its cluster commands, set on every node (a cluster shares no ACL users): reads,
+    writes, deletes, the lease and the bus work. Without ``CLUSTER_COMMANDS`` the client cannot read the slot map."""
+    import redis
+
+    from mw.acl import acl_setuser
+
+    ns, password = f"acl{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    user = f"mw{ns}"
+    for node in cluster.nodes():
+        if node.pid is not None:
+            with redis.Redis(host=node.host, port=node.port) as admin:
+                admin.execute_command(*acl_setuser(user, password, ns, cluster=cluster_rules))
+    primary = cluster.primaries()[0]
+    config = MwConfig(
+        redis_url=f"redis://{user}:{password}@{primary.host}:{primary.port}/0",
+        redis_cluster=True,
+        namespace=ns,
+        mlt_dsn="sqlite://",
+    )
+    m = MwManager("acl", config)
+    try:
+        m.set_global_item_typed("doc", "s", "1", "v")
+        got = (m.get_item_typed("doc", "s", "1"), m.get_or_load("doc", "s", "2", lambda: "loaded"))
+        m.del_global_item_typed("doc", "s", "1")
+        if not cluster_rules:
+            assert m.tiers.telemetry.l2_errors > 0, "the check above can fail: no slot map without CLUSTER_COMMANDS"
+            return
+        assert got == ("v", "loaded") and m.tiers.telemetry.l2_errors == 0 and m.l2.permission_errors == 0
+        bus = m.cluster.started_bus
+        assert bus is not None and _until(lambda: bus.subscribed)
+    finally:
+        m.close()
+        mw.close_all()
