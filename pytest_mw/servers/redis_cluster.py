@@ -28,6 +28,7 @@ from pytest_mw.servers.errors import ServerUnavailable
 from pytest_mw.servers.factories import unavailable
 from pytest_mw.servers.ports import free_port
 from pytest_mw.servers.readiness import wait_until_ready
+from pytest_mw.servers.redis_cluster_containers import RedisNodeContainer
 from pytest_mw.servers.redis_proc import find_redis_server
 from pytest_mw.servers.settings import ServerOptions, stashed_server_options
 from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec, StartStop
@@ -289,6 +290,7 @@ class RedisClusterProcesses(StartStop):
         replicas: int = 1,
         node_timeout_ms: int = 3000,
         timeout: float = 60.0,
+        image: str | None = None,
     ) -> None:
         if primaries < 1 or replicas < 0:
             raise ValueError("a cluster needs at least one primary and a non-negative replica count")
@@ -299,14 +301,20 @@ class RedisClusterProcesses(StartStop):
         self.node_timeout_ms = node_timeout_ms
         self.timeout = timeout
         self._tmpdir: Path | None = None
-        self._nodes: list[RedisNodeProcess] = []
+        self.image = image
+        """Set: every node is a container of this image on the host network
+        (:class:`~pytest_mw.servers.redis_cluster_containers.RedisNodeContainer`), else a local process."""
+        if image is not None:
+            self.provider = "container"
+        self._nodes: list[RedisNodeProcess | RedisNodeContainer] = []
         self._ids: dict[int, str] = {}
         self._spec: ServerSpec | None = None
 
     @property
     def label(self) -> str:
         size = self.primary_count * (1 + self.replica_count)
-        return f"process {self.executable or 'redis-server'} (cluster of {size} nodes)"
+        what = f"container {self.image}" if self.image else f"process {self.executable or 'redis-server'}"
+        return f"{what} (cluster of {size} nodes)"
 
     @property
     def spec(self) -> ServerSpec:
@@ -336,18 +344,22 @@ class RedisClusterProcesses(StartStop):
         return [node.pid for node in self._nodes if node.alive]
 
     def start(self) -> ServerSpec:
-        executable = find_redis_server(self.executable)
+        executable = "" if self.image else find_redis_server(self.executable)
         self._tmpdir = Path(tempfile.mkdtemp(prefix="mw-redis-cluster-"))
         with all_or_nothing(self.stop, "redis cluster did not form"):
             for index in range(self.primary_count * (1 + self.replica_count)):
                 directory = self._tmpdir / f"node{index}"
-                node = RedisNodeProcess(executable, self.host, directory, self._node_argv(directory))
+                node: RedisNodeProcess | RedisNodeContainer
+                if self.image:
+                    node = RedisNodeContainer(self.image, self.host, directory, self._node_argv(directory))
+                else:
+                    node = RedisNodeProcess(executable, self.host, directory, self._node_argv(directory))
                 self._nodes.append(node)
                 node.start()
             self._create()
         host, port = self._nodes[0].address
-        detail = f"{executable} cluster pids {' '.join(map(str, self.pids))}"
-        self._spec = ServerSpec("redis", f"redis://{host}:{port}/0", "process", detail)
+        detail = f"{self.image or executable} cluster pids {' '.join(map(str, self.pids))}"
+        self._spec = ServerSpec("redis", f"redis://{host}:{port}/0", self.provider, detail)
         return self._spec
 
     def _node_argv(self, directory: Path) -> Callable[[int], list[str]]:
@@ -493,7 +505,7 @@ class RedisClusterProcesses(StartStop):
         """``node`` as the cluster sees it now (a caller's snapshot may predate a failover)."""
         return next(now for now in self.nodes() if now.port == node.port)
 
-    def _process(self, node: ClusterNode) -> RedisNodeProcess:
+    def _process(self, node: ClusterNode) -> RedisNodeProcess | RedisNodeContainer:
         for process in self._nodes:
             if process.port == node.port:
                 return process
@@ -637,9 +649,13 @@ def redis_cluster_proc(
     doc: str | None = None,
 ) -> FixtureFunction:
     """A throwaway cluster (:class:`RedisClusterProcesses`: 3 primaries, a replica each); ``executable`` beats
-    ``--mw-redis-exec``."""
+    ``--mw-redis-exec``. With ``--mw-server-provider container`` its nodes are containers of ``--mw-redis-image`` on
+    the host network (else local processes, ``auto`` included: a cluster of containers is asked for by name)."""
     return topology_fixture(
-        lambda o: RedisClusterProcesses(executable=executable if executable is not None else o.redis_exec),
+        lambda o: RedisClusterProcesses(
+            executable=executable if executable is not None else o.redis_exec,
+            image=o.redis_image if o.provider == "container" else None,
+        ),
         doc
         or "Session: a throwaway Redis Cluster of 6 local redis-server processes (``RedisClusterProcesses``: "
         "``.spec``, ``.nodes()``, ``.failover()``, ``.kill()``, ``.restart()``, ``.move_slot()``).",

@@ -254,3 +254,12 @@ def test_the_runtime_runs_on_a_cluster_as_the_least_privilege_user(
     finally:
         m.close()
         mw.close_all()
+
+
+def test_the_nodes_come_from_the_runs_provider(cluster: RedisClusterProcesses, pytestconfig: pytest.Config) -> None:
+    """``--mw-server-provider container`` runs every test here on a cluster of containers (CI's container step)."""
+    from pytest_mw.servers.settings import stashed_server_options
+
+    expected = "container" if stashed_server_options(pytestconfig).provider == "container" else "process"
+    assert cluster.provider == cluster.spec.provider == expected
+    assert cluster.label.startswith(expected) and len(cluster.pids) == 6
