@@ -14,13 +14,11 @@ from plugin_nested import run
 from redis.cluster import RedisCluster
 
 from pytest_mw.servers.clients import RedisNamespace
-from pytest_mw.servers.redis_cluster import RedisClusterProcesses, redis_cluster_proc
+from pytest_mw.servers.redis_cluster import RedisClusterProcesses
 
 pytestmark = pytest.mark.mw_real_servers
 
 PROCESSES = ["--mw-server-provider", "process", "--mw-require-servers", "--mw-mlt", "sqlite"]
-
-cluster = redis_cluster_proc(scope="module")
 
 
 def test_redis_cluster_runs_the_fixtures_on_the_cluster(pytester: pytest.Pytester) -> None:
@@ -135,10 +133,10 @@ def test_a_misspelt_topology_is_an_error_naming_the_choices(
 
 
 @pytest.fixture
-def planted(cluster: RedisClusterProcesses) -> Iterator[tuple[str, RedisCluster]]:
+def planted(mw_redis_cluster: RedisClusterProcesses) -> Iterator[tuple[str, RedisCluster]]:
     """A namespace with keys in every primary's slots, and a cluster client to look at them."""
     namespace = f"mwt:{uuid.uuid4().hex}:"
-    with RedisCluster.from_url(cluster.url) as client:
+    with RedisCluster.from_url(mw_redis_cluster.url) as client:
         for i in range(64):
             client.set(f"{namespace}k{i}", i)
         assert len({client.get_node_from_key(f"{namespace}k{i}").name for i in range(64)}) == 3
@@ -151,19 +149,19 @@ def planted(cluster: RedisClusterProcesses) -> Iterator[tuple[str, RedisCluster]
 
 
 def test_cleanup_scans_every_primary_of_a_cluster(
-    cluster: RedisClusterProcesses, planted: tuple[str, RedisCluster]
+    mw_redis_cluster: RedisClusterProcesses, planted: tuple[str, RedisCluster]
 ) -> None:
     namespace, client = planted
-    assert RedisNamespace(cluster.url, namespace, cluster=True).cleanup() == 64
+    assert RedisNamespace(mw_redis_cluster.url, namespace, cluster=True).cleanup() == 64
     assert all(client.exists(f"{namespace}k{i}") == 0 for i in range(64))
 
 
 def test_cleanup_of_one_node_would_leave_the_other_primaries_keys(
-    cluster: RedisClusterProcesses, planted: tuple[str, RedisCluster]
+    mw_redis_cluster: RedisClusterProcesses, planted: tuple[str, RedisCluster]
 ) -> None:
     """The check above can fail: cleaning a cluster as one server sees one node's keys only, and that node refuses
     to UNLINK keys of several slots at once."""
     namespace, client = planted
     with pytest.raises(redis.exceptions.ResponseError, match="same slot"):
-        RedisNamespace(cluster.url, namespace).cleanup()
+        RedisNamespace(mw_redis_cluster.url, namespace).cleanup()
     assert sum(client.exists(f"{namespace}k{i}") for i in range(64)) == 64

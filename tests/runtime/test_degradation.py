@@ -136,6 +136,11 @@ def test_embedded_default_needs_no_server(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @DOWN_AT_START
+@pytest.mark.l2_defect(
+    "redis-sentinel",
+    "with no sentinel answering, the first call spends about 4.5 s (redis_timeout_s=0.1) in redis-py's retries of "
+    "the primary's discovery (MasterNotFoundError after backoff) instead of one short wait",
+)
 def test_redis_down_at_startup_costs_one_short_wait_and_l0_keeps_serving(
     make_manager: Make, caplog: pytest.LogCaptureFixture, dead_l2: dict[str, Any]
 ) -> None:
