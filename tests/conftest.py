@@ -32,15 +32,9 @@ BACKENDS = ["embedded", pytest.param("real", marks=pytest.mark.mw_real_servers)]
 TOPOLOGIES = {"redis-cluster": "cluster", "redis-sentinel": "sentinel"}
 """The run's ``--mw-backend`` variants whose L2 is not one standalone server, and their ``RedisTopology`` kind."""
 
-STANDALONE_ONLY = (
-    "standalone_redis(reason): the test's premise is one standalone Redis (killing, pausing or proxying the server, "
-    "CONFIG SET on one node): skipped on --mw-backend redis-cluster and redis-sentinel, with the reason"
-)
-
-
 L2_DEFECT = (
     "l2_defect(variant, reason): on that --mw-backend variant the runtime (mw/) is known to fail this test: a strict "
-    "xfail naming the defect, so the run stays honest and a fix shows as XPASS (then drop the marker)"
+    "xfail naming the defect, so the run stays honest and a fix fails as XPASS(strict) (then drop the marker)"
 )
 
 SENTINEL_ASYNC_LEAK = (
@@ -56,11 +50,11 @@ it themselves (their own warning filters and unraisable hook win) and are ``l2_d
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", STANDALONE_ONLY)
     config.addinivalue_line("markers", L2_DEFECT)
 
 
 def _run_variant(config: pytest.Config) -> str:
+    """``redis``, or the ``--mw-backend`` real-Redis variant that serves the ``real`` tests of this run."""
     from pytest_mw.options import mw_options, resolve_backend
 
     return resolve_backend("redis", mw_options(config).backend)
@@ -92,9 +86,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 def real_backend(request: pytest.FixtureRequest) -> str:
     """The run's real-Redis backend (``redis``, or the ``--mw-backend`` variant that serves ``real`` tests)."""
-    from pytest_mw.options import mw_options, resolve_backend
-
-    return resolve_backend("redis", mw_options(request.config).backend)
+    return _run_variant(request.config)
 
 
 @pytest.fixture
@@ -116,15 +108,11 @@ def _on_real_l2(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _topology_markers(request: pytest.FixtureRequest) -> None:
-    """``standalone_redis``: skipped on a cluster or a Sentinel group, with the reason; ``l2_defect``: a strict xfail
-    on the variant it names."""
+def _known_l2_defects(request: pytest.FixtureRequest) -> None:
+    """``l2_defect(variant, reason)``: a strict xfail when this test runs on that variant's real L2."""
     variant = real_backend(request)
     if not _on_real_l2(request):
         return
-    marker = request.node.get_closest_marker("standalone_redis")
-    if marker is not None and variant in TOPOLOGIES:
-        pytest.skip(f"one standalone Redis only, not on {variant}: {marker.args[0]}")
     for defect in request.node.iter_markers("l2_defect"):
         if defect.args[0] == variant:
             request.applymarker(pytest.mark.xfail(strict=True, reason=f"mw defect on {variant}: {defect.args[1]}"))
