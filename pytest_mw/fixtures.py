@@ -1,5 +1,5 @@
-"""The Mw fixtures: ``mw_backend``, ``mw_namespace``, ``mw_config``, ``mw_clock``, ``mw_factory``, ``mw``, ``mw_keys``,
-``mw_log_check``, and the raw clients ``mw_redis`` and ``mw_postgres``.
+"""The Mw fixtures: ``mw_backend``, ``mw_namespace``, ``mw_l2_settings``, ``mw_config``, ``mw_clock``,
+``mw_factory``, ``mw``, ``mw_keys``, ``mw_log_check``, and the raw clients ``mw_redis`` and ``mw_postgres``.
 
 Every test gets its own key namespace (and, on PostgreSQL, its own database), so tests never see each other's data
 and cleanup never touches anyone else's keys. The runtime is imported inside the fixtures, never at plugin import.
@@ -16,7 +16,6 @@ from pytest_mw.options import BACKEND_CHOICES, MLT_CHOICES, mw_options, resolve_
 
 if TYPE_CHECKING:
     import psycopg
-    import redis
 
     from mw import ManualClock, MwConfig, MwManager
     from pytest_mw.checks import LogCheck
@@ -67,11 +66,11 @@ def mlt_of(node: pytest.Item, backend: str) -> str:
 
 @pytest.fixture
 def mw_backend(request: pytest.FixtureRequest) -> str:
-    """``"fakeredis"``, ``"redis"`` or ``"redis-tls"``: ``@pytest.mark.mw_backend(...)`` beats ``--mw-backend``
-    beats ini ``mw_backend``.
+    """``"fakeredis"``, ``"redis"``, ``"redis-tls"``, ``"redis-cluster"`` or ``"redis-sentinel"``:
+    ``@pytest.mark.mw_backend(...)`` beats ``--mw-backend`` beats ini ``mw_backend``.
 
     A marker naming several backends runs the test once per backend; a marker's ``redis`` is the run's real-Redis
-    variant when ``--mw-backend`` names one (``redis-tls``).
+    variant when ``--mw-backend`` names one (``redis-tls``, ``redis-cluster``, ``redis-sentinel``).
     """
     param = getattr(request, "param", None)
     if param is not None:
@@ -121,13 +120,40 @@ def mw_namespace() -> str:
 
 
 @pytest.fixture
-def mw_config(request: pytest.FixtureRequest, mw_backend: str, mw_namespace: str) -> Iterator[MwConfig]:
+def mw_l2_settings(request: pytest.FixtureRequest, mw_backend: str) -> dict[str, Any]:
+    """The ``MwConfig`` keyword arguments naming this test's L2, for suites that build their own config:
+    ``MwConfig.from_env({}, namespace=mw_namespace, **mw_l2_settings)``.
+
+    ``{}`` on ``fakeredis`` (the embedded server); ``{"redis_url": mw_redis_url}`` on ``redis`` and ``redis-tls``;
+    ``{"redis_url": <a primary's URL>, "redis_cluster": True}`` on ``redis-cluster``; ``{"redis_sentinels":
+    "host:port,...", "redis_sentinel_master": name}`` on ``redis-sentinel`` (no URL: the sentinels name the
+    primary). On a real server it requests ``mw_redis_url``, so the namespace's keys go at teardown.
+    """
+    if mw_backend == "fakeredis":
+        return {}
+    url = str(request.getfixturevalue("mw_redis_url"))
+    if mw_backend == "redis-cluster":
+        return {"redis_url": url, "redis_cluster": True}
+    if mw_backend == "redis-sentinel":
+        group = request.getfixturevalue("mw_redis_sentinel")
+        return {"redis_sentinels": group.sentinel_hosts, "redis_sentinel_master": group.master_name}
+    return {"redis_url": url}
+
+
+_TOPOLOGY_FIELDS = ("redis_url", "redis_cluster", "redis_sentinels", "redis_sentinel_master")
+
+
+@pytest.fixture
+def mw_config(
+    request: pytest.FixtureRequest, mw_backend: str, mw_namespace: str, mw_l2_settings: dict[str, Any]
+) -> Iterator[MwConfig]:
     """An ``MwConfig`` for this test on the chosen backend, in ``mw_namespace``; clusters closed after.
 
-    ``fakeredis``: the embedded fake Redis and an in-memory SQLite Mlt. ``redis``: the session's real Redis
-    (``mw_redis_url``: keys under ``mw_namespace`` deleted afterwards) and a per-test PostgreSQL database
-    (``mw_postgres_dsn``), unless ``--mw-mlt sqlite``. ``MW_*`` environment variables are not read, so a developer's
-    shell cannot change test results; ``@pytest.mark.mw_config(l1_ttl_s=5, ...)`` changes fields.
+    ``fakeredis``: the embedded fake Redis and an in-memory SQLite Mlt. ``redis`` and its variants: the session's
+    real Redis on the variant's topology (``mw_l2_settings``; keys under ``mw_namespace`` deleted afterwards) and a
+    per-test PostgreSQL database (``mw_postgres_dsn``), unless ``--mw-mlt sqlite``. ``MW_*`` environment variables
+    are not read, so a developer's shell cannot change test results; ``@pytest.mark.mw_config(l1_ttl_s=5, ...)``
+    changes fields.
     """
     import mw
     from mw import MwConfig
@@ -135,16 +161,12 @@ def mw_config(request: pytest.FixtureRequest, mw_backend: str, mw_namespace: str
     changes = _config_changes(request.node)
     mlt = mlt_of(request.node, mw_backend)
     mlt_dsn = str(request.getfixturevalue("mw_postgres_dsn")) if mlt == "postgres" else None
-    if mw_backend != "fakeredis":
-        redis_url = str(request.getfixturevalue("mw_redis_url"))
-        config = MwConfig.from_env({}, redis_url=redis_url, mlt_dsn=mlt_dsn, namespace=mw_namespace, **changes)
-    else:
-        config = MwConfig.from_env({}, mlt_dsn=mlt_dsn, namespace=mw_namespace, **changes)
+    config = MwConfig.from_env({}, mlt_dsn=mlt_dsn, namespace=mw_namespace, **{**mw_l2_settings, **changes})
     try:
         yield config
     finally:
         mw.close_all()
-        if config.redis_url is None:
+        if mw_backend == "fakeredis":
             _clean_embedded(mw_namespace)
 
 
@@ -188,8 +210,9 @@ class MwFactory:
 
         config = self.config
         if from_env:
+            topology = {name: getattr(config, name) for name in _TOPOLOGY_FIELDS}
             config = MwConfig.from_env(
-                None, redis_url=config.redis_url, mlt_dsn=config.mlt_dsn, namespace=config.namespace, **config_changes
+                None, mlt_dsn=config.mlt_dsn, namespace=config.namespace, **{**topology, **config_changes}
             )
         elif config_changes:
             config = config.replace(**config_changes)
@@ -239,21 +262,26 @@ def mw_log_check(request: pytest.FixtureRequest) -> LogCheck:
 
 # --- raw clients -----------------------------------------------------------------------------------------------------
 @pytest.fixture
-def mw_redis(request: pytest.FixtureRequest, mw_backend: str, mw_namespace: str) -> Iterator[redis.Redis]:
+def mw_redis(request: pytest.FixtureRequest, mw_backend: str, mw_namespace: str) -> Iterator[Any]:
     """A redis-py client on the L2 the ``mw`` fixtures use, for looking at (or planting) raw keys; closed after.
 
     A plain ``redis.Redis`` like pytest-redis's ``redisdb`` (bytes replies): on ``fakeredis`` a ``FakeRedis`` on
     the embedded server, on ``redis`` the session's real server (``mw_redis_url``), on ``redis-tls`` the TLS
-    server as its admin user (``mw_redis_admin_url``: the runtime's user may not look around). Keys are not prefixed
-    for you:
-    this test's are ``f"{mw_namespace}:{key}"`` (``mw``'s too), and every key under ``mw_namespace`` is deleted at
-    teardown, never ``FLUSHALL``, since the server is shared with other tests and xdist workers.
+    server as its admin user (``mw_redis_admin_url``: the runtime's user may not look around). On
+    ``redis-cluster`` a ``redis.cluster.RedisCluster`` (it routes each key to its slot's node); on
+    ``redis-sentinel`` a plain client of the primary the sentinels name at set-up (after a failover it talks to the
+    demoted node: make a new one). Keys are not prefixed for you: this test's are ``f"{mw_namespace}:{key}"``
+    (``mw``'s are ``mw.l2.phys(key)``: hash-tagged on a cluster), and every key under ``mw_namespace`` is deleted
+    at teardown, never ``FLUSHALL``, since the server is shared with other tests and xdist workers.
     """
     if mw_backend != "fakeredis":
         import redis as redis_py
+        from redis.cluster import RedisCluster
 
         request.getfixturevalue("mw_redis_url")  # its teardown deletes the namespace's keys
-        client = redis_py.Redis.from_url(str(request.getfixturevalue("mw_redis_admin_url")))
+        admin_url = str(request.getfixturevalue("mw_redis_admin_url"))
+        cluster = mw_backend == "redis-cluster"
+        client = RedisCluster.from_url(admin_url) if cluster else redis_py.Redis.from_url(admin_url)
         try:
             yield client
         finally:

@@ -131,8 +131,8 @@ def server_options(config: pytest.Config) -> ServerOptions:
 
 # --- the Mw fixtures and checks ---------------------------------------------------------------------------------
 
-BACKEND_CHOICES = ("fakeredis", "redis", "redis-tls")
-REAL_REDIS_VARIANTS = ("redis-tls",)
+BACKEND_CHOICES = ("fakeredis", "redis", "redis-tls", "redis-cluster", "redis-sentinel")
+REAL_REDIS_VARIANTS = ("redis-tls", "redis-cluster", "redis-sentinel")
 """Real-Redis backends besides plain ``redis``: chosen with ``--mw-backend``, they also serve every test whose
 marker names ``redis``, so one option runs the whole real-Redis suite on that server (parametrized, not copied)."""
 
@@ -165,9 +165,10 @@ _MW_OPTIONS = (
         "backend",
         "--mw-backend",
         "L2 of the mw/mw_config fixtures: fakeredis (embedded, the default), redis (a real server from "
-        "--mw-server-provider) or redis-tls (a TLS-only local redis-server, client certificates, the runtime as a "
-        "least-privilege ACL user; it also serves tests marked redis); a mw_backend marker overrides it per test "
-        "(environment: MW_TEST_BACKEND)",
+        "--mw-server-provider), redis-tls (a TLS-only local redis-server, client certificates, the runtime as a "
+        "least-privilege ACL user), redis-cluster (a local Redis Cluster: 3 primaries, a replica each) or "
+        "redis-sentinel (a local primary, replica and 3 sentinels); each variant also serves tests marked redis; a "
+        "mw_backend marker overrides it per test (environment: MW_TEST_BACKEND)",
         env="MW_TEST_BACKEND",
     ),
     _Option(

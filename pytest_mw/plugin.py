@@ -26,6 +26,7 @@ from pytest_mw.fixtures import (  # noqa: E402, F401  (fixtures are found as att
     mw_config,
     mw_factory,
     mw_keys,
+    mw_l2_settings,
     mw_log_check,
     mw_namespace,
     mw_postgres,
@@ -56,8 +57,8 @@ REAL_SERVER_FIXTURES = frozenset(
 MARKERS = (
     "mw_real_servers: the test talks to a real Redis or PostgreSQL (added to tests using the mw_* server "
     "fixtures or the redis backend; deselect with -m 'not mw_real_servers')",
-    "mw_backend(*backends, mlt=None): run the mw fixtures on these backends (fakeredis, redis; several = one run "
-    "each); mlt='sqlite'|'postgres' picks the Mlt store",
+    "mw_backend(*backends, mlt=None): run the mw fixtures on these backends (fakeredis, redis, redis-tls, "
+    "redis-cluster, redis-sentinel; several = one run each); mlt='sqlite'|'postgres' picks the Mlt store",
     "mw_config(**changes): MwConfig field changes for mw_config/mw/mw_factory (e.g. ttl_jitter=0, l1_ttl_s=5)",
     "mw_strict_keys(enabled=True, *, double_prefix=True, typed_only=True, roundtrip=True, allow=()): check this "
     "test's cache keys (mw_strict_keys(False) opts out of --mw-strict-keys)",
@@ -94,6 +95,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         "fakeredis": "fakeredis (embedded)",
         "redis": "redis (real server, see 'mw redis')",
         "redis-tls": "redis-tls (a TLS-only redis-server process, the runtime as a least-privilege ACL user)",
+        "redis-cluster": "redis-cluster (a Redis Cluster of 6 redis-server processes: 3 primaries, a replica each)",
+        "redis-sentinel": "redis-sentinel (a Sentinel group of redis-server processes: primary, replica, 3 sentinels)",
     }.get(m.backend, m.backend)
     mlt = m.mlt if m.mlt != "auto" else ("sqlite in memory" if m.backend == "fakeredis" else "postgres")
     lines = [summary, f"mw {redis_plan}", f"mw {postgres_plan}", f"mw backend: L2 {l2}, Mlt {mlt}"]
@@ -210,16 +213,27 @@ mw_redis_sentinel = redis_sentinel_proc(
 )
 
 
+REDIS_SERVER_FIXTURES = {
+    "redis-tls": "mw_redis_tls_server",
+    "redis-cluster": "mw_redis_cluster",
+    "redis-sentinel": "mw_redis_sentinel",
+}
+"""The session server (or topology) of each real-Redis variant; plain ``redis`` is ``mw_redis_server``."""
+
+
 def _real_redis_server(request: pytest.FixtureRequest) -> str:
-    """The session server of the test's backend: the TLS server for ``redis-tls``, else ``mw_redis_server``."""
-    return "mw_redis_tls_server" if backend_of(request.node) == "redis-tls" else "mw_redis_server"
+    """The session server of the test's backend: the variant's (TLS server, cluster, Sentinel group), else
+    ``mw_redis_server``."""
+    return REDIS_SERVER_FIXTURES.get(backend_of(request.node), "mw_redis_server")
 
 
 mw_redis_url = factories.redis_url(
     _real_redis_server,
     doc="Per test: the URL of the session's Redis (on ``--mw-backend redis-tls`` the TLS server's, as its "
-    "least-privilege user), a ``str`` whose repr masks the password; every key under ``mw_namespace`` is deleted "
-    "at teardown (never FLUSHALL). ``.url``/``.namespace``/``.key()``/``.client()`` are deprecated (0.1 API).",
+    "least-privilege user; on ``redis-cluster`` a primary's, on every node's keys cleaned; on ``redis-sentinel`` "
+    "the current primary's, for raw inspection: build configs with ``mw_l2_settings``), a ``str`` whose repr masks "
+    "the password; every key under ``mw_namespace`` is deleted at teardown (never FLUSHALL). "
+    "``.url``/``.namespace``/``.key()``/``.client()`` are deprecated (0.1 API).",
 )
 mw_redis_tls = factories.redis_url(
     "mw_redis_tls_server",
@@ -231,11 +245,12 @@ mw_redis_tls = factories.redis_url(
 @pytest.fixture
 def mw_redis_admin_url(request: pytest.FixtureRequest) -> str:
     """Per test: an admin URL of the server ``mw_redis_url`` names, for what the code under test may not do (fault
-    injection: ``CLIENT KILL``, ``CONFIG SET``; inspection). The same URL where the server has no ACL users."""
+    injection: ``CLIENT KILL``, ``CONFIG SET``; inspection). The same URL where the server has no ACL users (on a
+    cluster: a primary's; on a Sentinel group: the current primary's)."""
     from pytest_mw.servers.clients import SecretURL
 
-    spec = request.getfixturevalue(_real_redis_server(request))
-    return SecretURL(spec.admin)
+    spec = request.getfixturevalue(_real_redis_server(request))  # a ServerSpec, a cluster or a Sentinel group
+    return SecretURL(spec.admin_url or spec.url)
 
 
 mw_postgres_dsn = factories.postgres_dsn(

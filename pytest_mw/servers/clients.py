@@ -112,6 +112,8 @@ class RedisNamespace:
     namespace: str
     admin_url: str = field(default="", repr=False)
     """Cleanup connects here when set (a least-privilege ``url`` may not be allowed to SCAN)."""
+    cluster: bool = False
+    """``url`` names a node of a Redis Cluster: cleanup SCANs every primary (each holds only its slots' keys)."""
     _clients: list[redis.Redis] = field(default_factory=list, init=False, repr=False)
 
     def key(self, name: str) -> str:
@@ -134,17 +136,28 @@ class RedisNamespace:
             client.close()
         self._clients.clear()
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self.namespace) + "*"
-        deleted = 0
+        if self.cluster:
+            from redis.cluster import RedisCluster
+
+            with RedisCluster.from_url(self.admin_url or self.url) as cluster:
+                # UNLINK of several keys is split by slot by the cluster client (a node refuses CROSSSLOT)
+                return sum(_unlink_matching(cluster, pattern, target_nodes=node) for node in cluster.get_primaries())
         with redis.Redis.from_url(self.admin_url or self.url) as admin:
-            batch: list[bytes] = []
-            for key in admin.scan_iter(match=pattern, count=_UNLINK_BATCH):
-                batch.append(key)
-                if len(batch) >= _UNLINK_BATCH:
-                    deleted += admin.unlink(*batch)
-                    batch.clear()
-            if batch:
-                deleted += admin.unlink(*batch)
-        return deleted
+            return _unlink_matching(admin, pattern)
+
+
+def _unlink_matching(client: Any, pattern: str, **scan: Any) -> int:
+    """SCAN ``client`` (``scan``: a cluster's ``target_nodes``) for ``pattern``, UNLINK in batches; how many went."""
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=_UNLINK_BATCH, **scan):
+        batch.append(key)
+        if len(batch) >= _UNLINK_BATCH:
+            deleted += client.unlink(*batch)
+            batch.clear()
+    if batch:
+        deleted += client.unlink(*batch)
+    return int(deleted)
 
 
 def with_dbname(dsn: str, dbname: str) -> str:

@@ -173,16 +173,23 @@ def redis_url(
     ``server_fixture_name`` names the server fixture, or picks it per test. The namespace is the test's
     ``mw_namespace`` (shared with ``mw_config``/``mw_redis``), or a namespace of its own, ``{prefix}:{hex}``, when
     ``prefix`` is given. Cleanup goes through the server's admin URL (its least-privilege user may not SCAN others).
+    The server fixture may also yield a :class:`RedisClusterProcesses` (the URL of a primary; cleanup SCANs every
+    primary) or a :class:`RedisSentinelGroup` (the URL of the primary now, cleaned at teardown).
     """
 
     def redis_url_fixture(request: pytest.FixtureRequest) -> Iterator[RedisURL]:
+        from pytest_mw.servers.redis_cluster import RedisClusterProcesses
+
         name = server_fixture_name if isinstance(server_fixture_name, str) else server_fixture_name(request)
-        spec: ServerSpec = request.getfixturevalue(name)
+        spec = request.getfixturevalue(name)  # a ServerSpec, or a cluster or Sentinel provider (same .url)
         namespace = request.getfixturevalue("mw_namespace") if prefix is None else unique_namespace(prefix)
-        janitor = RedisNamespace(spec.url, namespace + ":", admin_url=spec.admin_url)
+        cluster = isinstance(spec, RedisClusterProcesses)
+        janitor = RedisNamespace(spec.url, namespace + ":", admin_url=spec.admin_url, cluster=cluster)
         try:
             yield RedisURL.on(spec.url, janitor)
         finally:
+            # A cluster's or a Sentinel group's URL names the node that is a primary now (a test may fail over)
+            janitor.url, janitor.admin_url = spec.url, spec.admin_url
             janitor.cleanup()
 
     server = f"``{server_fixture_name}``" if isinstance(server_fixture_name, str) else "the test's Redis"

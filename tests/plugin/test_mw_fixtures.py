@@ -186,7 +186,10 @@ def test_x(mw):
     result = run(pytester)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["*::test_x: @pytest.mark.mw_backend('memcached'): name one or more of fakeredis, redis, redis-tls"]
+        [
+            "*::test_x: @pytest.mark.mw_backend('memcached'): name one or more of fakeredis, redis, redis-tls, "
+            "redis-cluster, redis-sentinel"
+        ]
     )
     assert "Traceback" not in result.stdout.str()
     pytester.makeini("[pytest]\nmw_backend = memcached\n")

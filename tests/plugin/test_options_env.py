@@ -114,7 +114,7 @@ def test_empty_variable_counts_as_unset(pytester: pytest.Pytester, monkeypatch: 
 @pytest.mark.parametrize(
     ("variable", "value", "choices"),
     [
-        ("MW_TEST_BACKEND", "postgres", "fakeredis, redis, redis-tls"),
+        ("MW_TEST_BACKEND", "postgres", "fakeredis, redis, redis-tls, redis-cluster, redis-sentinel"),
         ("MW_TEST_SERVER_PROVIDER", "docker", "auto, process, container, noproc"),
     ],
 )

@@ -63,7 +63,7 @@ unencodable_name = st.tuples(_plain, surrogate, _plain).map("".join)
 def _l2_contents(m: MwManager) -> dict[bytes, bytes | None]:
     """Every key of this test's namespace and its bytes, read by a raw client (no tier code involved)."""
     raw = m.l2.client
-    return {k: raw.get(k) for k in sorted(raw.scan_iter(match=m.l2.phys("*")))}
+    return {k: raw.get(k) for k in sorted(raw.scan_iter(match=m.l2.prefix + "*"))}
 
 
 def _state(m: MwManager) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class BusWatch:
     def __init__(self, m: MwManager) -> None:
         self.m = m
         self.pubsub = m.l2.client.pubsub()
-        self.pubsub.subscribe(m.l2.phys(INV_CHANNEL))
+        self.pubsub.subscribe(m.l2.channel(INV_CHANNEL))
         self._next("subscribe")
 
     def _next(self, kind: str) -> dict[str, Any]:

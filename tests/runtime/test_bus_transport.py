@@ -104,7 +104,7 @@ def test_a_transport_carries_invalidations_through_the_real_receive_path(
     names = {f"mw-inv-{bus.origin[:6]}" for bus in (a.bus, b.bus) if bus is not None}
     assert not [t for t in threading.enumerate() if t.name in names], "no subscriber thread"
     raw = a.l2.client.pubsub()
-    raw.subscribe(a.l2.phys(INV_CHANNEL))
+    raw.subscribe(a.l2.channel(INV_CHANNEL))
     assert raw.get_message(timeout=1.0)["type"] == "subscribe"
     _cached(reader, "1", "v1")
     writer.set_global_item_typed("doc", "s", "1", "v2")
@@ -200,18 +200,18 @@ def measure_bus_lag(writer: MwManager, reader: MwManager, n: int) -> dict[str, f
 
 @pytest.mark.mw_real_servers
 def test_named_clusters_on_a_real_redis_hear_each_other_over_pub_sub(
-    mw_redis_url: Any, mw_namespace: str, record_property: Callable[[str, object], None]
+    real_l2_settings: dict[str, Any], mw_namespace: str, record_property: Callable[[str, object], None]
 ) -> None:
     """Without a transport, named clusters are processes on the real bus; the lag they measure is reported, never
     asserted (wall time)."""
-    config = MwConfig.from_env({}, redis_url=str(mw_redis_url), namespace=mw_namespace)
+    config = MwConfig.from_env({}, namespace=mw_namespace, **real_l2_settings)
     a, b = cluster_for(config, name="lag-a"), cluster_for(config, name="lag-b")
     try:
         writer, reader = MwManager("w", cluster=a), MwManager("r", cluster=b)
         assert a.bus is not None and b.bus is not None and a.bus.transport is None
         lag = measure_bus_lag(writer, reader, 300)
         record_property("bus_lag", lag)
-        print(f"bus lag over {mw_redis_url}: {lag}")
+        print(f"bus lag over {a.l2.describe()}: {lag}")
         assert lag["count"] == 300 and b.bus.flushes == 0
         writer.close()
         reader.close()

@@ -303,9 +303,24 @@ def _fds() -> int:
 
 
 def _live_async_clients() -> int:
-    return sum(isinstance(o, redis.asyncio.Redis) for o in gc.get_objects())
+    """Live per-loop clients (asyncio ``Redis`` or ``RedisCluster``); a Sentinel's own clients of its sentinels are
+    part of the one loop client that made them, not counted."""
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.sentinel import Sentinel
+
+    objects = gc.get_objects()
+    helpers = {id(client) for o in objects if isinstance(o, Sentinel) for client in o.sentinels}
+    return sum(isinstance(o, (redis.asyncio.Redis, RedisCluster)) and id(o) not in helpers for o in objects)
 
 
+SENTINEL_LOOP_LEAK = pytest.mark.l2_defect(
+    "redis-sentinel",
+    "each event loop's asyncio client (RedisTopology.aclient) makes its own redis.asyncio.sentinel.Sentinel whose "
+    "connections to the sentinels RedisTier.aclose/close never close: ResourceWarning 'unclosed Connection'",
+)
+
+
+@SENTINEL_LOOP_LEAK
 def test_four_hundred_event_loops_leave_no_clients_sockets_or_warnings(
     tier: RedisTier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -356,6 +371,7 @@ def test_a_loop_closed_without_shutdown_is_forgotten_at_the_next_lookup(tier: Re
         pytest.param("real", marks=pytest.mark.mw_real_servers),
     ],
 )
+@SENTINEL_LOOP_LEAK
 def test_close_closes_the_client_of_a_loop_running_in_another_thread(tier: RedisTier) -> None:
     gc.collect()
     clients = _live_async_clients()

@@ -52,7 +52,22 @@ def _inject(name: str, action: faults.Action, calls: list[str] | None = None) ->
 
 
 def _live_async_clients() -> int:
-    return sum(isinstance(o, redis.asyncio.Redis) for o in gc.get_objects())
+    """Live per-loop clients (asyncio ``Redis`` or ``RedisCluster``); a Sentinel's own clients of its sentinels are
+    part of the one loop client that made them, not counted."""
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.sentinel import Sentinel
+
+    objects = gc.get_objects()
+    helpers = {id(client) for o in objects if isinstance(o, Sentinel) for client in o.sentinels}
+    return sum(isinstance(o, (redis.asyncio.Redis, RedisCluster)) and id(o) not in helpers for o in objects)
+
+
+def _node_admin(l2_admin: Any, tier: RedisTier, key: str) -> Any:
+    """A plain admin client of the node holding ``key``: CLIENT LIST/ID are per node (on a cluster, its owner)."""
+    if not tier.slotted:
+        return l2_admin
+    node = l2_admin.get_node_from_key(tier.phys(key))
+    return redis.Redis(host=node.host, port=node.port)
 
 
 # --- classification ------------------------------------------------------------------------------------------
@@ -276,10 +291,11 @@ def test_a_lost_reply_fails_the_call_although_the_write_landed(tier: RedisTier, 
 
 def test_drop_closes_the_pooled_connection(tier: RedisTier, l2_admin: Any) -> None:
     tier.set("k", b"v", 60_000)
-    t = RedisTier(tier.url, namespace=tier.prefix.rstrip(":"), retry_s=0.0)
+    t = RedisTier(tier.url, namespace=tier.prefix.rstrip(":"), retry_s=0.0, topology=tier.topology)
+    admin = _node_admin(l2_admin, tier, "k")
 
     def connections() -> set[int]:  # the server's, seen by an admin (the runtime's user may not run CLIENT)
-        return {int(c["id"]) for c in l2_admin.client_list()} - {int(l2_admin.client_id())}
+        return {int(c["id"]) for c in admin.client_list()} - {int(admin.client_id())}
 
     try:
         t.get("k")
@@ -291,12 +307,15 @@ def test_drop_closes_the_pooled_connection(tier: RedisTier, l2_admin: Any) -> No
             assert connections() - before, "the connection survived the drop (no new one was opened)"
     finally:
         t.close()
+        if admin is not l2_admin:
+            admin.close()
 
 
 @real_only
-def test_async_drop_closes_the_loops_connection(mw_redis_url: Any, mw_namespace: str, mw_redis_admin_url: str) -> None:
-    t = RedisTier(mw_redis_url, namespace=mw_namespace, retry_s=0.0)
-    admin = redis.Redis.from_url(mw_redis_admin_url)
+@pytest.mark.parametrize("backend", ["real"], indirect=True)
+def test_async_drop_closes_the_loops_connection(tier: RedisTier, l2_admin: Any) -> None:
+    t = RedisTier(tier.url, namespace=tier.prefix.rstrip(":"), retry_s=0.0, topology=tier.topology)
+    admin = _node_admin(l2_admin, tier, "k")
 
     def connections() -> set[int]:  # seen by an admin: the runtime's user may not run CLIENT (redis-tls)
         return {int(c["id"]) for c in admin.client_list()} - {int(admin.client_id())}
@@ -313,7 +332,8 @@ def test_async_drop_closes_the_loops_connection(mw_redis_url: Any, mw_namespace:
         before, after = asyncio.run(scenario())
     finally:
         t.close()
-        admin.close()
+        if admin is not l2_admin:
+            admin.close()
     assert after - before, "the loop's connection survived the drop (no new one was opened)"
 
 

@@ -105,17 +105,21 @@ def _world(request: pytest.FixtureRequest, kind: str) -> Iterator[World]:
 
         dsn = str(request.getfixturevalue("mw_postgres_dsn"))
         if kind == "pause":  # the session's server (TLS with --mw-backend redis-tls); CLIENT PAUSE as its admin
-            url, admin = (
-                str(request.getfixturevalue("mw_redis_url")),
-                str(request.getfixturevalue("mw_redis_admin_url")),
-            )
+            if request.getfixturevalue("real_l2_topology") == "cluster":
+                pytest.skip(
+                    "one standalone Redis only, not on redis-cluster: CLIENT PAUSE of the one server, and World reads "
+                    "raw keys from it (a cluster spreads them over 3 primaries)"
+                )
+            # on a Sentinel group: the group's primary (the admin URL names it), through the sentinels
+            l2 = request.getfixturevalue("real_l2_settings")
+            admin = str(request.getfixturevalue("mw_redis_admin_url"))
             ns = request.getfixturevalue("mw_namespace")
         else:
             server = RedisProcess()
             server.start()
-            url = admin = server.url
+            l2, admin = {"redis_url": server.url}, server.url
             ns = f"t{uuid.uuid4().hex[:12]}"
-        config = MwConfig.from_env({}, redis_url=url, mlt_dsn=dsn, namespace=ns, **fast)
+        config = MwConfig.from_env({}, mlt_dsn=dsn, namespace=ns, **l2, **fast)
         raw = redis.Redis.from_url(admin, socket_timeout=5)
     world = World(kind, config, raw, server)
     try:

@@ -18,7 +18,7 @@ from mw import MwConfig, MwManager
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    config = MwConfig.from_env({}, redis_url=spec["redis_url"], mlt_dsn=spec["mlt_dsn"], namespace=spec["namespace"])
+    config = MwConfig.from_env({}, mlt_dsn=spec["mlt_dsn"], namespace=spec["namespace"], **spec["l2"])
     manager = MwManager(f"herd-{spec['proc']}", config)
     manager.cluster.mlt.get_item("warm", "up", "x")  # open pools before the start instant
 

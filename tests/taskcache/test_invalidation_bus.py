@@ -74,7 +74,9 @@ def test_a_dropped_subscription_flushes_and_resubscribes(make_manager: Make, bac
     a.set_global_item_typed("doc", "s", "1", "v")
     bus = a.cluster.bus
     assert bus is not None and bus.subscribed
-    if backend == "real":
+    if backend == "real" and a.l2.slotted:  # the subscriber's node is one primary: kill on every node
+        l2_admin.client_kill_filter(_type="pubsub", target_nodes=l2_admin.ALL_NODES)
+    elif backend == "real":
         l2_admin.client_kill_filter(_type="pubsub")
     else:
         bus._pubsub.connection.disconnect()
@@ -91,7 +93,7 @@ CHILD = textwrap.dedent(
     from mw import MwConfig, MwManager
     from mw import keys as K
     spec = json.loads(sys.argv[1])
-    m = MwManager("child", MwConfig(redis_url=spec["url"], mlt_dsn=spec["dsn"], namespace=spec["ns"]))
+    m = MwManager("child", MwConfig(mlt_dsn=spec["dsn"], namespace=spec["ns"], **spec["l2"]))
     row = m.get_task("x-1")
     key = K.task_key("x-1")
     print(json.dumps({"ready": row["status"]}), flush=True)
@@ -105,13 +107,13 @@ CHILD = textwrap.dedent(
 
 
 def test_invalidation_reaches_an_agent_in_another_process(
-    mw_redis_url: str, mw_namespace: str, mw_postgres_dsn: str
+    real_l2_settings: dict[str, Any], mw_namespace: str, mw_postgres_dsn: str
 ) -> None:
-    config = MwConfig(redis_url=str(mw_redis_url), mlt_dsn=str(mw_postgres_dsn), namespace=mw_namespace)
+    config = MwConfig(mlt_dsn=str(mw_postgres_dsn), namespace=mw_namespace, **real_l2_settings)
     parent = MwManager("parent", config)
     try:
         parent.mlt.put_task({"id": "x-1", "status": "running"})
-        spec = {"url": config.redis_url, "dsn": config.mlt_dsn, "ns": config.namespace}
+        spec = {"l2": real_l2_settings, "dsn": config.mlt_dsn, "ns": config.namespace}
         with subprocess.Popen(
             [sys.executable, "-c", CHILD, json.dumps(spec)], stdout=subprocess.PIPE, text=True, env={**os.environ}
         ) as child:
@@ -183,10 +185,12 @@ def test_pruned_origins_over_the_bus_do_not_flush_and_a_real_gap_still_does(make
     assert bus is not None
     bus.max_origins = 50
     received, flushes = bus.received, bus.flushes
-    pipe = a.l2.client.pipeline(transaction=False)
+    # one pipeline; a cluster client pipelines no PUBLISH (classic pub/sub is broadcast, not routed): one by one
+    pipe = a.l2.client if a.l2.slotted else a.l2.client.pipeline(transaction=False)
     for n in range(300):
-        pipe.publish(a.l2.phys(INV_CHANNEL), _message(f"one-shot-{n}", 1))
-    pipe.execute()
+        pipe.publish(a.l2.channel(INV_CHANNEL), _message(f"one-shot-{n}", 1))
+    if not a.l2.slotted:
+        pipe.execute()
     assert _wait(lambda: bus.received >= received + 300)
     assert len(bus._origins) <= 50
     for seq in (1, 2, 5):

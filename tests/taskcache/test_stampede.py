@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,16 +197,16 @@ def _count_calls(mlt_dsn: str) -> int:
 
 
 def test_four_processes_sixteen_callers_one_loader_call(
-    mw_redis_url: str, mw_namespace: str, mw_postgres_dsn: str
+    real_l2_settings: dict[str, Any], mw_namespace: str, mw_postgres_dsn: str
 ) -> None:
     """Real Redis + PostgreSQL only: separate processes cannot share the in-process fake Redis."""
-    base_config = MwConfig(redis_url=str(mw_redis_url), mlt_dsn=str(mw_postgres_dsn), namespace=mw_namespace)
+    base_config = MwConfig(mlt_dsn=str(mw_postgres_dsn), namespace=mw_namespace, **real_l2_settings)
     load_s = 0.2
     start_at = time.time() + 3.0
     procs = []
     for i in range(4):
         spec = {
-            "redis_url": base_config.redis_url,
+            "l2": real_l2_settings,
             "mlt_dsn": base_config.mlt_dsn,
             "namespace": base_config.namespace,
             "proc": i,
