@@ -37,17 +37,6 @@ L2_DEFECT = (
     "xfail naming the defect, so the run stays honest and a fix fails as XPASS(strict) (then drop the marker)"
 )
 
-SENTINEL_ASYNC_LEAK = (
-    "mw defect: on a Sentinel group each event loop's asyncio client (RedisTopology.aclient) makes its own "
-    "redis.asyncio.sentinel.Sentinel whose connections to the sentinels are never closed (RedisTier.aclose/close "
-    "close only the primary's client): ResourceWarning 'unclosed Connection' at the next garbage collection"
-)
-
-LEAK_WARNINGS = ("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
-"""On ``redis-sentinel`` only: the leak of ``SENTINEL_ASYNC_LEAK`` warns whenever the garbage collector runs, in
-whichever test that is (so a warning check there would fail for a leak not its own). The tests about leaks assert
-it themselves (their own warning filters and unraisable hook win) and are ``l2_defect`` on that variant."""
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", L2_DEFECT)
@@ -58,25 +47,6 @@ def _run_variant(config: pytest.Config) -> str:
     from pytest_mw.options import mw_options, resolve_backend
 
     return resolve_backend("redis", mw_options(config).backend)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On ``redis-sentinel``, each real-server test ignores the runtime's leaked-connection warnings (markers beat
-    ``-W error``); the run's summary names the defect."""
-    if _run_variant(config) != "redis-sentinel":
-        return
-    for item in items:
-        if item.get_closest_marker("mw_real_servers") is not None:
-            for line in LEAK_WARNINGS:
-                item.add_marker(pytest.mark.filterwarnings(line))
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if _run_variant(config) == "redis-sentinel":
-        terminalreporter.write_sep(
-            "=", "known runtime defect on redis-sentinel (its warnings are ignored)", yellow=True
-        )
-        terminalreporter.write_line(SENTINEL_ASYNC_LEAK)
 
 
 @pytest.fixture(params=BACKENDS)

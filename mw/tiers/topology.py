@@ -105,7 +105,17 @@ class RedisTopology:
         return {**self._timeouts(), **self.tls}
 
     def _sentinel(self, module: Any) -> Any:
-        return module.Sentinel(list(self.sentinels), sentinel_kwargs=self._timeouts(), **self._timeouts())
+        """The Sentinel group's client; neither its questions to the sentinels nor the primary's connections retry
+        with backoff (redis-py's default: 3 tries, about 4.5 s before a dead group is an error), so an unreachable
+        group costs one connect deadline per sentinel, as an unreachable server does."""
+        import redis.asyncio.retry
+        import redis.retry
+        from redis.backoff import NoBackoff
+
+        asyncio_client = module.__name__.startswith("redis.asyncio")
+        retry = (redis.asyncio.retry.Retry if asyncio_client else redis.retry.Retry)(NoBackoff(), 0)
+        once = {"retry": retry, **self._timeouts()}
+        return module.Sentinel(list(self.sentinels), sentinel_kwargs=once, **once)
 
     def client(self) -> Any:
         """The sync client (its pool is shared by every thread of the process)."""

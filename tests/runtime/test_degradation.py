@@ -15,20 +15,11 @@ from mw import keys as K
 Make = Callable[..., MwManager]
 
 
-CLUSTER_DOWN_AT_START = (
-    "a cluster none of whose nodes answers when the L2 tier is first built: RedisTopology.client() runs "
-    "RedisCluster.from_url, which connects at once and raises RedisClusterException to the caller of the first "
-    "read or write (a standalone or Sentinel client connects lazily and the call degrades)"
-)
-DOWN_AT_START = pytest.mark.l2_defect("redis-cluster", CLUSTER_DOWN_AT_START)
-
-
 def _down_manager(make_manager: Make, organ: str, dead_l2: dict[str, Any]) -> MwManager:
     """A manager whose L2 is a port nobody listens on (``dead_l2``: on the test's topology; Mlt is the backend's)."""
     return make_manager(organ, redis_timeout_s=0.2, pubsub=False, **dead_l2)
 
 
-@DOWN_AT_START
 def test_reads_fall_through_to_mlt_when_l2_is_down(backend: str, make_manager: Make, dead_l2: dict[str, Any]) -> None:
     m = _down_manager(make_manager, "a", dead_l2)
     m.mlt.put_item("doc", "s", "1", {"v": 1})
@@ -39,7 +30,6 @@ def test_reads_fall_through_to_mlt_when_l2_is_down(backend: str, make_manager: M
     assert m.telemetry.l0_hits == 1
 
 
-@DOWN_AT_START
 def test_writes_that_miss_l2_are_counted_not_lost(
     backend: str, make_manager: Make, caplog, dead_l2: dict[str, Any]
 ) -> None:
@@ -57,7 +47,6 @@ def test_writes_that_miss_l2_are_counted_not_lost(
     assert m.memory_metrics()["mw_tier_errors"] >= 1
 
 
-@DOWN_AT_START
 def test_a_negative_mark_that_missed_l2_is_not_kept_locally(
     backend: str, make_manager: Make, dead_l2: dict[str, Any]
 ) -> None:
@@ -67,7 +56,6 @@ def test_a_negative_mark_that_missed_l2_is_not_kept_locally(
     assert m.check_negative_cache("doc", "s", "1") is False, "a mark only this process holds would hide a write"
 
 
-@DOWN_AT_START
 def test_l2_recovers_after_the_retry_window(make_manager: Make, dead_l2: dict[str, Any]) -> None:
     m = make_manager("a", tier_retry_s=0.0, pubsub=False)
     server = m.l2._server if m.l2.embedded else None
@@ -135,12 +123,6 @@ def test_embedded_default_needs_no_server(monkeypatch: pytest.MonkeyPatch) -> No
         mw.close_all()
 
 
-@DOWN_AT_START
-@pytest.mark.l2_defect(
-    "redis-sentinel",
-    "with no sentinel answering, the first call spends about 4.5 s (redis_timeout_s=0.1) in redis-py's retries of "
-    "the primary's discovery (MasterNotFoundError after backoff) instead of one short wait",
-)
 def test_redis_down_at_startup_costs_one_short_wait_and_l0_keeps_serving(
     make_manager: Make, caplog: pytest.LogCaptureFixture, dead_l2: dict[str, Any]
 ) -> None:

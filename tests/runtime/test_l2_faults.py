@@ -313,14 +313,6 @@ def _live_async_clients() -> int:
     return sum(isinstance(o, (redis.asyncio.Redis, RedisCluster)) and id(o) not in helpers for o in objects)
 
 
-SENTINEL_LOOP_LEAK = pytest.mark.l2_defect(
-    "redis-sentinel",
-    "each event loop's asyncio client (RedisTopology.aclient) makes its own redis.asyncio.sentinel.Sentinel whose "
-    "connections to the sentinels RedisTier.aclose/close never close: ResourceWarning 'unclosed Connection'",
-)
-
-
-@SENTINEL_LOOP_LEAK
 def test_four_hundred_event_loops_leave_no_clients_sockets_or_warnings(
     tier: RedisTier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,7 +363,6 @@ def test_a_loop_closed_without_shutdown_is_forgotten_at_the_next_lookup(tier: Re
         pytest.param("real", marks=pytest.mark.mw_real_servers),
     ],
 )
-@SENTINEL_LOOP_LEAK
 def test_close_closes_the_client_of_a_loop_running_in_another_thread(tier: RedisTier) -> None:
     gc.collect()
     clients = _live_async_clients()

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test_degradation import DOWN_AT_START
 
 from mw import ManualClock, MwConfig, MwManager
 from mw import keys as K
@@ -103,7 +102,6 @@ def test_9_hot_items_ignore_internal_probes_and_use_one_format(make_manager: Mak
     assert [name for name, _ in a.get_hot_items()] == ["task:by_id:7"]
 
 
-@DOWN_AT_START
 def test_10_failed_writes_are_counted_and_values_are_not_shared(make_manager: Make, dead_l2: dict[str, Any]) -> None:
     a = make_manager("a", redis_timeout_s=0.1, pubsub=False, **dead_l2)
     a.set_global_item_typed("doc", "s", "1", {"k": [1]})

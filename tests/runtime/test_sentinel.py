@@ -84,7 +84,7 @@ def test_reads_writes_deletes_and_the_bus_through_the_sentinels(make: Callable[.
     assert _until(lambda: bus.received > heard)
     assert b.get_item_typed("doc", "s", "1") is None
     assert asyncio.run(b.get_item_typed_async("doc", "s", "1")) is None
-    assert a.l2.wait_replicas == 1 and a.l2.unconfirmed == 0, "the healthy replica confirmed every change"
+    assert a.l2.wait_replicas == 1, "with Sentinel, changes wait for a replica by default"
 
 
 def _lose_replication(sentinel: RedisSentinelGroup) -> tuple[DataNode, DataNode]:
@@ -119,7 +119,10 @@ def test_deletes_acknowledged_before_a_failover_are_not_lost(
     for i in ids:
         a.set_global_item_typed("doc", "s", i, f"old {i}")
     with _admin(sentinel.primary()) as admin:
-        assert _until(lambda: int(admin.execute_command("WAIT", 1, 1000)) == 1), "the replica has the old values"
+        # WAIT counts what replicas have of this connection's writes: one write of its own after a's, then WAIT,
+        # proves the replica has a's too (one replication stream).
+        admin.set(f"{a.config.namespace}:probe", b"1")
+        assert int(admin.execute_command("WAIT", 1, 30_000)) == 1, "the replica has the old values"
     primary, replica = _lose_replication(sentinel)
     try:
         for i in ids:
