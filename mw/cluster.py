@@ -117,7 +117,7 @@ class Cluster:
                         retry_s=c.tier_retry_s,
                         topology=RedisTopology.of(c),
                         wait_replicas=c.wait_replicas,
-                        wait_timeout_s=c.redis_wait_timeout_s,
+                        wait_timeout_s=c.wait_timeout_s,
                     )
                     self._leases = Leases(l2, LANDED_CHANNEL)
                     if c.pubsub:

@@ -152,8 +152,9 @@ class MwConfig:
     """``MW_REDIS_WAIT_REPLICAS``: replicas that must confirm (``WAIT``) each write or delete that invalidates, so a
     failover cannot lose it; an unconfirmed one is replayed. Unset: 1 with a Sentinel group, else 0 (off); never on
     a cluster (see docs/runtime.md)."""
-    redis_wait_timeout_s: float = 0.1
-    """``MW_REDIS_WAIT_TIMEOUT_S``: how long a change waits for those replicas before it counts as unconfirmed."""
+    redis_wait_timeout_s: float | None = None
+    """``MW_REDIS_WAIT_TIMEOUT_S``: how long a change waits for those replicas before it counts as unconfirmed;
+    shorter than ``redis_timeout_s`` (WAIT holds the connection). Unset: 0.1 s, at most half ``redis_timeout_s``."""
 
     def __post_init__(self) -> None:
         for status in DEFAULT_TASK_TTLS_S:
@@ -302,6 +303,15 @@ class MwConfig:
         return 1 if self.redis_sentinels else 0
 
     @property
+    def wait_timeout_s(self) -> float:
+        """How long a change waits for its replicas (see ``redis_wait_timeout_s``)."""
+        if self.redis_wait_timeout_s is not None:
+            return self.redis_wait_timeout_s
+        if self.redis_timeout_s > 0:  # 0: no socket deadline to stay under
+            return min(DEFAULT_WAIT_TIMEOUT_S, self.redis_timeout_s / 2)
+        return DEFAULT_WAIT_TIMEOUT_S
+
+    @property
     def sentinel_hosts(self) -> tuple[tuple[str, int], ...]:
         """``redis_sentinels`` as ``(host, port)`` pairs (empty: no Sentinel group)."""
         return _sentinel_hosts(self.redis_sentinels) if self.redis_sentinels else ()
@@ -315,11 +325,16 @@ class MwConfig:
                 raise ConfigError("MW_REDIS_CLUSTER", True, "needs MW_REDIS_URL naming one node of the cluster")
             if "{" in self.namespace or "}" in self.namespace:
                 raise ConfigError("MW_NAMESPACE", self.namespace, "may hold no brace on a cluster (hash tags)")
+            if self.redis_wait_replicas:
+                raise ConfigError(
+                    "MW_REDIS_WAIT_REPLICAS", self.redis_wait_replicas, "not on a cluster (see docs/runtime.md)"
+                )
         if self.redis_wait_replicas is not None and self.redis_wait_replicas < 0:
             raise ConfigError("MW_REDIS_WAIT_REPLICAS", self.redis_wait_replicas, "must be 0 (off) or more")
-        if not (math.isfinite(self.redis_wait_timeout_s) and self.redis_wait_timeout_s > 0):
-            raise ConfigError("MW_REDIS_WAIT_TIMEOUT_S", self.redis_wait_timeout_s, "must be a positive number")
-        if self.wait_replicas and 0 < self.redis_timeout_s <= self.redis_wait_timeout_s:
+        wait_s = self.redis_wait_timeout_s
+        if wait_s is not None and not (math.isfinite(wait_s) and wait_s > 0):
+            raise ConfigError("MW_REDIS_WAIT_TIMEOUT_S", wait_s, "must be a positive number")
+        if wait_s is not None and self.wait_replicas and 0 < self.redis_timeout_s <= wait_s:
             raise ConfigError(
                 "MW_REDIS_WAIT_TIMEOUT_S",
                 self.redis_wait_timeout_s,
@@ -391,6 +406,9 @@ class MwConfig:
         shown = ", ".join(f"{f.name}={masked(getattr(self, f.name))!r}" for f in dataclasses.fields(self))
         return f"{type(self).__name__}({shown})"
 
+
+DEFAULT_WAIT_TIMEOUT_S = 0.1
+"""``MW_REDIS_WAIT_TIMEOUT_S`` when unset (and ``MW_REDIS_TIMEOUT_S`` is at least twice that)."""
 
 TLS_CONNECT_TIMEOUT_S = 2.0
 """The least connect deadline on ``rediss://`` when ``MW_REDIS_CONNECT_TIMEOUT_S`` is unset: a TLS handshake is

@@ -245,13 +245,12 @@ class RealFaults:
         self._threads.append(act)
         act.start()
         yield self.env.timeout(w.for_s)
-        stop.set()
-        act.join()  # a failover's promotion, or the slot being moved, finishes first
+        stop.set()  # a reshard stops after the slot it is moving; the run goes on meanwhile (close() waits for it)
         if w.kind == "l2_failover":
             self.on_wiped()  # leases held on the old primary may be gone: a second load of a key is allowed
-            back = threading.Thread(target=self._bring_back, args=(group, record), name="mw-sim-rejoin")
+            back = threading.Thread(target=self._bring_back, args=(group, record, act), name="mw-sim-rejoin")
             self._threads.append(back)
-            back.start()  # the rejoin (a sync of the replica) goes on while the run does; close() waits for it
+            back.start()  # after the promotion, the rejoin (a sync of the replica) goes on while the run does
         self._closed(record, before, w.end_s)
 
     def _fail_over(self, group: Any, record: dict[str, Any]) -> None:
@@ -270,7 +269,8 @@ class RealFaults:
             record["error"] = f"{type(exc).__name__}: {exc}"
 
     @staticmethod
-    def _bring_back(group: Any, record: dict[str, Any]) -> None:
+    def _bring_back(group: Any, record: dict[str, Any], failover: threading.Thread) -> None:
+        failover.join()  # the promotion first: a node restarted before it would rejoin as the primary again
         host, port = str(record.get("killed", ":0")).rsplit(":", 1)
         try:
             node = next((n for n in group.nodes() if n.port == int(port) and n.host == host), None)
@@ -287,6 +287,8 @@ class RealFaults:
             while not stop.is_set():
                 ports = [p.port for p in group.primaries()]
                 for _ in range(RESHARD_SLOTS):
+                    if stop.is_set():
+                        break
                     after = (ports.index(group.owner(slot).port) + 1) % len(ports)
                     group.move_slot(slot, group.primaries()[after])
                     moved += 1

@@ -26,15 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mw.errors import (
+    ConfigError,
     L2CommandError,
     ReplicationUnconfirmed,
     TierBusy,
@@ -253,6 +256,8 @@ class RedisTier:
         self.embedded = topology.url is None and topology.kind == "standalone"
         self.slotted = topology.slotted
         """A Redis Cluster: each item's keys are hash-tagged into one slot (:mod:`mw.tiers.slots`)."""
+        if self.slotted and ("{" in namespace or "}" in namespace):
+            raise ConfigError("MW_NAMESPACE", namespace, "may hold no brace on a cluster (hash tags)")
         self.wait_replicas = 0 if self.embedded or self.slotted else wait_replicas
         """Replicas that must confirm a write or delete carrying an invalidation (``WAIT``), else it is
         :class:`ReplicationUnconfirmed` (see :meth:`_durable`). Not on a cluster or the embedded server."""
@@ -283,6 +288,10 @@ class RedisTier:
         self._server: Any = None
         self._client: Any = None
         self._client_lock = threading.Lock()
+        self._seeds: list[tuple[str, int]] = []
+        """Cluster nodes its clients have seen: a new client (a new event loop's) asks them besides the URL's."""
+        self._learned: weakref.WeakSet[Any] = weakref.WeakSet()
+        """The asyncio cluster clients whose nodes are in ``_seeds`` already."""
         if self.embedded:
             self._server = embedded_server()
             self._client = embedded_client(self._server)
@@ -309,9 +318,17 @@ class RedisTier:
         import redis
 
         try:
-            return self.topology.client()
+            client = self.topology.client(self._seeds)
         except redis.exceptions.RedisClusterException as exc:  # "cannot be connected": no node answered
             raise redis.exceptions.ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+        if self.slotted:
+            self._learn(client)
+        return client
+
+    def _learn(self, client: Any) -> None:
+        """Remember a cluster client's nodes (a bounded list: a cluster's own size)."""
+        with contextlib.suppress(Exception):
+            self._seeds = sorted({(node.host, node.port) for node in client.get_nodes()})
 
     # --- helpers -------------------------------------------------------------------------------------
     def phys(self, key: str) -> str:
@@ -362,7 +379,7 @@ class RedisTier:
             import fakeredis
 
             return fakeredis.FakeAsyncRedis(server=self._server)
-        return self.topology.aclient()
+        return self.topology.aclient(self._seeds)
 
     def subscriber(self, attempt: int = 0) -> Any:
         """A client for the bus's subscription (see :meth:`RedisTopology.subscriber`); embedded: the client."""
@@ -456,8 +473,7 @@ class RedisTier:
             self._ok()
             return result
 
-    @staticmethod
-    async def _ainitialize(client: Any) -> None:
+    async def _ainitialize(self, client: Any) -> None:
         """Read the slot map if not yet (idempotent). Done before the first command: a transaction as the asyncio
         cluster client's first command leaves a node the client never closes (redis-py 8.1: ResourceWarning)."""
         import redis
@@ -466,6 +482,9 @@ class RedisTier:
             await client.initialize()
         except redis.exceptions.RedisClusterException as exc:  # no node answered
             raise redis.exceptions.ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+        if client not in self._learned:
+            self._learned.add(client)
+            self._learn(client)
 
     async def _apoint(self, name: str, key: str | None, client: Any) -> None:
         dropped: list[bool] = []
@@ -711,9 +730,12 @@ class RedisTier:
         return int(self._call("l2.pttl", (key,), lambda c: c.pttl(phys), miss=-2))
 
     def scan_keys(self, match: str = "*", count: int = 500) -> list[str]:
-        pattern = self.phys(match)
+        """Logical keys matching the glob ``match``. On a cluster every primary's keys under the namespace are
+        scanned and matched after untagging (a tagged pattern would miss the markers: ``mw:neg:{...}``)."""
+        pattern = self.prefix + "*" if self.slotted else self.phys(match)
         found = self._call("l2.scan", (match,), lambda c: list(c.scan_iter(match=pattern, count=count)))
-        return [self.logical(k) for k in found]
+        keys = [self.logical(k) for k in found]
+        return [k for k in keys if fnmatch.fnmatchcase(k, match)] if self.slotted else keys
 
     # --- async ---------------------------------------------------------------------------------------
     async def get_async(self, key: str) -> bytes | None:

@@ -47,7 +47,7 @@ def errors() -> tuple[type[BaseException], ...]:
     """Everything a Redis call can raise that :func:`classify` handles; anything else is a bug and propagates."""
     import redis.exceptions as rx
 
-    return (rx.RedisError, rx.SlotNotCoveredError, OSError, asyncio.TimeoutError)
+    return (rx.RedisError, rx.RedisClusterException, OSError, asyncio.TimeoutError)
 
 
 @functools.cache
@@ -65,7 +65,7 @@ def _by_class() -> tuple[tuple[type[BaseException], Fault], ...]:
         (rx.ReadOnlyError, Fault.TOPOLOGY),
         (rx.AskError, Fault.TOPOLOGY),  # MovedError is an AskError
         (rx.ClusterDownError, Fault.UNAVAILABLE),
-        (rx.SlotNotCoveredError, Fault.UNAVAILABLE),  # not a RedisError: a slot whose node is gone
+        (rx.SlotNotCoveredError, Fault.UNAVAILABLE),  # a slot whose node is gone
         (rx.ConnectionError, Fault.UNAVAILABLE),
         (rx.TimeoutError, Fault.UNAVAILABLE),
     )
@@ -98,6 +98,10 @@ def classify(exc: BaseException) -> Fault:
     for cls, fault in _by_class():
         if isinstance(exc, cls):
             return fault
+    if isinstance(exc, (rx.CrossSlotTransactionError, rx.InvalidPipelineStack)):
+        return Fault.COMMAND  # the runtime sent what a cluster cannot take: a bug, loud on writes
+    if isinstance(exc, rx.RedisClusterException):  # not a RedisError: "cannot be connected", no node answered
+        return Fault.UNAVAILABLE
     if isinstance(exc, rx.ResponseError):
         return _BY_CODE.get(_code(exc), Fault.COMMAND)
     if isinstance(exc, rx.DataError):  # redis-py refused an argument before sending it

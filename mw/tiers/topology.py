@@ -18,7 +18,7 @@ into one hash slot (:mod:`mw.tiers.slots`). The three kinds:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -104,6 +104,17 @@ class RedisTopology:
         """Deadlines and TLS files, as every client of this topology takes them."""
         return {**self._timeouts(), **self.tls}
 
+    def _cluster_options(self, asyncio_client: bool) -> dict[str, Any]:
+        """A cluster client's options: no backoff between its retries of a failed node (redis-py's default slept
+        about 4 s in a write's transaction to a dead primary: a dead server must cost one deadline). Redirects
+        (``MOVED``/``ASK``) are followed as before; one immediate retry reads the refreshed slot map."""
+        import redis.asyncio.retry
+        import redis.retry
+        from redis.backoff import NoBackoff
+
+        retry = (redis.asyncio.retry.Retry if asyncio_client else redis.retry.Retry)(NoBackoff(), 1)
+        return {"retry": retry, **self._options()}
+
     def _sentinel(self, module: Any) -> Any:
         """The Sentinel group's client; neither its questions to the sentinels nor the primary's connections retry
         with backoff (redis-py's default: 3 tries, about 4.5 s before a dead group is an error), so an unreachable
@@ -117,14 +128,19 @@ class RedisTopology:
         once = {"retry": retry, **self._timeouts()}
         return module.Sentinel(list(self.sentinels), sentinel_kwargs=once, **once)
 
-    def client(self) -> Any:
-        """The sync client (its pool is shared by every thread of the process)."""
+    def client(self, seeds: Sequence[tuple[str, int]] = ()) -> Any:
+        """The sync client (its pool is shared by every thread of the process).
+
+        ``seeds``: on a cluster, nodes known from an earlier client, asked besides the URL's for the slot map (the
+        URL's node may be the one that died)."""
         import redis
 
         if self.kind == "cluster":
-            from redis.cluster import RedisCluster
+            from redis.cluster import ClusterNode, RedisCluster
 
-            return RedisCluster.from_url(str(self.url), **self._options())
+            node: Any = ClusterNode  # untyped in redis-py
+            nodes = [node(host, port) for host, port in seeds]
+            return RedisCluster.from_url(str(self.url), startup_nodes=nodes, **self._cluster_options(False))
         if self.kind == "sentinel":
             import redis.sentinel
 
@@ -132,12 +148,15 @@ class RedisTopology:
         url = str(self.url)
         return redis.Redis.from_url(url, health_check_interval=30, **self._options(), **_tls_connection(url))
 
-    def aclient(self) -> Any:
-        """A new asyncio client (one per event loop: see :mod:`mw.tiers.aio_clients`)."""
+    def aclient(self, seeds: Sequence[tuple[str, int]] = ()) -> Any:
+        """A new asyncio client (one per event loop: see :mod:`mw.tiers.aio_clients`); ``seeds`` as for
+        :meth:`client`."""
         if self.kind == "cluster":
-            from redis.asyncio.cluster import RedisCluster
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-            return RedisCluster.from_url(str(self.url), **self._options())
+            node: Any = ClusterNode  # untyped in redis-py
+            nodes = [node(host, port) for host, port in seeds]
+            return RedisCluster.from_url(str(self.url), startup_nodes=nodes, **self._cluster_options(True))
         if self.kind == "sentinel":
             import redis.asyncio.sentinel
 
@@ -192,8 +211,12 @@ class _ClosesSentinels:
         return getattr(self._client, name)
 
     async def aclose(self) -> None:
-        try:
-            await self._client.aclose()
-        finally:
-            for sentinel in self._group.sentinels:
-                await sentinel.aclose()
+        clients = [self._client, *self._group.sentinels]
+        failed: BaseException | None = None
+        for client in clients:  # each one, whatever another raised
+            try:
+                await client.aclose()
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed

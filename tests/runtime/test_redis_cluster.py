@@ -263,3 +263,37 @@ def test_the_nodes_come_from_the_runs_provider(cluster: RedisClusterProcesses, p
     expected = "container" if stashed_server_options(pytestconfig).provider == "container" else "process"
     assert cluster.provider == cluster.spec.provider == expected
     assert cluster.label.startswith(expected) and len(cluster.pids) == 6
+
+
+def test_a_whole_cluster_paused_costs_callers_nothing_and_its_deletes_are_replayed(
+    cluster: RedisClusterProcesses, make: Callable[..., MwManager]
+) -> None:
+    """Every node SIGSTOPped: redis-py's cluster client raises RedisClusterException ("cannot be connected", not a
+    RedisError) from inside the command. That is an outage like any other: callers get no exception, and the delete
+    made meanwhile is kept and replayed once the nodes answer (it was dropped as "unsendable" before)."""
+    import os
+    import signal
+
+    a = make("a", 1, tier_retry_s=0.2, redis_timeout_s=0.3)
+    a.set_global_item_typed("doc", "s", "1", "old")
+    pids = list(cluster.pids)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        assert a.del_global_item_typed("doc", "s", "1") is not None  # no exception: answered from what is known
+        a.get_item_typed("doc", "s", "2")
+        assert a.cluster.pending, "the delete waits for L2"
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert _until(lambda: not a.cluster.pending), "replayed once the nodes answered"
+    assert make("b", 2).get_item_typed("doc", "s", "1") is None
+
+
+def test_scan_keys_on_a_cluster_finds_markers_and_leases_too(make: Callable[..., MwManager]) -> None:
+    a = make("a")
+    a.set_negative_cache("doc", "s", "gone")
+    a.set_global_item_typed("doc", "s", "here", 1)
+    marker, value = K.negative_key(K.global_typed_key("doc", "s", "gone")), K.global_typed_key("doc", "s", "here")
+    assert marker in a.l2.scan_keys(K.NEGATIVE_PREFIX + "*")
+    assert value in a.l2.scan_keys("global:item:doc:*") and marker not in a.l2.scan_keys("global:item:doc:*")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mw import keys as K
@@ -30,6 +30,7 @@ def _cluster_tier(ns: str) -> RedisTier:
     return RedisTier(None, namespace=ns, topology=RedisTopology("redis://127.0.0.1:1/0", "cluster"))
 
 
+@settings(deadline=None)  # no wall-clock limit: a busy machine slows the first example's imports
 @given(component, component, item_id, namespace)
 def test_an_items_value_marker_and_lease_share_one_slot(kind: str, scope: str, ident: str, ns: str) -> None:
     try:
@@ -45,6 +46,7 @@ def test_an_items_value_marker_and_lease_share_one_slot(kind: str, scope: str, i
         tier.close()
 
 
+@settings(deadline=None)
 @given(st.text(min_size=1, max_size=40))
 def test_untagged_inverts_tagged(text: str) -> None:
     for key in (text, K.negative_key(text), K.lease_key(text)):
@@ -96,6 +98,7 @@ def test_by_slot_groups_positions_in_first_seen_order() -> None:
         ({"redis_sentinels": "h:1", "redis_sentinel_master": "m", "redis_wait_timeout_s": 0.5},
          "MW_REDIS_WAIT_TIMEOUT_S"),
         ({"redis_wait_replicas": -1}, "MW_REDIS_WAIT_REPLICAS"),
+        ({"redis_cluster": True, "redis_url": "redis://h:1/0", "redis_wait_replicas": 1}, "MW_REDIS_WAIT_REPLICAS"),
         ({"redis_wait_timeout_s": 0.0}, "MW_REDIS_WAIT_TIMEOUT_S"),
     ],
 )  # fmt: skip
@@ -131,3 +134,9 @@ def test_a_slot_no_node_serves_is_an_outage_not_a_bug() -> None:
 
     exc = rx.SlotNotCoveredError("slot 7 is not covered")
     assert isinstance(exc, errors()) and classify(exc) is Fault.UNAVAILABLE
+
+
+def test_a_tier_built_by_hand_refuses_a_brace_in_a_cluster_namespace() -> None:
+    with pytest.raises(ConfigError) as caught:
+        _cluster_tier("a{b")
+    assert caught.value.variable == "MW_NAMESPACE"
