@@ -129,6 +129,10 @@ def _build_global_typed(kind: object, scope: object, item_id: object) -> str:
 
 _PREFIXES: dict[tuple[str, str], str] = {}
 _PREFIX_CACHE_MAX = 4096
+_KEYS: dict[str, dict[str, str]] = {}
+"""Per validated prefix, the keys already built from a checked id: a read of a known id costs two dict lookups
+and hands back the same ``str`` (its hash computed once), not a new string checked again."""
+_KEYS_PER_PREFIX_MAX = 65536
 
 
 def global_typed_prefix(kind: str, scope: str) -> str:
@@ -139,6 +143,7 @@ def global_typed_prefix(kind: str, scope: str) -> str:
 def _typed_prefix(kind: object, scope: object) -> str:
     prefix = f"{GLOBAL_PREFIX}{check_component('kind', kind)}:{check_component('scope', scope)}:"
     if len(_PREFIXES) < _PREFIX_CACHE_MAX:
+        _KEYS.setdefault(prefix, {})
         _PREFIXES[(kind, scope)] = prefix  # type: ignore[index]
     return prefix
 
@@ -147,21 +152,28 @@ def global_typed_key(kind: str, scope: str, item_id: str) -> str:
     """``global:item:{kind}:{scope}:{id}``, validated.
 
     This is on every typed read's hot path, so the common case is checked with C-level string
-    methods (a validated ``kind:scope`` prefix is remembered; a printable id needs no regex) and
-    anything unusual goes through the full checks, which name the bad part.
+    methods (a validated ``kind:scope`` prefix is remembered; a printable id needs no regex), a key
+    built once is remembered (bounded), and anything unusual goes through the full checks, which
+    name the bad part.
     """
     try:
         prefix = _PREFIXES.get((kind, scope))
     except TypeError:  # unhashable kind or scope
         prefix = None
-    if (
-        prefix is not None
-        and type(item_id) is str
-        and 0 < len(item_id) <= MAX_COMPONENT_LEN
-        and item_id.isprintable()
-        and not item_id.startswith(RESERVED_PREFIXES)
-    ):
-        return prefix + item_id
+    if prefix is not None and type(item_id) is str:
+        built = _KEYS[prefix]
+        key = built.get(item_id)
+        if key is not None:
+            return key
+        if (
+            0 < len(item_id) <= MAX_COMPONENT_LEN
+            and item_id.isprintable()
+            and not item_id.startswith(RESERVED_PREFIXES)
+        ):
+            key = prefix + item_id
+            if len(built) < _KEYS_PER_PREFIX_MAX:
+                built[item_id] = key
+            return key
     return _build_global_typed(kind, scope, item_id)
 
 

@@ -189,7 +189,12 @@ class MwManager:
         """
         key = K.global_typed_key(kind, scope, item_id)
         self._hot_add(key)
-        return self._reads.begin(key)
+        if self.enabled:  # an L0 hit, as ReadThrough.begin answers it, without its two calls
+            value = self._l0.get(key, MISS)
+            if value is not MISS:
+                self.telemetry.l0_hits += 1
+                return LoadPlan("hit", key, value)
+        return self._reads.begin_missed(key)
 
     def begin_get_or_load(self, kind: str, scope: str, item_id: str, ttl_s: float | None = None) -> LoadPlan:
         """:meth:`get_or_load` in steps (see :meth:`begin_load`), with its XFetch early refresh and ``ttl_s``.
@@ -414,7 +419,13 @@ class MwManager:
         split-phase caller loads with ``mlt.get_task(id, with_meta=True)`` and reads versions off it."""
         key = K.task_key(task_id)
         self._hot_add(key)
-        plan = self._reads.begin(key, self._task_fill_ttl)
+        if self.enabled:  # an L0 hit, as in begin_load
+            value = self._l0.get(key, MISS)
+            if value is not MISS:
+                self.telemetry.l0_hits += 1
+                self.telemetry.task_cache_hits += 1
+                return LoadPlan("hit", key, value)
+        plan = self._reads.begin_missed(key, self._task_fill_ttl)
         self._count_task(plan.state in ("hit", "negative") and not plan.shared)
         return plan
 

@@ -179,6 +179,12 @@ class ReadThrough:
             value = agent.l0_get(key)
             if value is not MISS:
                 return LoadPlan("hit", key, value)
+        return self.begin_missed(key, ttl_for)
+
+    def begin_missed(self, key: str, ttl_for: TTLFor | None = None) -> LoadPlan:
+        """:meth:`begin` for a caller that looked at L0 itself (``MwManager.begin_load``) and missed, or whose
+        caching is off: L1 -> L2 -> one load, without a second look at L0."""
+        agent = self._agent
         read = P.Read(key, ttl_for=ttl_for, deadline=agent.clock() + agent.config.load_timeout_s, now=agent.clock)
         return drive.begin(agent, P.read_through(agent, read), read)
 

@@ -12,6 +12,7 @@ import math
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
 from mw.config import TASK_STATUSES, MwConfig
@@ -58,6 +59,9 @@ METRIC_FIELDS: dict[str, type] = {
     "mw_hot_items": list,
 }
 """The checklist's heartbeat fields and their types; ``memory_metrics`` adds more, never fewer."""
+
+
+_count = itemgetter(1)
 
 
 class HeavyHitters:
@@ -115,7 +119,7 @@ class HeavyHitters:
 
     def top(self, n: int) -> list[tuple[str, int]]:
         items = list(self._counts.items())
-        items.sort(key=lambda kv: kv[1], reverse=True)
+        items.sort(key=_count, reverse=True)
         return items[:n]
 
     def discard(self, key: str) -> None:
@@ -186,8 +190,18 @@ def hit_ratio(hits: int, misses: int) -> float:
 
 
 def hot_list(pairs: Iterable[tuple[str, int]], top_n: int) -> list[list[Any]]:
-    """``[[name, count], ...]`` for real items only, named as the checklist shows them."""
-    return [[display_name(k), c] for k, c in pairs if not is_internal(k)][:top_n]
+    """``[[name, count], ...]`` for real items only, named as the checklist shows them (the first ``top_n``)."""
+    if top_n < 0:  # a slice's meaning: all but the last -top_n
+        return [[display_name(k), c] for k, c in pairs if not is_internal(k)][:top_n]
+    out: list[list[Any]] = []
+    if top_n == 0:
+        return out
+    for k, c in pairs:
+        if not is_internal(k):
+            out.append([display_name(k), c])
+            if len(out) == top_n:
+                break
+    return out
 
 
 def memory_metrics(

@@ -223,8 +223,11 @@ class Model:
     def lookup(self, agent: Agent, kind: str, scope: str, item_id: str, key: str) -> LoadPlan:
         """``begin_load``; a hit is credited to the tier that held ``key`` when the read began (looked at, not
         asked: the runtime's tier counters are what the telemetry check compares against this)."""
-        tier = self._holder(agent, key)
-        before = agent.manager.telemetry.l1_hits if tier < 0 else 0
+        if key in agent.l0:  # _holder's first look, written out: most reads end here
+            tier = before = 0
+        else:
+            tier = self._below_l0(agent, key)
+            before = agent.manager.telemetry.l1_hits if tier < 0 else 0
         if self.charges:
             self.injector.take()
         try:
@@ -233,7 +236,11 @@ class Model:
             return self._lookup_failed(agent, key, tier, exc)
         if self.charges:
             agent.owed += self.injector.take()
-        self._began(agent, plan, tier if tier >= 0 else self._l1_or_l2(agent, before))
+        if tier == 0 and plan.state == "hit" and not plan.shared:  # what _began credits such a read, inline
+            self.outcomes.l0 += 1
+            agent.seen.l0 += 1
+        else:
+            self._began(agent, plan, tier if tier >= 0 else self._l1_or_l2(agent, before))
         self.reader = agent.node
         return plan
 
@@ -369,6 +376,10 @@ class Model:
         counts), and then the L1/L2 split of a hit is read from the runtime's L1 counter."""
         if key in agent.l0:
             return 0
+        return self._below_l0(agent, key)
+
+    def _below_l0(self, agent: Agent, key: str) -> int:
+        """:meth:`_holder` for a key the agent's L0 does not hold."""
         if not self.l1_visible:
             return -1
         expire_at = agent.l1.expire_at(key)

@@ -101,7 +101,7 @@ def memory_size(value: Any, encoded_size: int | None = None) -> int:
     Without it (L0-only ``set_item`` values), a container whose few large members all fall between the
     sample's strides is under-counted; the shapes of ``tests/runtime/test_bounds.py`` stay within 2x.
     """
-    estimate = _estimate(value, set(), 0)
+    estimate = _leaf(value) if type(value) in _LEAVES else _estimate(value, set(), 0)
     if encoded_size is not None:
         estimate = max(estimate, encoded_size * 3 / 4)
     return int(estimate)
