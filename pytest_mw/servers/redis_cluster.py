@@ -28,7 +28,7 @@ from pytest_mw.servers.errors import ServerUnavailable
 from pytest_mw.servers.factories import unavailable
 from pytest_mw.servers.ports import free_port
 from pytest_mw.servers.readiness import wait_until_ready
-from pytest_mw.servers.redis_cluster_containers import RedisNodeContainer
+from pytest_mw.servers.redis_cluster_containers import ContainerRunner
 from pytest_mw.servers.redis_proc import find_redis_server
 from pytest_mw.servers.settings import ServerOptions, stashed_server_options
 from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec, StartStop
@@ -105,89 +105,50 @@ def redis_client(host: str, port: int, timeout: float = 5.0) -> redis.Redis:
     )
 
 
-class RedisNodeProcess:
-    """One ``redis-server`` in ``directory`` on a free port, started with ``argv(port)``; it can be crashed
-    (``kill``: SIGKILL, as a real crash) and started again on the same port with the same arguments (``restart``).
-    """
+class NodeRunner(Protocol):
+    """What runs a node's ``redis-server``: a local process (:class:`ProcessRunner`) or a container
+    (:class:`~pytest_mw.servers.redis_cluster_containers.ContainerRunner`). It knows nothing of ports or readiness."""
 
-    def __init__(
-        self,
-        executable: str,
-        host: str,
-        directory: Path,
-        argv: Callable[[int], list[str]],
-        startup_timeout: float = 20.0,
-    ) -> None:
+    what: str
+    """How messages name the node (``redis-server``, ``redis container``)."""
+
+    def launch(self, args: list[str], directory: Path) -> None:
+        """Start ``redis-server args`` (its files in ``directory``); raise if it cannot even be started."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    def kill(self) -> None:
+        """SIGKILL: a crash."""
+
+    def stop(self) -> None:
+        """Stop and forget it (nothing is left running)."""
+
+
+class ProcessRunner:
+    """A local ``redis-server`` process."""
+
+    what = "redis-server"
+
+    def __init__(self, executable: str) -> None:
         self.executable = executable
-        self.host = host
-        self.directory = directory
-        self._argv = argv
-        self.startup_timeout = startup_timeout
-        self.port: int | None = None
-        self.args: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def log(self) -> Path:
-        return self.directory / "redis.log"
+    def launch(self, args: list[str], directory: Path) -> None:
+        self._proc = subprocess.Popen([self.executable, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
     @property
-    def address(self) -> tuple[str, int]:
-        if self.port is None:
-            raise RuntimeError("the node is not started")
-        return self.host, self.port
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def pid(self) -> int:
         if self._proc is None:
             raise RuntimeError("the node is not running")
         return self._proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def client(self, timeout: float = 5.0) -> redis.Redis:
-        host, port = self.address
-        return redis_client(host, port, timeout)
-
-    def start(self) -> None:
-        """Start on a free port (three tries, as another process may take it); ``ServerUnavailable`` with the log."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        failure = ""
-        for _ in range(3):
-            port = free_port(self.host)
-            failure = self._launch([self.executable, *self._argv(port)], port)
-            if not failure:
-                return
-        raise ServerUnavailable(f"redis-server did not start in {self.directory}: {failure}")
-
-    def restart(self) -> None:
-        """Start again with the arguments and port of the first start (a crashed node coming back)."""
-        if self.alive:
-            raise RuntimeError(f"node {self.port} is running")
-        if self.port is None or not self.args:
-            raise RuntimeError("the node was never started")
-        failure = self._launch(self.args, self.port)
-        if failure:
-            raise ServerUnavailable(f"redis-server did not restart on {self.port}: {failure}")
-
-    def _launch(self, args: list[str], port: int) -> str:
-        """Run ``args``; return "" once it answers PING, else what went wrong (the process gone)."""
-        self.args, self.port = args, port
-        self._proc = proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-
-        def ping() -> None:
-            with self.client(timeout=1.0) as client:
-                client.ping()
-
-        try:
-            wait_until_ready(ping, self.startup_timeout, lambda: proc.poll() is None)
-        except Exception as exc:  # reported with the log tail
-            self.kill()
-            tail = self.log.read_text(errors="replace").strip().splitlines()[-3:] if self.log.exists() else []
-            return f"{exc}; log: {' | '.join(tail) or '(empty)'}"
-        return ""
 
     def kill(self) -> None:
         """SIGKILL and reap: the node vanishes as in a crash (no goodbye to replicas, sentinels or the cluster)."""
@@ -206,6 +167,100 @@ class RedisNodeProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._proc = None
+
+
+class RedisNodeProcess:
+    """One ``redis-server`` in ``directory`` on a free port, started with ``argv(port)``; it can be crashed
+    (``kill``: SIGKILL, as a real crash) and started again on the same port with the same arguments (``restart``).
+    ``runner`` runs it: a local process of ``executable`` unless given (a container: ``ContainerRunner``).
+    """
+
+    def __init__(
+        self,
+        executable: str,
+        host: str,
+        directory: Path,
+        argv: Callable[[int], list[str]],
+        startup_timeout: float = 20.0,
+        runner: NodeRunner | None = None,
+    ) -> None:
+        self.host = host
+        self.directory = directory
+        self._argv = argv
+        self.startup_timeout = startup_timeout
+        self.runner: NodeRunner = runner if runner is not None else ProcessRunner(executable)
+        self.port: int | None = None
+        self.args: list[str] = []
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "redis.log"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self.port is None:
+            raise RuntimeError("the node is not started")
+        return self.host, self.port
+
+    @property
+    def pid(self) -> int:
+        return self.runner.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.runner.alive
+
+    def client(self, timeout: float = 5.0) -> redis.Redis:
+        host, port = self.address
+        return redis_client(host, port, timeout)
+
+    def start(self) -> None:
+        """Start on a free port (three tries, as another process may take it); ``ServerUnavailable`` with the log."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        failure = ""
+        for _ in range(3):
+            port = free_port(self.host)
+            failure = self._launch(self._argv(port), port)
+            if not failure:
+                return
+        raise ServerUnavailable(f"{self.runner.what} did not start in {self.directory}: {failure}")
+
+    def restart(self) -> None:
+        """Start again with the arguments and port of the first start (a crashed node coming back)."""
+        if self.alive:
+            raise RuntimeError(f"node {self.port} is running")
+        if self.port is None or not self.args:
+            raise RuntimeError("the node was never started")
+        failure = self._launch(self.args, self.port)
+        if failure:
+            raise ServerUnavailable(f"{self.runner.what} did not restart on {self.port}: {failure}")
+
+    def _launch(self, args: list[str], port: int) -> str:
+        """Run ``redis-server args``; return "" once it answers PING, else what went wrong (the node gone)."""
+        self.args, self.port = args, port
+        self.runner.stop()  # a crashed node's leftovers (a container's stopped box) go before the new one
+        try:
+            self.runner.launch(args, self.directory)
+        except Exception as exc:  # no engine, no image, no executable: reported as the reason
+            return f"{type(exc).__name__}: {exc}"
+
+        def ping() -> None:
+            with self.client(timeout=1.0) as client:
+                client.ping()
+
+        try:
+            wait_until_ready(ping, self.startup_timeout, lambda: self.runner.alive)
+        except Exception as exc:  # reported with the log tail
+            self.kill()
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-3:] if self.log.exists() else []
+            return f"{exc}; log: {' | '.join(tail) or '(empty)'}"
+        return ""
+
+    def kill(self) -> None:
+        self.runner.kill()
+
+    def stop(self) -> None:
+        self.runner.stop()
 
 
 @dataclass(frozen=True)
@@ -303,10 +358,10 @@ class RedisClusterProcesses(StartStop):
         self._tmpdir: Path | None = None
         self.image = image
         """Set: every node is a container of this image on the host network
-        (:class:`~pytest_mw.servers.redis_cluster_containers.RedisNodeContainer`), else a local process."""
+        (:class:`~pytest_mw.servers.redis_cluster_containers.ContainerRunner`), else a local process."""
         if image is not None:
             self.provider = "container"
-        self._nodes: list[RedisNodeProcess | RedisNodeContainer] = []
+        self._nodes: list[RedisNodeProcess] = []
         self._ids: dict[int, str] = {}
         self._spec: ServerSpec | None = None
 
@@ -349,11 +404,8 @@ class RedisClusterProcesses(StartStop):
         with all_or_nothing(self.stop, "redis cluster did not form"):
             for index in range(self.primary_count * (1 + self.replica_count)):
                 directory = self._tmpdir / f"node{index}"
-                node: RedisNodeProcess | RedisNodeContainer
-                if self.image:
-                    node = RedisNodeContainer(self.image, self.host, directory, self._node_argv(directory))
-                else:
-                    node = RedisNodeProcess(executable, self.host, directory, self._node_argv(directory))
+                runner = ContainerRunner(self.image) if self.image else None
+                node = RedisNodeProcess(executable, self.host, directory, self._node_argv(directory), runner=runner)
                 self._nodes.append(node)
                 node.start()
             self._create()
@@ -505,7 +557,7 @@ class RedisClusterProcesses(StartStop):
         """``node`` as the cluster sees it now (a caller's snapshot may predate a failover)."""
         return next(now for now in self.nodes() if now.port == node.port)
 
-    def _process(self, node: ClusterNode) -> RedisNodeProcess | RedisNodeContainer:
+    def _process(self, node: ClusterNode) -> RedisNodeProcess:
         for process in self._nodes:
             if process.port == node.port:
                 return process

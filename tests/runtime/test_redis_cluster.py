@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from waits import until
 
 import mw
 from mw import MwConfig, MwManager
@@ -29,12 +30,7 @@ cluster = redis_cluster_proc(scope="module")
 
 
 def _until(cond: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
+    return until(cond, timeout_s)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis
+from waits import until
 
 import mw
 from mw import MwConfig, MwManager
@@ -31,15 +32,7 @@ sentinel = redis_sentinel_proc(scope="module")
 
 
 def _until(cond: Callable[[], bool], timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return True
-        except redis.RedisError:
-            pass
-        time.sleep(0.02)
-    return cond()
+    return until(cond, timeout_s, ignore=(redis.RedisError,))
 
 
 @pytest.fixture
