@@ -291,7 +291,7 @@ class RedisTier:
         self._seeds: list[tuple[str, int]] = []
         """Cluster nodes its clients have seen: a new client (a new event loop's) asks them besides the URL's."""
         self._learned: weakref.WeakSet[Any] = weakref.WeakSet()
-        """The asyncio cluster clients whose nodes are in ``_seeds`` already."""
+        """The asyncio cluster clients that have read their slot map (and whose nodes are in ``_seeds``)."""
         if self.embedded:
             self._server = embedded_server()
             self._client = embedded_client(self._server)
@@ -474,17 +474,19 @@ class RedisTier:
             return result
 
     async def _ainitialize(self, client: Any) -> None:
-        """Read the slot map if not yet (idempotent). Done before the first command: a transaction as the asyncio
-        cluster client's first command leaves a node the client never closes (redis-py 8.1: ResourceWarning)."""
+        """Read the slot map before a client's first command: a transaction as the asyncio cluster client's first
+        command leaves a node the client never closes (redis-py 8.1: ResourceWarning). Once read, the client
+        refreshes it itself, so later commands skip this."""
         import redis
 
+        if client in self._learned:
+            return
         try:
             await client.initialize()
         except redis.exceptions.RedisClusterException as exc:  # no node answered
             raise redis.exceptions.ConnectionError(f"{type(exc).__name__}: {exc}") from exc
-        if client not in self._learned:
-            self._learned.add(client)
-            self._learn(client)
+        self._learned.add(client)
+        self._learn(client)
 
     async def _apoint(self, name: str, key: str | None, client: Any) -> None:
         dropped: list[bool] = []

@@ -54,6 +54,15 @@ def _credentials(url: str, *, with_db: bool) -> dict[str, Any]:
     return found
 
 
+def _no_backoff(asyncio_client: bool, *, retries: int) -> Any:
+    """redis-py's retry policy without sleeps between tries (sync and asyncio clients take different classes)."""
+    import redis.asyncio.retry
+    import redis.retry
+    from redis.backoff import NoBackoff
+
+    return (redis.asyncio.retry.Retry if asyncio_client else redis.retry.Retry)(NoBackoff(), retries)
+
+
 @dataclass(frozen=True)
 class RedisTopology:
     """How to reach L2 (``url`` ``None``: nowhere, the embedded fake server is used instead)."""
@@ -108,24 +117,13 @@ class RedisTopology:
         """A cluster client's options: no backoff between its retries of a failed node (redis-py's default slept
         about 4 s in a write's transaction to a dead primary: a dead server must cost one deadline). Redirects
         (``MOVED``/``ASK``) are followed as before; one immediate retry reads the refreshed slot map."""
-        import redis.asyncio.retry
-        import redis.retry
-        from redis.backoff import NoBackoff
-
-        retry = (redis.asyncio.retry.Retry if asyncio_client else redis.retry.Retry)(NoBackoff(), 1)
-        return {"retry": retry, **self._options()}
+        return {"retry": _no_backoff(asyncio_client, retries=1), **self._options()}
 
     def _sentinel(self, module: Any) -> Any:
         """The Sentinel group's client; neither its questions to the sentinels nor the primary's connections retry
         with backoff (redis-py's default: 3 tries, about 4.5 s before a dead group is an error), so an unreachable
         group costs one connect deadline per sentinel, as an unreachable server does."""
-        import redis.asyncio.retry
-        import redis.retry
-        from redis.backoff import NoBackoff
-
-        asyncio_client = module.__name__.startswith("redis.asyncio")
-        retry = (redis.asyncio.retry.Retry if asyncio_client else redis.retry.Retry)(NoBackoff(), 0)
-        once = {"retry": retry, **self._timeouts()}
+        once = {"retry": _no_backoff(module.__name__.startswith("redis.asyncio"), retries=0), **self._timeouts()}
         return module.Sentinel(list(self.sentinels), sentinel_kwargs=once, **once)
 
     def client(self, seeds: Sequence[tuple[str, int]] = ()) -> Any:
