@@ -81,13 +81,20 @@ def _state(m: MwManager) -> dict[str, Any]:
 
 
 class BusWatch:
-    """A raw subscriber on the bus channel: the next message's sequence number shows whether one was spent."""
+    """A raw subscriber on the bus channel: whether a sequence number was spent between two probes.
+
+    Each probe deletes a key of its own (one message). A probe's delete that L2 did not confirm is replayed, a
+    second message with the next number: so the check is that every message of this origin between the first
+    probe and the last is a probe's and that their numbers follow each other, not that two probes are 1 apart.
+    """
 
     def __init__(self, m: MwManager) -> None:
         self.m = m
         self.pubsub = m.l2.client.pubsub()
         self.pubsub.subscribe(m.l2.channel(INV_CHANNEL))
         self._next("subscribe")
+        self.probes = 0
+        self.last: int | None = None
 
     def _next(self, kind: str) -> dict[str, Any]:
         deadline = time.monotonic() + 10
@@ -97,13 +104,23 @@ class BusWatch:
                 return msg  # type: ignore[no-any-return]
         raise AssertionError(f"no {kind} on the bus channel within 10 s")
 
-    def probe(self) -> int:
-        """Delete a probe key (one message) and return the sequence number that message carried."""
-        self.m.del_global_key("bad-input-probe")
+    def probe(self) -> None:
+        """Delete a probe key; read this origin's messages up to that delete's, asserting none was another's and
+        no number was skipped since the previous probe."""
+        self.probes += 1
+        mine = f"bad-input-probe-{self.probes}"
+        self.m.del_global_key(mine)
         while True:
             body = json.loads(self._next("message")["data"])
-            if body["o"] == self.m.cluster.bus.origin and "bad-input-probe" in " ".join(body["k"]):
-                return int(body["s"])
+            if body["o"] != self.m.cluster.bus.origin:
+                continue
+            keys, seq = " ".join(body["k"]), int(body["s"])
+            assert "bad-input-probe-" in keys, f"a message besides the probes' (an invalidation was sent): {keys}"
+            if self.last is not None:
+                assert seq == self.last + 1, "an invalidation sequence number was spent: other processes would flush"
+            self.last = seq
+            if mine in keys:
+                return
 
     def close(self) -> None:
         self.pubsub.close()
@@ -135,14 +152,14 @@ def refused_before_anything_spent(m: MwManager, call: Callable[[], object], erro
     """Run ``call``, which must raise ``error`` having spent nothing; return the error."""
     watch = BusWatch(m)
     try:
-        first = watch.probe()
+        watch.probe()
         before = _state(m)
         with recording() as seen, pytest.raises(error) as info:
             call()
         after = _state(m)
         assert seen == [], f"touched before refusing: {seen}"
         assert after == before
-        assert watch.probe() == first + 1, "an invalidation sequence number was spent: other processes would flush"
+        watch.probe()
     finally:
         watch.close()
     return info.value
