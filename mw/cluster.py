@@ -118,6 +118,7 @@ class Cluster:
                         topology=RedisTopology.of(c),
                         wait_replicas=c.wait_replicas,
                         wait_timeout_s=c.wait_timeout_s,
+                        clock=self.clock,
                     )
                     self._leases = Leases(l2, LANDED_CHANNEL)
                     if c.pubsub:

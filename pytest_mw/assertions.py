@@ -268,9 +268,9 @@ def _key(key: str | tuple[str, str, str]) -> str:
 def ttl_remaining(manager: MwManager, key: str | tuple[str, str, str], tiers: Sequence[str] = TIERS) -> dict[str, Any]:
     """Seconds left per tier: ``None`` when the key is absent there, ``math.inf`` when it never expires.
 
-    ``L2`` is Redis's own PTTL (wall clock); ``L1``/``L0`` and ``envelope`` (the expiry stored inside the L2 value) are
-    measured against ``manager.clock()``, the clock the runtime decides expiry with. Reading does not touch the
-    recorder or telemetry.
+    ``L2`` is Redis's own PTTL (a real Redis counts it on its wall clock, the embedded fakeredis on the manager's);
+    ``L1``/``L0`` and ``envelope`` (the expiry stored inside the L2 value) are measured against ``manager.clock()``,
+    the clock the runtime decides expiry with. Reading does not touch the recorder or telemetry.
     """
     key = _key(key)
     now = manager.clock()

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mw.clock import Clock, system_clock
 from mw.errors import (
     ConfigError,
     L2CommandError,
@@ -49,6 +50,7 @@ from mw.faults import INJECTORS, apoint, point
 from mw.observe import OBSERVERS, emit
 from mw.secrets import mask_secrets
 from mw.tiers.aio_clients import LoopClients
+from mw.tiers.embedded import EMBEDDED_ATOMIC, embedded_aclient, embedded_client, embedded_server
 from mw.tiers.l2_faults import Fault, classify, errors, reply_text
 from mw.tiers.slots import by_slot, tagged, untagged
 from mw.tiers.topology import RedisTopology
@@ -86,84 +88,6 @@ _RAISE: Any = object()
 
 Command = Callable[[Any], Any]
 """A call on a client: ``lambda client: client.get(k)`` (sync) or returning an awaitable (async)."""
-
-_EMBEDDED: Any = None
-_EMBEDDED_LOCK = threading.Lock()
-EMBEDDED_ATOMIC = threading.RLock()
-"""Embedded mode runs compare-and-set steps under this lock instead of Lua (fakeredis runs Lua slowly).
-
-Every multi-command step that touches lease keys takes it, which gives those steps the atomicity a
-real Redis gives a script: the fake server lives in this process, so this lock sees every client.
-"""
-
-
-def embedded_server() -> Any:
-    """The process's one fake Redis: every embedded cluster shares it, as processes share a real one."""
-    global _EMBEDDED
-    with _EMBEDDED_LOCK:
-        if _EMBEDDED is None:
-            import fakeredis
-
-            _EMBEDDED = fakeredis.FakeServer()
-        return _EMBEDDED
-
-
-_EMBEDDED_CLIENT: Any = None
-
-
-def embedded_client(server: Any) -> Any:
-    """A redis-py client of the fake server that sends each command straight down its one connection.
-
-    It is ``fakeredis.FakeRedis`` (so ``redis.Redis``): every command is built by redis-py's command method,
-    packed into RESP by its packer, parsed and run by fakeredis, and its reply read and converted by redis-py's
-    connection and response callbacks, as with a real server. What it leaves out is the per-call machinery
-    around that, which costs twice what fakeredis does for a ``GET`` and has nothing to act on in process: the
-    connection pool's check-out and check-in (one connection, shared under the client's lock), the retry loop
-    (nothing in process times out; a fake server switched off fails the first attempt, as a dead one fails
-    the last) and redis-py 8's observability hooks (its OpenTelemetry recorder, which looks for a collector
-    on every call when none is configured and has no switch to stop looking).
-    """
-    global _EMBEDDED_CLIENT
-    if _EMBEDDED_CLIENT is None:
-        import fakeredis
-        import redis
-
-        lost = (redis.ConnectionError, redis.TimeoutError)
-        inside = threading.local()
-
-        class EmbeddedRedis(fakeredis.FakeRedis):
-            def execute_command(self, *args: Any, **options: Any) -> Any:
-                client: Any = self  # redis-py's client and connection methods are untyped
-                conn = client.connection
-                if conn is None or getattr(inside, "command", False):
-                    # Closed; or called while this thread is inside a command (a finalizer the garbage collector
-                    # ran mid-command, releasing a dropped plan's lease): the lock is re-entrant, and the shared
-                    # connection holds the outer command's reply, so this call takes a pooled one of its own.
-                    return _pooled(client, args, options)
-                with client.single_connection_lock:
-                    inside.command = True
-                    try:
-                        conn.send_command(*args, check_health=False)
-                        return client.parse_response(conn, args[0], **options)
-                    except lost:
-                        conn.disconnect()
-                        raise
-                    finally:
-                        inside.command = False
-
-        _EMBEDDED_CLIENT = EmbeddedRedis
-    return _EMBEDDED_CLIENT(server=server, single_connection_client=True)
-
-
-def _pooled(client: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-    """One command on a connection of the client's pool (the embedded client's fallback, see above)."""
-    pool = client.connection_pool
-    conn = pool.get_connection()
-    try:
-        conn.send_command(*args)
-        return client.parse_response(conn, args[0], **options)
-    finally:
-        pool.release(conn)
 
 
 class _Serial:
@@ -233,6 +157,8 @@ def _named(keys: Sequence[str]) -> str:
 
 
 class RedisTier:
+    """The L2 tier on one Redis topology; embedded (no URL), the fake server's TTLs run on ``clock``."""
+
     def __init__(
         self,
         url: str | None,
@@ -245,6 +171,7 @@ class RedisTier:
         topology: RedisTopology | None = None,
         wait_replicas: int = 0,
         wait_timeout_s: float = 0.1,
+        clock: Clock = system_clock,
     ) -> None:
         import redis
 
@@ -292,9 +219,10 @@ class RedisTier:
         """Cluster nodes its clients have seen: a new client (a new event loop's) asks them besides the URL's."""
         self._learned: weakref.WeakSet[Any] = weakref.WeakSet()
         """The asyncio cluster clients that have read their slot map (and whose nodes are in ``_seeds``)."""
+        self._clock = clock
         if self.embedded:
             self._server = embedded_server()
-            self._client = embedded_client(self._server)
+            self._client = embedded_client(self._server, clock)
         self._aclients = LoopClients(self._new_aclient)
 
     @property
@@ -376,9 +304,7 @@ class RedisTier:
 
     def _new_aclient(self) -> Any:
         if self._server is not None:
-            import fakeredis
-
-            return fakeredis.FakeAsyncRedis(server=self._server)
+            return embedded_aclient(self._server, self._clock)
         return self.topology.aclient(self._seeds)
 
     def subscriber(self, attempt: int = 0) -> Any:

@@ -159,7 +159,9 @@ EMBEDDED_ONLY = pytest.mark.parametrize(
 def test_a_caller_whose_loop_closes_under_its_load_does_not_block_the_key(backend: str, make_manager: Make) -> None:
     """The loop is closed without being shut down (no ``asyncio.run``, nothing cancels its tasks): the
     load it ran is stuck on a loop that is gone. A later caller of the key must not wait on it forever."""
-    m = make_manager("a", lease_ttl_s=1.0)  # the lease of the stuck load lapses soon: the next caller leads
+    # The lease of the stuck load lapses soon (in wall time: the embedded server's TTLs follow the manager's clock):
+    # the next caller leads.
+    m = make_manager("a", real_clock=True, lease_ttl_s=1.0)
     started = threading.Event()
 
     async def slow() -> str:
