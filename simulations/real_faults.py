@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -70,6 +71,9 @@ RECUT_WALL_S = 0.05
 
 RECOVERY_WALL_S = 1.0
 """Wall seconds after a window in which the runtime must have its bus back and have flushed (the oracle's bound)."""
+
+EXTEND_POLL_S = 0.5
+"""Simulated seconds between looks at a failover that outlasts its window (:meth:`RealFaults._topology`)."""
 
 PROBE_TIMEOUT_S = 0.05
 """The PING the controller sends once a server is stopped, to record that it no longer answers."""
@@ -109,6 +113,7 @@ class RealFaults:
         factor: float,
         on_wiped: Callable[[], object] = lambda: None,
         errors: Callable[[], dict[str, int]] = dict,
+        on_extended: Callable[[float, float], object] = lambda start, until: None,
     ) -> None:
         self.env = env
         self.errors = errors
@@ -116,6 +121,9 @@ class RealFaults:
         counted while it was open, next to what the callers saw (``caller_errors``), as the runtime's column."""
         self.on_wiped = on_wiped
         """Called when a killed Redis is back, empty (the stampede check's generations end there)."""
+        self.on_extended = on_extended
+        """Called with ``(at_s, until_s)`` when a failover window outlasted its span (the promotion came later): the
+        checks' outage then lasts until ``until_s``, the promotion plus the recovery bound, not the declared end."""
         self.windows = real(windows)
         self.backend = backend
         self.factor = factor
@@ -247,6 +255,15 @@ class RealFaults:
         yield self.env.timeout(w.for_s)
         stop.set()  # a reshard stops after the slot it is moving; the run goes on meanwhile (close() waits for it)
         if w.kind == "l2_failover":
+            # L2 is unreachable for the killed primary's keys until its replica is promoted, however long that takes
+            # on a busy machine: the window stays open until then, plus the runtime's recovery bound.
+            if act.is_alive():
+                self.on_extended(w.at_s, math.inf)  # open-ended while the promotion is pending
+                while act.is_alive():
+                    yield self.env.timeout(EXTEND_POLL_S)
+                until = self.env.now + RECOVERY_WALL_S / self.factor
+                record["held_open_until_s"] = round(until, 3)
+                self.on_extended(w.at_s, until)
             self.on_wiped()  # leases held on the old primary may be gone: a second load of a key is allowed
             back = threading.Thread(target=self._bring_back, args=(group, record, act), name="mw-sim-rejoin")
             self._threads.append(back)

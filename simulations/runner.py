@@ -9,6 +9,7 @@ generator, and simulated time starts at a fixed epoch. Wall-clock figures are ke
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
 from collections import Counter
@@ -134,6 +135,7 @@ def run_once(
         if scenario.run.nodes > 1:
             model.truth.outages = real_faults.outages()
         real_faults.on_wiped = model.loads.wiped
+        real_faults.on_extended = functools.partial(_extend_outage, model)
         real_faults.errors = lambda: _tier_errors(model)
         real_faults.start()
     injector = model.injector
@@ -172,6 +174,17 @@ def _real_bus_lag(realtime: float | None) -> float:
     """The oracle's bound for a change heard over Redis pub/sub, in simulated seconds: :data:`BUS_LAG_S` is wall time
     (measured on real Redis), and with ``--realtime FACTOR`` a wall second is ``1 / FACTOR`` simulated ones."""
     return BUS_LAG_S / realtime if realtime else BUS_LAG_S
+
+
+def _extend_outage(model: Model, start: float, until: float) -> None:
+    """A real window that began at ``start`` lasts until ``until`` (``inf`` while it is open-ended): the stampede
+    check's and the oracle's outage with it."""
+
+    def extended(windows: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return [(a, until) if a == start else (a, end) for a, end in windows]
+
+    model.loads.outages = extended(model.loads.outages)
+    model.truth.outages = extended(model.truth.outages)
 
 
 def _tier_errors(model: Model) -> dict[str, int]:

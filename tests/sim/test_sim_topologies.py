@@ -71,6 +71,19 @@ def test_slots_moving_and_a_primary_dying_on_a_cluster_and_the_checks_hold(clust
     _hold(result)
 
 
+def test_a_failover_that_outlasts_its_window_holds_it_open_until_the_promotion() -> None:
+    """A 2 s window is 0.2 s of wall time, far less than a promotion takes: until the replica serves, L2 is
+    unreachable for the killed primary's keys and nodes load them without a lease, so the checks' outage lasts
+    until the promotion (plus the recovery bound), not the declared end (a stampede counted there was no defect).
+    A cluster of its own: the module's has had slots moved and nodes restarted empty by the tests before."""
+    with open_backend("redis-cluster") as cluster:
+        result = run_scenario(_scenario(FaultWindow("l2_failover", 20, 2)), cluster, realtime=FACTOR, baseline=False)
+    [window] = result["runs"]["cached"]["faults"]["real"]["windows"]
+    assert "error" not in window and window["promoted"] != window["killed"], window
+    assert window["held_open_until_s"] > window["end_s"], window
+    _hold(result)
+
+
 def test_topology_faults_need_their_topology_and_real_time(tmp_path: Path) -> None:
     refused = pytest.raises(ScenarioError, match="simulated time has one embedded Redis")
     with refused, open_backend("embedded") as embedded:
