@@ -242,6 +242,19 @@ class RedisSentinelGroup(StartStop):
                 return f"sentinel {sentinel.port} knows no healthy running replica"
         if len(addresses) != 1:
             return f"the sentinels disagree on the primary: {sorted(addresses)}"
+        return self._confirms(addresses.pop())
+
+    def _confirms(self, address: tuple[str, int]) -> str:
+        """ "" once a write on the primary is confirmed by a replica (``WAIT``): the sentinels' view of the link is up
+        to a second old, and a replica still in its first sync confirms nothing, so a runtime's first write with
+        ``MW_REDIS_WAIT_REPLICAS`` would be unconfirmed (and dropped from its tiers)."""
+        primary = next((node for node in self._data if node.address == address and node.alive), None)
+        if primary is None:
+            return f"the primary {address} is not running"
+        with primary.client() as client:
+            client.set(PROBE_KEY, "1", px=1000)
+            if int(client.execute_command("WAIT", 1, 500)) < 1:
+                return f"no replica confirms a write on {address[0]}:{address[1]} yet"
         return ""
 
     def _running(self, replica: dict[str, str]) -> bool:
