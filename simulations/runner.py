@@ -163,7 +163,7 @@ def run_once(
         if real_faults is not None:
             real_faults.close()
         model.finish_leads()
-        for agent in list(model.agents):
+        for agent in model.all_agents():  # crashed agents too: else their tiers stay in the process's metrics
             agent.manager.close()
         model.admin.close()
         model.close_clusters()
