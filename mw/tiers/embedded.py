@@ -71,26 +71,32 @@ def _follow_sender_clocks(server: Any) -> None:
         base = type(make())
 
         def stamp(db: Any) -> float:
-            return _SENDER_CLOCK.get()()
+            return float(db.__dict__["_mw_now"])
 
-        def ignore(db: Any, value: float) -> None:
-            """fakeredis's own stamp (``time.time()``) is dropped: the sender's clock is read when needed."""
+        def restamp(db: Any, value: float) -> None:
+            """fakeredis stamps each database with ``time.time()`` before a command, in the sender's thread and
+            under the server lock: the stamp taken is the sender's clock instead, once per command as fakeredis's."""
+            db.__dict__["_mw_now"] = _SENDER_CLOCK.get()()
 
-        clocked = type("ClockedDatabase", (base,), {"time": property(stamp, ignore), "__module__": __name__})
+        clocked = type("ClockedDatabase", (base,), {"time": property(stamp, restamp), "__module__": __name__})
 
         def new_db() -> Any:
             db = make()
             db.__class__ = clocked
+            db.time = 0.0  # a first stamp (the creating thread's clock), replaced before the db's first command
             return db
 
         dbs.default_factory = new_db
         for index in list(dbs):
             dbs[index].__class__ = clocked
+            dbs[index].time = 0.0
         token = _SENDER_CLOCK.set(lambda: 12_345.0)
         try:
+            dbs[0].time = 0.0
             _FOLLOWS = dbs[0].time == 12_345.0
         finally:
             _SENDER_CLOCK.reset(token)
+        dbs[0].time = 0.0
     except (AttributeError, TypeError) as exc:
         _FOLLOWS = False
         log.warning("The embedded Redis counts TTLs on the wall clock (this fakeredis has no database stamp: %s)", exc)
