@@ -255,8 +255,12 @@ class RealFaults:
         yield self.env.timeout(w.for_s)
         stop.set()  # a reshard stops after the slot it is moving; the run goes on meanwhile (close() waits for it)
         if w.kind == "l2_failover":
+            back = threading.Thread(target=self._bring_back, args=(group, record, act), name="mw-sim-rejoin")
+            self._threads.append(back)
+            back.start()  # after the promotion, the rejoin (a sync of the replica) goes on while the run does
             # L2 is unreachable for the killed primary's keys until its replica is promoted, however long that takes
-            # on a busy machine: the window stays open until then, plus the runtime's recovery bound.
+            # on a busy machine: the window stays open until then, plus the runtime's recovery bound. (A run that
+            # ends first still gets its node back: the rejoin thread waits for the promotion, close() for it.)
             if act.is_alive():
                 self.on_extended(w.at_s, math.inf)  # open-ended while the promotion is pending
                 while act.is_alive():
@@ -265,9 +269,6 @@ class RealFaults:
                 record["held_open_until_s"] = round(until, 3)
                 self.on_extended(w.at_s, until)
             self.on_wiped()  # leases held on the old primary may be gone: a second load of a key is allowed
-            back = threading.Thread(target=self._bring_back, args=(group, record, act), name="mw-sim-rejoin")
-            self._threads.append(back)
-            back.start()  # after the promotion, the rejoin (a sync of the replica) goes on while the run does
         self._closed(record, before, w.end_s)
 
     def _fail_over(self, group: Any, record: dict[str, Any]) -> None:

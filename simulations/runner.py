@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import random
 import time
 from collections import Counter
@@ -185,6 +186,8 @@ def _extend_outage(model: Model, start: float, until: float) -> None:
 
     model.loads.outages = extended(model.loads.outages)
     model.truth.outages = extended(model.truth.outages)
+    if until < math.inf:
+        model.truth.end_open_outages(until)
 
 
 def _tier_errors(model: Model) -> dict[str, int]:

@@ -216,6 +216,22 @@ class Truth:
                 else:
                     versions.absent[-v - 1][2] = entry[1]
 
+    def end_open_outages(self, until: float) -> None:
+        """An outage known only to have begun (``until`` ``inf``: a real failover whose promotion was pending) ended:
+        what was superseded meanwhile, left acceptable for ever, is acceptable until ``until``. Held versions keep
+        their hold; the deadline they get when released is capped the same way."""
+        held = set(self._holds)
+        for record, versions in self.records.items():
+            for index, at in enumerate(versions.superseded_at):
+                if at < INF and versions.deadlines[index] == INF and (record, index + 1) not in held:
+                    versions.deadlines[index] = until
+            for n, span in enumerate(versions.absent, 1):
+                if span[1] < INF and span[2] == INF and (record, -n) not in held:
+                    span[2] = until
+        for entry in self._holds.values():
+            if entry[1] == INF:
+                entry[1] = until
+
     def version(self, record: str) -> int:
         """The current version of ``record`` (0: it never existed; a deleted record's is its absent version)."""
         return self.current.get(record, 0)

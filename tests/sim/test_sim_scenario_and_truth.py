@@ -50,6 +50,24 @@ def test_stale_reads_are_judged_by_the_bounds() -> None:
     assert truth.judge("unknown", 1, started_at=0.0) == 2  # a value of a record Mlt never had
 
 
+def test_an_open_ended_outage_gets_its_end_once_known() -> None:
+    """A real failover's window is open-ended until the promotion: a write in it leaves the old copy acceptable
+    only until the end that becomes known, not for ever (and a write after it is judged as usual)."""
+    truth = Truth()
+    truth.outages = [(10.0, math.inf)]
+    truth.created("r")
+    truth.superseded("r", 2, at=12.0, deadline=12.0)
+    truth.deleted("r", at=13.0, deadline=13.0)
+    truth.superseded("r", 4, at=14.0, deadline=14.0)  # re-created after the delete
+    assert truth.judge("r", 1, started_at=1e6) == 1, "while the end is unknown, the old copy is within the bound"
+    truth.outages = [(10.0, 30.0)]
+    truth.end_open_outages(30.0)
+    assert truth.judge("r", 1, started_at=29.0) == 1
+    assert truth.judge("r", 1, started_at=31.0) == 2
+    assert truth.judge_absent("r", started_at=29.0) == 1
+    assert truth.judge_absent("r", started_at=31.0) == 2
+
+
 def test_zipf_drifts_and_latency_has_its_median() -> None:
     import random
 
