@@ -335,8 +335,8 @@ def assert_ttl(
     """The key's remaining TTL is ``expected_s`` (± ``tolerance``) in each of ``tiers``; returns what was measured.
 
     ``key`` is a full key or ``(kind, scope, item_id)``. L1 must hold a copy that outlives neither the item nor
-    ``MW_L1_TTL_S``. With ``mw_clock`` advanced, L0/L1/envelope follow it but Redis's PTTL (``L2``) does not: pass
-    ``tiers`` accordingly.
+    ``MW_L1_TTL_S``. With ``mw_clock`` advanced, L0/L1/envelope follow it; a real Redis's PTTL (``L2``) does not
+    (pass ``tiers`` accordingly), the embedded fakeredis's does.
     """
     __tracebackhide__ = True  # a failure points at the test, not at this helper
     key = _key(key)
