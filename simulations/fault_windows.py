@@ -123,6 +123,15 @@ class WindowInjector:
         }
 
 
+Span = tuple[float, float]
+"""``(start, end)`` in simulated seconds."""
+
+
+def stretched(spans: Sequence[Span], span: Span, until: float) -> list[Span]:
+    """``spans`` with ``span`` (each copy of it) now ending at ``until``; the others as they were."""
+    return [(start, until) if (start, end) == span else (start, end) for start, end in spans]
+
+
 def what(window: FaultWindow) -> str:
     """How reports and plots name a window."""
     label = FAULT_KINDS[window.kind]

@@ -113,7 +113,7 @@ class RealFaults:
         factor: float,
         on_wiped: Callable[[], object] = lambda: None,
         errors: Callable[[], dict[str, int]] = dict,
-        on_extended: Callable[[float, float], object] = lambda start, until: None,
+        on_extended: Callable[[float, float, float], object] = lambda start, end, until: None,
     ) -> None:
         self.env = env
         self.errors = errors
@@ -122,12 +122,13 @@ class RealFaults:
         self.on_wiped = on_wiped
         """Called when a killed Redis is back, empty (the stampede check's generations end there)."""
         self.on_extended = on_extended
-        """Called with ``(at_s, until_s)`` when a failover window outlasted its span (the promotion came later): the
-        checks' outage then lasts until ``until_s``, the promotion plus the recovery bound, not the declared end."""
+        """Called with ``(at_s, end_s, until_s)`` when a failover window outlasted its declared span (the promotion
+        came later): the checks' outage then lasts until ``until_s``, the promotion plus the recovery bound."""
         self.windows = real(windows)
         self.backend = backend
         self.factor = factor
         self.records: list[dict[str, Any]] = []
+        self._before: dict[int, dict[str, int]] = {}
         self._undo: dict[int, Any] = {}
         self._threads: list[threading.Thread] = []
         self._t0: float | None = None
@@ -183,9 +184,13 @@ class RealFaults:
 
     def outages(self) -> list[tuple[float, float]]:
         """``(start, until)`` of the windows in which nodes may not hear of each other's changes (the oracle's)."""
-        slack = RECOVERY_WALL_S / self.factor
         kinds = ("l2_down", "pubsub_dropped", "l2_failover")
-        return [(w.at_s, w.end_s + slack) for w in self.windows if w.kind in kinds]
+        return [(w.at_s, w.end_s + self.slack_s) for w in self.windows if w.kind in kinds]
+
+    @property
+    def slack_s(self) -> float:
+        """The runtime's recovery bound in simulated seconds: how long after a window nodes may still disagree."""
+        return RECOVERY_WALL_S / self.factor
 
     def start(self) -> None:
         self.env.process(self._clock())
@@ -208,7 +213,8 @@ class RealFaults:
 
     def _opened(self, record: dict[str, Any]) -> dict[str, int]:
         record["wall_start_s"] = self._wall()
-        return self.errors()
+        self._before[id(record)] = before = self.errors()
+        return before
 
     def _closed(self, record: dict[str, Any], before: dict[str, int], end_s: float) -> None:
         record["wall_end_s"] = wall = self._wall()
@@ -262,12 +268,12 @@ class RealFaults:
             # on a busy machine: the window stays open until then, plus the runtime's recovery bound. (A run that
             # ends first still gets its node back: the rejoin thread waits for the promotion, close() for it.)
             if act.is_alive():
-                self.on_extended(w.at_s, math.inf)  # open-ended while the promotion is pending
+                self.on_extended(w.at_s, w.end_s, math.inf)  # open-ended while the promotion is pending
                 while act.is_alive():
                     yield self.env.timeout(EXTEND_POLL_S)
-                until = self.env.now + RECOVERY_WALL_S / self.factor
+                until = self.env.now + self.slack_s
                 record["held_open_until_s"] = round(until, 3)
-                self.on_extended(w.at_s, until)
+                self.on_extended(w.at_s, w.end_s, until)
             self.on_wiped()  # leases held on the old primary may be gone: a second load of a key is allowed
         self._closed(record, before, w.end_s)
 
@@ -343,7 +349,12 @@ class RealFaults:
         return str(url)
 
     def close(self) -> None:
-        """Undo what a window left applied (the run stopped inside it): servers answer again for the cleanup."""
+        """Undo what a window left applied (the run stopped inside it): servers answer again for the cleanup. A window
+        the run ended inside (or while it was held open) is closed here, marked ``open_at_end``."""
+        for record in self.records:
+            if "wall_start_s" in record and "wall_end_s" not in record:
+                record["open_at_end"] = True
+                self._closed(record, self._before.get(id(record), {}), self.env.now)
         for undo in list(self._undo.values()):
             with contextlib.suppress(Exception):
                 undo()

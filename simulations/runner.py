@@ -9,7 +9,6 @@ generator, and simulated time starts at a fixed epoch. Wall-clock figures are ke
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import random
 import time
@@ -27,7 +26,7 @@ from mw.telemetry import hit_ratio
 from simulations import telemetry_truth
 from simulations import workloads as W
 from simulations.backends import Backend
-from simulations.fault_windows import WindowInjector, described
+from simulations.fault_windows import WindowInjector, described, stretched
 from simulations.logwatch import LogWatch
 from simulations.measure import KeyStats
 from simulations.model import START_EPOCH, Model
@@ -136,7 +135,7 @@ def run_once(
         if scenario.run.nodes > 1:
             model.truth.outages = real_faults.outages()
         real_faults.on_wiped = model.loads.wiped
-        real_faults.on_extended = functools.partial(_extend_outage, model)
+        real_faults.on_extended = _HeldOpen(model, real_faults.slack_s)
         real_faults.errors = lambda: _tier_errors(model)
         real_faults.start()
     injector = model.injector
@@ -177,17 +176,24 @@ def _real_bus_lag(realtime: float | None) -> float:
     return BUS_LAG_S / realtime if realtime else BUS_LAG_S
 
 
-def _extend_outage(model: Model, start: float, until: float) -> None:
-    """A real window that began at ``start`` lasts until ``until`` (``inf`` while it is open-ended): the stampede
-    check's and the oracle's outage with it."""
+class _HeldOpen:
+    """Stretches the checks' outage spans of one real window at a time: a failover whose promotion came late lasts
+    until ``until`` (``inf`` while it is pending). Only that window's spans move, found by the span they have now
+    (the declared end at first): a seam window starting at the same second (an ``l2_slow``) keeps its own."""
 
-    def extended(windows: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        return [(a, until) if a == start else (a, end) for a, end in windows]
+    def __init__(self, model: Model, slack_s: float) -> None:
+        self.model = model
+        self.slack_s = slack_s
+        self._ends: dict[tuple[float, float], float] = {}
 
-    model.loads.outages = extended(model.loads.outages)
-    model.truth.outages = extended(model.truth.outages)
-    if until < math.inf:
-        model.truth.end_open_outages(until)
+    def __call__(self, start: float, end: float, until: float) -> None:
+        was = self._ends.get((start, end))
+        self._ends[(start, end)] = until
+        model = self.model
+        model.loads.outages = stretched(model.loads.outages, (start, end if was is None else was), until)
+        model.truth.outages = stretched(model.truth.outages, (start, end + self.slack_s if was is None else was), until)
+        if until < math.inf:
+            model.truth.end_open_outages(until)
 
 
 def _tier_errors(model: Model) -> dict[str, int]:

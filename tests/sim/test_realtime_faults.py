@@ -240,8 +240,13 @@ def test_a_run_stopped_inside_a_window_leaves_the_server_answering(processes: Ba
     faults.start()
     env.run(until=1)  # inside the window: the server is stopped
     assert process_state(processes.servers["redis"].pid) == "T"
+    [record] = faults.records
+    assert "wall_end_s" not in record
     faults.close()  # what run_once does when the run ends or raises
     assert probe_redis(processes.redis_url or "", timeout_s=1.0) is None
+    assert record["open_at_end"] is True  # the report says the run ended inside it, with its wall span
+    assert record["wall_end_s"] >= record["wall_start_s"]
+    assert record["behind_s"] == pytest.approx(record["wall_end_s"] - 1 * FACTOR, abs=1e-3)
 
 
 def test_overlapping_real_windows_on_one_server_are_refused(processes: Backend) -> None:

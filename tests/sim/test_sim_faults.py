@@ -16,6 +16,7 @@ from mw.errors import MltUnavailable
 from mw.faults import Fail, injected
 from mw.telemetry import process_telemetry
 from simulations.backends import Backend
+from simulations.fault_windows import stretched
 from simulations.report import markdown
 from simulations.runner import run_scenario
 from simulations.scenario import FaultWindow, ScenarioError, parse_scenario
@@ -298,3 +299,12 @@ def test_a_crash_inside_another_fault_leaves_every_reader_answered(other: dict[s
     for name in ("no_caller_errors", "no_caller_hang", "fault_recovery", "no_db_stampede", "no_stale_reads"):
         assert check(result, name)["passed"], check(result, name)
     assert result["runs"]["cached"]["faults"]["crash_leases"]
+
+
+def test_a_held_open_span_stretches_alone() -> None:
+    """A failover held open moves its own span: a seam ``l2_slow`` outage starting at the same second keeps its end."""
+    spans = [(120.0, 180.0), (120.0, 150.0), (300.0, 360.0)]
+    held = stretched(spans, (120.0, 180.0), math.inf)
+    assert held == [(120.0, math.inf), (120.0, 150.0), (300.0, 360.0)]
+    assert stretched(held, (120.0, math.inf), 211.5) == [(120.0, 211.5), (120.0, 150.0), (300.0, 360.0)]
+    assert stretched(spans, (120.0, 170.0), math.inf) == spans  # a span nobody has: nothing moves
