@@ -83,7 +83,9 @@ class Backend:
     def stores(self, label: str) -> RunStores:
         namespace = f"mwsim-{os.getpid()}-{next(_runs)}-{label}"
         run = RunStores(self.redis_url, None, namespace, topology=dict(self.topology))
-        if self.name in TOPOLOGIES:
+        if self.name == "embedded":
+            run._cleanups.append(lambda: _clean_embedded(namespace + ":"))
+        elif self.name in TOPOLOGIES:
             run._cleanups.append(lambda: _clean_topology(self.servers["redis"], namespace + ":"))
         elif self.redis_url is not None:
             from pytest_mw.servers.clients import RedisNamespace
@@ -113,6 +115,16 @@ def _clean_topology(group: Any, prefix: str) -> None:
         with redis.Redis(host=node.host, port=node.port, socket_timeout=5) as client:
             for key in client.scan_iter(match=prefix + "*", count=500):
                 client.delete(key)
+
+
+def _clean_embedded(prefix: str) -> None:
+    """Delete a run's keys on the process's embedded server, which outlives the run (a test session runs many)."""
+    from mw.tiers.embedded import embedded_client, embedded_server
+
+    client = embedded_client(embedded_server())
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
 
 
 def _remove(path: str, *suffixes: str) -> None:
