@@ -11,6 +11,12 @@ shows in ``asyncio.all_tasks()``, where "wait for every task" shutdown code woul
 A loop closed without ``shutdown_asyncgens()`` cannot run the close any more: its entry is dropped at
 the next lookup from any loop, so the number of clients stays bounded; its sockets are then closed by
 the garbage collector (with the ResourceWarning asyncio gives for its own transports in that case).
+
+:meth:`LoopClients.close` on a loop that is idle (between two ``run_until_complete``, as pytest-asyncio's
+module-scoped loop is between tests) hands the closer to a module-level list that keeps it until its loop
+ends: the loop holds its async generators weakly, so a closer dropped with its manager would be finalized
+by the garbage collector, and asyncio runs that close as a task the loop's shutdown does not wait for
+(the connection is left unclosed: "Task was destroyed but it is pending").
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["LoopClients"]
+
+_AWAITING_END: dict[int, tuple[asyncio.AbstractEventLoop, AsyncGenerator[None, None]]] = {}
+"""Closers of closed ``LoopClients`` whose loops were idle, by their client's id, until the loop ends (the
+closer's ``finally`` removes its own; those of loops closed without shutting down are finished at the next
+close)."""
 
 
 @dataclass
@@ -65,6 +76,7 @@ class LoopClients:
                 entry = self._entries.get(loop)
                 if entry is not None and entry.client is client:
                     del self._entries[loop]
+            _AWAITING_END.pop(id(client), None)
             if not loop.is_closed():
                 with contextlib.suppress(Exception):
                     await client.aclose()
@@ -84,9 +96,13 @@ class LoopClients:
 
     def close(self) -> None:
         """Close the clients of running loops on their loops; idle loops close theirs when they shut down."""
+        _finish_ended()
         with self._lock:
             self._prune()
             running = [(loop, entry) for loop, entry in self._entries.items() if loop.is_running()]
+            for loop, entry in self._entries.items():
+                if not loop.is_running():
+                    _AWAITING_END[id(entry.client)] = (loop, entry.closer)
         for loop, entry in running:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 asyncio.run_coroutine_threadsafe(self._finish(entry), loop)
@@ -94,3 +110,11 @@ class LoopClients:
     @staticmethod
     async def _finish(entry: _Entry) -> None:
         await entry.closer.aclose()
+
+
+def _finish_ended() -> None:
+    """Finish the kept closers whose loops closed without shutting their async generators down."""
+    for key, (loop, closer) in list(_AWAITING_END.items()):
+        if loop.is_closed() and _AWAITING_END.pop(key, None) is not None:
+            with contextlib.suppress(StopIteration, RuntimeError):
+                closer.aclose().send(None)

@@ -29,10 +29,12 @@ import redis
 import redis.asyncio
 import redis.exceptions as rx
 
+from mw import MwConfig
 from mw import keys as K
 from mw.lease import Leases
 from mw.manager import MwManager
 from mw.tiers.l2 import RedisTier, TierUnavailable
+from mw.tiers.topology import RedisTopology
 from pytest_mw.servers import factories
 
 own_redis = factories.redis_proc()
@@ -353,6 +355,35 @@ def test_a_loop_closed_without_shutdown_is_forgotten_at_the_next_lookup(tier: Re
         assert _live_async_clients() - clients <= 1, "one client kept per closed loop"
         tier.close()
         gc.collect()
+    assert _live_async_clients() == clients
+
+
+@pytest.mark.parametrize("backend", [pytest.param("real", marks=pytest.mark.mw_real_servers)])
+def test_a_tier_closed_and_dropped_while_its_loop_is_idle_closes_its_client_when_the_loop_ends(
+    l2_settings: dict[str, Any], mw_namespace: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest-asyncio's module-scoped loop is idle between tests: a tier used on it, then closed and collected there
+    (a function-scoped ``mw``), closes its client on that loop when the loop shuts down. Its closer was collected
+    with it, and asyncio ran that close as a task the shutdown left pending, the socket unclosed."""
+    config = MwConfig.from_env({}, namespace=mw_namespace, **l2_settings)
+    unraisable: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(f"{u.exc_value!r} in {u.object!r}"))
+    gc.collect()
+    clients = _live_async_clients()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with asyncio.Runner() as runner:
+            t = RedisTier(config.redis_url, namespace=config.namespace, topology=RedisTopology.of(config))
+            t.set("k", b"v", 60_000)
+            assert runner.run(t.get_async("k")) == b"v"
+            t.close()  # the loop is idle: nothing can run on it now
+            del t
+            gc.collect()
+            runner.run(asyncio.sleep(0))  # the next test on the same loop
+        gc.collect()
+    assert [r.getMessage() for r in caplog.records if "pending" in r.getMessage()] == []
+    assert [str(w.message) for w in caught if "unclosed" in str(w.message).lower()] == []
+    assert unraisable == []
     assert _live_async_clients() == clients
 
 
