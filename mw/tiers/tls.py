@@ -96,7 +96,7 @@ class HandshakeDeadlineSSLConnection(redis.connection.SSLConnection):
         if getattr(self, "ssl_validate_ocsp", False) or getattr(self, "ssl_validate_ocsp_stapled", False):
             return super()._connect()  # type: ignore[no-untyped-call]
         sock = redis.connection.Connection._connect(self)  # type: ignore[no-untyped-call]  # TCP only
-        sock.settimeout(self.socket_connect_timeout)
+        sock.settimeout(self.handshake_timeout())
         try:
             wrapped = shared_context(self).wrap_socket(sock, server_hostname=self.host)
         except BaseException:
@@ -104,3 +104,7 @@ class HandshakeDeadlineSSLConnection(redis.connection.SSLConnection):
             raise
         wrapped.settimeout(self.socket_timeout)
         return wrapped
+
+    def handshake_timeout(self) -> float | None:
+        """The handshake's deadline: the connect's, since a server busy with a herd's handshakes is not a dead one."""
+        return self.socket_connect_timeout

@@ -192,15 +192,8 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
 class CommandTimeoutHandshake(HandshakeDeadlineSSLConnection):
     """The defect the runtime's class fixes (redis-py before 8.2): the handshake under the command timeout."""
 
-    def _connect(self) -> Any:
-        sock = redis.connection.Connection._connect(self)  # type: ignore[no-untyped-call]  # TCP only
-        sock.settimeout(self.socket_timeout)
-        try:
-            wrapped = shared_context(self).wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            raise
-        return wrapped
+    def handshake_timeout(self) -> float | None:
+        return self.socket_timeout
 
 
 @pytest.mark.parametrize(
