@@ -372,14 +372,18 @@ def test_a_tier_closed_and_dropped_while_its_loop_is_idle_closes_its_client_when
     clients = _live_async_clients()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
-        with asyncio.Runner() as runner:
+        loop = asyncio.new_event_loop()  # shut down as asyncio.Runner does (3.11+): its async generators, then close
+        try:
             t = RedisTier(config.redis_url, namespace=config.namespace, topology=RedisTopology.of(config))
             t.set("k", b"v", 60_000)
-            assert runner.run(t.get_async("k")) == b"v"
+            assert loop.run_until_complete(t.get_async("k")) == b"v"
             t.close()  # the loop is idle: nothing can run on it now
             del t
             gc.collect()
-            runner.run(asyncio.sleep(0))  # the next test on the same loop
+            loop.run_until_complete(asyncio.sleep(0))  # the next test on the same loop
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
         gc.collect()
     assert [r.getMessage() for r in caplog.records if "pending" in r.getMessage()] == []
     assert [str(w.message) for w in caught if "unclosed" in str(w.message).lower()] == []
