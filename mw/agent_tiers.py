@@ -65,7 +65,7 @@ class AgentTiers:
         self.enabled = self.config.enabled
         self.l0 = L0Cache(self.config.l0_max_items, self.config.l0_max_bytes, self.clock, self.cluster.holders)
         self.node.l0s.add(self.l0)
-        self.telemetry = Telemetry(self.config.hot_items_capacity)
+        self.telemetry = Telemetry(self.config.hot_items_capacity, self.config.hot_items_half_life_s, self.clock)
         self.hot_add = self.telemetry.hot.add
         self.deltas: dict[str, float] = {}
         """Load time per key, for XFetch (bounded by the L0 item limit)."""

@@ -59,6 +59,19 @@ def _parse_seconds(name: str, raw: str) -> float:
     return value
 
 
+_HALF_LIFE = "expected a finite number of seconds >= 0 (0: hot-item counts never decay)"
+
+
+def _parse_half_life(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(name, raw, _HALF_LIFE) from None
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(name, raw, _HALF_LIFE)
+    return value
+
+
 def _parse_fraction(name: str, raw: str) -> float:
     value = _parse_seconds(name, raw)
     if value >= 1:
@@ -118,6 +131,9 @@ class MwConfig:
     redis_timeout_s: float = 0.5
     tier_retry_s: float = 1.0
     hot_items_capacity: int = 64
+    hot_items_half_life_s: float = 0.0
+    """``MW_HOT_ITEMS_HALF_LIFE_S``: a read counts half as much this much later in the hot-items ranking that
+    heartbeats report and prewarming follows; 0 (the default): counts never decay."""
     pubsub: bool = True
     lease_ttl_s: float = 10.0
     ttl_jitter: float = 0.1
@@ -171,6 +187,8 @@ class MwConfig:
         check_namespace(self.namespace)
         if not 0 <= self.ttl_jitter < 1:
             raise ConfigError("MW_TTL_JITTER", self.ttl_jitter, "expected a fraction in [0, 1)")
+        if not (math.isfinite(self.hot_items_half_life_s) and self.hot_items_half_life_s >= 0):
+            raise ConfigError("MW_HOT_ITEMS_HALF_LIFE_S", self.hot_items_half_life_s, _HALF_LIFE)
         if self.lease_ttl_s <= 0:
             raise ConfigError("MW_LEASE_TTL_S", self.lease_ttl_s, "a lease needs a positive TTL")
         for name, value in (("MW_LOAD_TIMEOUT_S", self.load_timeout_s), ("MW_MLT_TIMEOUT_S", self.mlt_timeout_s)):
@@ -219,6 +237,7 @@ class MwConfig:
             "MW_REDIS_CONNECT_TIMEOUT_S": ("redis_connect_timeout_s", _parse_seconds),
             "MW_TIER_RETRY_S": ("tier_retry_s", _parse_seconds),
             "MW_HOT_ITEMS_CAPACITY": ("hot_items_capacity", _parse_count),
+            "MW_HOT_ITEMS_HALF_LIFE_S": ("hot_items_half_life_s", _parse_half_life),
             "MW_PUBSUB": ("pubsub", _parse_bool),
             "MW_LEASE_TTL_S": ("lease_ttl_s", _parse_seconds),
             "MW_TTL_JITTER": ("ttl_jitter", _parse_fraction),

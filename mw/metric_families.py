@@ -100,7 +100,12 @@ SPECS: tuple[Spec, ...] = (
         ("status",),
     ),
     _c("mw_task_ttl_exceeded_total", "Task rows cached with a TTL over their status's TTL.", labels=("status",)),
-    _g("mw_hot_item_reads", "Reads counted for the process's hottest items (top N only).", "{read}", ("item",)),
+    _g(
+        "mw_hot_item_reads",
+        "Reads counted for the process's hottest items (top N; decayed with MW_HOT_ITEMS_HALF_LIFE_S).",
+        "{read}",
+        ("item",),
+    ),
 )
 
 SPEC_BY_NAME = {s.name: s for s in SPECS}

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
+from mw.clock import system_clock
 from mw.config import TASK_STATUSES, MwConfig
 from mw.keys import display_name, global_typed_prefix, is_internal
 from mw.tasks import MIN_TASK_TTL_S
@@ -63,9 +64,12 @@ METRIC_FIELDS: dict[str, type] = {
 
 _count = itemgetter(1)
 
+_RESCALE_AT = 512.0
+"""Half-lives after which forward-decay weights move to a new landmark (2 ** 512 stays far inside a float)."""
+
 
 class HeavyHitters:
-    """Bounded top-k counting: Space-Saving with batched pruning behind a doorkeeper.
+    """Bounded top-k counting: Space-Saving with batched pruning behind a doorkeeper, optionally forgetting.
 
     Counts live in a dict of at most ``2 * capacity`` keys. When it fills, the ``capacity`` largest
     survive and the largest pruned count becomes the floor a new key starts from, as in Space-Saving:
@@ -75,61 +79,145 @@ class HeavyHitters:
     (TinyLFU's trick): one-off keys, most of a long tail, never reach the counts, so they cost a set
     insert instead of a pruning sort. A key seen again is counted from then on, its first sighting
     included. Internal keys (``mw:``) are never counted.
+
+    With ``half_life_s`` > 0 a read counts half as much ``half_life_s`` seconds later, so the ranking is
+    of what is hot now (prewarming must not keep refreshing what was hot an hour ago). This is forward
+    decay (Cormode et al., 2009): a read at ``t`` adds ``2 ** ((t - landmark) / half_life_s)``, so an
+    add stays one clock read and one addition and the ranking never needs rescanning; :meth:`top`
+    divides by the weight of now and drops keys whose count has decayed below one read. Counts are
+    rescaled to a new landmark before the weights could overflow. The landmark, the floor and the dict
+    they scale are swapped as one tuple, so a racing add never mixes two scales.
     """
 
-    __slots__ = ("_counts", "_door", "_door_max", "_floor", "_lock", "capacity")
+    __slots__ = (
+        "_clock",
+        "_counts",
+        "_door",
+        "_door_max",
+        "_epoch",
+        "_floor",
+        "_inv_half_life",
+        "_lock",
+        "add",
+        "capacity",
+    )
 
-    def __init__(self, capacity: int = 64, doorkeeper: int = 4096) -> None:
+    add: Callable[..., None]
+    """``add(key, n=1)``: count ``n`` reads of ``key`` (one of two methods, chosen once: decaying or not)."""
+
+    def __init__(
+        self,
+        capacity: int = 64,
+        doorkeeper: int = 4096,
+        half_life_s: float = 0.0,
+        clock: Callable[[], float] = system_clock,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"HeavyHitters capacity must be >= 1, got {capacity!r}")
+        if not (math.isfinite(half_life_s) and half_life_s >= 0):
+            raise ValueError(f"HeavyHitters half_life_s must be a finite number >= 0, got {half_life_s!r}")
         self.capacity = capacity
-        self._counts: dict[str, int] = {}
         self._door: set[str] = set()
         self._door_max = doorkeeper
-        self._floor = 0
         self._lock = threading.Lock()
+        self._clock = clock
+        self._inv_half_life = 1.0 / half_life_s if half_life_s else 0.0
+        self.add = self._add_decayed if half_life_s else self._add_counted
+        self._swap(clock() if half_life_s else 0.0, 0.0, {})
 
-    def add(self, key: str, n: int = 1) -> None:
+    def _swap(self, landmark: float, floor: float, counts: dict[str, float]) -> None:
+        """Install a new table: as one tuple for decayed adds (a racing add never mixes two scales), and as
+        plain attributes for counted ones, which have one scale and read one attribute on the hot path."""
+        self._epoch = (landmark, floor, counts)
+        self._counts = counts
+        self._floor = floor
+
+    def _add_counted(self, key: str, n: int = 1) -> None:
         counts = self._counts
         c = counts.get(key)
         if c is not None:
             counts[key] = c + n
             return
+        if self._admitted(key):
+            counts[key] = self._floor + n + 1
+            if len(counts) > 2 * self.capacity:
+                self._prune()
+
+    def _add_decayed(self, key: str, n: int = 1) -> None:
+        floor, counts, unit = self._now()
+        c = counts.get(key)
+        if c is not None:
+            counts[key] = c + n * unit
+            return
+        if self._admitted(key):
+            counts[key] = floor + (n + 1) * unit
+            if len(counts) > 2 * self.capacity:
+                self._prune()
+
+    def _admitted(self, key: str) -> bool:
+        """A key not yet counted: true on its second sighting; the first one only enters the doorkeeper."""
         door = self._door
         if key not in door:
-            if is_internal(key):
-                return
-            if len(door) >= self._door_max:
-                door.clear()
-            door.add(key)
-            return
+            if not is_internal(key):
+                if len(door) >= self._door_max:
+                    door.clear()
+                door.add(key)
+            return False
         door.discard(key)
-        counts[key] = self._floor + n + 1
-        if len(counts) > 2 * self.capacity:
-            self._prune()
+        return True
+
+    def _now(self) -> tuple[float, dict[str, float], float]:
+        """The floor and counts to use, and what one read counts now in their scale (rescaled first if it ran out)."""
+        landmark, floor, counts = self._epoch
+        if not self._inv_half_life:
+            return floor, counts, 1.0
+        exponent = (self._clock() - landmark) * self._inv_half_life
+        if exponent > _RESCALE_AT:
+            self._rescale()
+            landmark, floor, counts = self._epoch
+            exponent = (self._clock() - landmark) * self._inv_half_life
+        return floor, counts, 2.0**exponent
 
     def _prune(self) -> None:
         with self._lock:
-            counts = self._counts
+            landmark, _floor, counts = self._epoch
             if len(counts) <= 2 * self.capacity:
                 return
-            ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)
-            self._floor = ranked[self.capacity][1]
-            self._counts = dict(ranked[: self.capacity])
+            ranked = sorted(counts.items(), key=_count, reverse=True)
+            self._swap(landmark, ranked[self.capacity][1], dict(ranked[: self.capacity]))
+
+    def _rescale(self) -> None:
+        with self._lock:
+            landmark, floor, counts = self._epoch
+            now = self._clock()
+            factor = 2.0 ** ((now - landmark) * self._inv_half_life)
+            if factor <= 2.0**_RESCALE_AT:
+                return  # another thread rescaled first
+            self._swap(now, floor / factor, {key: c / factor for key, c in counts.items()})
 
     def top(self, n: int) -> list[tuple[str, int]]:
-        items = list(self._counts.items())
+        """The ``n`` most read keys and their counts (decayed, rounded, at least 1, with a half-life)."""
+        _floor, counts, unit = self._now()
+        items = list(counts.items())
         items.sort(key=_count, reverse=True)
-        return items[:n]
+        if not self._inv_half_life:
+            return [(key, int(c)) for key, c in items[:n]]
+        scale = 1.0 / unit
+        ranked = []
+        for key, c in items:
+            count = int(c * scale + 0.5)
+            if count < 1:
+                break
+            ranked.append((key, count))
+        return ranked[:n]
 
     def discard(self, key: str) -> None:
         self._counts.pop(key, None)
         self._door.discard(key)
 
     def clear(self) -> None:
-        self._counts = {}
+        self._swap(self._clock() if self._inv_half_life else 0.0, 0.0, {})
         self._door = set()
-        self._floor = 0
 
 
 class Telemetry:
@@ -164,10 +252,12 @@ class Telemetry:
     repeated_loads: int
     """Loads of a key whose previous load's value was still within its TTL (see :class:`RecentLoads`)."""
 
-    def __init__(self, hot_capacity: int = 64) -> None:
+    def __init__(
+        self, hot_capacity: int = 64, hot_half_life_s: float = 0.0, clock: Callable[[], float] = system_clock
+    ) -> None:
         for name in COUNTERS:
             setattr(self, name, 0)
-        self.hot = HeavyHitters(hot_capacity)
+        self.hot = HeavyHitters(hot_capacity, half_life_s=hot_half_life_s, clock=clock)
 
     def reset(self) -> None:
         for name in COUNTERS:

@@ -31,6 +31,7 @@ _SCALARS: dict[str, str] = {
     "redis_timeout_s": "MW_REDIS_TIMEOUT_S",
     "tier_retry_s": "MW_TIER_RETRY_S",
     "hot_items_capacity": "MW_HOT_ITEMS_CAPACITY",
+    "hot_items_half_life_s": "MW_HOT_ITEMS_HALF_LIFE_S",
     "pubsub": "MW_PUBSUB",
     "lease_ttl_s": "MW_LEASE_TTL_S",
     "ttl_jitter": "MW_TTL_JITTER",

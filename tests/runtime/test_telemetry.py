@@ -6,9 +6,11 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mw
-from mw import MwManager
+from mw import ManualClock, MwManager
 from mw.faults import Act, injected
 from mw.telemetry import METRIC_FIELDS, HeavyHitters
 
@@ -92,9 +94,87 @@ def test_heavy_hitters_keeps_the_heavy_ones_bounded() -> None:
             hh.add("hot-b", 2)
     top = [k for k, _ in hh.top(2)]
     assert top == ["hot-a", "hot-b"]
-    assert len(hh._counts) <= 16
+    assert len(hh.top(10**6)) <= 16
     with pytest.raises(ValueError, match="0"):
         HeavyHitters(0)
+
+
+def test_heavy_hitters_with_a_half_life_rank_what_is_read_now() -> None:
+    clock = ManualClock(1_000.0)
+    hh = HeavyHitters(capacity=8, half_life_s=10.0, clock=clock)
+    for _ in range(100):
+        hh.add("old")
+    clock.advance(50)  # five half-lives: old's 100 reads count 3.125
+    for _ in range(20):
+        hh.add("new")
+    assert hh.top(5) == [("new", 20), ("old", 3)]
+    clock.advance(100)  # new 20 / 1024, old 3.125 / 1024: both under one read
+    assert hh.top(5) == []
+    hh.add("new")
+    assert hh.top(5) == [("new", 1)], "a key still tracked counts again from its decayed count"
+    with pytest.raises(ValueError, match="-1"):
+        HeavyHitters(4, half_life_s=-1)
+
+
+def test_an_add_that_another_rescale_overtakes_counts_in_the_new_scale() -> None:
+    """The interleaving a rescale allows: an add has read the table, and before it writes, another caller moves the
+    table to a new landmark. The clock seam lets the other caller in at that point; the first add must then count
+    once, in the new scale (not in the old table, lost, nor with the old scale's weight of 2 ** 1000)."""
+    now = [0.0]
+    cut_in: list[str] = []
+
+    def clock() -> float:
+        if cut_in:
+            now[0] += 1_000.0
+            hh.add(cut_in.pop())
+        return now[0]
+
+    hh = HeavyHitters(capacity=8, half_life_s=1.0, clock=clock)
+    for key in ("a", "a", "b"):
+        hh.add(key)
+    assert hh.top(5) == [("a", 2)]
+    cut_in.append("b")
+    hh.add("a")
+    assert hh.top(5) == [("b", 2), ("a", 1)]
+
+
+def _decayed_model(reads: list[tuple[float, str]], now: float, half_life_s: float) -> dict[str, float]:
+    """What the tracker should count with no pruning: every read of a key from its second one, the doorkeeper's
+    first sighting weighed as the second read, each read halved per half-life since it happened."""
+    seen: dict[str, list[float]] = {}
+    for t, key in reads:
+        seen.setdefault(key, []).append(t)
+    model = {}
+    for key, times in seen.items():
+        if len(times) >= 2:
+            weights = [2.0 ** (-(now - t) / half_life_s) for t in times[1:]]
+            model[key] = sum(weights) + weights[0]
+    return model
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 0.5, 3.0, 40.0, 7_000.0]), st.sampled_from("abcdef")), min_size=1, max_size=80
+    )
+)
+def test_heavy_hitters_decay_matches_the_direct_sum_across_rescales(schedule: list[tuple[float, str]]) -> None:
+    """Gaps of 700 half-lives force rescales to a new landmark; the counts must read as if none happened."""
+    half_life_s = 10.0
+    clock = ManualClock(0.0)
+    hh = HeavyHitters(capacity=16, half_life_s=half_life_s, clock=clock)
+    reads = []
+    for dt, key in schedule:
+        clock.advance(dt)
+        hh.add(key)
+        reads.append((clock(), key))
+    model = _decayed_model(reads, clock(), half_life_s)
+    got = dict(hh.top(100))
+    for key, count in got.items():
+        assert abs(count - model[key]) <= 0.5 + 1e-6, (key, count, model[key])
+    for key, expected in model.items():
+        if expected >= 0.5 + 1e-6:
+            assert key in got, (key, expected)
 
 
 def test_process_metrics_sum_every_agents_l0(make_manager: Make) -> None:

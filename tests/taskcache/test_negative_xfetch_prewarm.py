@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Callable
 
 import pytest
 
-from mw import ManualClock, MwManager
+from mw import ManualClock, MwConfig, MwManager
 from mw import keys as K
+from mw.errors import ConfigError
 from mw.refresh import jittered, xfetch_due
 
 Make = Callable[..., MwManager]
@@ -148,3 +150,39 @@ def test_prewarm_counts_only_copies_l1_kept(make_manager: Make, clock: ManualClo
     assert a.prewarm(top_n=10) == 0
     assert a.mlt.queries == q0
     assert a.memory_metrics()["mw_prewarmed"] == 0
+
+
+@pytest.mark.parametrize("half_life_s", [0.0, 60.0])
+def test_prewarm_follows_what_is_hot_now_only_with_a_half_life(
+    make_manager: Make, clock: ManualClock, half_life_s: float
+) -> None:
+    """A key hot an hour ago and unread since is refreshed every time without a half-life (cumulative counts), and
+    dropped from the ranking with one: after 60 half-lives its 50 reads count for nothing."""
+    a = make_manager("a", l1_ttl_s=30, l2_ttl_s=60, hot_items_half_life_s=half_life_s)
+    a.mlt.put_item("doc", "s", "was-hot", "old")
+    a.mlt.put_item("doc", "s", "now-hot", "new")
+    for _ in range(50):
+        a.get_item_typed("doc", "s", "was-hot")
+    clock.advance(3600)
+    for _ in range(3):
+        a.get_item_typed("doc", "s", "now-hot")
+    clock.advance(29)
+    q0 = a.mlt.queries
+    warmed = a.prewarm(top_n=10)
+    hot = [name for name, _ in a.get_hot_items(10)]
+    if half_life_s:
+        assert hot == ["doc:s:now-hot"] and warmed == 1
+        assert a.mlt.queries == q0, "now-hot's L2 copy refills L1; was-hot is not loaded again"
+    else:
+        assert hot == ["doc:s:was-hot", "doc:s:now-hot"] and warmed == 2
+        assert a.mlt.queries == q0 + 1, "was-hot's copies expired long ago: prewarming loads it from Mlt"
+
+
+def test_hot_items_half_life_is_validated_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match="MW_HOT_ITEMS_HALF_LIFE_S='-1'"):
+        MwConfig.from_env({"MW_HOT_ITEMS_HALF_LIFE_S": "-1"})
+    with pytest.raises(ConfigError, match="MW_HOT_ITEMS_HALF_LIFE_S='soon'"):
+        MwConfig.from_env({"MW_HOT_ITEMS_HALF_LIFE_S": "soon"})
+    with pytest.raises(ConfigError, match="MW_HOT_ITEMS_HALF_LIFE_S=inf"):
+        MwConfig(hot_items_half_life_s=math.inf)
+    assert MwConfig.from_env({"MW_HOT_ITEMS_HALF_LIFE_S": "90"}).hot_items_half_life_s == 90.0
