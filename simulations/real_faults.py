@@ -14,8 +14,9 @@ the server the run started when the simulated clock reaches ``at_s`` and undoes 
   each Mlt call waits ``MW_MLT_TIMEOUT_S`` and gets ``MltUnavailable``.
 * ``mlt_down``, ``mode = "kill"``: an immediate shutdown (``pg_ctl -m immediate``, as a crash: connections break,
   new ones are refused at once) and at ``end_s`` a start of the same cluster on the same port; a checkpoint first
-  keeps every committed row (with the throwaway cluster's fast settings an immediate shutdown lost some). Local
-  processes only (a PostgreSQL container is refused with a ``ScenarioError``).
+  keeps every committed row (with the throwaway cluster's fast settings an immediate shutdown lost some). For a
+  container: a checkpoint, the engine's kill (every process in it at once) and at ``end_s`` its start, on the same
+  published port (else ``ServerUnavailable``); its data directory is the container's own, so the rows survive.
 * ``pubsub_dropped``: ``CLIENT KILL TYPE pubsub`` on the run's Redis at ``at_s``, and again every
   :data:`RECUT_WALL_S` of wall time while the window is open (the runtime's subscribers reconnect at once): what is
   published to a cut subscriber is lost, and the runtime must notice (a fresh subscription) and flush its local tiers.

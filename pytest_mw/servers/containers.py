@@ -10,8 +10,9 @@ import contextlib
 import gc
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pytest_mw.servers.errors import ServerUnavailable
 from pytest_mw.servers.spec import Kind, ProviderName, ServerSpec
@@ -69,6 +70,7 @@ class _ContainerServer(ABC):
     def __init__(self, image: str) -> None:
         self.image = image
         self._container: Any = None
+        self._killed_url: str | None = None
 
     @property
     def label(self) -> str:
@@ -100,6 +102,35 @@ class _ContainerServer(ABC):
             raise ServerUnavailable(f"container {self.image} did not start ({exc})") from exc
         self._container = container
         return ServerSpec(self.kind, url, "container", f"image {self.image}")
+
+    @property
+    def url(self) -> str:
+        """The server's URL (DSN) now: the engine host and the port it publishes."""
+        if self._container is None:
+            raise RuntimeError(f"container {self.image} is not started")
+        return self._url(self._container.get_container_host_ip(), int(self._container.get_exposed_port(self.port)))
+
+    def _kill(self) -> None:
+        """SIGKILL the container (every process in it at once, as a crash) and wait until the engine saw it exit."""
+        self._killed_url = self.url
+        container = self._engine_container()
+        container.kill()
+        container.wait()
+
+    def _start_again(self, probe: Callable[[str], None]) -> None:
+        """Start the killed container: on the same published port (else ``ServerUnavailable``), ready when ``probe``
+        passes."""
+        from pytest_mw.servers.readiness import wait_until_ready
+
+        url = self._killed_url
+        if url is None:
+            raise RuntimeError(f"{type(self).__name__}.restart follows kill()")
+        self._killed_url = None
+        self._engine_container().start()
+        if self.url != url:  # the ports only: a DSN carries a password
+            was, now = urlsplit(url).port, urlsplit(self.url).port
+            raise ServerUnavailable(f"container {self.image} came back on port {now}, not {was}")
+        wait_until_ready(lambda: probe(url), 30.0)
 
     def _engine_container(self) -> Any:
         if self._container is None:
@@ -139,7 +170,6 @@ class RedisContainerServer(_ContainerServer):
 
     def __init__(self, image: str = DEFAULT_REDIS_IMAGE) -> None:
         super().__init__(image)
-        self._killed_url: str | None = None
 
     def _construct(self, cls: type[Any]) -> Any:
         return cls(self.image, port=self.port)
@@ -147,39 +177,23 @@ class RedisContainerServer(_ContainerServer):
     def _url(self, host: str, port: int) -> str:
         return f"redis://{host}:{port}/0"
 
-    @property
-    def url(self) -> str:
-        if self._container is None:
-            raise RuntimeError(f"container {self.image} is not started")
-        return self._url(self._container.get_container_host_ip(), int(self._container.get_exposed_port(self.port)))
-
     def kill(self) -> None:
         """SIGKILL the container's Redis; :meth:`restart` brings it back empty. The image's Redis snapshots to disk
         (``save 3600 1 ...``), and a restart would load its last snapshot: snapshots are turned off and the dump
         removed first, so the data is lost as with the throwaway process (persistence off)."""
         import redis
 
-        self._killed_url = url = self.url
-        with redis.Redis.from_url(url, socket_timeout=2.0) as client:
+        with redis.Redis.from_url(self.url, socket_timeout=2.0) as client:
             client.config_set("save", "")
             directory = client.config_get("dir")["dir"]
-        container = self._engine_container()
-        container.exec_run(["rm", "-f", f"{directory.rstrip('/')}/dump.rdb"])
-        container.kill()
-        container.wait()
+        self._engine_container().exec_run(["rm", "-f", f"{directory.rstrip('/')}/dump.rdb"])
+        self._kill()
 
     def restart(self) -> None:
         """Start the killed container again: the same published port (else ``ServerUnavailable``), an empty Redis."""
-        from pytest_mw.servers.readiness import redis_ping, wait_until_ready
+        from pytest_mw.servers.readiness import redis_ping
 
-        url = self._killed_url
-        if url is None:
-            raise RuntimeError("RedisContainerServer.restart follows kill()")
-        self._killed_url = None
-        self._engine_container().start()
-        if self.url != url:
-            raise ServerUnavailable(f"container {self.image} came back on {self.url}, not {url}")
-        wait_until_ready(lambda: redis_ping(url, 1.0), 30.0)
+        self._start_again(lambda url: redis_ping(url, 1.0))
 
 
 class PostgresContainerServer(_ContainerServer):
@@ -213,3 +227,21 @@ class PostgresContainerServer(_ContainerServer):
     def _url(self, host: str, port: int) -> str:
         user, password = quote(self.username, safe=""), quote(self.password, safe="")
         return f"postgresql://{user}:{password}@{host}:{port}/{quote(self.dbname, safe='')}"
+
+    def kill(self) -> None:
+        """SIGKILL the container (its postmaster and every backend at once, as a crash): open connections break and
+        new ones are refused until :meth:`restart`. A ``CHECKPOINT`` first puts every committed row in the data
+        files, as :meth:`PostgresProcess.kill <pytest_mw.servers.postgres_proc.PostgresProcess.kill>` does, so the
+        kill loses nothing committed whatever the image's durability settings."""
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=2, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+        self._kill()
+
+    def restart(self) -> None:
+        """Start the killed container again, on the same published port (else ``ServerUnavailable``): its data
+        directory is the container's own, so crash recovery brings every committed row back."""
+        from pytest_mw.servers.readiness import postgres_ping
+
+        self._start_again(postgres_ping)

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from pytest_mw.options import server_options
-from pytest_mw.servers.containers import RedisContainerServer
+from pytest_mw.servers.containers import PostgresContainerServer, RedisContainerServer
 from pytest_mw.servers.postgres_proc import PostgresProcess
 from pytest_mw.servers.readiness import process_state
 from pytest_mw.servers.redis_proc import RedisProcess
@@ -105,6 +105,29 @@ def test_a_killed_redis_container_restarts_empty_on_the_same_url() -> None:
                 client.ping()
             server.restart()
             assert server.url == spec.url and client.get("k") is None
+    finally:
+        server.stop()
+
+
+@pytest.mark.usefixtures("_container_provider_chosen")
+def test_a_killed_postgres_container_refuses_connections_and_keeps_its_rows_after_restart() -> None:
+    pytest.importorskip("testcontainers")
+    server = PostgresContainerServer()
+    spec = server.start()
+    try:
+        with psycopg.connect(spec.url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (v int)")
+            conn.execute("INSERT INTO t VALUES (1)")
+            server.kill()
+            assert server.status == "exited"
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+        server.restart()
+        assert server.url == spec.url and server.status == "running"
+        with psycopg.connect(spec.url, autocommit=True) as conn:
+            assert conn.execute("SELECT v FROM t").fetchall() == [(1,)]
+        with pytest.raises(RuntimeError, match="follows kill"):
+            server.restart()
     finally:
         server.stop()
 

@@ -207,14 +207,29 @@ def test_l2_down_kill_restarts_the_redis_container_empty(containers: Backend) ->
     _hold(result)
 
 
-def test_mlt_down_pauses_the_postgres_container_and_refuses_kill(containers: Backend) -> None:
+def test_mlt_down_pauses_the_postgres_container(containers: Backend) -> None:
     result, cached = _run(
         containers, FaultWindow("mlt_down", 20, 15), items={"write_fraction": 0.0}, tasks={"create_per_agent_s": 0.0}
     )
     assert _real(cached)["state"] == "paused" and cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
     _hold(result)
-    with pytest.raises(ScenarioError, match=r"mode = 'kill': the PostgreSQL container server cannot be killed"):
-        _run(containers, FaultWindow("mlt_down", 20, 15, mode="kill"))
+
+
+def test_mlt_down_kill_restarts_the_postgres_container_and_loads_resume(containers: Backend) -> None:
+    server = containers.servers["postgres"]
+    dsn = server.url
+    result, cached = _run(
+        containers,
+        FaultWindow("mlt_down", 20, 15, mode="kill"),
+        items={"write_fraction": 0.0},
+        tasks={"create_per_agent_s": 0.0},
+    )
+    window = _real(cached)
+    assert window["state"] == "killed" and "error" not in window and "undo_error" not in window
+    assert server.url == dsn and server.status == "running"
+    assert cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
+    assert cached["caller_errors"]["by_window"][0]["reads"] > 0
+    _hold(result)
 
 
 def test_pubsub_dropped_cuts_the_container_redis_subscribers(containers: Backend) -> None:
