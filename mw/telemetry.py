@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from mw.clock import system_clock
 from mw.config import TASK_STATUSES, MwConfig
@@ -68,6 +68,10 @@ _RESCALE_AT = 512.0
 """Half-lives after which forward-decay weights move to a new landmark (2 ** 512 stays far inside a float)."""
 
 
+class _Add(Protocol):
+    def __call__(self, key: str, n: int = 1) -> None: ...
+
+
 class HeavyHitters:
     """Bounded top-k counting: Space-Saving with batched pruning behind a doorkeeper, optionally forgetting.
 
@@ -102,7 +106,7 @@ class HeavyHitters:
         "capacity",
     )
 
-    add: Callable[..., None]
+    add: _Add
     """``add(key, n=1)``: count ``n`` reads of ``key`` (one of two methods, chosen once: decaying or not)."""
 
     def __init__(
@@ -123,14 +127,15 @@ class HeavyHitters:
         self._clock = clock
         self._inv_half_life = 1.0 / half_life_s if half_life_s else 0.0
         self.add = self._add_decayed if half_life_s else self._add_counted
-        self._swap(clock() if half_life_s else 0.0, 0.0, {})
+        self._swap(clock() if half_life_s else 0.0, 0, {})
 
     def _swap(self, landmark: float, floor: float, counts: dict[str, float]) -> None:
         """Install a new table: as one tuple for decayed adds (a racing add never mixes two scales), and as
-        plain attributes for counted ones, which have one scale and read one attribute on the hot path."""
+        plain attributes for counted ones, which have one scale and read one attribute on the hot path. The
+        floor goes first: an add that already sees the new counts never starts a key from the old floor."""
+        self._floor = floor
         self._epoch = (landmark, floor, counts)
         self._counts = counts
-        self._floor = floor
 
     def _add_counted(self, key: str, n: int = 1) -> None:
         counts = self._counts
@@ -190,13 +195,16 @@ class HeavyHitters:
         with self._lock:
             landmark, floor, counts = self._epoch
             now = self._clock()
-            factor = 2.0 ** ((now - landmark) * self._inv_half_life)
-            if factor <= 2.0**_RESCALE_AT:
+            exponent = (now - landmark) * self._inv_half_life
+            if exponent <= _RESCALE_AT:
                 return  # another thread rescaled first
-            self._swap(now, floor / factor, {key: c / factor for key, c in counts.items()})
+            scale = 2.0**-exponent  # after a long idle spell this underflows to 0.0 (all forgotten), never overflows
+            items = list(counts.items())  # one step under the GIL: a racing add cannot resize it meanwhile
+            self._swap(now, floor * scale, {key: c * scale for key, c in items})
 
     def top(self, n: int) -> list[tuple[str, int]]:
-        """The ``n`` most read keys and their counts (decayed, rounded, at least 1, with a half-life)."""
+        """The ``n`` most read keys and their counts; with a half-life decayed and rounded, and only keys whose
+        decayed count is at least one read."""
         _floor, counts, unit = self._now()
         items = list(counts.items())
         items.sort(key=_count, reverse=True)
@@ -205,10 +213,10 @@ class HeavyHitters:
         scale = 1.0 / unit
         ranked = []
         for key, c in items:
-            count = int(c * scale + 0.5)
-            if count < 1:
+            decayed = c * scale
+            if decayed < 1:
                 break
-            ranked.append((key, count))
+            ranked.append((key, int(decayed + 0.5)))
         return ranked[:n]
 
     def discard(self, key: str) -> None:

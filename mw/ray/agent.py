@@ -114,7 +114,10 @@ class MwAgent:
         for name, value in old.telemetry.counters().items():
             self._retired[name] = self._retired.get(name, 0) + value
         self._retired["l0_evictions"] += old.l0.evictions
-        self._retired_hot.update(dict(old.telemetry.hot.top(old.telemetry.hot.capacity)))
+        if config.hot_items_half_life_s:
+            self._retired_hot.clear()  # frozen counts could never decay: a forgetting ranking starts afresh
+        else:
+            self._retired_hot.update(dict(old.telemetry.hot.top(old.telemetry.hot.capacity)))
         old.close()
         self.mw = self._manager(config)
         log.info("Agent %s reloaded its configuration", self.organ_id)

@@ -110,27 +110,31 @@ class _ContainerServer(ABC):
             raise RuntimeError(f"container {self.image} is not started")
         return self._url(self._container.get_container_host_ip(), int(self._container.get_exposed_port(self.port)))
 
-    def _kill(self) -> None:
-        """SIGKILL the container (every process in it at once, as a crash) and wait until the engine saw it exit."""
+    def _kill(self, before: Callable[[], None] = lambda: None) -> None:
+        """SIGKILL the container (every process in it at once, as a crash) and wait until the engine saw it exit.
+        ``before`` runs first; the URL is remembered before it, so a restart after a failed kill is still allowed."""
         self._killed_url = self.url
+        before()
         container = self._engine_container()
         container.kill()
         container.wait()
 
     def _start_again(self, probe: Callable[[str], None]) -> None:
-        """Start the killed container: on the same published port (else ``ServerUnavailable``), ready when ``probe``
-        passes."""
+        """Start the killed container: on the same published address (else ``ServerUnavailable``), ready when
+        ``probe`` passes; until then a retry is allowed."""
         from pytest_mw.servers.readiness import wait_until_ready
 
         url = self._killed_url
         if url is None:
             raise RuntimeError(f"{type(self).__name__}.restart follows kill()")
-        self._killed_url = None
         self._engine_container().start()
-        if self.url != url:  # the ports only: a DSN carries a password
-            was, now = urlsplit(url).port, urlsplit(self.url).port
-            raise ServerUnavailable(f"container {self.image} came back on port {now}, not {was}")
+        if self.url != url:  # host and port only: a DSN carries a password
+            was, now = urlsplit(url), urlsplit(self.url)
+            raise ServerUnavailable(
+                f"container {self.image} came back on {now.hostname}:{now.port}, not {was.hostname}:{was.port}"
+            )
         wait_until_ready(lambda: probe(url), 30.0)
+        self._killed_url = None
 
     def _engine_container(self) -> Any:
         if self._container is None:
@@ -183,11 +187,13 @@ class RedisContainerServer(_ContainerServer):
         removed first, so the data is lost as with the throwaway process (persistence off)."""
         import redis
 
-        with redis.Redis.from_url(self.url, socket_timeout=2.0) as client:
-            client.config_set("save", "")
-            directory = client.config_get("dir")["dir"]
-        self._engine_container().exec_run(["rm", "-f", f"{directory.rstrip('/')}/dump.rdb"])
-        self._kill()
+        def forget_snapshots() -> None:
+            with redis.Redis.from_url(self.url, socket_timeout=2.0) as client:
+                client.config_set("save", "")
+                directory = client.config_get("dir")["dir"]
+            self._engine_container().exec_run(["rm", "-f", f"{directory.rstrip('/')}/dump.rdb"])
+
+        self._kill(forget_snapshots)
 
     def restart(self) -> None:
         """Start the killed container again: the same published port (else ``ServerUnavailable``), an empty Redis."""
@@ -235,9 +241,11 @@ class PostgresContainerServer(_ContainerServer):
         kill loses nothing committed whatever the image's durability settings."""
         import psycopg
 
-        with psycopg.connect(self.url, connect_timeout=2, autocommit=True) as conn:
-            conn.execute("CHECKPOINT")
-        self._kill()
+        def checkpoint() -> None:
+            with psycopg.connect(self.url, connect_timeout=2, autocommit=True) as conn:
+                conn.execute("CHECKPOINT")
+
+        self._kill(checkpoint)
 
     def restart(self) -> None:
         """Start the killed container again, on the same published port (else ``ServerUnavailable``): its data
