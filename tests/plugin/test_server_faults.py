@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import psycopg
 import pytest
 import redis
@@ -11,6 +14,7 @@ from pytest_mw.servers.containers import PostgresContainerServer, RedisContainer
 from pytest_mw.servers.postgres_proc import PostgresProcess
 from pytest_mw.servers.readiness import process_state
 from pytest_mw.servers.redis_proc import RedisProcess
+from pytest_mw.servers.spec import ServerSpec
 
 
 def test_a_paused_redis_times_out_and_answers_with_its_data_when_resumed() -> None:
@@ -52,6 +56,17 @@ def test_a_paused_postgres_stops_its_backends_too() -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+@contextlib.contextmanager
+def _running(server: RedisContainerServer | PostgresContainerServer) -> Iterator[ServerSpec]:
+    """A started container, stopped and removed afterwards whatever the test did to it."""
+    pytest.importorskip("testcontainers")
+    spec = server.start()
+    try:
+        yield spec
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def _container_provider_chosen(pytestconfig: pytest.Config) -> None:
     if server_options(pytestconfig).provider != "container":
@@ -60,20 +75,15 @@ def _container_provider_chosen(pytestconfig: pytest.Config) -> None:
 
 @pytest.mark.usefixtures("_container_provider_chosen")
 def test_a_paused_redis_container_times_out_and_answers_when_resumed() -> None:
-    pytest.importorskip("testcontainers")
     server = RedisContainerServer()
-    spec = server.start()
-    try:
-        with redis.Redis.from_url(spec.url, socket_timeout=0.2) as client:
-            client.set("k", "v")
-            server.pause()
-            assert server.status == "paused"
-            with pytest.raises(redis.TimeoutError):
-                client.ping()
-            server.resume()
-            assert server.status == "running" and client.get("k") == b"v"
-    finally:
-        server.stop()
+    with _running(server) as spec, redis.Redis.from_url(spec.url, socket_timeout=0.2) as client:
+        client.set("k", "v")
+        server.pause()
+        assert server.status == "paused"
+        with pytest.raises(redis.TimeoutError):
+            client.ping()
+        server.resume()
+        assert server.status == "running" and client.get("k") == b"v"
 
 
 def test_a_killed_postgres_refuses_connections_and_keeps_its_rows_after_restart() -> None:
@@ -93,28 +103,21 @@ def test_a_killed_postgres_refuses_connections_and_keeps_its_rows_after_restart(
 
 @pytest.mark.usefixtures("_container_provider_chosen")
 def test_a_killed_redis_container_restarts_empty_on_the_same_url() -> None:
-    pytest.importorskip("testcontainers")
     server = RedisContainerServer()
-    spec = server.start()
-    try:
-        with redis.Redis.from_url(spec.url, socket_timeout=1.0) as client:
-            client.set("k", "v")
-            client.save()  # a snapshot on disk: the restart must not load it
-            server.kill()
-            with pytest.raises(redis.ConnectionError):
-                client.ping()
-            server.restart()
-            assert server.url == spec.url and client.get("k") is None
-    finally:
-        server.stop()
+    with _running(server) as spec, redis.Redis.from_url(spec.url, socket_timeout=1.0) as client:
+        client.set("k", "v")
+        client.save()  # a snapshot on disk: the restart must not load it
+        server.kill()
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+        server.restart()
+        assert server.url == spec.url and client.get("k") is None
 
 
 @pytest.mark.usefixtures("_container_provider_chosen")
 def test_a_killed_postgres_container_refuses_connections_and_keeps_its_rows_after_restart() -> None:
-    pytest.importorskip("testcontainers")
     server = PostgresContainerServer()
-    spec = server.start()
-    try:
+    with _running(server) as spec:
         with psycopg.connect(spec.url, autocommit=True) as conn:
             conn.execute("CREATE TABLE t (v int)")
             conn.execute("INSERT INTO t VALUES (1)")
@@ -128,8 +131,6 @@ def test_a_killed_postgres_container_refuses_connections_and_keeps_its_rows_afte
             assert conn.execute("SELECT v FROM t").fetchall() == [(1,)]
         with pytest.raises(RuntimeError, match="follows kill"):
             server.restart()
-    finally:
-        server.stop()
 
 
 def test_a_killed_tls_redis_restarts_with_the_same_certificates_and_users() -> None:

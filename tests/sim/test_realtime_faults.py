@@ -131,19 +131,27 @@ def test_mlt_down_pauses_every_postgres_process_and_loads_resume(processes: Back
     _hold(result)
 
 
-def test_mlt_down_kill_breaks_the_connections_and_loads_resume_after_the_restart(processes: Backend) -> None:
-    pid = processes.servers["postgres"].pid
+def _mlt_killed(backend: Backend) -> dict[str, Any]:
+    """A read-only run through a PostgreSQL kill: misses in the window got errors, loads resumed after the restart,
+    and the checks held. Returns the window's record."""
     result, cached = _run(
-        processes,
+        backend,
         FaultWindow("mlt_down", 20, 15, mode="kill"),
         items={"write_fraction": 0.0},
         tasks={"create_per_agent_s": 0.0},
     )
     window = _real(cached)
-    assert window["state"] == "killed" and window["server"] == f"process pid {pid}" != window["after"]
+    assert window["state"] == "killed" and "error" not in window and "undo_error" not in window
     assert cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
     assert cached["caller_errors"]["by_window"][0]["reads"] > 0
     _hold(result)
+    return window
+
+
+def test_mlt_down_kill_breaks_the_connections_and_loads_resume_after_the_restart(processes: Backend) -> None:
+    pid = processes.servers["postgres"].pid
+    window = _mlt_killed(processes)
+    assert window["server"] == f"process pid {pid}" != window["after"]
 
 
 def test_pubsub_dropped_cuts_the_subscribers_and_the_buses_flush(processes: Backend) -> None:
@@ -218,18 +226,8 @@ def test_mlt_down_pauses_the_postgres_container(containers: Backend) -> None:
 def test_mlt_down_kill_restarts_the_postgres_container_and_loads_resume(containers: Backend) -> None:
     server = containers.servers["postgres"]
     dsn = server.url
-    result, cached = _run(
-        containers,
-        FaultWindow("mlt_down", 20, 15, mode="kill"),
-        items={"write_fraction": 0.0},
-        tasks={"create_per_agent_s": 0.0},
-    )
-    window = _real(cached)
-    assert window["state"] == "killed" and "error" not in window and "undo_error" not in window
+    _mlt_killed(containers)
     assert server.url == dsn and server.status == "running"
-    assert cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
-    assert cached["caller_errors"]["by_window"][0]["reads"] > 0
-    _hold(result)
 
 
 def test_pubsub_dropped_cuts_the_container_redis_subscribers(containers: Backend) -> None:
