@@ -108,4 +108,21 @@ class LoadTimeout(MwError, TimeoutError):
 
 
 class MltUnavailable(MwError):
-    """The long-term store did not answer within ``MW_MLT_TIMEOUT_S``, or its connection failed."""
+    """The long-term store did not answer within ``MW_MLT_TIMEOUT_S``, or its connection failed.
+
+    ``in_doubt``: the statement had reached the store when the call failed, so a write may still have been applied
+    (a stopped server runs what it received when it resumes; a crash may come after the commit). A writer then
+    treats both outcomes as possible: it invalidates the cached copies and learns the result from the store later.
+    False when nothing was sent (no connection, a refused one).
+    """
+
+    def __init__(self, message: str, *, in_doubt: bool = False) -> None:
+        super().__init__(message)
+        self.in_doubt = in_doubt
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_mlt_unavailable, (str(self), self.in_doubt))
+
+
+def _mlt_unavailable(message: str, in_doubt: bool) -> MltUnavailable:
+    return MltUnavailable(message, in_doubt=in_doubt)

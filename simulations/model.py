@@ -183,6 +183,10 @@ class Model:
     def _manager(self, name: str, node: str) -> MwManager:
         return MwManager(name, node=node, cluster=self.clusters[node])
 
+    def doubt_summary(self) -> dict[str, int]:
+        """Writes in doubt (:meth:`simulations.truth.Truth.doubt_summary`)."""
+        return self.truth.doubt_summary()
+
     def bus_summary(self) -> dict[str, Any]:
         """``result["runs"][...]["bus"]``: the simulated bus's figures, or the Redis buses' flushes."""
         if self.bus is not None:

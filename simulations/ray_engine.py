@@ -295,6 +295,7 @@ class SimShard:
             "item_reads": model.item_reads,
             "item_writes": cast(_RecordingTruth, model.truth).writes,
             "stale": model.stale,
+            "in_doubt": model.doubt_summary(),
             "task_ttls": model.task_ttls,
             "heartbeats": model.heartbeats,
             "double_prefix": model.double_prefix,
@@ -309,7 +310,7 @@ class SimShard:
             "tasks": None
             if self.tasks is None
             else {
-                "created": self.tasks.created - self.spec.index * TASK_ID_STRIDE,
+                "created": self.tasks.created - self.tasks.doubted - self.spec.index * TASK_ID_STRIDE,
                 "transitions": self.tasks.transitions,
             },
             "log_lines": self.watch.lines,
@@ -397,6 +398,13 @@ class _MergedModel:
 
     def all_agents(self) -> list[_AgentRecord]:
         return self.retired + self.agents
+
+    def doubt_summary(self) -> dict[str, int]:
+        """The shards' writes in doubt, summed."""
+        total: Counter[str] = Counter()
+        for r in self.shards:
+            total.update(r["in_doubt"])
+        return {k: total[k] for k in ("writes", "landed", "reads", "open")}
 
     def bus_summary(self) -> dict[str, Any]:
         """The shards' buses are Redis pub/sub."""
@@ -569,8 +577,10 @@ def _merge(
     )
     task_parts = [r["tasks"] for r in results if r["tasks"] is not None]
     tasks = (
-        SimpleNamespace(
-            created=sum(t["created"] for t in task_parts), transitions=sum(t["transitions"] for t in task_parts)
+        SimpleNamespace(  # each shard's count is net of its creations in doubt
+            created=sum(t["created"] for t in task_parts),
+            doubted=0,
+            transitions=sum(t["transitions"] for t in task_parts),
         )
         if task_parts
         else None

@@ -252,6 +252,13 @@ def markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
         f"{', '.join(f'{what} {t:g} s' for what, t in stale.get('tolerance_s', {}).items()) or 'none'}): "
         f"stale within the bounds {sum(stale['stale_within_bounds'].values())}, beyond them **{stale['violations']}**.",
     ]
+    doubt = stale.get("in_doubt", {})
+    if doubt.get("writes"):
+        lines.append(
+            f"{doubt['writes']} writes failed in doubt (sent, unanswered: they may land later); Mlt's versions showed "
+            f"{doubt['landed']} of them landed, {doubt['open']} records were still in doubt at the end; "
+            f"{doubt['reads']} reads of records in doubt were taken as within the bounds."
+        )
     for ex in stale["examples"]:
         lines.append(
             f"- {ex['what']} {ex['record']}: returned v{ex['returned']}, Mlt had v{ex['current']} (t={ex['t']})"

@@ -305,7 +305,7 @@ def summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: Ou
         },
         "mlt_queries": totals["mlt_queries"] - sampler.start["mlt_queries"],
         "loads": model.loads.summary(),
-        "stale": model.stale.summary(),
+        "stale": {**model.stale.summary(), "in_doubt": model.doubt_summary()},
         "task_ttls": model.task_ttls.summary(),
         "l0": {
             "max_items": sampler.l0_max_items,
@@ -323,7 +323,9 @@ def summarise(model: Model, scenario: Scenario, options: RunOptions, outcome: Ou
         "tier_errors": totals["l2_errors"] + totals["mlt_errors"],
         "bus": model.bus_summary(),
         "hot_items": _hot_items(model),
-        "tasks": {"created": tasks.created, "transitions": tasks.transitions} if tasks is not None else {},
+        "tasks": {"created": tasks.created - tasks.doubted, "transitions": tasks.transitions}
+        if tasks is not None
+        else {},
         "operations": model.operations.summary(),
         "series": sampler.rows,
         "wall": wall,

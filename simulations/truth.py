@@ -16,6 +16,12 @@ exist, so ``None`` is their only right answer. A delete (``[mix]``'s deletes) su
 *absent* one that no value names, and opens a span in which ``None`` is the answer; a later write re-creates the
 record with the next version and closes the span (``None`` then stays acceptable for the tolerance). ``None`` is fresh
 if the record did not exist at some instant between the read's start and its judgement.
+
+A write whose store call failed *in doubt* (:attr:`mw.errors.MltUnavailable.in_doubt`: the statement had been sent)
+may still land, later and in any order with the others (a stopped PostgreSQL runs what it received when it resumes).
+Until Mlt's version count accounts for every such write (:meth:`Truth.landed`, from the next write's version), the
+record's current answer and every doubted one are within the bounds (:meth:`Truth.doubted`), a doubted delete's
+``None`` too; a doubted value superseded by a later write is then held to that write's tolerance like any other.
 """
 
 from __future__ import annotations
@@ -62,6 +68,18 @@ class Versions:
         return bool(self.absent) and self.absent[-1][1] == INF
 
 
+@dataclass
+class Doubt:
+    """Writes of one record that failed in doubt and are not yet known to have landed or not."""
+
+    outstanding: int = 0
+    """How many may still land (Mlt's version count has not accounted for them)."""
+    labels: set[int] = field(default_factory=set)
+    """The versions the doubted writes named (items); any of them may be what Mlt holds."""
+    delete: bool = False
+    """A doubted delete: ``None`` may be Mlt's answer, and its version count may restart at any later write."""
+
+
 class Truth:
     """Existence and versions of items and tasks over simulated time, with the tolerance of each record class."""
 
@@ -83,7 +101,13 @@ class Truth:
         self._holds: dict[tuple[str, int], list[float]] = {}
         """Versions held open by lost invalidations: ``[losses holding it, the deadline it gets when released]``."""
         self.mlt_base: dict[str, int] = {}
-        """Mlt numbers a record re-created after a delete from 1 again: the simulator's version is Mlt's plus this."""
+        """The simulator's version of a record minus Mlt's (a record re-created after a delete is numbered from 1
+        again; a doubted write that did not land leaves its version unused)."""
+        self.doubts: dict[str, Doubt] = {}
+        """Records with writes in doubt (see the module's docstring)."""
+        self.doubt_counts: dict[str, int] = {"writes": 0, "landed": 0, "reads": 0}
+        """Writes that failed in doubt, how many of them Mlt's versions showed to have landed, and reads judged
+        within the bounds because their record was in doubt."""
 
     def created(
         self, record: str, version: int = 1, at: float = -INF, deadline: float | None = None, value: object = None
@@ -131,7 +155,7 @@ class Truth:
             versions.writers.append(None)
             versions.local_deadlines.append(INF)
         self.current[record] = versions.current
-        if value is not None:
+        if value is not None and record not in self.doubts:
             self.latest[record] = value
         else:
             self.latest.pop(record, None)
@@ -149,10 +173,57 @@ class Truth:
         self.mlt_base[record] = absent_version
         return True
 
+    def doubted(self, record: str, version: int | None = None, *, delete: bool = False) -> None:
+        """A write of ``version`` (items: the version its value names; tasks: ``None``, Mlt numbers it) or a delete
+        of ``record`` failed in doubt. Its current answer is no longer known to be the latest: no fresh shortcut."""
+        doubt = self.doubts.setdefault(record, Doubt())
+        doubt.outstanding += 1
+        doubt.delete = doubt.delete or delete
+        if version is not None:
+            doubt.labels.add(version)
+        self.latest.pop(record, None)
+        self.doubt_counts["writes"] += 1
+
+    def next_version(self, record: str) -> int:
+        """The version a new write of ``record`` names: past the current one and every doubted one."""
+        doubt = self.doubts.get(record)
+        top = max(doubt.labels, default=0) if doubt is not None else 0
+        return max(1, self.current.get(record, 0), top) + 1
+
+    def landed(self, record: str, mlt_version: int, expected: int) -> None:
+        """A write of ``record`` succeeded and Mlt numbered it ``mlt_version`` where ``expected`` says no doubted
+        write landed: the difference landed before it. Raises ``RuntimeError`` if no count of doubts explains it."""
+        doubt = self.doubts.get(record)
+        if doubt is None or doubt.delete:
+            if doubt is None and mlt_version != expected:
+                raise RuntimeError(f"Mlt gave {record} version {mlt_version}, the simulator expected {expected}")
+            return  # a doubted delete may have restarted the count: the doubt stays until the run ends
+        landed = mlt_version - expected
+        if not 0 <= landed <= doubt.outstanding:
+            raise RuntimeError(
+                f"Mlt gave {record} version {mlt_version}: {expected} with at most {doubt.outstanding} doubted writes"
+            )
+        self.doubt_counts["landed"] += landed
+        doubt.outstanding -= landed
+        if doubt.outstanding == 0:
+            del self.doubts[record]
+
+    def doubt_summary(self) -> dict[str, int]:
+        """``result["runs"][...]["stale"]["in_doubt"]``: :attr:`doubt_counts` and the records still in doubt."""
+        return {**self.doubt_counts, "open": len(self.doubts)}
+
     def judge(self, record: str, version: int, started_at: float, reader: str | None = None) -> int:
         """A read that started at ``started_at`` on node ``reader`` returned ``version`` of ``record``: FRESH, WITHIN or
         BEYOND. A reader on the writer's node is held to the in-process bound of that write."""
         current = self.current.get(record, 0)
+        doubt = self.doubts.get(record)
+        if doubt is not None and (
+            version == current
+            or version in doubt.labels
+            or (not doubt.labels and current < version <= current + doubt.outstanding)
+        ):
+            self.doubt_counts["reads"] += 1
+            return WITHIN
         if version == current > 0:
             return BEYOND if self.records[record].gone else FRESH  # no value names the absent version
         if current == 0 or version < 1 or version > current:
@@ -171,6 +242,10 @@ class Truth:
         versions = self.records.get(record)
         if versions is None or started_at < versions.born:
             return FRESH
+        doubt = self.doubts.get(record)
+        if doubt is not None and doubt.delete:
+            self.doubt_counts["reads"] += 1
+            return WITHIN
         within = started_at <= versions.born_deadline
         for _deleted_at, recreated_at, deadline in versions.absent:
             if recreated_at > started_at:  # gone at some instant since the read started (a span never opens later)

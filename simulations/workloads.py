@@ -17,12 +17,14 @@ Each generator below is one documented behaviour of a fleet; a scenario composes
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import random
 from collections.abc import Callable
 from typing import Any
 
 from mw import keys as K
+from mw.errors import MltUnavailable
 from mw.faults import injected
 from mw.keys import global_typed_key
 from mw.mlt import MltStore
@@ -274,20 +276,23 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
     With ``items.invalidation_delay_s`` the caches hear of it that much later (a writer in another process);
     with ``defects.skip_invalidation`` never (a defect: the truth still holds the writer to its bound).
     """
-    spec = catalog.spec
-    version = max(1, model.truth.version(item_id)) + 1
+    spec, truth = catalog.spec, model.truth
+    version = truth.next_version(item_id)
     value = catalog.value(item_id, version)
     if model.charges:
         model.injector.take()
     try:
         stored = model.store.put_item(spec.kind, spec.scope, item_id, value)
-    except CALLER_ERRORS as exc:  # Mlt did not answer (mlt_down): nothing changed, nobody is told
+    except CALLER_ERRORS as exc:  # Mlt did not answer (mlt_down): nothing changed, unless the write is in doubt
         write_failed(model, me, exc)
+        if in_doubt(exc):
+            truth.doubted(item_id, version)
+            _drop_copies(model, me, spec, item_id, "del_global_item_typed")
         return
-    if stored != version - model.truth.mlt_base.get(item_id, 0):  # a deleted item re-created starts at 1
-        raise RuntimeError(f"Mlt gave {item_id} version {stored}, the simulator expected {version}")
+    expected = max(1, truth.version(item_id)) + 1 - truth.mlt_base.get(item_id, 0)  # re-created: from 1 again
+    truth.landed(item_id, stored, expected)
+    truth.mlt_base[item_id] = version - stored
     now = model.env.now
-    truth = model.truth
     truth.superseded(
         item_id,
         version,
@@ -307,6 +312,22 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
         _write_through(model, me, spec, item_id, value)
         if model.charges:
             me.owed += model.injector.take()
+
+
+def in_doubt(exc: Exception) -> bool:
+    """Whether a failed write may still land (its statement reached Mlt: a stopped server runs it on resuming)."""
+    return isinstance(exc, MltUnavailable) and exc.in_doubt
+
+
+def _drop_copies(model: Model, me: Agent | None, spec: ItemsSpec, item_id: str, op: str) -> None:
+    """A writer whose write is in doubt drops every cached copy, as ``update_task_status`` does for a task row: the
+    next read asks Mlt, whichever way the write went."""
+    manager = model.admin if me is None or not me.alive else me.manager
+    model.operations.counts[op] += 1
+    with contextlib.suppress(*CALLER_ERRORS):  # L2 down as well: the copies left expire by their TTL
+        manager.del_global_item_typed(spec.kind, spec.scope, item_id)
+    if model.caching:
+        model.loads.invalidated(global_typed_key(spec.kind, spec.scope, item_id))
 
 
 def write_failed(model: Model, me: Agent | None, exc: Exception) -> None:
@@ -349,11 +370,14 @@ def delete_item(model: Model, me: Agent, catalog: Catalog, item_id: str, op: str
         model.injector.take()
     try:
         existed = model.store.delete_item(spec.kind, spec.scope, item_id)
-    except CALLER_ERRORS as exc:  # Mlt did not answer (mlt_down): nothing deleted, nobody is told
+    except CALLER_ERRORS as exc:  # Mlt did not answer (mlt_down): nothing deleted, unless the delete is in doubt
         write_failed(model, me, exc)
+        if in_doubt(exc):
+            model.truth.doubted(item_id, delete=True)
+            _drop_copies(model, me, spec, item_id, op)
         return
     now, truth = model.env.now, model.truth
-    if truth.deleted(item_id, now, now + truth.lag_s["item"]) != existed:
+    if truth.deleted(item_id, now, now + truth.lag_s["item"]) != existed and item_id not in truth.doubts:
         raise RuntimeError(f"Mlt {'had' if existed else 'did not have'} {item_id}, the simulator thought otherwise")
     if model.scenario.defects.skip_invalidation:
         return
@@ -460,6 +484,9 @@ class Tasks:
         self.rows: dict[str, dict[str, Any]] = {}
         self.owners: dict[str, Agent] = {}
         self.created = 0
+        """Task ids handed out (the next is ``t{created}``), creations in doubt included."""
+        self.doubted = 0
+        """Creations that failed in doubt: the task may exist in Mlt, but no worker moves it and no reader asks."""
         self.transitions = 0
         tolerate(model, "task", spec.invalidation_delay_s)
 
@@ -487,9 +514,12 @@ class Tasks:
         row["updated_at"] = now
         try:
             stored = model.store.put_task(row)
-        except CALLER_ERRORS as exc:  # Mlt down: the task is not created
-            self.created -= 1
+        except CALLER_ERRORS as exc:  # Mlt down: the task is not created (in doubt: its id is not used again)
             write_failed(model, None, exc)
+            if in_doubt(exc):
+                self.doubted += 1
+            else:
+                self.created -= 1
             return None
         at = model.env.now
         model.truth.created(task_id, stored["version"], at, at + model.truth.lag_s["task"])
@@ -544,10 +574,15 @@ class Tasks:
             stored = model.store.put_task(row)
         except CALLER_ERRORS as exc:  # Mlt down: this change is lost (the worker goes on with the next one)
             write_failed(model, None, exc)
+            if in_doubt(exc):  # ... or lands later: the row is dropped from the caches, as update_task_status does
+                model.truth.doubted(task_id)
+                self._invalidate(task_id, self.owners[task_id])
             return
         self.rows[task_id] = stored
         now = model.env.now
         truth = model.truth
+        if task_id in truth.doubts:
+            truth.landed(task_id, stored["version"], truth.version(task_id) + 1)
         owner = self.owners[task_id]
         writer = owner.node if owner.alive else model.admin_node  # who invalidates it (below)
         lag, local = truth.lag_s["task"], truth.local_lag_s["task"]
@@ -573,11 +608,17 @@ class Tasks:
             stored = manager.update_task_status(task_id, status, updated_at=model.clock(), **fields)
         except CALLER_ERRORS as exc:  # Mlt down: this change is lost (the worker goes on with the next one)
             write_failed(model, None, exc)
+            if in_doubt(exc):  # ... or lands later (update_task_status invalidated the row anyway)
+                model.truth.doubted(task_id)
+                if model.caching:
+                    model.loads.invalidated(K.task_key(task_id))
             return
         if stored is None:
             raise RuntimeError(f"update_task_status({task_id!r}) found no task in Mlt")
         self.rows[task_id] = stored
         now, truth = model.env.now, model.truth
+        if task_id in truth.doubts:
+            truth.landed(task_id, stored["version"], truth.version(task_id) + 1)
         writer = owner.node if owner.alive else model.admin_node
         lag, local = truth.lag_s["task"], truth.local_lag_s["task"]
         truth.superseded(task_id, stored["version"], now, now + lag, writer=writer, local_deadline=now + local)

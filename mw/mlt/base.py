@@ -49,14 +49,16 @@ def item_key(kind: str, scope: str, item_id: str) -> str:
     return f"{check_text('kind', kind)}:{check_text('scope', scope)}:{check_text('item_id', item_id)}"
 
 
-def unavailable(operation: str, where: str, reason: str) -> MltUnavailable:
-    """The error of a call whose store failed: names the operation and the store."""
-    return MltUnavailable(f"Mlt {operation} on {where}: {reason}")
+def unavailable(operation: str, where: str, reason: str, *, in_doubt: bool = False) -> MltUnavailable:
+    """The error of a call whose store failed: names the operation and the store; ``in_doubt`` if it had been sent."""
+    return MltUnavailable(f"Mlt {operation} on {where}: {reason}", in_doubt=in_doubt)
 
 
-def timed_out(operation: str, where: str, timeout_s: float, what: str = "no answer") -> MltUnavailable:
+def timed_out(
+    operation: str, where: str, timeout_s: float, what: str = "no answer", *, in_doubt: bool = False
+) -> MltUnavailable:
     """The error of a call that hit its deadline: names the operation, the store and the deadline."""
-    return unavailable(operation, where, f"{what} within {timeout_s:g}s (MW_MLT_TIMEOUT_S)")
+    return unavailable(operation, where, f"{what} within {timeout_s:g}s (MW_MLT_TIMEOUT_S)", in_doubt=in_doubt)
 
 
 class MltStore(abc.ABC):

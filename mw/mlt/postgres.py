@@ -217,11 +217,13 @@ class PostgresMltStore(MltStore):
         deadline = time.monotonic() + self.timeout_s
         conn = self._checkout(operation, deadline)
         alarm: _Alarm | None = None
+        sent = False
         try:
             if seam and INJECTORS:
                 point(f"mlt.{operation}", key, drop=conn.close)
             if time.monotonic() >= deadline:
                 raise timed_out(operation, self._where, self.timeout_s)
+            sent = not conn.closed  # a dropped connection (the seam) sends nothing
             with _WATCHDOG.armed(conn, deadline) as alarm:
                 yield conn
             if alarm.fired:  # answered at the deadline, but its socket is shut down now
@@ -229,8 +231,8 @@ class PostgresMltStore(MltStore):
         except _CONNECTION_ERRORS as exc:
             conn.close()
             if alarm is not None and alarm.fired:
-                raise timed_out(operation, self._where, self.timeout_s) from exc
-            raise unavailable(operation, self._where, f"connection failed: {exc}") from exc
+                raise timed_out(operation, self._where, self.timeout_s, in_doubt=sent) from exc
+            raise unavailable(operation, self._where, f"connection failed: {exc}", in_doubt=sent) from exc
         finally:
             self._pool.putconn(conn)
 

@@ -98,6 +98,46 @@ def test_every_call_passes_its_seam_point(make_manager: Callable[..., MwManager]
     ]
 
 
+@pytest.mark.mw_real_servers
+def test_a_write_sent_to_a_stopped_server_is_in_doubt_and_lands_when_it_resumes(
+    postgres: StoppablePostgres,  # noqa: F811
+    pg_store: PostgresMltStore,  # noqa: F811
+) -> None:
+    """Each pooled connection carries one statement to its stopped backend, which runs it on SIGCONT: those writers
+    were told ``in_doubt``. Once the pool has none left (each timed-out one is discarded), a call sends nothing and
+    is not in doubt. Every write in doubt landed, and only those."""
+    assert pg_store.put_item("doc", "s", "doubt", "v0") == 1
+    errors: list[BaseException | None] = []
+    with postgres.stopped():
+        while len(errors) < 10 and (not errors or getattr(errors[-1], "in_doubt", False)):
+            errors.append(bounded(lambda: pg_store.put_item("doc", "s", "doubt", f"v{len(errors) + 1}")).error)
+    assert all(isinstance(e, MltUnavailable) for e in errors), errors
+    doubted = [e for e in errors if getattr(e, "in_doubt", False)]
+    assert 1 <= len(doubted) == len(errors) - 1, errors  # the last found no connection
+    assert pg_store.put_item("doc", "s", "doubt", "last") == 2 + len(doubted)
+    assert pg_store.get_item("doc", "s", "doubt") == "last"
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgres"])
+def test_a_write_the_seam_fails_before_sending_is_not_in_doubt(
+    make_manager: Callable[..., MwManager], where: str, request: pytest.FixtureRequest
+) -> None:
+    store: MltStore = make_manager("a").mlt if where == "sqlite" else request.getfixturevalue("pg_store")
+    store.put_item("doc", "s", "1", "v")
+    for action in (Drop(), Fail(ConnectionResetError("reset (injected)"))):
+        fault = injected(lambda name, key, action=action: action if name == "mlt.put_item" else None)
+        with fault, pytest.raises(MltUnavailable) as caught:
+            store.put_item("doc", "s", "1", "w")
+        assert not caught.value.in_doubt, (action, caught.value)
+    assert store.get_item("doc", "s", "1") == "v"
+
+
+def test_in_doubt_survives_a_copy_and_is_off_by_default() -> None:
+    import copy
+
+    assert copy.copy(MltUnavailable("x", in_doubt=True)).in_doubt and not MltUnavailable("x").in_doubt
+
+
 @pytest.mark.parametrize("action", [Drop(), Fail(ConnectionResetError("reset by peer (injected)"))], ids=repr)
 def test_an_injected_connection_fault_is_mlt_unavailable_and_the_next_call_works(
     make_manager: Callable[..., MwManager], action: Drop | Fail

@@ -119,8 +119,6 @@ def test_l2_slow_on_a_real_backend_is_the_seams_delay(processes: Backend) -> Non
 
 
 def test_mlt_down_pauses_every_postgres_process_and_loads_resume(processes: Backend) -> None:
-    # Read-only: a write whose client deadline passed in the window can still land when PostgreSQL resumes (the
-    # oracle takes it for failed; see the report's open point), so this run writes nothing.
     result, cached = _run(
         processes, FaultWindow("mlt_down", 20, 15), items={"write_fraction": 0.0}, tasks={"create_per_agent_s": 0.0}
     )
@@ -128,6 +126,31 @@ def test_mlt_down_pauses_every_postgres_process_and_loads_resume(processes: Back
     assert window["state"] == "T" and window["server"] == f"process pid {processes.servers['postgres'].pid}"
     assert cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
     assert cached["caller_errors"]["by_window"][0]["reads"] > 0  # misses in the window got MltUnavailable
+    _hold(result)
+
+
+@pytest.mark.parametrize("mode", ["pause", "kill"])
+def test_writes_in_doubt_through_a_real_mlt_down_are_settled_by_mlt_versions(processes: Backend, mode: str) -> None:
+    _writes_through(processes, mode)
+
+
+def _writes_through(backend: Backend, mode: str) -> None:
+    """Writes only, so the first Mlt calls in the window are writes: each pooled connection carries one to the
+    stopped server and its writer is told the write is in doubt (a killed server's connections are seen broken at
+    checkout). A stopped server runs them when it resumes, so later writes find Mlt's versions ahead of the
+    simulator's: the truth accepts what the doubted writes explain, the writer dropped the cached copies, and the
+    checks hold (before, the next write of such an item stopped the run with a RuntimeError)."""
+    result, cached = _run(
+        backend,
+        FaultWindow("mlt_down", 20, 15, mode=mode),
+        items={"write_fraction": 1.0},
+        tasks={"create_per_agent_s": 0.0},
+    )
+    doubt = cached["stale"]["in_doubt"]
+    if mode == "pause":
+        assert 1 <= doubt["writes"] < cached["caller_errors"]["writes"], doubt  # the rest found no connection
+    else:  # a killed server's connections are found broken before anything is sent: no write in doubt
+        assert doubt["writes"] == 0 < cached["caller_errors"]["writes"], doubt
     _hold(result)
 
 
@@ -221,6 +244,10 @@ def test_mlt_down_pauses_the_postgres_container(containers: Backend) -> None:
     )
     assert _real(cached)["state"] == "paused" and cached["faults"]["mlt_resumed"][0]["loads_after"] > 0
     _hold(result)
+
+
+def test_writes_in_doubt_through_a_paused_postgres_container(containers: Backend) -> None:
+    _writes_through(containers, "pause")
 
 
 def test_mlt_down_kill_restarts_the_postgres_container_and_loads_resume(containers: Backend) -> None:

@@ -81,3 +81,50 @@ def test_zipf_drifts_and_latency_has_its_median() -> None:
     samples = sorted(latency() for _ in range(20_001))
     assert math.isclose(samples[10_000], 0.010, rel_tol=0.1)
     assert Latency(LatencySpec("none"), rng)() == 0.0
+
+
+def test_writes_in_doubt_are_within_the_bounds_until_mlt_accounts_for_them() -> None:
+    """Two item writes fail in doubt (labels 2 and 3): the current answer and either doubted one are within the
+    bounds, a label never written is not. The next write's Mlt version shows both landed: the doubt ends, and the
+    doubted answers are held to that write's bound like any older version."""
+    truth = Truth()
+    truth.created("i", value="1|a")
+    truth.doubted("i", truth.next_version("i"))
+    truth.doubted("i", truth.next_version("i"))
+    assert truth.next_version("i") == 4 and "i" not in truth.latest
+    assert [truth.judge("i", v, started_at=5.0) for v in (1, 2, 3, 9)] == [1, 1, 1, 2]
+    with pytest.raises(RuntimeError, match="at most 2 doubted writes"):
+        truth.landed("i", 5, expected=2)  # three more than expected: not explained by two doubts
+    truth.landed("i", 4, expected=2)  # Mlt numbered the write 4: both doubted writes landed before it
+    truth.superseded("i", 4, at=10.0, deadline=10.5, value="4|d")
+    assert "i" not in truth.doubts and truth.doubt_counts == {"writes": 2, "landed": 2, "reads": 3}
+    assert truth.judge("i", 3, started_at=10.2) == 1 and truth.judge("i", 3, started_at=11.0) == 2
+    assert truth.latest["i"] == "4|d"
+
+
+def test_a_write_in_doubt_that_did_not_land_keeps_nothing_open() -> None:
+    truth = Truth()
+    truth.created("i")
+    truth.doubted("i", 2)
+    truth.landed("i", 2, expected=2)  # the next write (label 3) is Mlt's 2: the doubted one never landed
+    assert truth.doubts["i"].outstanding == 1  # it may still: nothing proves otherwise
+    truth.superseded("i", 3, at=10.0, deadline=10.0)
+    assert truth.judge("i", 2, started_at=20.0) == 1  # still possibly Mlt's answer
+    with pytest.raises(RuntimeError, match="expected 4"):
+        Truth().landed("j", 5, expected=4)  # no doubt: Mlt's version must be the expected one
+
+
+def test_task_changes_and_deletes_in_doubt() -> None:
+    """A task change in doubt (Mlt numbers it): the next version or two are within the bounds while two are
+    outstanding. A doubted delete makes ``None`` a possible answer until the run ends."""
+    truth = Truth()
+    truth.created("t", 3, at=0.0)
+    truth.doubted("t")
+    truth.doubted("t")
+    assert [truth.judge("t", v, started_at=5.0) for v in (3, 4, 5, 6)] == [1, 1, 1, 2]
+    truth.created("i", at=0.0)
+    assert truth.judge_absent("i", started_at=5.0) == 2
+    truth.doubted("i", delete=True)
+    assert truth.judge_absent("i", started_at=5.0) == 1
+    truth.landed("i", 1, expected=2)  # re-created after the delete landed: the count restarted
+    assert "i" in truth.doubts
