@@ -110,7 +110,7 @@ class LoadTimeout(MwError, TimeoutError):
 class MltUnavailable(MwError):
     """The long-term store did not answer within ``MW_MLT_TIMEOUT_S``, or its connection failed.
 
-    ``in_doubt``: the statement had reached the store when the call failed, so a write may still have been applied
+    ``in_doubt``: a write's statement had reached the store when the call failed, so it may still have been applied
     (a stopped server runs what it received when it resumes; a crash may come after the commit). A writer then
     treats both outcomes as possible: it invalidates the cached copies and learns the result from the store later.
     False when nothing was sent (no connection, a refused one).

@@ -190,14 +190,15 @@ class Truth:
         top = max(doubt.labels, default=0) if doubt is not None else 0
         return max(1, self.current.get(record, 0), top) + 1
 
-    def landed(self, record: str, mlt_version: int, expected: int) -> None:
+    def landed(self, record: str, mlt_version: int, expected: int) -> set[int]:
         """A write of ``record`` succeeded and Mlt numbered it ``mlt_version`` where ``expected`` says no doubted
-        write landed: the difference landed before it. Raises ``RuntimeError`` if no count of doubts explains it."""
+        write landed: the difference landed before it. Returns the doubted versions, once all are accounted for
+        (for :meth:`settle`; else empty). Raises ``RuntimeError`` if no count of doubts explains the number."""
         doubt = self.doubts.get(record)
         if doubt is None or doubt.delete:
             if doubt is None and mlt_version != expected:
                 raise RuntimeError(f"Mlt gave {record} version {mlt_version}, the simulator expected {expected}")
-            return  # a doubted delete may have restarted the count: the doubt stays until the run ends
+            return set()  # a doubted delete may have restarted the count: the doubt stays until the run ends
         landed = mlt_version - expected
         if not 0 <= landed <= doubt.outstanding:
             raise RuntimeError(
@@ -205,8 +206,23 @@ class Truth:
             )
         self.doubt_counts["landed"] += landed
         doubt.outstanding -= landed
-        if doubt.outstanding == 0:
-            del self.doubts[record]
+        if doubt.outstanding:
+            return set()
+        del self.doubts[record]
+        return doubt.labels
+
+    def settle(self, record: str, labels: set[int]) -> None:
+        """After :meth:`superseded` by the write whose Mlt version accounted for the last doubt: a doubted version
+        may have landed after an earlier write, so it was Mlt's answer until this one; it is held to this write's
+        bound (that of the version just superseded), not to the earlier one's."""
+        versions = self.records[record]
+        last = versions.current - 2
+        for label in labels:
+            if label - 1 < last:
+                versions.superseded_at[label - 1] = versions.superseded_at[last]
+                versions.deadlines[label - 1] = versions.deadlines[last]
+                versions.local_deadlines[label - 1] = versions.local_deadlines[last]
+                versions.writers[label - 1] = versions.writers[last]
 
     def doubt_summary(self) -> dict[str, int]:
         """``result["runs"][...]["stale"]["in_doubt"]``: :attr:`doubt_counts` and the records still in doubt."""

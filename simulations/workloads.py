@@ -287,10 +287,10 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
         write_failed(model, me, exc)
         if in_doubt(exc):
             truth.doubted(item_id, version)
-            _drop_copies(model, me, spec, item_id, "del_global_item_typed")
+            _drop_copies(model, me, spec, item_id)
         return
     expected = max(1, truth.version(item_id)) + 1 - truth.mlt_base.get(item_id, 0)  # re-created: from 1 again
-    truth.landed(item_id, stored, expected)
+    settled = truth.landed(item_id, stored, expected)
     truth.mlt_base[item_id] = version - stored
     now = model.env.now
     truth.superseded(
@@ -302,6 +302,8 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
         writer=me.node,
         local_deadline=now + truth.local_lag_s["item"],
     )
+    if settled:
+        truth.settle(item_id, settled)
     catalog.written.add(item_id)
     model.outcomes.writes += 1
     if model.scenario.defects.skip_invalidation:
@@ -319,13 +321,15 @@ def in_doubt(exc: Exception) -> bool:
     return isinstance(exc, MltUnavailable) and exc.in_doubt
 
 
-def _drop_copies(model: Model, me: Agent | None, spec: ItemsSpec, item_id: str, op: str) -> None:
+def _drop_copies(model: Model, me: Agent | None, spec: ItemsSpec, item_id: str) -> None:
     """A writer whose write is in doubt drops every cached copy, as ``update_task_status`` does for a task row: the
     next read asks Mlt, whichever way the write went."""
     manager = model.admin if me is None or not me.alive else me.manager
-    model.operations.counts[op] += 1
+    model.operations.counts["del_global_item_typed"] += 1
     with contextlib.suppress(*CALLER_ERRORS):  # L2 down as well: the copies left expire by their TTL
         manager.del_global_item_typed(spec.kind, spec.scope, item_id)
+    if model.charges and me is not None:
+        me.owed += model.injector.take()
     if model.caching:
         model.loads.invalidated(global_typed_key(spec.kind, spec.scope, item_id))
 
@@ -374,7 +378,7 @@ def delete_item(model: Model, me: Agent, catalog: Catalog, item_id: str, op: str
         write_failed(model, me, exc)
         if in_doubt(exc):
             model.truth.doubted(item_id, delete=True)
-            _drop_copies(model, me, spec, item_id, op)
+            _drop_copies(model, me, spec, item_id)
         return
     now, truth = model.env.now, model.truth
     if truth.deleted(item_id, now, now + truth.lag_s["item"]) != existed and item_id not in truth.doubts:
@@ -518,6 +522,7 @@ class Tasks:
             write_failed(model, None, exc)
             if in_doubt(exc):
                 self.doubted += 1
+                model.truth.doubt_counts["writes"] += 1  # no reader asks for it: no doubt to keep
             else:
                 self.created -= 1
             return None

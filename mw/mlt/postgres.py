@@ -69,6 +69,9 @@ _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 """What a lost, refused, reset or timed-out connection raises (``PoolTimeout`` included)."""
 
 
+_WRITES = frozenset({"put_item", "delete_item", "put_task", "delete_task"})
+"""The operations a failure after sending leaves in doubt (a read that failed changed nothing)."""
+
 _CHECKOUT_SLICE_S = 0.25
 """A checkout waits in slices: each new wait asks the pool to grow, should its last attempt have given up."""
 
@@ -223,7 +226,7 @@ class PostgresMltStore(MltStore):
                 point(f"mlt.{operation}", key, drop=conn.close)
             if time.monotonic() >= deadline:
                 raise timed_out(operation, self._where, self.timeout_s)
-            sent = not conn.closed  # a dropped connection (the seam) sends nothing
+            sent = operation in _WRITES and not conn.closed  # a dropped connection (the seam) sends nothing
             with _WATCHDOG.armed(conn, deadline) as alarm:
                 yield conn
             if alarm.fired:  # answered at the deadline, but its socket is shut down now

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 from test_mlt_faults import (  # the stoppable server of the behaviour tests (same module, same servers)
     DEADLINE_S,
@@ -114,6 +115,13 @@ def test_a_write_sent_to_a_stopped_server_is_in_doubt_and_lands_when_it_resumes(
     assert all(isinstance(e, MltUnavailable) for e in errors), errors
     doubted = [e for e in errors if getattr(e, "in_doubt", False)]
     assert 1 <= len(doubted) == len(errors) - 1, errors  # the last found no connection
+    # Resumed, each stopped backend runs the statement it holds: Mlt's version counts them all, soon.
+    deadline = time.monotonic() + 10.0
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        query = "SELECT version FROM mw_items WHERE kind='doc' AND scope='s' AND item_id='doubt'"
+        while (version := conn.execute(query).fetchone()[0]) < 1 + len(doubted) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert version == 1 + len(doubted)
     assert pg_store.put_item("doc", "s", "doubt", "last") == 2 + len(doubted)
     assert pg_store.get_item("doc", "s", "doubt") == "last"
 

@@ -135,21 +135,24 @@ def test_writes_in_doubt_through_a_real_mlt_down_are_settled_by_mlt_versions(pro
 
 
 def _writes_through(backend: Backend, mode: str) -> None:
-    """Writes only, so the first Mlt calls in the window are writes: each pooled connection carries one to the
-    stopped server and its writer is told the write is in doubt (a killed server's connections are seen broken at
-    checkout). A stopped server runs them when it resumes, so later writes find Mlt's versions ahead of the
-    simulator's: the truth accepts what the doubted writes explain, the writer dropped the cached copies, and the
-    checks hold (before, the next write of such an item stopped the run with a RuntimeError)."""
+    """Twenty items, each read from the caches (written through, never absent) and written often, so the first Mlt
+    calls in the window are writes: each pooled connection carries one to the stopped server and its writer is told
+    the write is in doubt (a killed server's connections are seen broken at checkout). A stopped server runs them
+    when it resumes, so later writes find Mlt's versions ahead of the simulator's: the truth accepts what the doubted
+    writes explain, the writer dropped the cached copies, and the checks hold (before, the next write of such an
+    item stopped the run with a RuntimeError)."""
     result, cached = _run(
         backend,
         FaultWindow("mlt_down", 20, 15, mode=mode),
-        items={"write_fraction": 1.0},
+        items={"catalog": 20, "write_fraction": 0.3, "absent_fraction": 0.0},
         tasks={"create_per_agent_s": 0.0},
     )
     doubt = cached["stale"]["in_doubt"]
+    assert cached["stale"]["checked"]["item"] > 0
     if mode == "pause":
         assert 1 <= doubt["writes"] < cached["caller_errors"]["writes"], doubt  # the rest found no connection
-    else:  # a killed server's connections are found broken before anything is sent: no write in doubt
+        assert doubt["landed"] >= 1, doubt  # a later write of the item counted it
+    else:
         assert doubt["writes"] == 0 < cached["caller_errors"]["writes"], doubt
     _hold(result)
 

@@ -102,7 +102,26 @@ def test_writes_in_doubt_are_within_the_bounds_until_mlt_accounts_for_them() -> 
     assert truth.latest["i"] == "4|d"
 
 
-def test_a_write_in_doubt_that_did_not_land_keeps_nothing_open() -> None:
+def test_a_doubted_write_landing_after_a_later_one_is_held_to_the_write_that_accounts_for_it() -> None:
+    """Label 2 is doubted; the write of 3 succeeds with no doubt landed (Mlt 2); then 2 lands (Mlt 3, value "2|"),
+    and the write of 4 (Mlt 4) accounts for it. Mlt held 2 until the write of 4: a read of it before then (or
+    within that write's bound) is not beyond the bounds, one after is."""
+    truth = Truth()
+    truth.created("i", value="1|a")
+    truth.doubted("i", 2)
+    assert truth.landed("i", 2, expected=2) == set()
+    truth.superseded("i", 3, at=10.0, deadline=10.0, value="3|c")
+    assert truth.judge("i", 2, started_at=15.0) == 1  # still in doubt
+    settled = truth.landed("i", 4, expected=3)
+    assert settled == {2} and "i" not in truth.doubts
+    truth.superseded("i", 4, at=20.0, deadline=20.5, value="4|d")
+    truth.settle("i", settled)
+    assert truth.judge("i", 2, started_at=19.0) == 0  # Mlt's answer when the read started
+    assert truth.judge("i", 2, started_at=20.2) == 1 and truth.judge("i", 2, started_at=21.0) == 2
+    assert truth.judge("i", 3, started_at=15.0) == 0  # superseded by the late landing at some point: not judged
+
+
+def test_a_write_in_doubt_that_has_not_landed_stays_in_doubt() -> None:
     truth = Truth()
     truth.created("i")
     truth.doubted("i", 2)
