@@ -183,8 +183,12 @@ class PendingInvalidations:
             self._settled.clear()
 
     def restore(self, batch: Unreached, seq: int | None = None) -> None:
-        """Put back a batch whose replay failed (``seq``: the number its own message spent)."""
+        """Put back a batch whose replay failed (``seq``: the number its own message spent); what was settled while
+        it was on its way stays settled (a fresh fill's copy must not be deleted, nor hidden, by a later replay)."""
         with self._lock:
+            for key in self._settled:
+                batch.keys.pop(key, None)
+                batch.deletes.pop(key, None)
             self._sending = False
             self._on_its_way = None
             self._settled.clear()

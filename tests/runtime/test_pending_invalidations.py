@@ -41,3 +41,22 @@ def test_pending_changes_are_bounded_and_settled_by_a_later_write() -> None:
     assert list(batch.deletes) == ["d1", "d2", "d3"] and pending.lost_deletes == 1
     pending.sent()
     assert not pending
+
+
+def test_a_key_settled_while_its_replay_was_on_its_way_stays_settled_when_the_replay_fails() -> None:
+    """The replay thread took the batch (its DEL still failing: L2 was down) while a fresh fill reached L2 and settled
+    the key; the failed replay is put back without that delete. Found by a Redis Cluster CI run:
+    ``test_a_fresh_fill_settles_the_pending_delete`` saw the delete pending again after the fill."""
+    from mw.invalidation import PendingInvalidations
+
+    pending = PendingInvalidations()
+    pending.add(["k"], seq=1, deletes=["k", "lease:k"])
+    pending.add(["other"], seq=2, deletes=["other"])
+    batch = pending.take()
+    assert batch is not None
+    pending.settle(["k", "lease:k"])
+    assert not pending.deletes("k")
+    pending.restore(batch)
+    assert not pending.deletes("k") and not pending.deletes("lease:k") and pending.deletes("other")
+    again = pending.take()
+    assert again is not None and list(again.deletes) == ["other"] and list(again.keys) == ["other"]
