@@ -229,8 +229,11 @@ def test_task_caching_lifecycle_seen_across_agents(pg_deployment: Deployment) ->
     assert metrics(a)["mw_task_evictions"] == 1
 
     # cache_task_row -> invalidate_task_cache -> miss, with the writer and the reader in different processes.
+    # The write publishes too: A counts that message first, or it could be taken for the invalidation's.
+    before = [bus_received(a)]
     ttl = ray.get(c.cache_task_row.remote({"id": "124", "status": "completed", "owner": "agent-c"}))
     assert 540 <= ttl <= 600
+    applied([a], before)
     assert ray.get(a.get_task_cached.remote("124"))["status"] == "completed"
     misses_before = metrics(a)["mw_task_cache_misses"]
     before = [bus_received(a)]

@@ -48,6 +48,10 @@ def mask(text: str) -> str:
     return mask_secrets(text)
 
 
+STOPPED_OR_GONE = frozenset("TtZX")
+"""States :func:`wait_stopped` accepts: stopped, traced, exited (zombie) or dead."""
+
+
 def process_state(pid: int) -> str:
     """The kernel's one-letter state of ``pid`` (``T``: stopped by a signal; ``S``, ``R``: alive), from ``/proc``."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -56,17 +60,19 @@ def process_state(pid: int) -> str:
 
 def wait_stopped(pids: list[int], timeout: float = 5.0) -> None:
     """Return once every process of ``pids`` is stopped (state ``T``); a signal's delivery is asynchronous, so a
-    SIGSTOP alone does not say the process has stopped yet. Processes gone meanwhile are not waited for."""
+    SIGSTOP alone does not say the process has stopped yet. Processes gone meanwhile are not waited for, nor those
+    that exited and wait to be reaped (``Z``, ``X``): their parent is stopped, so they would wait for ever."""
     deadline = time.monotonic() + timeout
     pending = list(pids)
     while pending:
         try:
-            if process_state(pending[0]) in ("T", "t"):
-                pending.pop(0)
-                continue
+            state = process_state(pending[0])
         except (OSError, IndexError):
             pending.pop(0)
             continue
+        if state in STOPPED_OR_GONE:
+            pending.pop(0)
+            continue
         if time.monotonic() > deadline:
-            raise TimeoutError(f"process {pending[0]} did not stop within {timeout:g}s of SIGSTOP")
+            raise TimeoutError(f"process {pending[0]} did not stop within {timeout:g}s of SIGSTOP (state {state!r})")
         time.sleep(0.001)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -12,7 +17,7 @@ import redis
 from pytest_mw.options import server_options
 from pytest_mw.servers.containers import PostgresContainerServer, RedisContainerServer
 from pytest_mw.servers.postgres_proc import PostgresProcess
-from pytest_mw.servers.readiness import process_state
+from pytest_mw.servers.readiness import process_state, wait_stopped
 from pytest_mw.servers.redis_proc import RedisProcess
 from pytest_mw.servers.spec import ServerSpec
 
@@ -54,6 +59,32 @@ def test_a_paused_postgres_stops_its_backends_too() -> None:
         assert process_state(server.pid) == "T" and process_state(backend[0]) == "T"
         server.resume()
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_waiting_for_a_stop_passes_over_an_exited_child_its_stopped_parent_cannot_reap() -> None:
+    """A backend that exits as the postmaster is paused stays a zombie (``Z``) until the postmaster runs again."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30.0
+        while process_state(child.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert process_state(child.pid) == "Z"  # exited, not reaped: this process has not waited for it yet
+        wait_stopped([child.pid], timeout=0.5)
+    finally:
+        child.wait()
+
+
+def test_waiting_for_a_stop_fails_on_a_process_that_runs_on_naming_its_state() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(TimeoutError, match=rf"process {child.pid} did not stop .*state 'S'"):
+            wait_stopped([child.pid], timeout=0.05)
+        os.kill(child.pid, signal.SIGSTOP)
+        wait_stopped([child.pid], timeout=5.0)
+        assert process_state(child.pid) == "T"
+    finally:
+        child.kill()
+        child.wait()
 
 
 @contextlib.contextmanager
