@@ -12,7 +12,8 @@ Points are named ``<layer>.<operation>``; an operation's reply (after the comman
   ``l2.subscribe``, ``l2.pttl``, ``l2.scan`` (each also ``.reply``; a multi-key command passes its first
   logical key, ``l2.publish`` its channel, ``l2.scan`` its pattern);
 * ``mlt.connect``, ``mlt.get_item``, ``mlt.put_item``, ``mlt.delete_item``, ``mlt.get_task``,
-  ``mlt.put_task``, ``mlt.delete_task``;
+  ``mlt.put_task``, ``mlt.delete_task`` (each but ``mlt.connect`` also ``.reply``: the statement ran, so a
+  write failed there is in doubt);
 * ``protocol.<step>``: the read-through steps of :mod:`mw.protocol` (``lookup``, ``negative``, ``join``,
   ``acquire``, ``recheck``, ``load``, ``fill``, ``release``, ``wait``, ``flight_wait``).
 

@@ -21,7 +21,9 @@ A write whose store call failed *in doubt* (:attr:`mw.errors.MltUnavailable.in_d
 may still land, later and in any order with the others (a stopped PostgreSQL runs what it received when it resumes).
 Until Mlt's version count accounts for every such write (:meth:`Truth.landed`, from the next write's version), the
 record's current answer and every doubted one are within the bounds (:meth:`Truth.doubted`), a doubted delete's
-``None`` too; a doubted value superseded by a later write is then held to that write's tolerance like any other.
+``None`` too; a doubted value superseded by a later write is then held to that write's tolerance like any other. A
+doubted delete ends when Mlt shows it ran (:meth:`Truth.delete_ran`: a later delete finds nothing, a later write is
+numbered 1 again); one that may not have run yet stays in doubt, since it may still land after the later calls.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ class Truth:
         if doubt is None or doubt.delete:
             if doubt is None and mlt_version != expected:
                 raise RuntimeError(f"Mlt gave {record} version {mlt_version}, the simulator expected {expected}")
-            return set()  # a doubted delete may have restarted the count: the doubt stays until the run ends
+            return set()  # a doubted delete may have restarted the count: the doubt stays until delete_ran()
         landed = mlt_version - expected
         if not 0 <= landed <= doubt.outstanding:
             raise RuntimeError(
@@ -210,6 +212,25 @@ class Truth:
             return set()
         del self.doubts[record]
         return doubt.labels
+
+    def delete_ran(self, record: str, at: float, deadline: float, *, recreated: bool) -> bool:
+        """Mlt showed at ``at`` that a doubted delete of ``record`` ran: a later delete found nothing, or a later write
+        was numbered 1 again (``recreated``). If that delete is the record's only doubt, nothing of it can land any
+        more: the doubt ends, and the record is gone from ``at`` (``None`` acceptable until ``deadline``), or, for the
+        write about to be recorded with :meth:`superseded`, gone until it. Returns whether the doubt ended."""
+        doubt = self.doubts.get(record)
+        versions = self.records.get(record)
+        if doubt is None or not doubt.delete or doubt.outstanding != 1 or doubt.labels or versions is None:
+            return False
+        if versions.gone:
+            return False
+        del self.doubts[record]
+        self.doubt_counts["landed"] += 1
+        if recreated:
+            versions.absent.append([at, INF, INF])  # closed by the write's superseded()
+        else:
+            self.deleted(record, at, deadline)
+        return True
 
     def settle(self, record: str, labels: set[int]) -> None:
         """After :meth:`superseded` by the write whose Mlt version accounted for the last doubt: a doubted version

@@ -289,10 +289,12 @@ def write_item(model: Model, me: Agent, catalog: Catalog, item_id: str) -> None:
             truth.doubted(item_id, version)
             _drop_copies(model, me, spec, item_id)
         return
+    now = model.env.now
     expected = max(1, truth.version(item_id)) + 1 - truth.mlt_base.get(item_id, 0)  # re-created: from 1 again
+    if stored == 1 < expected and truth.delete_ran(item_id, now, now, recreated=True):
+        expected = 1  # a doubted delete had run: Mlt numbered the record from 1 again
     settled = truth.landed(item_id, stored, expected)
     truth.mlt_base[item_id] = version - stored
-    now = model.env.now
     truth.superseded(
         item_id,
         version,
@@ -381,7 +383,9 @@ def delete_item(model: Model, me: Agent, catalog: Catalog, item_id: str, op: str
             _drop_copies(model, me, spec, item_id)
         return
     now, truth = model.env.now, model.truth
-    if truth.deleted(item_id, now, now + truth.lag_s["item"]) != existed and item_id not in truth.doubts:
+    deadline = now + truth.lag_s["item"]
+    ran = not existed and truth.delete_ran(item_id, now, deadline, recreated=False)  # a doubted one had: recorded
+    if not ran and truth.deleted(item_id, now, deadline) != existed and item_id not in truth.doubts:
         raise RuntimeError(f"Mlt {'had' if existed else 'did not have'} {item_id}, the simulator thought otherwise")
     if model.scenario.defects.skip_invalidation:
         return

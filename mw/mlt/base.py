@@ -43,6 +43,10 @@ DEFAULT_TIMEOUT_S = 5.0
 """The default of ``MW_MLT_TIMEOUT_S``: the deadline of one call, connection checkout included."""
 
 
+WRITES = frozenset({"put_item", "delete_item", "put_task", "delete_task"})
+"""The operations a failure after sending leaves in doubt (a read that failed changed nothing)."""
+
+
 def item_key(kind: str, scope: str, item_id: str) -> str:
     """The key an item's seam points carry; every call builds it first, so a part the database driver
     could not send (a lone surrogate) is a :class:`~mw.errors.KeyGrammarError` before any statement."""

@@ -45,6 +45,7 @@ from mw.faults import INJECTORS, point
 from mw.mlt.base import (
     DEFAULT_TIMEOUT_S,
     MISSING,
+    WRITES,
     MltStore,
     decode_row,
     decode_value,
@@ -67,10 +68,6 @@ CREATE TABLE IF NOT EXISTS mw_tasks (
 
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 """What a lost, refused, reset or timed-out connection raises (``PoolTimeout`` included)."""
-
-
-_WRITES = frozenset({"put_item", "delete_item", "put_task", "delete_task"})
-"""The operations a failure after sending leaves in doubt (a read that failed changed nothing)."""
 
 _CHECKOUT_SLICE_S = 0.25
 """A checkout waits in slices: each new wait asks the pool to grow, should its last attempt have given up."""
@@ -226,11 +223,13 @@ class PostgresMltStore(MltStore):
                 point(f"mlt.{operation}", key, drop=conn.close)
             if time.monotonic() >= deadline:
                 raise timed_out(operation, self._where, self.timeout_s)
-            sent = operation in _WRITES and not conn.closed  # a dropped connection (the seam) sends nothing
+            sent = operation in WRITES and not conn.closed  # a dropped connection (the seam) sends nothing
             with _WATCHDOG.armed(conn, deadline) as alarm:
                 yield conn
             if alarm.fired:  # answered at the deadline, but its socket is shut down now
                 conn.close()
+            if seam and INJECTORS:  # the statement ran (autocommit): a failure from here on loses only its reply
+                point(f"mlt.{operation}.reply", key, drop=conn.close)
         except _CONNECTION_ERRORS as exc:
             conn.close()
             if alarm is not None and alarm.fired:

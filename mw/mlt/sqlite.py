@@ -21,6 +21,7 @@ from mw.faults import INJECTORS, point
 from mw.mlt.base import (
     DEFAULT_TIMEOUT_S,
     MISSING,
+    WRITES,
     MltStore,
     decode_row,
     decode_value,
@@ -60,10 +61,10 @@ def _busy(exc: Exception) -> bool:
     return str(exc).startswith(("database is locked", "database table is locked"))
 
 
-def _failure(operation: str, where: str, timeout_s: float, exc: Exception) -> MltUnavailable:
+def _failure(operation: str, where: str, timeout_s: float, exc: Exception, *, in_doubt: bool = False) -> MltUnavailable:
     if _busy(exc):
-        return timed_out(operation, where, timeout_s, "database still locked")
-    return unavailable(operation, where, str(exc))
+        return timed_out(operation, where, timeout_s, "database still locked", in_doubt=in_doubt)
+    return unavailable(operation, where, str(exc), in_doubt=in_doubt)
 
 
 class SqliteMltStore(MltStore):
@@ -94,15 +95,19 @@ class SqliteMltStore(MltStore):
         deadline = time.monotonic() + self.timeout_s
         if not self._lock.acquire(timeout=self.timeout_s):
             raise timed_out(operation, self._where, self.timeout_s, "the store still busy in this process")
+        ran = False
         try:
             self._count()
             if INJECTORS:
                 point(f"mlt.{operation}", key)
             self._busy_until(operation, deadline)
             row: tuple[Any, ...] | None = self._conn.execute(sql, params).fetchone()
+            if INJECTORS:  # the statement ran (autocommit): a failure from here on loses only its reply
+                ran = operation in WRITES
+                point(f"mlt.{operation}.reply", key)
             return row
         except (sqlite3.OperationalError, ConnectionError) as exc:
-            raise _failure(operation, self._where, self.timeout_s, exc) from exc
+            raise _failure(operation, self._where, self.timeout_s, exc, in_doubt=ran) from exc
         finally:
             self._lock.release()
 

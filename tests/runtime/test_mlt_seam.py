@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def test_every_call_passes_its_seam_point(make_manager: Callable[..., MwManager]
         store.delete_task(5)
         asyncio.run(store.get_item_async("doc", "s", "2"))
         asyncio.run(store.get_task_async(6))
-    assert seen == [
+    calls = [
         ("mlt.put_item", "doc:s:1"),
         ("mlt.get_item", "doc:s:1"),
         ("mlt.delete_item", "doc:s:1"),
@@ -97,6 +98,7 @@ def test_every_call_passes_its_seam_point(make_manager: Callable[..., MwManager]
         ("mlt.get_item", "doc:s:2"),
         ("mlt.get_task", "6"),
     ]
+    assert seen == [point for name, key in calls for point in ((name, key), (f"{name}.reply", key))]
 
 
 @pytest.mark.mw_real_servers
@@ -138,6 +140,32 @@ def test_a_write_the_seam_fails_before_sending_is_not_in_doubt(
             store.put_item("doc", "s", "1", "w")
         assert not caught.value.in_doubt, (action, caught.value)
     assert store.get_item("doc", "s", "1") == "v"
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgres"])
+def test_a_write_whose_reply_is_lost_is_in_doubt_and_landed(
+    make_manager: Callable[..., MwManager], where: str, request: pytest.FixtureRequest
+) -> None:
+    """``mlt.<operation>.reply``: the statement ran; a fault there loses only its answer. A write is then in doubt
+    (and did land), a read is not (it changed nothing)."""
+    store: MltStore = make_manager("a").mlt if where == "sqlite" else request.getfixturevalue("pg_store")
+    item = f"reply-{uuid.uuid4().hex}"  # the PostgreSQL store is shared by the module's tests
+    assert store.put_item("doc", "s", item, "v") == 1
+    for action in (Drop(), Fail(ConnectionResetError("reset (injected)"))):
+
+        def lose(name: str, _key: str | None, action: Drop | Fail = action) -> Drop | Fail | None:
+            return action if name.endswith(".reply") else None
+
+        with injected(lose), pytest.raises(MltUnavailable) as written:
+            store.put_item("doc", "s", item, "w")
+        assert written.value.in_doubt, (action, written.value)
+        with injected(lose), pytest.raises(MltUnavailable) as deleted:
+            store.delete_item("doc", "s", f"{item}-gone")
+        assert deleted.value.in_doubt
+        with injected(lose), pytest.raises(MltUnavailable) as read:
+            store.get_item("doc", "s", item)
+        assert not read.value.in_doubt
+    assert store.get_item("doc", "s", item) == "w" and store.put_item("doc", "s", item, "x") == 4  # both landed
 
 
 def test_in_doubt_survives_a_copy_and_is_off_by_default() -> None:

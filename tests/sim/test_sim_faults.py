@@ -13,7 +13,7 @@ from simhelpers import Run, check, failed, small
 from mw import drive
 from mw.cluster import Cluster
 from mw.errors import MltUnavailable
-from mw.faults import Fail, injected
+from mw.faults import Drop, Fail, injected
 from mw.telemetry import process_telemetry
 from simulations.backends import Backend
 from simulations.fault_windows import stretched
@@ -308,3 +308,39 @@ def test_a_held_open_span_stretches_alone() -> None:
     assert held == [(120.0, math.inf), (120.0, 150.0), (300.0, 360.0)]
     assert stretched(held, (120.0, math.inf), 211.5) == [(120.0, 211.5), (120.0, 150.0), (300.0, 360.0)]
     assert stretched(spans, (120.0, 170.0), math.inf) == spans  # a span nobody has: nothing moves
+
+
+@pytest.mark.parametrize(
+    ("lost_point", "mix"),
+    [
+        ("mlt.delete_item.reply", {"get_item_typed": 3.0, "del_global_item_typed": 1.0}),
+        ("mlt.put_item.reply", {"get_item_typed": 1.0}),
+    ],
+)
+def test_changes_whose_replies_are_lost_are_settled_by_what_mlt_answers_next(
+    simulate: Run, lost_point: str, mix: dict[str, float]
+) -> None:
+    """The first delete (or write) of each item runs in Mlt but loses its reply: its writer is told it is in doubt.
+    The item's next delete finds nothing, or its next write is numbered 1 again (the delete ran), or its next write's
+    version is one ahead (the write landed): every doubt ends, and no read the oracle judged against them is beyond
+    the bounds. The errors are outside any window, so only ``no_caller_errors`` fails."""
+    lost: set[str | None] = set()
+    running = [False]
+
+    def lose(point: str, key: str | None) -> Drop | None:
+        running[0] = running[0] or point.startswith("protocol.")  # the agents read: Mlt's seeding is over
+        if running[0] and point == lost_point and key not in lost:
+            lost.add(key)
+            return Drop()
+        return None
+
+    with injected(lose):
+        result = simulate(
+            "staging-synthetic",
+            items={"catalog": 20, "write_fraction": 0.2, "absent_fraction": 0.0},
+            mix=mix,
+        )
+    doubt = result["runs"]["cached"]["stale"]["in_doubt"]
+    assert doubt["writes"] == len(lost) == 20 and doubt["landed"] == 20 and doubt["open"] == 0, doubt
+    assert doubt["reads"] > 0  # reads in the meantime were judged within the bounds
+    assert failed(result) == {"no_caller_errors"}, failed(result)

@@ -147,3 +147,33 @@ def test_task_changes_and_deletes_in_doubt() -> None:
     assert truth.judge_absent("i", started_at=5.0) == 1
     truth.landed("i", 1, expected=2)  # re-created after the delete landed: the count restarted
     assert "i" in truth.doubts
+
+
+def test_a_doubted_delete_ends_when_mlt_shows_it_ran() -> None:
+    """A later delete that finds nothing, or a later write numbered 1 again, shows the doubted delete ran: the doubt
+    ends and the record was gone from then. One that may not have run yet (the later delete found the record) stays
+    in doubt, and so does a record with other doubts besides the delete."""
+    truth = Truth()
+    truth.created("i", at=0.0, value="1|")
+    truth.doubted("i", delete=True)
+    assert truth.delete_ran("i", 10.0, 10.25, recreated=False)
+    assert "i" not in truth.doubts and truth.doubt_counts["landed"] == 1
+    assert not truth.exists("i") and truth.judge_absent("i", started_at=11.0) == 0
+    assert truth.judge("i", 1, started_at=9.0) == 0 and truth.judge("i", 1, started_at=10.2) == 1
+    assert truth.judge("i", 1, started_at=10.3) == 2  # the old value is now held to the delete's bound
+
+    truth.created("j", 2, at=0.0)
+    truth.doubted("j", delete=True)
+    assert truth.delete_ran("j", 20.0, 20.0, recreated=True)
+    truth.superseded("j", 3, 20.0, 20.25, "3|")
+    assert truth.exists("j") and truth.judge("j", 3, started_at=21.0) == 0
+    assert truth.judge_absent("j", started_at=19.0) == 0  # gone at an instant since that read started
+    assert truth.judge_absent("j", started_at=20.1) == 1 and truth.judge_absent("j", started_at=21.0) == 2
+    assert truth.judge("j", 2, started_at=21.0) == 2
+
+    truth.created("k", at=0.0)
+    truth.doubted("k", delete=True)
+    truth.doubted("k", 2)
+    assert not truth.delete_ran("k", 5.0, 5.0, recreated=False)  # a doubted write may land after the delete
+    assert "k" in truth.doubts
+    assert not Truth().delete_ran("x", 1.0, 1.0, recreated=False)  # no doubt at all: nothing to end
