@@ -28,6 +28,7 @@ import pytest
 import redis
 import redis.asyncio
 import redis.exceptions as rx
+from liveclients import live_async_clients
 
 from mw import MwConfig
 from mw import keys as K
@@ -304,17 +305,6 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def _live_async_clients() -> int:
-    """Live per-loop clients (asyncio ``Redis`` or ``RedisCluster``); a Sentinel's own clients of its sentinels are
-    part of the one loop client that made them, not counted."""
-    from redis.asyncio.cluster import RedisCluster
-    from redis.asyncio.sentinel import Sentinel
-
-    objects = gc.get_objects()
-    helpers = {id(client) for o in objects if isinstance(o, Sentinel) for client in o.sentinels}
-    return sum(isinstance(o, (redis.asyncio.Redis, RedisCluster)) and id(o) not in helpers for o in objects)
-
-
 def test_four_hundred_event_loops_leave_no_clients_sockets_or_warnings(
     tier: RedisTier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -330,14 +320,14 @@ def test_four_hundred_event_loops_leave_no_clients_sockets_or_warnings(
         assert token is not None and await leases.release_async(f"lease:{i}", token)
 
     gc.collect()
-    fds, clients = _fds(), _live_async_clients()
+    fds, clients = _fds(), live_async_clients()
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
         for i in range(400):
             asyncio.run(one(i))
         gc.collect()
     assert _fds() - fds < 10, f"{_fds() - fds} more open fds after 400 event loops"
-    assert _live_async_clients() - clients < 10, f"{_live_async_clients() - clients} more clients after 400 loops"
+    assert live_async_clients() - clients < 10, f"{live_async_clients() - clients} more clients after 400 loops"
     assert unraisable == []
 
 
@@ -346,16 +336,16 @@ def test_a_loop_closed_without_shutdown_is_forgotten_at_the_next_lookup(tier: Re
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # their sockets can no longer close on their loops
         gc.collect()
-        clients = _live_async_clients()
+        clients = live_async_clients()
         for _ in range(10):
             loop = asyncio.new_event_loop()
             assert loop.run_until_complete(tier.get_async("k")) == b"v"
             loop.close()
         gc.collect()
-        assert _live_async_clients() - clients <= 1, "one client kept per closed loop"
+        assert live_async_clients() - clients <= 1, "one client kept per closed loop"
         tier.close()
         gc.collect()
-    assert _live_async_clients() == clients
+    assert live_async_clients() == clients
 
 
 @pytest.mark.parametrize("backend", [pytest.param("real", marks=pytest.mark.mw_real_servers)])
@@ -369,7 +359,7 @@ def test_a_tier_closed_and_dropped_while_its_loop_is_idle_closes_its_client_when
     unraisable: list[str] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(f"{u.exc_value!r} in {u.object!r}"))
     gc.collect()
-    clients = _live_async_clients()
+    clients = live_async_clients()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
         loop = asyncio.new_event_loop()  # shut down as asyncio.Runner does (3.11+): its async generators, then close
@@ -388,7 +378,7 @@ def test_a_tier_closed_and_dropped_while_its_loop_is_idle_closes_its_client_when
     assert [r.getMessage() for r in caplog.records if "pending" in r.getMessage()] == []
     assert [str(w.message) for w in caught if "unclosed" in str(w.message).lower()] == []
     assert unraisable == []
-    assert _live_async_clients() == clients
+    assert live_async_clients() == clients
 
 
 @pytest.mark.parametrize(
@@ -400,7 +390,7 @@ def test_a_tier_closed_and_dropped_while_its_loop_is_idle_closes_its_client_when
 )
 def test_close_closes_the_client_of_a_loop_running_in_another_thread(tier: RedisTier) -> None:
     gc.collect()
-    clients = _live_async_clients()
+    clients = live_async_clients()
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever)
     runner.start()
@@ -409,7 +399,7 @@ def test_close_closes_the_client_of_a_loop_running_in_another_thread(tier: Redis
         try:
             asyncio.run_coroutine_threadsafe(tier.get_async("k"), loop).result(timeout=10)
             tier.close()
-            _until(lambda: gc.collect() >= 0 and _live_async_clients() == clients, "the loop to close its client")
+            _until(lambda: gc.collect() >= 0 and live_async_clients() == clients, "the loop to close its client")
         finally:
             loop.call_soon_threadsafe(loop.stop)
             runner.join()

@@ -21,6 +21,7 @@ import pytest
 import redis
 import redis.asyncio
 import redis.exceptions as rx
+from liveclients import live_async_clients
 from test_l2_faults import _error_of, _run
 
 from mw import faults
@@ -49,17 +50,6 @@ def _inject(name: str, action: faults.Action, calls: list[str] | None = None) ->
         return action if point == name else None
 
     return injector
-
-
-def _live_async_clients() -> int:
-    """Live per-loop clients (asyncio ``Redis`` or ``RedisCluster``); a Sentinel's own clients of its sentinels are
-    part of the one loop client that made them, not counted."""
-    from redis.asyncio.cluster import RedisCluster
-    from redis.asyncio.sentinel import Sentinel
-
-    objects = gc.get_objects()
-    helpers = {id(client) for o in objects if isinstance(o, Sentinel) for client in o.sentinels}
-    return sum(isinstance(o, (redis.asyncio.Redis, RedisCluster)) and id(o) not in helpers for o in objects)
 
 
 def _node_admin(l2_admin: Any, tier: RedisTier, key: str) -> Any:
@@ -341,9 +331,9 @@ def test_aclose_closes_the_running_loops_client_now(tier: RedisTier) -> None:
     async def scenario() -> int:
         await tier.get_async("k")
         gc.collect()
-        opened = _live_async_clients()
+        opened = live_async_clients()
         await tier.aclose()
         gc.collect()
-        return opened - _live_async_clients()
+        return opened - live_async_clients()
 
     assert asyncio.run(scenario()) == 1, "aclose() did not release the loop's client"
