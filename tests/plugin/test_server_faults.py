@@ -77,7 +77,7 @@ def test_waiting_for_a_stop_passes_over_an_exited_child_its_stopped_parent_canno
 def test_waiting_for_a_stop_fails_on_a_process_that_runs_on_naming_its_state() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        with pytest.raises(TimeoutError, match=rf"process {child.pid} did not stop .*state 'S'"):
+        with pytest.raises(TimeoutError, match=rf"process {child.pid} did not stop .*state '[RSD]'"):
             wait_stopped([child.pid], timeout=0.05)
         os.kill(child.pid, signal.SIGSTOP)
         wait_stopped([child.pid], timeout=5.0)
