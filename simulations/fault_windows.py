@@ -73,7 +73,7 @@ class WindowInjector:
     def __call__(self, point: str, _key: str | None) -> Action | None:
         if point.startswith("l2."):
             return self._l2_call(point) if self._l2 else None
-        if self.mlt_down and point.startswith("mlt.") and point != "mlt.connect":
+        if self.mlt_down and point.startswith("mlt.") and point != "mlt.connect" and not point.endswith(".reply"):
             t = self.now()
             for start, end in self.mlt_down:
                 if start <= t < end:

@@ -216,8 +216,8 @@ class Truth:
     def delete_ran(self, record: str, at: float, deadline: float, *, recreated: bool) -> bool:
         """Mlt showed at ``at`` that a doubted delete of ``record`` ran: a later delete found nothing, or a later write
         was numbered 1 again (``recreated``). If that delete is the record's only doubt, nothing of it can land any
-        more: the doubt ends, and the record is gone from ``at`` (``None`` acceptable until ``deadline``), or, for the
-        write about to be recorded with :meth:`superseded`, gone until it. Returns whether the doubt ended."""
+        more: the doubt ends, and the record is gone from ``at`` (its last value acceptable until ``deadline``), or, for
+        the write about to be recorded with :meth:`superseded`, gone until it. Returns whether the doubt ended."""
         doubt = self.doubts.get(record)
         versions = self.records.get(record)
         if doubt is None or not doubt.delete or doubt.outstanding != 1 or doubt.labels or versions is None:

@@ -230,6 +230,8 @@ class PostgresMltStore(MltStore):
                 conn.close()
             if seam and INJECTORS:  # the statement ran (autocommit): a failure from here on loses only its reply
                 point(f"mlt.{operation}.reply", key, drop=conn.close)
+                if time.monotonic() >= deadline:  # a reply the seam delayed past the deadline is one never received
+                    raise timed_out(operation, self._where, self.timeout_s, in_doubt=sent)
         except _CONNECTION_ERRORS as exc:
             conn.close()
             if alarm is not None and alarm.fired:

@@ -105,8 +105,10 @@ class SqliteMltStore(MltStore):
             if INJECTORS:  # the statement ran (autocommit): a failure from here on loses only its reply
                 ran = operation in WRITES
                 point(f"mlt.{operation}.reply", key)
+                if time.monotonic() >= deadline:  # a reply the seam delayed past the deadline is one never received
+                    raise timed_out(operation, self._where, self.timeout_s, in_doubt=ran)
             return row
-        except (sqlite3.OperationalError, ConnectionError) as exc:
+        except (sqlite3.OperationalError, OSError) as exc:
             raise _failure(operation, self._where, self.timeout_s, exc, in_doubt=ran) from exc
         finally:
             self._lock.release()

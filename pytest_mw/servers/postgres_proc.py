@@ -287,7 +287,7 @@ class PostgresProcess(StartStop):
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGSTOP)
-        wait_stopped([postmaster, *children])
+        wait_stopped(postmaster, children)
 
     def resume(self) -> None:
         """SIGCONT every child, then the postmaster, after :meth:`pause`: every connection answers again."""

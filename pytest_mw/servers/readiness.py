@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 def redis_ping(url: str, timeout: float = 2.0) -> None:
@@ -48,31 +48,34 @@ def mask(text: str) -> str:
     return mask_secrets(text)
 
 
-STOPPED_OR_GONE = frozenset("TtZX")
-"""States :func:`wait_stopped` accepts: stopped, traced, exited (zombie) or dead."""
-
-
 def process_state(pid: int) -> str:
     """The kernel's one-letter state of ``pid`` (``T``: stopped by a signal; ``S``, ``R``: alive), from ``/proc``."""
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().rsplit(")", 1)[1].split()[0]
 
 
-def wait_stopped(pids: list[int], timeout: float = 5.0) -> None:
-    """Return once every process of ``pids`` is stopped (state ``T``); a signal's delivery is asynchronous, so a
-    SIGSTOP alone does not say the process has stopped yet. Processes gone meanwhile are not waited for, nor those
-    that exited and wait to be reaped (``Z``, ``X``): their parent is stopped, so they would wait for ever."""
+def wait_stopped(leader: int, children: Sequence[int] = (), timeout: float = 5.0) -> None:
+    """Return once ``leader`` and each of its ``children`` is stopped (state ``T``); a signal's delivery is
+    asynchronous, so a SIGSTOP alone does not say a process has stopped yet.
+
+    A child gone meanwhile is not waited for, nor one that exited and waits to be reaped (``Z``, ``X``): its parent,
+    the leader, is stopped, so it would wait for ever. A leader that exited did not stop: ``ProcessLookupError``."""
     deadline = time.monotonic() + timeout
-    pending = list(pids)
+    pending = [leader, *children]
     while pending:
+        pid = pending[0]
         try:
-            state = process_state(pending[0])
+            state = process_state(pid)
         except (OSError, IndexError):
+            state = "X"
+        if state in ("T", "t"):
             pending.pop(0)
             continue
-        if state in STOPPED_OR_GONE:
+        if state in ("Z", "X"):
+            if pid == leader:
+                raise ProcessLookupError(f"process {pid} has exited (state {state!r}): it cannot be stopped")
             pending.pop(0)
             continue
         if time.monotonic() > deadline:
-            raise TimeoutError(f"process {pending[0]} did not stop within {timeout:g}s of SIGSTOP (state {state!r})")
+            raise TimeoutError(f"process {pid} did not stop within {timeout:g}s of SIGSTOP (state {state!r})")
         time.sleep(0.001)

@@ -168,7 +168,7 @@ class RedisProcess(StartStop):
     def pause(self) -> None:
         """SIGSTOP: the server stops answering but keeps its connections and data (clients time out)."""
         os.kill(self.pid, signal.SIGSTOP)
-        wait_stopped([self.pid])
+        wait_stopped(self.pid)
 
     def resume(self) -> None:
         """SIGCONT after :meth:`pause`: the server answers again, its data and connections as they were."""

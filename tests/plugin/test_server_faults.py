@@ -61,26 +61,39 @@ def test_a_paused_postgres_stops_its_backends_too() -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_waiting_for_a_stop_passes_over_an_exited_child_its_stopped_parent_cannot_reap() -> None:
-    """A backend that exits as the postmaster is paused stays a zombie (``Z``) until the postmaster runs again."""
+def _zombie() -> subprocess.Popen[bytes]:
+    """A child that exited and that this process has not reaped yet (state ``Z``)."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30.0
+    while process_state(child.pid) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert process_state(child.pid) == "Z"
+    return child
+
+
+def test_waiting_for_a_stop_passes_over_an_exited_child_its_stopped_parent_cannot_reap() -> None:
+    """A backend that exits as the postmaster is paused stays a zombie (``Z``) until the postmaster runs again; the
+    leader itself exited is no stop at all."""
+    leader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    zombie = _zombie()
     try:
-        deadline = time.monotonic() + 30.0
-        while process_state(child.pid) != "Z" and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert process_state(child.pid) == "Z"  # exited, not reaped: this process has not waited for it yet
-        wait_stopped([child.pid], timeout=0.5)
+        os.kill(leader.pid, signal.SIGSTOP)
+        wait_stopped(leader.pid, [zombie.pid], timeout=5.0)
+        with pytest.raises(ProcessLookupError, match=rf"process {zombie.pid} has exited \(state 'Z'\)"):
+            wait_stopped(zombie.pid, timeout=0.5)
     finally:
-        child.wait()
+        leader.kill()
+        leader.wait()
+        zombie.wait()
 
 
 def test_waiting_for_a_stop_fails_on_a_process_that_runs_on_naming_its_state() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         with pytest.raises(TimeoutError, match=rf"process {child.pid} did not stop .*state '[RSD]'"):
-            wait_stopped([child.pid], timeout=0.05)
+            wait_stopped(child.pid, timeout=0.05)
         os.kill(child.pid, signal.SIGSTOP)
-        wait_stopped([child.pid], timeout=5.0)
+        wait_stopped(child.pid, timeout=5.0)
         assert process_state(child.pid) == "T"
     finally:
         child.kill()

@@ -168,6 +168,20 @@ def test_a_write_whose_reply_is_lost_is_in_doubt_and_landed(
     assert store.get_item("doc", "s", item) == "w" and store.put_item("doc", "s", item, "x") == 4  # both landed
 
 
+@pytest.mark.parametrize("where", ["sqlite", "postgres"])
+def test_a_reply_delayed_past_the_deadline_is_a_write_in_doubt(where: str, request: pytest.FixtureRequest) -> None:
+    store: MltStore = (
+        open_store("sqlite://", timeout_s=DEADLINE_S) if where == "sqlite" else request.getfixturevalue("pg_store")
+    )
+    item = f"late-{uuid.uuid4().hex}"
+    late = Delay(DEADLINE_S + 0.1)
+    with injected(lambda name, key: late if name == "mlt.put_item.reply" else None):
+        outcome = bounded(lambda: store.put_item("doc", "s", item, "v"), DEADLINE_S + 0.1 + SLACK_S)
+    assert_unavailable(outcome, "put_item", DEADLINE_S)
+    assert getattr(outcome.error, "in_doubt", False), repr(outcome.error)
+    assert store.get_item("doc", "s", item) == "v"  # it landed, and the store answers again
+
+
 def test_in_doubt_survives_a_copy_and_is_off_by_default() -> None:
     import copy
 
